@@ -1,0 +1,1 @@
+"""vaebench harness: profiles and benchmarks the vae workload."""
