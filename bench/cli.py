@@ -79,8 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_profile_parser(commands)
     from bench.compare_cli import add_compare_parser
+    from bench.regress import add_regress_parser
 
     add_compare_parser(commands)
+    add_regress_parser(commands)
+    report = commands.add_parser(
+        "report", help="add the benchmark table to summary.md and draw bench.png",
+        description="Read a saved pytest-benchmark run (default: the newest under "
+                    "OUT/benchmarks) and write its table into OUT/summary.md and OUT/bench.png.")
+    report.add_argument("--json", type=Path, default=None, help="a pytest-benchmark JSON file")
+    report.add_argument("--out", type=Path, default=Path("reports"))
     return parser
 
 
@@ -159,12 +167,31 @@ def run_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_report(args: argparse.Namespace) -> int:
+    from bench import report
+    from bench.results import ResultsError, latest
+
+    try:
+        path = args.json or latest(args.out / "benchmarks")
+        written = report.write(path, args.out)
+    except ResultsError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"Benchmark table from {path} -> {written[0]}; plot -> {written[1]}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         if args.command == "profile":
             return run_profile(args)
+        if args.command == "report":
+            return run_report(args)
+        if args.command == "regress":
+            from bench.regress import run_regress
+
+            return run_regress(args)
         from bench.compare_cli import run_compare
 
         return run_compare(args)

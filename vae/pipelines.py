@@ -16,7 +16,9 @@ resident     whole data set on the device once; permutation+gather there      ev
 ===========  ===============================================================  ==================
 
 ``optimized`` is the name users see for ``resident``. Without CUDA, ``pinned`` and
-``resident`` run their CPU meaning (they then equal ``batched``) and say so once in the log.
+``resident`` run their CPU meaning (they then equal ``batched``) and say so once in the log;
+``pinned`` is marked ``needs_cuda`` (pinned memory means nothing without a GPU), so harnesses
+leave it out on a CPU unless asked.
 
 Each batch fetch runs inside ``record_function("enumerate(DataLoader)#<Class>.__next__")`` so
 TensorBoard's profiler plugin counts it in its DataLoader column, whichever rung it is.
@@ -213,10 +215,12 @@ class PinnedPipeline(BatchedPipeline):
 
 
 class ResidentPipeline(Pipeline):
-    """The whole data set on the device once; permutation and gather happen there."""
+    """The whole data set on the device once; permutation and gather happen there.
+
+    On the CPU the "device" is host memory, so it does the same work as ``batched``.
+    """
 
     name = "resident"
-    needs_cuda = True
 
     def __init__(self, split: MnistSplit, **kw):
         super().__init__(split, **kw)

@@ -1,0 +1,150 @@
+"""``python -m bench regress``: base vs candidate on this machine, interleaved, then compare.
+
+Timings drift *between* runs on a shared machine more than within one (see README), so a
+baseline recorded earlier, or the rounds of one run pooled, cry wolf. Here the base commit is
+checked out into a temporary git worktree, and short benchmark processes of base (A) and
+candidate (B) alternate -- A B, B A, A B, ... -- so drift hits both alike. Each process gives
+one median per benchmark; those per-process medians are the samples the U test sees.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.compare import Rule, compare
+from bench.compare_cli import render
+from bench.results import ResultsError, load
+
+SUITES = "bench/suites"
+
+
+def add_regress_parser(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "regress", help="same-machine interleaved A/B benchmark of a base commit vs the work tree",
+        description="Check out --base into a temporary worktree, run the quick benchmark suites "
+                    "of base and candidate alternately in --rounds short processes each, and "
+                    "compare the per-process medians. Exit 1 on a regression, 2 on bad input.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--base", default=None,
+                   help="git ref of the baseline (default: origin/main if it exists, else HEAD~1)")
+    p.add_argument("--rounds", type=int, default=5, help="benchmark processes per side")
+    p.add_argument("--select", default="step or fetch", help="pytest -k expression of benchmarks")
+    p.add_argument("--out", type=Path, default=Path("reports/regress"))
+    p.add_argument("--data-dir", type=Path, default=Path("data"))
+    p.add_argument("--limit", type=int, default=10_000, help="training samples the pipelines hold")
+    p.add_argument("--threshold", type=float, default=0.05)
+    p.add_argument("--alpha", type=float, default=0.01)
+    p.add_argument("--candidate-pytest-args", default="",
+                   help="extra pytest arguments for the candidate side only (experiments: e.g. "
+                        "'-p my_plugin' to inject a change without committing it)")
+
+
+def _git(*args: str, cwd: Path | None = None) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def resolve_base(ref: str | None, repo: Path) -> tuple[str, str]:
+    """(ref as named, commit sha); raises ValueError with a readable message."""
+    candidates = [ref] if ref else ["origin/main", "HEAD~1"]
+    for name in candidates:
+        try:
+            return name, _git("rev-parse", "--verify", "--quiet", f"{name}^{{commit}}", cwd=repo)
+        except subprocess.CalledProcessError:
+            continue
+    if ref:
+        raise ValueError(f"--base {ref!r} is not a commit of this repository: name a branch, "
+                         "tag or sha (git log --oneline shows them)")
+    raise ValueError("no default base: neither origin/main nor HEAD~1 exists; pass --base REF")
+
+
+def merge_processes(paths: list[Path], target: Path) -> Path:
+    """One JSON per side whose 'rounds' are the per-process medians of each benchmark."""
+    per_name: dict[str, dict] = {}
+    for path in paths:
+        _, benchmarks = load(path)
+        for b in benchmarks:
+            entry = per_name.setdefault(b.name, {"name": b.name, "group": b.group,
+                                                 "params": b.params, "extra_info": b.extra_info,
+                                                 "stats": {"data": []}})
+            entry["stats"]["data"].append(b.median)
+    doc = {"machine_info": {}, "benchmarks": list(per_name.values()),
+           "note": f"each round is the median of one process: {[p.name for p in paths]}"}
+    target.write_text(json.dumps(doc, indent=1))
+    return target
+
+
+def _run_side(root: Path, json_path: Path, args: argparse.Namespace, extra: list[str]) -> None:
+    cmd = [sys.executable, "-m", "pytest", SUITES, "-q", "-p", "no:cacheprovider",
+           "-k", args.select, "--vb-quick", "--vb-data-dir", str(args.data_dir.resolve()),
+           "--vb-limit", str(args.limit), "--benchmark-json", str(json_path), *extra]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
+    if proc.returncode != 0 or not json_path.exists():
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-15:])
+        raise RuntimeError(f"benchmark process in {root} failed (exit {proc.returncode}):\n{tail}")
+
+
+def run_regress(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from bench.cli import UsageError
+
+    repo = Path.cwd()
+    try:
+        repo = Path(_git("rev-parse", "--show-toplevel"))
+        name, sha = resolve_base(args.base, repo)
+        rule = Rule(args.threshold, args.alpha)
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        raise UsageError("not inside a git repository: run `nox -s regress` from a clone") from None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.rounds < 5:
+        raise UsageError(f"--rounds {args.rounds}: at least 5 per side are needed for the U test "
+                         "to reach p < 0.01")
+    args.out.mkdir(parents=True, exist_ok=True)
+    extra = shlex.split(args.candidate_pytest_args)
+    with tempfile.TemporaryDirectory(prefix="vaebench-base-") as tmp:
+        base_root = Path(tmp) / "base"
+        _git("worktree", "add", "--detach", "--force", str(base_root), sha, cwd=repo)
+        try:
+            if not (base_root / SUITES).is_dir():
+                raise UsageError(f"base {name} ({sha[:10]}) has no {SUITES}: pick a newer --base")
+            print(f"Base {name} ({sha[:10]}) vs candidate (work tree {repo}); "
+                  f"{args.rounds} interleaved processes per side")
+            files: dict[str, list[Path]] = {"base": [], "candidate": []}
+            with tqdm(total=2 * args.rounds, unit="process") as bar:
+                for i in range(args.rounds):
+                    order = ("base", "candidate") if i % 2 == 0 else ("candidate", "base")
+                    for side in order:
+                        bar.set_description(side)
+                        path = args.out / f"{side}-{i}.json"
+                        root = base_root if side == "base" else repo
+                        _run_side(root, path, args, extra if side == "candidate" else [])
+                        files[side].append(path)
+                        bar.update()
+        except RuntimeError as exc:
+            raise UsageError(str(exc)) from None
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(base_root)], cwd=repo,
+                           capture_output=True)
+    base_json = merge_processes(files["base"], args.out / "base.json")
+    cand_json = merge_processes(files["candidate"], args.out / "candidate.json")
+    try:
+        _, base = load(base_json)
+        _, cand = load(cand_json)
+    except ResultsError as exc:
+        raise UsageError(str(exc)) from None
+    results, only_base, only_cand = compare(base, cand, rule)
+    print(render(results, only_base, only_cand, rule, markdown=False))
+    md = args.out / "regress.md"
+    md.write_text(render(results, only_base, only_cand, rule, markdown=True))
+    print(f"Table: {md}; per-process JSON: {args.out}/")
+    return 1 if any(r.verdict == "slower" for r in results) else 0
