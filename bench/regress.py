@@ -109,6 +109,7 @@ def run_regress(args: argparse.Namespace) -> int:
     if args.rounds < 5:
         raise UsageError(f"--rounds {args.rounds}: at least 5 per side are needed for the U test "
                          "to reach p < 0.01")
+    args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     extra = shlex.split(args.candidate_pytest_args)
     with tempfile.TemporaryDirectory(prefix="vaebench-base-") as tmp:
