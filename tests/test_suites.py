@@ -38,7 +38,7 @@ def test_report_from_a_real_run(data_root: Path, tmp_path: Path):
     out = tmp_path / "reports"
     out.mkdir()
     json_path = tmp_path / "run.json"
-    proc = run_suites(data_root, "-k", "step or compute_bound", f"--benchmark-json={json_path}")
+    proc = run_suites(data_root, "-k", "step or compute_bound or efficiency", f"--benchmark-json={json_path}")
     assert proc.returncode == 0, proc.stdout[-3000:]
     doc = json.loads(json_path.read_text())
     step = [b for b in doc["benchmarks"] if b["group"] == "step"]
@@ -53,7 +53,7 @@ def test_report_from_a_real_run(data_root: Path, tmp_path: Path):
                              "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert report.returncode == 0, report.stderr
     text = (out / "summary.md").read_text()
-    assert "kept" in text and "## Benchmarks" in text and "Efficiency of `optimized`" in text
+    assert "kept" in text and "## Benchmarks" in text and "Efficiency of `optimized`: " in text
     assert "| naive" in text and (out / "bench.png").stat().st_size > 1000
     # Running the report twice replaces its section instead of appending a second one.
     subprocess.run([sys.executable, "-m", "bench", "report", "--json", str(json_path), "--out",

@@ -49,8 +49,9 @@ def headline(frame: pd.DataFrame) -> str:
     if len(base):
         shares = {p: ref[f"{p}_share"] for p in PHASES}
         top = max(shares, key=shares.get)
-        text += (f" `naive` spends {shares['data']:.0%} of its step fetching data "
-                 f"(its largest part: {top}, {shares[top]:.0%}).")
+        text += f" `naive` spends {shares['data']:.0%} of its step fetching data"
+        text += (", its largest part." if top == "data"
+                 else f" (its largest part is {top}, {shares[top]:.0%}).")
     return text
 
 

@@ -1,0 +1,121 @@
+"""The acceptance measurements of the regression rule: false alarms (A/A) and detection (A/B).
+
+    python -m bench.experiments aa --runs 10            # base = candidate = HEAD
+    python -m bench.experiments ab --copies 5,20,80 --runs 3
+
+Each run is one ``python -m bench regress`` (interleaved processes). For A/A the same
+per-process files are also judged by pytest-benchmark's own rule,
+``--benchmark-compare-fail=median:5%`` (fail when a run's median is > 5% above the previous
+run's), applied to consecutive processes, so both rules see identical timings. The A/B
+candidate loads ``tests/slow_variant.py`` (test-only), which makes the optimized fetch clone
+each batch VB_EXTRA_COPIES more times. Results go to reports/experiments/*.json and stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from itertools import pairwise
+from pathlib import Path
+
+from bench.compare import compare
+from bench.results import load
+
+OUT = Path("reports/experiments")
+
+
+def _regress(out: Path, select: str, extra_env: dict[str, str], candidate_args: str) -> int:
+    cmd = [sys.executable, "-m", "bench", "regress", "--base", "HEAD", "--rounds", "5",
+           "--select", select, "--out", str(out)]
+    if candidate_args:
+        cmd += ["--candidate-pytest-args", candidate_args]
+    env = {**os.environ, **extra_env}
+    return subprocess.run(cmd, env=env, capture_output=True, text=True).returncode
+
+
+def _verdicts(out: Path) -> list[dict]:
+    _, base = load(out / "base.json")
+    _, cand = load(out / "candidate.json")
+    results, _, _ = compare(base, cand)
+    return [{"name": r.name, "ratio": r.ratio, "ci": r.ci, "p": r.p_slower, "verdict": r.verdict,
+             "counters": r.counters} for r in results]
+
+
+def _pytest_benchmark_rule(out: Path, limit: float = 0.05) -> tuple[int, int]:
+    """(fails, comparisons) of median:5% between consecutive processes (time order)."""
+    order = []
+    for i in range(5):
+        order += [f"base-{i}.json", f"candidate-{i}.json"] if i % 2 == 0 else \
+                 [f"candidate-{i}.json", f"base-{i}.json"]
+    runs = [{b.name: b.median for b in load(out / name)[1]} for name in order]
+    fails = total = 0
+    for prev, cur in pairwise(runs):
+        for name in cur.keys() & prev.keys():
+            total += 1
+            fails += cur[name] > prev[name] * (1 + limit)
+    return fails, total
+
+
+def aa(runs: int, select: str) -> dict:
+    rows, pb_fails, pb_total = [], 0, 0
+    for i in range(runs):
+        out = OUT / f"aa-{i}"
+        _regress(out, select, {}, "")
+        verdicts = _verdicts(out)
+        fails, total = _pytest_benchmark_rule(out)
+        pb_fails, pb_total = pb_fails + fails, pb_total + total
+        slower = [v["name"] for v in verdicts if v["verdict"] == "slower"]
+        rows.append({"run": i, "slower": slower, "verdicts": verdicts,
+                     "pytest_benchmark_median5_fails": fails, "pytest_benchmark_comparisons": total})
+        print(f"A/A run {i}: our rule slower={len(slower)}/{len(verdicts)}; "
+              f"pytest-benchmark median:5% fails={fails}/{total}", flush=True)
+    summary = {"runs": runs, "comparisons": sum(len(r["verdicts"]) for r in rows),
+               "our_slower": sum(len(r["slower"]) for r in rows),
+               "pytest_benchmark_fails": pb_fails, "pytest_benchmark_comparisons": pb_total,
+               "rows": rows}
+    print(json.dumps({k: v for k, v in summary.items() if k != "rows"}))
+    return summary
+
+
+def ab(copies: list[int], runs: int, select: str) -> dict:
+    tests = str(Path("tests").resolve())
+    rows = []
+    for n in copies:
+        for i in range(runs):
+            out = OUT / f"ab-{n}-{i}"
+            env = {"VB_EXTRA_COPIES": str(n),
+                   "PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])}
+            _regress(out, select, env, "-p slow_variant")
+            for v in _verdicts(out):
+                rows.append({"copies": n, "run": i, **v})
+                print(f"A/B copies={n} run {i}: {v['name']} ratio {v['ratio']:.3f} "
+                      f"[{v['ci'][0]:.3f}, {v['ci'][1]:.3f}] p={v['p']:.3g} -> {v['verdict']} "
+                      f"{v['counters']}", flush=True)
+    return {"rows": rows}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.experiments", description=__doc__)
+    sub = parser.add_subparsers(dest="kind", required=True)
+    p_aa = sub.add_parser("aa", help="false alarms: the same commit on both sides")
+    p_aa.add_argument("--runs", type=int, default=10)
+    p_aa.add_argument("--select", default="step or fetch")
+    p_ab = sub.add_parser("ab", help="detection: the optimized fetch made slower on purpose")
+    p_ab.add_argument("--copies", default="5,20,80")
+    p_ab.add_argument("--runs", type=int, default=3)
+    p_ab.add_argument("--select", default="resident")
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    if args.kind == "aa":
+        result = aa(args.runs, args.select)
+    else:
+        result = ab([int(c) for c in args.copies.split(",")], args.runs, args.select)
+    (OUT / f"{args.kind}.json").write_text(json.dumps(result, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
