@@ -2,10 +2,11 @@
 
 A benchmark is ``slower`` only when its median ratio (candidate / baseline) exceeds
 ``1 + threshold`` **and** a one-sided Mann-Whitney U test says the candidate's samples are
-larger with p < ``alpha`` **and** the 95% interval of the ratio lies above 1; ``faster``
-mirrors that; ``noisy`` when there are too few samples to reach ``alpha`` at all, or when
-either side's spread (IQR / median) exceeds ``max_spread``: then no verdict is honest;
-``unchanged`` otherwise. So noise alone cannot produce ``slower``. The ratio comes with a 95%
+larger with p < ``alpha`` **and** the 95% interval of the ratio lies above 1 -- above
+``1 + threshold`` when either side's spread (IQR / median) exceeds ``max_spread``, so wide
+noise needs a clear shift; ``faster`` mirrors that; ``noisy`` when there are too few samples
+to reach ``alpha`` at all, or the spread is wide and no shift is clear; ``unchanged``
+otherwise. The ratio comes with a 95%
 bootstrap confidence interval. Deterministic counters (``*_per_step`` in extra_info) are
 compared exactly: a slowdown with a jump in operator calls is explained, not guessed.
 
@@ -86,14 +87,15 @@ def decide(base: Sequence[float], cand: Sequence[float], rule: Rule = Rule()
     if min(len(base), len(cand)) < rule.min_samples or min_attainable_p(len(base), len(cand)) >= rule.alpha:
         return "noisy", ratio, float("nan"), ci
     p_slower = float(sps.mannwhitneyu(cand, base, alternative="greater").pvalue)
-    if max(relative_spread(base), relative_spread(cand)) > rule.max_spread:
-        return "noisy", ratio, p_slower, ci
     p_faster = float(sps.mannwhitneyu(cand, base, alternative="less").pvalue)
-    if ratio > 1 + rule.threshold and p_slower < rule.alpha and ci[0] > 1:
+    spread = max(relative_spread(base), relative_spread(cand)) > rule.max_spread
+    # With a wide spread, ask more: the whole interval beyond the threshold, not just beyond 1.
+    slower_bound = 1 + rule.threshold if spread else 1.0
+    if ratio > 1 + rule.threshold and p_slower < rule.alpha and ci[0] > slower_bound:
         return "slower", ratio, p_slower, ci
-    if ratio < 1 / (1 + rule.threshold) and p_faster < rule.alpha and ci[1] < 1:
+    if ratio < 1 / (1 + rule.threshold) and p_faster < rule.alpha and ci[1] < 1 / slower_bound:
         return "faster", ratio, p_slower, ci
-    return "unchanged", ratio, p_slower, ci
+    return ("noisy" if spread else "unchanged"), ratio, p_slower, ci
 
 
 def _counter_changes(base: Benchmark, cand: Benchmark) -> dict[str, tuple[float, float]]:

@@ -32,6 +32,9 @@ def add_compare_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--alpha", type=float, default=0.01, help="significance level of the U test")
     p.add_argument("--min-samples", type=int, default=5,
                    help="fewer samples per side than this -> noisy")
+    p.add_argument("--max-spread", type=float, default=0.25,
+                   help="IQR/median above this on either side: the 95%% interval must clear "
+                        "1 + threshold, else noisy")
     p.add_argument("--markdown", type=Path, default=None, help="also write the table here")
 
 
@@ -59,7 +62,9 @@ def render(results, only_base, only_cand, rule: Rule, markdown: bool) -> str:
             else "No regression.")
     lines = [("## " if markdown else "") + head, "",
              f"Rule: slower = median ratio > {1 + rule.threshold:.2f} and one-sided Mann-Whitney "
-             f"U p < {rule.alpha}; ratio = candidate / baseline with a 95% bootstrap interval.", "",
+             f"U p < {rule.alpha} and the ratio's 95% bootstrap interval above 1 (above "
+             f"{1 + rule.threshold:.2f} when IQR/median > {rule.max_spread}); "
+             "ratio = candidate / baseline.", "",
              body]
     for label, names in (("only in the baseline", only_base), ("only in the candidate", only_cand)):
         if names:
@@ -71,7 +76,7 @@ def run_compare(args: argparse.Namespace) -> int:
     from bench.cli import UsageError
 
     try:
-        rule = Rule(args.threshold, args.alpha, args.min_samples)
+        rule = Rule(args.threshold, args.alpha, args.min_samples, args.max_spread)
         _, base = load(args.baseline)
         _, cand = load(args.candidate)
     except (ResultsError, ValueError) as exc:

@@ -2,6 +2,7 @@
 
     python -m bench.experiments aa --runs 10            # base = candidate = HEAD
     python -m bench.experiments ab --copies 5,20,80 --runs 3
+    python -m bench.experiments evaluate                # re-judge saved runs with today's rule
 
 Each run is one ``python -m bench regress`` (interleaved processes). For A/A the same
 per-process files are also judged by pytest-benchmark's own rule,
@@ -27,8 +28,9 @@ from bench.results import load
 OUT = Path("reports/experiments")
 
 
-def _regress(out: Path, select: str, extra_env: dict[str, str], candidate_args: str) -> int:
-    cmd = [sys.executable, "-m", "bench", "regress", "--base", "HEAD", "--rounds", "5",
+def _regress(out: Path, select: str, extra_env: dict[str, str], candidate_args: str,
+             rounds: int = 5) -> int:
+    cmd = [sys.executable, "-m", "bench", "regress", "--base", "HEAD", "--rounds", str(rounds),
            "--select", select, "--out", str(out)]
     if candidate_args:
         cmd += ["--candidate-pytest-args", candidate_args]
@@ -80,21 +82,46 @@ def aa(runs: int, select: str) -> dict:
     return summary
 
 
-def ab(copies: list[int], runs: int, select: str) -> dict:
+def ab(copies: list[int], runs: int, select: str, rounds: int = 5) -> dict:
     tests = str(Path("tests").resolve())
     rows = []
     for n in copies:
         for i in range(runs):
-            out = OUT / f"ab-{n}-{i}"
+            out = OUT / (f"ab-{n}-{i}" if rounds == 5 else f"ab-{n}-{i}-r{rounds}")
             env = {"VB_EXTRA_COPIES": str(n),
                    "PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])}
-            _regress(out, select, env, "-p slow_variant")
+            _regress(out, select, env, "-p slow_variant", rounds)
             for v in _verdicts(out):
                 rows.append({"copies": n, "run": i, **v})
                 print(f"A/B copies={n} run {i}: {v['name']} ratio {v['ratio']:.3f} "
                       f"[{v['ci'][0]:.3f}, {v['ci'][1]:.3f}] p={v['p']:.3g} -> {v['verdict']} "
                       f"{v['counters']}", flush=True)
     return {"rows": rows}
+
+
+def evaluate() -> dict:
+    """Re-judge every saved aa-*/ab-* run with the current rule: one table, no new timing."""
+    from collections import Counter
+
+    aa_counts: Counter[str] = Counter()
+    ab_rows = []
+    for out in sorted(OUT.glob("aa-*")):
+        if (out / "candidate.json").exists():
+            aa_counts.update(v["verdict"] for v in _verdicts(out))
+    def order(d: Path) -> list[int]:
+        return [int(x.lstrip("r")) for x in d.name.split("-")[1:]]
+
+    for out in sorted(OUT.glob("ab-*-*"), key=order):
+        if not (out / "candidate.json").exists():
+            continue
+        copies = int(out.name.split("-")[1])
+        ab_rows += [{"copies": copies, "run": out.name, **v} for v in _verdicts(out)]
+    print(f"A/A: {sum(aa_counts.values())} comparisons -> {dict(aa_counts)}")
+    for row in ab_rows:
+        lo, hi = row["ci"]
+        print(f"A/B {row['run']:>9} {row['name']:<28} ratio {row['ratio']:6.2f} [{lo:5.2f}, {hi:5.2f}]"
+              f" p={row['p']:.3g} -> {row['verdict']}")
+    return {"aa": dict(aa_counts), "ab": ab_rows}
 
 
 def main() -> int:
@@ -107,12 +134,16 @@ def main() -> int:
     p_ab.add_argument("--copies", default="5,20,80")
     p_ab.add_argument("--runs", type=int, default=3)
     p_ab.add_argument("--select", default="resident")
+    p_ab.add_argument("--rounds", dest="procs", type=int, default=5, help="processes per side")
+    sub.add_parser("evaluate", help="re-judge the saved runs in reports/experiments with the current rule")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
-    if args.kind == "aa":
+    if args.kind == "evaluate":
+        result = evaluate()
+    elif args.kind == "aa":
         result = aa(args.runs, args.select)
     else:
-        result = ab([int(c) for c in args.copies.split(",")], args.runs, args.select)
+        result = ab([int(c) for c in args.copies.split(",")], args.runs, args.select, args.procs)
     (OUT / f"{args.kind}.json").write_text(json.dumps(result, indent=1, default=str))
     return 0
 

@@ -41,6 +41,7 @@ def add_regress_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=10_000, help="training samples the pipelines hold")
     p.add_argument("--threshold", type=float, default=0.05)
     p.add_argument("--alpha", type=float, default=0.01)
+    p.add_argument("--max-spread", type=float, default=0.25)
     p.add_argument("--candidate-pytest-args", default="",
                    help="extra pytest arguments for the candidate side only (experiments: e.g. "
                         "'-p my_plugin' to inject a change without committing it)")
@@ -101,7 +102,7 @@ def run_regress(args: argparse.Namespace) -> int:
     try:
         repo = Path(_git("rev-parse", "--show-toplevel"))
         name, sha = resolve_base(args.base, repo)
-        rule = Rule(args.threshold, args.alpha)
+        rule = Rule(args.threshold, args.alpha, max_spread=args.max_spread)
     except (subprocess.CalledProcessError, FileNotFoundError):
         raise UsageError("not inside a git repository: run `nox -s regress` from a clone") from None
     except ValueError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -65,3 +66,27 @@ def test_report_without_runs_says_what_to_do(tmp_path: Path):
     proc = subprocess.run([sys.executable, "-m", "bench", "report", "--out", str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "nox -s bench" in proc.stderr
+
+
+@pytest.mark.slow
+def test_a_crashing_benchmark_does_not_lose_the_others(data_root: Path, tmp_path: Path):
+    plugin = tmp_path / "break_tensor.py"
+    plugin.write_text(
+        "from vae import pipelines\n"
+        "class Broken(pipelines.TensorPipeline):\n"
+        "    def _batches(self):\n"
+        "        raise RuntimeError('deliberately broken for the test')\n"
+        "        yield\n"
+        "def pytest_configure(config):\n"
+        "    pipelines.PIPELINES['tensor'] = Broken\n"
+    )
+    json_path = tmp_path / "run.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "bench/suites", "-p", "no:cacheprovider", "-p", "break_tensor",
+         "-k", "fetch", "--vb-data-dir", str(data_root), "--vb-limit", "300", "--vb-quick",
+         f"--benchmark-json={json_path}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert proc.returncode == 1, proc.stdout[-2000:]
+    names = {b["name"] for b in json.loads(json_path.read_text())["benchmarks"]}
+    assert names == {"test_fetch[naive]", "test_fetch[batched]", "test_fetch[resident]"}
