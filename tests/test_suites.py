@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +32,10 @@ def test_every_benchmark_runs_once_as_a_smoke_test(data_root: Path):
     proc = run_suites(data_root, "--benchmark-disable")
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "failed" not in proc.stdout.splitlines()[-1]
-    assert "pinned: needs CUDA" in proc.stdout or "gpu" in proc.stdout.lower()
+    if torch.cuda.is_available():  # every rung and the host-to-device copy run
+        assert "skipped" not in proc.stdout.splitlines()[-1]
+    else:  # the GPU-only ones are skipped with their reason, never dropped silently
+        assert "pinned: needs CUDA" in proc.stdout and "no CUDA device here" in proc.stdout
 
 
 @pytest.mark.slow
@@ -89,4 +93,7 @@ def test_a_crashing_benchmark_does_not_lose_the_others(data_root: Path, tmp_path
         env={**os.environ, "PYTHONPATH": str(tmp_path)})
     assert proc.returncode == 1, proc.stdout[-2000:]
     names = {b["name"] for b in json.loads(json_path.read_text())["benchmarks"]}
-    assert names == {"test_fetch[naive]", "test_fetch[batched]", "test_fetch[resident]"}
+    expected = {"test_fetch[naive]", "test_fetch[batched]", "test_fetch[resident]"}
+    if torch.cuda.is_available():
+        expected.add("test_fetch[pinned]")
+    assert names == expected  # all but the broken `tensor`

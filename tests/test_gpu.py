@@ -1,0 +1,92 @@
+"""The GPU paths: pinned memory and its side-stream copies, the device-resident data set, CUDA
+training and CUDA traces. Each test needs a CUDA device and is skipped with a reason without one
+(see conftest.py); `test_pipelines.py` checks that the GPU batches match the CPU ones."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench import cli
+from bench.counters import count_step
+from bench.runner import Workload
+from bench.spec import RunSpec
+from vae.pipelines import make_pipeline
+from vae.train import train_epoch
+
+pytestmark = pytest.mark.gpu
+
+BATCH_BYTES = 100 * 784 * 4  # one float32 (100, 784) batch
+
+
+def test_pinned_stages_batches_in_pinned_memory(train_split):
+    pipeline = make_pipeline("pinned", train_split, device="cuda")
+    assert pipeline.data.is_pinned()
+    assert all(buffer.is_pinned() for buffer in pipeline.staging)
+    batches = list(pipeline)
+    assert all(b.device.type == "cuda" and b.shape == (100, 784) for b in batches)
+
+
+def _trace_events(trace_dir: Path) -> list[dict]:
+    (trace,) = trace_dir.glob("*.json")
+    return json.loads(trace.read_text())["traceEvents"]
+
+
+def test_pinned_copies_run_on_a_side_stream(train_split, tmp_path: Path):
+    """The point of `pinned`: the host-to-device copy is not on the stream that trains."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from vae.model import VAE
+
+    model = VAE().cuda()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    pipeline = make_pipeline("pinned", train_split, device="cuda")
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        train_epoch(model, pipeline, optimizer)
+        torch.cuda.synchronize()
+    prof.export_chrome_trace(str(tmp_path / "t.json"))
+    events = _trace_events(tmp_path)
+    copy_streams = {e["args"]["stream"] for e in events
+                    if e.get("cat") == "gpu_memcpy" and "HtoD" in e.get("name", "")}
+    kernel_streams = {e["args"]["stream"] for e in events if e.get("cat") == "kernel"}
+    assert copy_streams and kernel_streams
+    assert not copy_streams & kernel_streams, (copy_streams, kernel_streams)
+
+
+@pytest.mark.parametrize(("name", "copies"), [("batched", 1), ("pinned", 1), ("resident", 0)])
+def test_host_to_device_copies_per_step(name, copies, data_root: Path, train_split):
+    """`resident` copies nothing per step; the host-memory pipelines copy one batch (for `pinned`,
+    the next one, while this one trains)."""
+    spec = RunSpec(pipeline=name, device="cuda", limit=600, data_dir=str(data_root))
+    counters = count_step(Workload(spec, train_split, torch.device("cuda")), steps=3)
+    assert counters.h2d_copies_per_step == copies
+    assert counters.h2d_bytes_per_step == copies * BATCH_BYTES
+
+
+def test_profile_on_cuda_records_gpu_kernels(data_root: Path, tmp_path: Path):
+    out = tmp_path / "reports"
+    args = ["profile", "--data-dir", str(data_root), "--out", str(out), "--steps", "3", "--warmup", "1",
+            "--limit", "300", "--pipelines", "pinned,resident", "--device", "cuda", "--no-progress"]
+    assert cli.main(args) == 0
+    for name in ("pinned", "resident"):
+        events = _trace_events(out / "tb" / name)
+        assert any(e.get("cat") == "kernel" for e in events), name
+    summary = (out / "summary.md").read_text()
+    assert "| pinned" in summary and "| resident" in summary and "cuda" in summary
+
+
+@pytest.mark.slow
+def test_train_cli_on_cuda(data_root: Path, tmp_path: Path):
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "vae", "train", "--device", "cuda", "--data-dir",
+                           str(data_root), "--out", str(out), "--epochs", "1", "--limit", "300",
+                           "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    for name in ("orig_data.png", "reconstructions.png", "generated_samples.png"):
+        assert (out / name).is_file(), name
+    assert "cuda" in (out / "train.log").read_text()
