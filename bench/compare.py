@@ -6,9 +6,9 @@ larger with p < ``alpha`` **and** the 95% interval of the ratio lies above 1 -- 
 ``1 + threshold`` when either side's spread (IQR / median) exceeds ``max_spread``, so wide
 noise needs a clear shift; ``faster`` mirrors that; ``noisy`` when there are too few samples
 to reach ``alpha`` at all, or the spread is wide and no shift is clear; ``unchanged``
-otherwise. The ratio comes with a 95%
-bootstrap confidence interval. Deterministic counters (``*_per_step`` in extra_info) are
-compared exactly: a slowdown with a jump in operator calls is explained, not guessed.
+otherwise. The ratio comes with a 95% bootstrap confidence interval. Deterministic counters
+(``*_per_step`` in extra_info) are compared exactly: a slowdown with a jump in operator calls
+is explained, not guessed.
 
 Anchors: asv continuous (Mann-Whitney U, p < 0.002, factor 1.1), Google Benchmark compare.py.
 """

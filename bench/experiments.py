@@ -108,6 +108,7 @@ def evaluate() -> dict:
     for out in sorted(OUT.glob("aa-*")):
         if (out / "candidate.json").exists():
             aa_counts.update(v["verdict"] for v in _verdicts(out))
+
     def order(d: Path) -> list[int]:
         return [int(x.lstrip("r")) for x in d.name.split("-")[1:]]
 

@@ -153,3 +153,10 @@ def test_cli_bad_input(tmp_path: Path, content: str | None, phrase: str):
         bad.write_text(content)
     proc = _compare(good, bad)
     assert proc.returncode == 2 and phrase in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cli_rejects_a_bad_rule(tmp_path: Path):
+    good = _write(tmp_path / "good.json", {"t": [1.0] * 5})
+    proc = _compare(good, good, "--max-spread", "0")
+    assert proc.returncode == 2 and "max_spread must be positive" in proc.stderr
+    assert "Traceback" not in proc.stderr
