@@ -135,7 +135,7 @@ def main() -> int:
     p_ab.add_argument("--copies", default="5,20,80")
     p_ab.add_argument("--runs", type=int, default=3)
     p_ab.add_argument("--select", default="resident")
-    p_ab.add_argument("--rounds", dest="procs", type=int, default=5, help="processes per side")
+    p_ab.add_argument("--rounds", type=int, default=5, help="processes per side")
     sub.add_parser("evaluate", help="re-judge the saved runs in reports/experiments with the current rule")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
@@ -144,7 +144,7 @@ def main() -> int:
     elif args.kind == "aa":
         result = aa(args.runs, args.select)
     else:
-        result = ab([int(c) for c in args.copies.split(",")], args.runs, args.select, args.procs)
+        result = ab([int(c) for c in args.copies.split(",")], args.runs, args.select, args.rounds)
     (OUT / f"{args.kind}.json").write_text(json.dumps(result, indent=1, default=str))
     return 0
 

@@ -41,7 +41,9 @@ def add_regress_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=10_000, help="training samples the pipelines hold")
     p.add_argument("--threshold", type=float, default=0.05)
     p.add_argument("--alpha", type=float, default=0.01)
-    p.add_argument("--max-spread", type=float, default=0.25)
+    p.add_argument("--max-spread", type=float, default=0.25,
+                   help="IQR/median above this on either side: the ratio's 95%% interval must "
+                        "clear 1 + threshold, else the verdict is noisy")
     p.add_argument("--candidate-pytest-args", default="",
                    help="extra pytest arguments for the candidate side only (experiments: e.g. "
                         "'-p my_plugin' to inject a change without committing it)")
