@@ -1,183 +1,158 @@
-"""``python -m bench``: profile the pipeline ladder into reports/, compare benchmark runs.
+"""``python -m bench`` (or ``vaebench``): measure a training loop's variants, re-render a run,
+compare benchmark files, check a change for regressions.
 
-Arguments are checked before any profiling starts; bad input ends with a one-line
-``error:`` message and exit code 2, never a traceback.
+This module only parses, validates and dispatches; torch is imported by the command that
+needs it, so ``--help`` and ``compare`` answer at once. Bad input ends with one ``error:``
+line and exit code 2, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
+from bench.errors import UsageError
 
-from bench.runner import TOOLS, ProfileReport, passes_per_run, profile
-from bench.spec import RunSpec
-from vae.cli import add_data_arguments, positive_int, setup_logging
-from vae.data import DataError, load_mnist
-from vae.device import DEVICES, DeviceError, resolve_device
-from vae.pipelines import LADDER, PIPELINES, canonical_name
-
-log = logging.getLogger("bench")
-
-OPEN_HINTS = """\
-Open them with:
-  snakeviz {out}/naive.prof                 # cProfile, one file (or the folder: snakeviz {out})
-  python -m line_profiler {out}/naive.lprof # line by line
-  tensorboard --logdir {out}/tb             # PyTorch Profiler tab (also: ui.perfetto.dev)"""
+BUILTIN = "bench.workloads.ladder:make"  # = bench.workload.BUILTIN (not imported: it needs torch)
+TOOLS = ("cprofile", "lines", "kineto")
 
 
-class UsageError(Exception):
-    """Bad command-line input; main() prints it as one line and exits 2."""
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
 
 
 def comma_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def default_pipelines(device: torch.device) -> tuple[list[str], dict[str, str]]:
-    """The rungs that mean something on ``device``, and why the others are left out."""
-    chosen, skipped = [], {}
-    for name in LADDER:
-        if PIPELINES[name].needs_cuda and device.type != "cuda":
-            skipped[name] = "needs CUDA (on the CPU it runs as `batched`; ask for it with --pipelines)"
-        else:
-            chosen.append(name)
-    return chosen, skipped
-
-
-def add_profile_parser(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser(
-        "profile", help="profile each pipeline with cProfile, line_profiler and torch.profiler",
-        description="Profile training steps of each pipeline of the ladder and write .prof, "
-                    ".lprof/.lines.txt, Kineto traces (tb/), operator tables, summary.csv/.md "
-                    "and plots into --out. Timings come from a pass with no profiler attached.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--pipelines", type=comma_list, default=None,
-                   help=f"comma list from: {', '.join(PIPELINES)} (default: every rung that "
-                        "runs natively on the device)")
-    p.add_argument("--device", choices=DEVICES, default="auto")
-    p.add_argument("--steps", type=positive_int, default=30, help="measured steps per pass")
-    p.add_argument("--warmup", type=int, default=5, help="unmeasured steps before each pass")
+def _add_workload_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workload", default=BUILTIN,
+                   help="the training loop to measure: a factory named module:function or "
+                        "path/to/file.py:function (see README, 'Your own workload')")
+    p.add_argument("--data-dir", type=Path, default=Path("data"),
+                   help="data folder handed to the workload (built-in: MNIST/raw/*-ubyte in "
+                        "torchvision's layout, else a generated MNIST-shaped set cached there)")
+    p.add_argument("--dataset", default="auto", help="built-in workload: auto | mnist | synthetic")
+    p.add_argument("--limit", type=positive_int, default=None,
+                   help="use only the first LIMIT training samples (a small debug set)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--batch-size", type=positive_int, default=100)
-    p.add_argument("--tools", type=comma_list, default=list(TOOLS),
-                   help=f"comma list from: {', '.join(TOOLS)}")
-    p.add_argument("--out", type=Path, default=Path("reports"))
     p.add_argument("--threads", type=positive_int, default=None,
-                   help="torch intra-op threads (default: torch's choice)")
+                   help="torch intra-op threads (default: torch's choice; recorded either way)")
     p.add_argument("--seed", type=int, default=0)
+
+
+def _add_profile_parser(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "profile", help="measure every variant interleaved, profile each, write reports/",
+        description="Measure the workload's variants in interleaved rounds (order rotated each "
+                    "round), time full epochs of the first and last, count operators, then run "
+                    "cProfile, line_profiler and torch.profiler passes. Writes run.json (raw "
+                    "samples) and, from it, summary.md/.csv, ladder.csv, speedup.png, "
+                    "breakdown.png, .prof, .lprof, tb/ traces into --out.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_workload_arguments(p)
+    p.add_argument("--variants", type=comma_list, default=None,
+                   help="comma list of the workload's variants (default: all; the first is the "
+                        "baseline). Built-in: naive,tensor,batched,pinned,resident (optimized)")
+    p.add_argument("--rounds", type=positive_int, default=20, help="interleaved rounds")
+    p.add_argument("--steps", type=positive_int, default=10, help="timed steps per round")
+    p.add_argument("--warmup", type=non_negative_int, default=5, help="steps per variant before round 1")
+    p.add_argument("--epochs", type=non_negative_int, default=1,
+                   help="full epochs timed end to end for the first and the last variant (0: none)")
+    p.add_argument("--tools", type=comma_list, default=list(TOOLS),
+                   help=f"profilers, comma list from: {', '.join(TOOLS)} (or 'none')")
+    p.add_argument("--profile-rounds", type=positive_int, default=6,
+                   help="pairs of plain/profiled rounds per profiler (its overhead's samples)")
+    p.add_argument("--no-bound", action="store_true", help="skip the compute-only bound")
+    p.add_argument("--no-counters", action="store_true", help="skip the exact operator/call counts")
+    p.add_argument("--quick", action="store_true",
+                   help="a smoke run: 8 rounds of 5 steps, 5 profile pairs, no full epoch")
+    p.add_argument("--out", type=Path, default=Path("reports"))
     p.add_argument("--no-progress", action="store_true")
-    add_data_arguments(p)
+
+
+def _add_report_parser(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "report", help="re-render summary.md/.csv, ladder.csv and figures from a saved run.json",
+        description="Read a run.json written by `profile` and write its reports again, measuring "
+                    "nothing.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("run", type=Path, nargs="?", default=Path("reports/run.json"))
+    p.add_argument("--out", type=Path, default=None, help="folder for the reports (default: the run's)")
+
+
+def _add_compare_parser(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "compare", help="compare two pytest-benchmark JSON files (raw rounds) for regressions",
+        description="Per benchmark: medians, ratio with a 95%% bootstrap interval, one-sided "
+                    "Mann-Whitney U p-value, verdict (slower/faster/unchanged/noisy) and any "
+                    "change in the deterministic counters. Exit 1 on a regression.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("baseline", type=Path)
+    p.add_argument("candidate", type=Path)
+    p.add_argument("--threshold", type=float, default=0.05,
+                   help="slowdown (fraction) a regression must exceed")
+    p.add_argument("--alpha", type=float, default=0.01, help="significance level of the U test")
+    p.add_argument("--min-samples", type=int, default=5, help="fewer samples per side than this -> noisy")
+    p.add_argument("--max-spread", type=float, default=0.25,
+                   help="IQR/median above this on either side: the 95%% interval must clear "
+                        "1 + threshold, else noisy")
+    p.add_argument("--markdown", type=Path, default=None, help="also write the table here")
+
+
+def _add_regress_parser(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "regress", help="same-machine interleaved A/B benchmark of a base commit vs the work tree",
+        description="Check out --base into a temporary worktree, run the quick benchmark suites "
+                    "of base and candidate alternately in --rounds short processes each, and "
+                    "compare the per-process medians. Exit 1 on a regression, 2 on bad input.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--base", default=None,
+                   help="git ref of the baseline (default: origin/main if it exists, else HEAD~1)")
+    p.add_argument("--workload", default=BUILTIN,
+                   help="the workload both sides benchmark (a file path is read in each side's tree)")
+    p.add_argument("--rounds", type=int, default=5, help="benchmark processes per side")
+    p.add_argument("--select", default="step or fetch", help="pytest -k expression of benchmarks")
+    p.add_argument("--out", type=Path, default=Path("reports/regress"))
+    p.add_argument("--data-dir", type=Path, default=Path("data"))
+    p.add_argument("--limit", type=int, default=10_000, help="training samples the workload holds")
+    p.add_argument("--threshold", type=float, default=0.05)
+    p.add_argument("--alpha", type=float, default=0.01)
+    p.add_argument("--max-spread", type=float, default=0.25,
+                   help="IQR/median above this on either side: the ratio's 95%% interval must "
+                        "clear 1 + threshold, else the verdict is noisy")
+    p.add_argument("--candidate-pytest-args", default="",
+                   help="extra pytest arguments for the candidate side only (experiments: e.g. "
+                        "'-p my_plugin' to inject a change without committing it)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    add_profile_parser(commands)
-    from bench.compare_cli import add_compare_parser
-    from bench.regress import add_regress_parser
-
-    add_compare_parser(commands)
-    add_regress_parser(commands)
-    report = commands.add_parser(
-        "report", help="add the benchmark table to summary.md and draw bench.png",
-        description="Read a saved pytest-benchmark run (default: the newest under "
-                    "OUT/benchmarks) and write its table into OUT/summary.md and OUT/bench.png.")
-    report.add_argument("--json", type=Path, default=None, help="a pytest-benchmark JSON file")
-    report.add_argument("--out", type=Path, default=Path("reports"))
+    _add_profile_parser(commands)
+    _add_report_parser(commands)
+    _add_compare_parser(commands)
+    _add_regress_parser(commands)
     return parser
-
-
-def _validate_profile(args: argparse.Namespace) -> tuple[torch.device, list[str], dict[str, str]]:
-    from bench.publish import check_writable_dir
-
-    try:
-        device = resolve_device(args.device)
-    except DeviceError as exc:
-        raise UsageError(str(exc)) from None
-    if args.pipelines is None:
-        pipelines, skipped = default_pipelines(device)
-    else:
-        pipelines, skipped = args.pipelines, {}
-        for name in pipelines:
-            try:
-                canonical_name(name)
-            except ValueError as exc:
-                raise UsageError(f"--pipelines: {exc}") from None
-        if len(set(pipelines)) != len(pipelines):
-            raise UsageError(f"--pipelines lists a name twice: {','.join(pipelines)}")
-    if not pipelines:
-        raise UsageError("--pipelines is empty: name at least one pipeline")
-    bad = [t for t in args.tools if t not in TOOLS]
-    if bad:
-        raise UsageError(f"--tools: unknown tool {bad[0]!r}: choose from {', '.join(TOOLS)}")
-    if args.warmup < 0:
-        raise UsageError(f"--warmup must be >= 0, got {args.warmup}")
-    if args.limit is not None and args.limit < args.batch_size:
-        raise UsageError(f"--limit {args.limit} is smaller than one batch (--batch-size "
-                         f"{args.batch_size})")
-    try:
-        check_writable_dir(args.out)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    return device, pipelines, skipped
-
-
-def run_profile(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-    from tqdm.contrib.logging import logging_redirect_tqdm
-
-    from bench.publish import publish, staging
-    from bench.writers import write_all
-
-    device, pipelines, skipped = _validate_profile(args)
-    setup_logging()
-    try:
-        split = load_mnist(args.data_dir, train=True, dataset=args.dataset,
-                           download=args.download, limit=args.limit,
-                           progress=not args.no_progress)
-    except DataError as exc:
-        raise UsageError(str(exc)) from None
-    tools = tuple(t for t in TOOLS if t in args.tools)
-    specs = [RunSpec(pipeline=name, device=device.type, batch_size=args.batch_size,
-                     limit=args.limit, steps=args.steps, warmup=args.warmup, seed=args.seed,
-                     threads=args.threads, data_dir=str(args.data_dir), dataset=args.dataset)
-             for name in pipelines]
-    total = sum(passes_per_run(s, tools) for s in specs)
-    report = ProfileReport(runs=[], skipped=skipped)
-    with (logging_redirect_tqdm(), tempfile.TemporaryDirectory(prefix="vaebench-") as scratch,
-          tqdm(total=total, unit="step", disable=args.no_progress) as bar):
-        for spec in specs:
-            bar.set_description(spec.pipeline)
-            report.runs.append(profile(spec, split, tools, Path(scratch), tick=lambda: bar.update()))
-            log.info("%-9s %.2f ms per step (median of %d)", spec.pipeline,
-                     report.runs[-1].median_step * 1e3, spec.steps)
-        with staging(args.out) as stage:
-            write_all(report, stage)
-            written = publish(stage, args.out)
-    from bench.writers.summary import headline, summary_frame
-
-    print(f"\n{headline(summary_frame(report))}")
-    print(f"Wrote {len(written)} files into {args.out}/ (summary: {args.out}/summary.md)")
-    print(OPEN_HINTS.format(out=args.out))
-    return 0
-
-
-def run_report(args: argparse.Namespace) -> int:
-    from bench import report
-    from bench.results import ResultsError, latest
-
-    try:
-        path = args.json or latest(args.out / "benchmarks")
-        written = report.write(path, args.out)
-    except ResultsError as exc:
-        raise UsageError(str(exc)) from None
-    print(f"Benchmark table from {path} -> {written[0]}; plot -> {written[1]}")
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -185,14 +160,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "profile":
+            from bench.commands import run_profile
+
             return run_profile(args)
         if args.command == "report":
+            from bench.commands import run_report
+
             return run_report(args)
         if args.command == "regress":
-            from bench.regress import run_regress
+            from bench.regress.worktree import run_regress
 
             return run_regress(args)
-        from bench.compare_cli import run_compare
+        from bench.regress.compare import run_compare
 
         return run_compare(args)
     except UsageError as exc:

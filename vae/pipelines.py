@@ -53,6 +53,7 @@ class Pipeline(ABC):
 
     name: str = ""
     needs_cuda: bool = False  # True when the rung only means something on a GPU
+    generator: torch.Generator  # the epoch's shuffling; set by each rung
 
     def __init__(self, split: MnistSplit, *, batch_size: int = 100, device: str | torch.device = "cpu",
                  seed: int = 0):
@@ -69,6 +70,14 @@ class Pipeline(ABC):
 
     def __len__(self) -> int:
         return math.ceil(self.num_samples / self.batch_size)
+
+    def rewind(self) -> None:
+        """Re-seed the shuffling, so the next epoch repeats the first epoch's order.
+
+        A harness that restores a model between measured rounds calls this too, so that every
+        round trains on the very same batches.
+        """
+        self.generator.manual_seed(self.seed)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         batches = self._batches()
@@ -111,8 +120,9 @@ class NaivePipeline(Pipeline):
     def __init__(self, split: MnistSplit, **kw):
         super().__init__(split, **kw)
         self.dataset = NaiveDataset(split.images, split.labels)
+        self.generator = torch.Generator().manual_seed(self.seed)
         self.loader = DataLoader(self.dataset, batch_size=self.batch_size, shuffle=True,
-                                 generator=torch.Generator().manual_seed(self.seed))
+                                 generator=self.generator)
 
     def _batches(self) -> Iterator[torch.Tensor]:
         for x, _ in self.loader:
@@ -127,8 +137,9 @@ class TensorPipeline(Pipeline):
     def __init__(self, split: MnistSplit, **kw):
         super().__init__(split, **kw)
         self.dataset = TensorDataset(as_float_tensor(split.images))
+        self.generator = torch.Generator().manual_seed(self.seed)
         self.loader = DataLoader(self.dataset, batch_size=self.batch_size, shuffle=True,
-                                 generator=torch.Generator().manual_seed(self.seed))
+                                 generator=self.generator)
 
     def _batches(self) -> Iterator[torch.Tensor]:
         for (x,) in self.loader:

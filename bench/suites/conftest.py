@@ -1,50 +1,93 @@
 """Fixtures and options of the benchmark suites (run by `nox -s bench`, not by `nox -s tests`).
 
-Options: --vb-data-dir, --vb-dataset, --vb-device, --vb-limit, --vb-threads, --vb-quick.
-Every benchmark records the device, torch version, data set, thread count and pipeline in
-its ``extra_info``; timed functions synchronize the device before returning.
+Options: --vb-workload (a factory, default the built-in VAE ladder), --vb-variants,
+--vb-device, --vb-data-dir, --vb-dataset, --vb-limit, --vb-batch-size, --vb-threads, --vb-quick.
+The variants are read from the workload at collection, so each becomes a parametrized
+benchmark; one that cannot run here is skipped with its reason. Every benchmark records the
+workload, variant, device, torch version, data and thread count in its ``extra_info``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
-from bench.environment import Environment
-from vae.data import MnistSplit, load_mnist
-from vae.device import resolve_device
+from bench.measure.environment import Environment
+from bench.workload import BUILTIN, Context, Unavailable, Variants, WorkloadError, variants_of
+
+_VARIANTS = pytest.StashKey[Variants]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("vaebench")
+    group.addoption("--vb-workload", default=BUILTIN, help="workload factory, module:make or file.py:make")
+    group.addoption("--vb-variants", default=None, help="comma list of variants (default: all)")
     group.addoption("--vb-data-dir", default="data", help="MNIST folder (see python -m vae train --help)")
-    group.addoption("--vb-dataset", default="auto", choices=("auto", "mnist", "synthetic"))
+    group.addoption("--vb-dataset", default="auto", help="auto | mnist | synthetic (built-in workload)")
     group.addoption("--vb-device", default="auto", choices=("auto", "cpu", "cuda"))
-    group.addoption("--vb-limit", type=int, default=10_000, help="training samples the pipelines hold")
-    group.addoption("--vb-epoch-limit", type=int, default=2_000, help="samples in the `epoch` group")
+    group.addoption("--vb-limit", type=int, default=10_000, help="training samples the workload holds")
+    group.addoption("--vb-batch-size", type=int, default=100)
     group.addoption("--vb-threads", type=int, default=None, help="torch intra-op threads")
     group.addoption("--vb-quick", action="store_true", help="fewer rounds: a smoke run")
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise pytest.UsageError("--vb-device cuda: no CUDA device here; use cpu or auto")
+    return torch.device(name)
+
+
+def _variants(config: pytest.Config) -> Variants:
+    if _VARIANTS not in config.stash:
+        threads = config.getoption("--vb-threads")
+        if threads:
+            torch.set_num_threads(threads)
+        asked = config.getoption("--vb-variants")
+        ctx = Context(device=_device(config.getoption("--vb-device")),
+                      batch_size=config.getoption("--vb-batch-size"),
+                      data_dir=Path(config.getoption("--vb-data-dir")),
+                      dataset=config.getoption("--vb-dataset"), limit=config.getoption("--vb-limit"),
+                      variants=tuple(v.strip() for v in asked.split(",")) if asked else None)
+        try:
+            config.stash[_VARIANTS] = variants_of(config.getoption("--vb-workload"), ctx)
+        except WorkloadError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    return config.stash[_VARIANTS]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "variant" in metafunc.fixturenames:
+        metafunc.parametrize("variant", list(_variants(metafunc.config)))
 
 
 class Settings:
     """What the options resolve to, shared by every benchmark of the session."""
 
     def __init__(self, config: pytest.Config):
-        self.device = resolve_device(config.getoption("--vb-device"))
-        threads = config.getoption("--vb-threads")
-        if threads:
-            torch.set_num_threads(threads)
+        self.variants = _variants(config)
         self.quick = bool(config.getoption("--vb-quick"))
-        self.data_dir = Path(config.getoption("--vb-data-dir"))
-        self.dataset = config.getoption("--vb-dataset")
-        self.limit = config.getoption("--vb-limit")
-        self.epoch_limit = config.getoption("--vb-epoch-limit")
-        self.environment = Environment.capture(self.device)
+        self.workload = config.getoption("--vb-workload")
+        self._built: dict[str, Any] = {}
 
     def rounds(self, full: int, quick: int) -> int:
         return quick if self.quick else full
+
+    def work(self, name: str) -> Any:
+        """The built variant (once per session); skipped with its reason when it cannot run here."""
+        if name not in self._built:
+            try:
+                self._built[name] = self.variants.build(name)
+            except Unavailable as exc:
+                self._built[name] = exc
+        built = self._built[name]
+        if isinstance(built, Unavailable):
+            pytest.skip(f"{name}: {built}")
+        return built
 
 
 @pytest.fixture(scope="session")
@@ -52,27 +95,16 @@ def settings(pytestconfig: pytest.Config) -> Settings:
     return Settings(pytestconfig)
 
 
-@pytest.fixture(scope="session")
-def split(settings: Settings) -> MnistSplit:
-    return load_mnist(settings.data_dir, train=True, dataset=settings.dataset,
-                      limit=settings.limit, progress=False)
-
-
-@pytest.fixture(scope="session")
-def epoch_split(split: MnistSplit, settings: Settings) -> MnistSplit:
-    n = min(settings.epoch_limit, len(split))
-    return MnistSplit(split.images[:n], split.labels[:n], split.source, split.root, split.train)
-
-
 @pytest.fixture
-def record(benchmark, settings: Settings, split: MnistSplit):
+def record(benchmark: Any, settings: Settings):
     """Fill a benchmark's extra_info with what a reader needs to trust the number."""
 
-    def _record(**extra: object) -> None:
+    def _record(work: Any, **extra: object) -> None:
+        env = Environment.capture(torch.device(work.device))
         benchmark.extra_info.update(
-            device=settings.device.type, gpu=settings.environment.gpu,
-            torch=torch.__version__, threads=torch.get_num_threads(),
-            dataset=split.description, cpu=settings.environment.cpu, **extra,
-        )
+            workload=settings.workload, device=env.device, gpu=env.gpu, torch=env.torch,
+            threads=env.threads, cpu=env.cpu,
+            data=work.describe() if hasattr(work, "describe") else "",
+            batch_size=getattr(work, "batch_size", None), **extra)
 
     return _record

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats as sps
 
-from bench.results import Benchmark
-from bench.stats import relative_spread
+from bench.measure.stats import relative_spread
+from bench.regress.benchjson import Benchmark
 
 VERDICTS = ("slower", "faster", "unchanged", "noisy")
 

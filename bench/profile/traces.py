@@ -1,4 +1,4 @@
-"""tb/<pipeline>/*.pt.trace.json: Kineto traces for TensorBoard's PyTorch Profiler tab.
+"""tb/<variant>/*.pt.trace.json: Kineto traces for TensorBoard's PyTorch Profiler tab (and Perfetto).
 
 The plugin (torch-tb-profiler 0.4.3, its last release) predates PyTorch filing
 ``record_function`` events under the trace category ``user_annotation``, and drops every
@@ -11,11 +11,8 @@ DataLoader share and the plugin's data-loading advice appear. Perfetto reads eit
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
-
-from bench.runner import ProfileReport
 
 TRACE_GLOB = "*.pt.trace.json"
 
@@ -32,19 +29,14 @@ def fix_categories(trace: dict[str, Any]) -> int:
     return changed
 
 
-def write(report: ProfileReport, out: Path) -> list[Path]:
+def publish_traces(raw_dir: Path, target: Path) -> list[Path]:
+    """Copy every raw trace of ``raw_dir`` into ``target`` with the categories fixed."""
+    target.mkdir(parents=True, exist_ok=True)
     written = []
-    for run in report.runs:
-        if "kineto" not in run.passes:
-            continue
-        target = out / "tb" / run.pipeline
-        if target.exists():
-            shutil.rmtree(target)
-        target.mkdir(parents=True)
-        for raw in sorted(Path(run.passes["kineto"].artifact).glob(TRACE_GLOB)):
-            trace = json.loads(raw.read_text())
-            fix_categories(trace)
-            path = target / raw.name
-            path.write_text(json.dumps(trace))
-            written.append(path)
+    for raw in sorted(raw_dir.glob(TRACE_GLOB)):
+        trace = json.loads(raw.read_text())
+        fix_categories(trace)
+        path = target / raw.name
+        path.write_text(json.dumps(trace))
+        written.append(path)
     return written

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import stats
+from bench.measure import stats
 
 
 class ResultsError(ValueError):

@@ -18,35 +18,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.compare import Rule, compare
-from bench.compare_cli import render
-from bench.results import ResultsError, load
+from bench.regress.benchjson import ResultsError, load
+from bench.regress.compare import render
+from bench.regress.rule import Rule, compare
 
 SUITES = "bench/suites"
-
-
-def add_regress_parser(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser(
-        "regress", help="same-machine interleaved A/B benchmark of a base commit vs the work tree",
-        description="Check out --base into a temporary worktree, run the quick benchmark suites "
-                    "of base and candidate alternately in --rounds short processes each, and "
-                    "compare the per-process medians. Exit 1 on a regression, 2 on bad input.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--base", default=None,
-                   help="git ref of the baseline (default: origin/main if it exists, else HEAD~1)")
-    p.add_argument("--rounds", type=int, default=5, help="benchmark processes per side")
-    p.add_argument("--select", default="step or fetch", help="pytest -k expression of benchmarks")
-    p.add_argument("--out", type=Path, default=Path("reports/regress"))
-    p.add_argument("--data-dir", type=Path, default=Path("data"))
-    p.add_argument("--limit", type=int, default=10_000, help="training samples the pipelines hold")
-    p.add_argument("--threshold", type=float, default=0.05)
-    p.add_argument("--alpha", type=float, default=0.01)
-    p.add_argument("--max-spread", type=float, default=0.25,
-                   help="IQR/median above this on either side: the ratio's 95%% interval must "
-                        "clear 1 + threshold, else the verdict is noisy")
-    p.add_argument("--candidate-pytest-args", default="",
-                   help="extra pytest arguments for the candidate side only (experiments: e.g. "
-                        "'-p my_plugin' to inject a change without committing it)")
 
 
 def _git(*args: str, cwd: Path | None = None) -> str:
@@ -87,7 +63,8 @@ def merge_processes(paths: list[Path], target: Path) -> Path:
 def _run_side(root: Path, json_path: Path, args: argparse.Namespace, extra: list[str]) -> None:
     cmd = [sys.executable, "-m", "pytest", SUITES, "-q", "-p", "no:cacheprovider",
            "-k", args.select, "--vb-quick", "--vb-data-dir", str(args.data_dir.resolve()),
-           "--vb-limit", str(args.limit), "--benchmark-json", str(json_path), *extra]
+           "--vb-limit", str(args.limit), "--vb-workload", args.workload, "--benchmark-json",
+           str(json_path), *extra]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
     if proc.returncode != 0 or not json_path.exists():
@@ -98,7 +75,7 @@ def _run_side(root: Path, json_path: Path, args: argparse.Namespace, extra: list
 def run_regress(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from bench.cli import UsageError
+    from bench.errors import UsageError
 
     repo = Path.cwd()
     try:

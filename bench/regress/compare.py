@@ -6,36 +6,11 @@ Exit status: 0 no regression, 1 at least one benchmark ``slower``, 2 bad input.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import pandas as pd
 
-from bench.compare import Comparison, Rule, compare
-from bench.results import ResultsError, load
-
-
-class CompareUsageError(Exception):
-    pass
-
-
-def add_compare_parser(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser(
-        "compare", help="compare two pytest-benchmark JSON files (raw rounds) for regressions",
-        description="Per benchmark: medians, ratio with a 95%% bootstrap interval, one-sided "
-                    "Mann-Whitney U p-value, verdict (slower/faster/unchanged/noisy) and any "
-                    "change in the deterministic counters. Exit 1 on a regression.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("baseline", type=Path)
-    p.add_argument("candidate", type=Path)
-    p.add_argument("--threshold", type=float, default=0.05,
-                   help="slowdown (fraction) a regression must exceed")
-    p.add_argument("--alpha", type=float, default=0.01, help="significance level of the U test")
-    p.add_argument("--min-samples", type=int, default=5,
-                   help="fewer samples per side than this -> noisy")
-    p.add_argument("--max-spread", type=float, default=0.25,
-                   help="IQR/median above this on either side: the 95%% interval must clear "
-                        "1 + threshold, else noisy")
-    p.add_argument("--markdown", type=Path, default=None, help="also write the table here")
+from bench.regress.benchjson import ResultsError, load
+from bench.regress.rule import Comparison, Rule, compare
 
 
 def table(results: list[Comparison]) -> pd.DataFrame:
@@ -73,7 +48,7 @@ def render(results, only_base, only_cand, rule: Rule, markdown: bool) -> str:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from bench.cli import UsageError
+    from bench.errors import UsageError
 
     try:
         rule = Rule(args.threshold, args.alpha, args.min_samples, args.max_spread)

@@ -1,8 +1,8 @@
 """The acceptance measurements of the regression rule: false alarms (A/A) and detection (A/B).
 
-    python -m bench.experiments aa --runs 10            # base = candidate = HEAD
-    python -m bench.experiments ab --copies 5,20,80 --runs 3
-    python -m bench.experiments evaluate                # re-judge saved runs with today's rule
+    python -m bench.regress.experiments aa --runs 10            # base = candidate = HEAD
+    python -m bench.regress.experiments ab --copies 5,20,80 --runs 3
+    python -m bench.regress.experiments evaluate                # re-judge saved runs with today's rule
 
 Each run is one ``python -m bench regress`` (interleaved processes). For A/A the same
 per-process files are also judged by pytest-benchmark's own rule,
@@ -22,8 +22,8 @@ import sys
 from itertools import pairwise
 from pathlib import Path
 
-from bench.compare import compare
-from bench.results import load
+from bench.regress.benchjson import load
+from bench.regress.rule import compare
 
 OUT = Path("reports/experiments")
 
@@ -126,7 +126,7 @@ def evaluate() -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.experiments", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.regress.experiments", description=__doc__)
     sub = parser.add_subparsers(dest="kind", required=True)
     p_aa = sub.add_parser("aa", help="false alarms: the same commit on both sides")
     p_aa.add_argument("--runs", type=int, default=10)

@@ -31,6 +31,10 @@ class Environment:
     gpu: str  # GPU name, or "none"
 
     @classmethod
+    def from_dict(cls, d: dict[str, object]) -> Environment:
+        return cls(**{f: d[f] for f in cls.__dataclass_fields__})  # type: ignore[arg-type]
+
+    @classmethod
     def capture(cls, device: torch.device) -> Environment:
         gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "none"
         return cls(cpu=cpu_model(), cores=os.cpu_count() or 1, threads=torch.get_num_threads(),

@@ -2,9 +2,9 @@
 
 A slowdown that comes with more operator calls, more host-to-device copies or more Python
 calls per step is explained by them; one that comes with none is machine noise or a change
-inside the kernels. Counted over the steady steps of a fresh epoch (its first step, which also
-draws the permutation and, for `pinned`, starts the prefetch, is left out), so they repeat
-exactly and read as the work of one typical step.
+inside the kernels. Counted over steady steps: the workload is restored (for the built-in
+ladder: a fresh epoch, the same batches every time) and one step runs uncounted first, so
+the epoch's start-up work and the optimizer's lazily created state are left out.
 """
 
 from __future__ import annotations
@@ -12,11 +12,13 @@ from __future__ import annotations
 import cProfile
 import pstats
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from torch.overrides import TorchFunctionMode
 
-from bench.runner import Workload
+from bench.measure.clock import time_steps
+from bench.measure.quiet import without_profiler_chatter
 
 _COPY_FUNCS = {"to", "cuda", "copy_", "_to_copy"}
 
@@ -24,12 +26,12 @@ _COPY_FUNCS = {"to", "cuda", "copy_", "_to_copy"}
 class _H2DCounter(TorchFunctionMode):
     """Counts tensor copies from host memory to an accelerator made through torch functions."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.copies = 0
         self.bytes = 0
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
         out = func(*args, **(kwargs or {}))
         name = getattr(func, "__name__", "")
         if name in _COPY_FUNCS and isinstance(out, torch.Tensor) and out.device.type != "cpu":
@@ -51,32 +53,28 @@ class StepCounters:
         return asdict(self)
 
 
-def count_step(work: Workload, steps: int = 5) -> StepCounters:
-    """Count what ``steps`` training steps of ``work`` do, per step."""
+def count_step(work: Any, snapshot: Any, steps: int = 5) -> StepCounters:
+    """Count what ``steps`` steps of ``work`` do, per step, starting from ``snapshot`` each time."""
     from torch.profiler import ProfilerActivity, profile
 
-    work.warm_up(1)  # the optimizer's first step creates its state: count steady steps only
+    def fresh() -> None:
+        work.restore(snapshot)
+        time_steps(work, 1)  # the uncounted first step
 
-    def fresh_epoch() -> None:
-        work.new_epoch()
-        work.step()  # the epoch's start-up work is not per-step work
-
-    fresh_epoch()
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        for _ in range(steps):
-            work.step()
+    fresh()
+    with without_profiler_chatter(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        time_steps(work, steps)
     ops = sum(e.count for e in prof.key_averages() if e.key.startswith("aten::"))
 
-    fresh_epoch()
+    fresh()
     with _H2DCounter() as h2d:
-        for _ in range(steps):
-            work.step()
+        time_steps(work, steps)
 
-    fresh_epoch()
+    fresh()
     profiler = cProfile.Profile()
     profiler.enable()
-    for _ in range(steps):
-        work.step()
+    time_steps(work, steps)
     profiler.disable()
     calls = pstats.Stats(profiler).total_calls  # type: ignore[attr-defined]
+    work.restore(snapshot)
     return StepCounters(ops / steps, h2d.copies / steps, h2d.bytes / steps, calls / steps)

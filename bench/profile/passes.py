@@ -1,0 +1,166 @@
+"""Profiler passes: each profiler in its own rounds, interleaved with plain rounds, per variant.
+
+Profilers distort each other and the timings, so the step times of a report come from the
+engine's plain interleaved rounds, and each profiler gets its own pass. A pass alternates
+plain and profiled rounds of one variant (plain-tool, tool-plain, ...): their paired ratio is
+the profiler's overhead, with its interval. What the profiler captured is written into
+``out`` as it finishes:
+
+- ``cprofile``: ``<variant>.prof`` (cProfile; ``snakeviz reports/<variant>.prof``)
+- ``lines``: ``<variant>.lprof`` and ``<variant>.lines.txt`` (line_profiler of the workload's
+  ``profiled_functions()``, by default its ``fetch`` and ``step``)
+- ``kineto``: ``tb/<variant>/*.pt.trace.json`` (categories fixed for TensorBoard's plugin)
+  and ``<variant>.ops.txt`` (operator tables); the overhead rounds record what the traced
+  pass records (shapes, memory, stacks) and are then discarded.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.measure.engine import Session
+from bench.measure.quiet import without_profiler_chatter
+from bench.measure.result import ToolTiming
+from bench.profile.traces import publish_traces
+from bench.workload import profiled_functions
+
+TOOLS: tuple[str, ...] = ("cprofile", "lines", "kineto")
+KINETO_WAIT, KINETO_WARMUP, KINETO_ACTIVE = 1, 2, 10
+
+
+def _kineto_kwargs(device: torch.device) -> dict[str, Any]:
+    from torch.profiler import ProfilerActivity
+
+    activities = [ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    return {"activities": activities, "record_shapes": True, "profile_memory": True,
+            "with_stack": True}
+
+
+class _Tool:
+    """A profiler as the pass needs it: a context for one round, then a writer."""
+
+    def __init__(self, session: Session, name: str):
+        self.session, self.name, self.work = session, name, session.works[name]
+
+    def round(self) -> AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def write(self, out: Path) -> list[Path]:
+        raise NotImplementedError
+
+
+class _CProfile(_Tool):
+    def __init__(self, session: Session, name: str):
+        super().__init__(session, name)
+        self.profiler = cProfile.Profile()
+
+    @contextmanager
+    def round(self) -> Iterator[None]:
+        self.profiler.enable()
+        try:
+            yield
+        finally:
+            self.profiler.disable()
+
+    def write(self, out: Path) -> list[Path]:
+        path = out / f"{self.name}.prof"
+        self.profiler.dump_stats(str(path))
+        return [path]
+
+
+class _Lines(_Tool):
+    def __init__(self, session: Session, name: str):
+        from line_profiler import LineProfiler
+
+        super().__init__(session, name)
+        self.profiler = LineProfiler()
+        for fn in profiled_functions(self.work):
+            self.profiler.add_function(fn)
+
+    @contextmanager
+    def round(self) -> Iterator[None]:
+        # Enabled before the round's warm-up step: a generator that starts a fresh data pass
+        # there (created after restore) is traced only if tracing is already on.
+        self.profiler.enable_by_count()
+        try:
+            yield
+        finally:
+            self.profiler.disable_by_count()
+
+    def write(self, out: Path) -> list[Path]:
+        lprof, text = out / f"{self.name}.lprof", out / f"{self.name}.lines.txt"
+        self.profiler.dump_stats(str(lprof))
+        with open(text, "w") as fh:
+            fh.write(f"# line_profiler of {self.name} (times in ms)\n")
+            self.profiler.print_stats(stream=fh, output_unit=1e-3, stripzeros=True)
+        return [lprof, text]
+
+
+class _Kineto(_Tool):
+    def __init__(self, session: Session, name: str):
+        super().__init__(session, name)
+        self.kwargs = _kineto_kwargs(torch.device(self.work.device))
+
+    @contextmanager
+    def round(self) -> Iterator[None]:
+        from torch.profiler import profile
+
+        with without_profiler_chatter(), profile(**self.kwargs):  # recorded as when traced, dropped
+            yield
+
+    def write(self, out: Path) -> list[Path]:
+        """One traced pass with a schedule: wait, warm-up, then up to KINETO_ACTIVE active steps."""
+        from torch.profiler import profile, schedule, tensorboard_trace_handler
+
+        active = min(self.session.plan.steps, KINETO_ACTIVE)
+        with tempfile.TemporaryDirectory(prefix="vaebench-trace-") as raw:
+            prof = profile(schedule=schedule(wait=KINETO_WAIT, warmup=KINETO_WARMUP, active=active,
+                                             repeat=1),
+                           on_trace_ready=tensorboard_trace_handler(raw, worker_name=self.name),
+                           **self.kwargs)
+            with without_profiler_chatter():
+                self.session.run_round(self.name, KINETO_WAIT + KINETO_WARMUP + active,
+                                       wrap=lambda: prof, on_step=prof.step)
+            written = publish_traces(Path(raw), out / "tb" / self.name)
+        sort = "self_cuda_time_total" if "CUDA" in str(self.kwargs["activities"]) else "self_cpu_time_total"
+        ops = out / f"{self.name}.ops.txt"
+        ops.write_text(
+            f"# torch.profiler operators of {self.name} on {self.work.device}, {active} active steps, "
+            f"sorted by self time\n\n{prof.key_averages().table(sort_by=sort, row_limit=30)}\n\n"
+            "# grouped by input shape\n\n"
+            f"{prof.key_averages(group_by_input_shape=True).table(sort_by=sort, row_limit=30)}\n")
+        return [*written, ops]
+
+
+_TOOL_CLASSES: dict[str, type[_Tool]] = {"cprofile": _CProfile, "lines": _Lines, "kineto": _Kineto}
+
+
+def steps_per_pass(rounds: int, steps: int) -> int:
+    """Progress units one pass reports: its timed steps."""
+    return 2 * rounds * steps
+
+
+def profile_pass(session: Session, name: str, tool: str, out: Path, *, rounds: int,
+                 on_step: Callable[[], None] | None = None) -> tuple[ToolTiming, list[Path]]:
+    """``rounds`` pairs of (plain, profiled) rounds of ``name``, then the profiler's files in ``out``."""
+    if tool not in _TOOL_CLASSES:
+        raise ValueError(f"unknown tool {tool!r}: choose from {', '.join(TOOLS)}")
+    profiler = _TOOL_CLASSES[tool](session, name)
+    timing = ToolTiming(plain=[], tool=[])
+    steps = session.plan.steps
+    for r in range(rounds):
+        for which in (("plain", "tool") if r % 2 == 0 else ("tool", "plain")):
+            if which == "plain":
+                timing.plain.append(session.run_round(name, steps, on_step=on_step))
+            else:
+                timing.tool.append(session.run_round(name, steps, wrap=profiler.round, on_step=on_step))
+    return timing, profiler.write(out)

@@ -1,0 +1,1 @@
+"""Built-in workloads (factories named like a user's: ``bench.workloads.ladder:make``)."""
