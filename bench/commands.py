@@ -18,14 +18,22 @@ log = logging.getLogger("bench")
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
-def _setup_logging() -> None:
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to the ``sys.stderr`` of the moment, so a second run in one process (or a captured
+    one) does not write into a stream that is gone."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def setup_logging() -> None:
     root = logging.getLogger()
-    if not any(getattr(h, "_bench", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
-        handler._bench = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
     root.setLevel(logging.INFO)
+    if not any(isinstance(h, _CurrentStderr) for h in root.handlers):
+        handler = _CurrentStderr()
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        root.addHandler(handler)
 
 
 def _device(name: str):  # -> torch.device
@@ -84,7 +92,7 @@ def run_profile(args: argparse.Namespace) -> int:
         check_writable_dir(args.out)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    _setup_logging()
+    setup_logging()
     import torch
 
     from bench.runner import RunSpec, run

@@ -1,7 +1,10 @@
-"""`python -m vae train` as a user runs it: in a subprocess, exit codes and messages."""
+"""`python -m vae train` as a user runs it: exit codes and messages, in-process through
+``vae.cli.main`` (one subprocess smoke test covers the entry point itself)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -13,9 +16,22 @@ import torch
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
 
 
-def run_vae(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_vae(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """``vae.cli.main`` in this process, its exit status and output shaped like a subprocess's."""
+    from vae.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 2
+    return subprocess.CompletedProcess(list(map(str, args)), code, out.getvalue(), err.getvalue())
+
+
+def run_vae_process(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "vae", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, env=ENV, timeout=300)
+                          text=True, env=ENV, timeout=300)
 
 
 def assert_clean_error(proc: subprocess.CompletedProcess[str], *phrases: str) -> None:
@@ -88,7 +104,7 @@ def test_help_explains_the_options():
 @pytest.mark.slow
 def test_train_writes_images_logs_and_tensorboard(tmp_path: Path, data_root: Path):
     out = tmp_path / "run"
-    proc = run_vae("train", "--data-dir", data_root, "--out", out, "--epochs", "2",
+    proc = run_vae_process("train", "--data-dir", data_root, "--out", out, "--epochs", "2",
                    "--limit", "300", "--pipeline", "naive", "--no-progress")
     assert proc.returncode == 0, proc.stderr
     for name in ("orig_data.png", "reconstructions.png", "generated_samples.png", "train.log"):
@@ -107,3 +123,13 @@ def test_train_writes_images_logs_and_tensorboard(tmp_path: Path, data_root: Pat
     assert any(t.startswith("weights/") for t in tags["histograms"])
     assert {"images/orig_data", "images/reconstructions"} <= set(tags["images"])
     assert tags["graph"]
+
+
+def test_two_runs_in_one_process_keep_their_own_logs(tmp_path: Path, data_root: Path):
+    for name in ("one", "two"):
+        proc = run_vae("train", "--data-dir", data_root, "--out", tmp_path / name, "--epochs", "1",
+                       "--limit", "100", "--no-progress", "--pipeline", "batched")
+        assert proc.returncode == 0, proc.stderr
+    first, second = ((tmp_path / n / "train.log").read_text() for n in ("one", "two"))
+    assert str(tmp_path / "one") in first and str(tmp_path / "two") not in first
+    assert str(tmp_path / "two") in second

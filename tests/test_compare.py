@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bench.compare import Rule, compare, decide, ratio_ci
-from bench.results import Benchmark
+from bench import cli
+from bench.regress.benchjson import Benchmark
+from bench.regress.rule import Rule, compare, decide, ratio_ci
 
 rng = np.random.default_rng(42)
 
@@ -116,8 +118,11 @@ def _write(path: Path, data: dict[str, list[float]], counters: dict | None = Non
 
 
 def _compare(*args) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bench", "compare", *map(str, args)],
-                          capture_output=True, text=True, timeout=120)
+    """``bench compare`` in this process; its exit status and output shaped like a subprocess's."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(["compare", *map(str, args)])
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 def test_cli_exit_codes_and_markdown(tmp_path: Path):

@@ -13,9 +13,10 @@ import pytest
 import torch
 
 from bench import cli
-from bench.counters import count_step
-from bench.runner import Workload
-from bench.spec import RunSpec
+from bench.measure.clock import time_steps
+from bench.measure.counters import count_step
+from bench.workload import Context
+from bench.workloads.ladder import LadderWorkload
 from vae.pipelines import make_pipeline
 from vae.train import train_epoch
 
@@ -62,22 +63,35 @@ def test_pinned_copies_run_on_a_side_stream(train_split, tmp_path: Path):
 def test_host_to_device_copies_per_step(name, copies, data_root: Path, train_split):
     """`resident` copies nothing per step; the host-memory pipelines copy one batch (for `pinned`,
     the next one, while this one trains)."""
-    spec = RunSpec(pipeline=name, device="cuda", limit=600, data_dir=str(data_root))
-    counters = count_step(Workload(spec, train_split, torch.device("cuda")), steps=3)
+    work = LadderWorkload(name, train_split, Context(device=torch.device("cuda"), data_dir=data_root))
+    time_steps(work, 2)
+    counters = count_step(work, work.state(), steps=3)
     assert counters.h2d_copies_per_step == copies
     assert counters.h2d_bytes_per_step == copies * BATCH_BYTES
 
 
 def test_profile_on_cuda_records_gpu_kernels(data_root: Path, tmp_path: Path):
     out = tmp_path / "reports"
-    args = ["profile", "--data-dir", str(data_root), "--out", str(out), "--steps", "3", "--warmup", "1",
-            "--limit", "300", "--pipelines", "pinned,resident", "--device", "cuda", "--no-progress"]
+    args = ["profile", "--data-dir", str(data_root), "--out", str(out), "--rounds", "5", "--steps", "3",
+            "--warmup", "1", "--limit", "300", "--variants", "pinned,resident", "--device", "cuda",
+            "--no-progress", "--profile-rounds", "5"]
     assert cli.main(args) == 0
     for name in ("pinned", "resident"):
         events = _trace_events(out / "tb" / name)
         assert any(e.get("cat") == "kernel" for e in events), name
     summary = (out / "summary.md").read_text()
     assert "| pinned" in summary and "| resident" in summary and "cuda" in summary
+
+
+def test_parts_on_cuda_come_from_events_and_add_up(train_split):
+    """On a GPU the parts are timed with CUDA events (no synchronize inside the step): each part is
+    positive and together they fit inside the synchronized run."""
+    work = LadderWorkload("pinned", train_split, Context(device=torch.device("cuda")))
+    time_steps(work, 3)
+    t = time_steps(work, 5)
+    assert set(t.parts) == {"data", "forward", "backward", "optimizer"}
+    assert all(v > 0 for values in t.parts.values() for v in values)
+    assert sum(sum(v) for v in t.parts.values()) <= t.seconds * 1.05
 
 
 @pytest.mark.slow

@@ -16,15 +16,16 @@ import pytest
 from PIL import Image
 
 from bench import cli
-from bench.writers.kineto import fix_categories
-from bench.writers.summary import SUMMARY_COLUMNS
+from bench.measure.result import Result
+from bench.profile.traces import fix_categories
+from bench.render.tables import LADDER_COLUMNS
 
-PIPELINES = ("naive", "batched")
+VARIANTS = ("naive", "batched")
 
 
-def profile_args(data_root: Path, out: Path, pipelines=PIPELINES, *extra: str) -> list[str]:
-    return ["profile", "--data-dir", str(data_root), "--out", str(out), "--steps", "3",
-            "--warmup", "1", "--limit", "300", "--pipelines", ",".join(pipelines),
+def profile_args(data_root: Path, out: Path, variants=VARIANTS, *extra: str) -> list[str]:
+    return ["profile", "--data-dir", str(data_root), "--out", str(out), "--rounds", "5", "--steps", "3",
+            "--warmup", "1", "--profile-rounds", "5", "--limit", "300", "--variants", ",".join(variants),
             "--no-progress", "--threads", "2", *extra]
 
 
@@ -55,7 +56,7 @@ def test_line_profiler_file_has_hits_on_the_fetch(reports: Path):
 
 
 def test_traces_are_valid_and_labelled_for_tensorboard(reports: Path):
-    for name in PIPELINES:
+    for name in VARIANTS:
         traces = list((reports / "tb" / name).glob("*.pt.trace.json"))
         assert len(traces) == 1
         events = json.loads(traces[0].read_text())["traceEvents"]
@@ -86,24 +87,49 @@ def test_ops_tables(reports: Path):
     assert "Self CPU" in text and "aten::addmm" in text and "Input Shapes" in text
 
 
-def test_summary_table_and_sentence(reports: Path):
+def test_run_json_holds_the_raw_samples(reports: Path):
+    result = Result.load(reports / "run.json")
+    assert result.measured == list(VARIANTS)
+    assert result.spec["workload"] == "bench.workloads.ladder:make" and result.machine.threads == 2
+    assert all(len(result.rounds[v]) == 5 and len(result.rounds[v][0].steps) == 3 for v in VARIANTS)
+    assert result.bound_of == "batched" and len(result.rounds["compute-bound"]) == 5
+    assert [len(result.epochs[v]) for v in VARIANTS] == [1, 1]
+    assert len(result.epochs["naive"][0].steps) == 3  # 300 samples = 3 batches: a whole epoch
+    assert result.counters["naive"]["op_calls_per_step"] > result.counters["batched"]["op_calls_per_step"]
+    assert set(result.profiles["naive"]) == {"cprofile", "lines", "kineto"}
+    assert all((reports / p).is_file() for paths in result.artifacts.values() for p in paths)
+
+
+def test_summary_ladder_and_headline(reports: Path):
     frame = pd.read_csv(reports / "summary.csv")
-    assert list(frame.columns) == list(SUMMARY_COLUMNS)
-    assert list(frame["pipeline"]) == list(PIPELINES)
+    assert list(frame["variant"]) == list(VARIANTS)
     shares = frame[["data_share", "forward_share", "backward_share", "optimizer_share"]].sum(axis=1)
     assert ((shares > 0.8) & (shares <= 1.0001)).all()
-    assert (frame["step_ms_median"] > 0).all() and (frame["steps"] == 3).all()
-    assert frame.loc[0, "speedup_vs_naive"] == pytest.approx(1.0)
-    assert (frame["threads"] == 2).all() and frame["cpu"].notna().all()
+    assert (frame["step_ms_median"] > 0).all() and (frame["rounds"] == 5).all()
+    assert frame.loc[0, "speedup_vs_baseline"] == pytest.approx(1.0)
+    assert (frame["threads"] == 2).all() and frame["epoch_s_measured"].notna().all()
+    ladder = pd.read_csv(reports / "ladder.csv")
+    assert tuple(ladder.columns) == LADDER_COLUMNS and list(ladder["variant"]) == list(VARIANTS)
+    assert ladder.loc[1, "verdict_vs_previous"] in ("faster", "slower", "same")
     md = (reports / "summary.md").read_text()
-    assert "Fastest: `" in md and "`naive` spends" in md and "Made " in md
-    assert "synthetic train (300 images" in md
+    assert "Noise: " in md and "## The ladder" in md and "compute-only bound" in md
+    assert "synthetic train (300 images" in md and "`naive` spends" in md
+
+
+def test_report_rerenders_the_same_files_without_measuring(reports: Path, tmp_path: Path, monkeypatch):
+    import bench.runner
+
+    monkeypatch.setattr(bench.runner, "run", lambda *a, **k: pytest.fail("report must not measure"))
+    assert cli.main(["report", str(reports / "run.json"), "--out", str(tmp_path)]) == 0
+    for name in ("summary.md", "summary.csv", "ladder.csv"):
+        assert (tmp_path / name).read_text() == (reports / name).read_text(), name
 
 
 def test_plots_are_images(reports: Path):
     for name in ("breakdown.png", "speedup.png"):
         with Image.open(reports / name) as image:
             assert image.size[0] > 400
+    assert not (reports / "bench.png").exists()  # one speedup figure, not two
 
 
 def test_readme_and_nothing_else_is_left(reports: Path):
@@ -111,68 +137,78 @@ def test_readme_and_nothing_else_is_left(reports: Path):
     assert not list(reports.parent.glob(f".{reports.name}.staging-*"))
 
 
-def test_rerun_replaces_traces_of_that_pipeline(data_root: Path, tmp_path: Path):
+def test_rerun_replaces_traces_of_that_variant(data_root: Path, tmp_path: Path):
     out = tmp_path / "r"
-    assert cli.main(profile_args(data_root, out, ("batched",), "--tools", "kineto")) == 0
+    args = profile_args(data_root, out, ("batched",), "--tools", "kineto", "--no-counters", "--epochs", "0")
+    assert cli.main(args) == 0
     first = {p.name for p in (out / "tb" / "batched").iterdir()}
     time.sleep(0.01)
-    assert cli.main(profile_args(data_root, out, ("batched",), "--tools", "kineto")) == 0
+    assert cli.main(args) == 0
     second = {p.name for p in (out / "tb" / "batched").iterdir()}
     assert len(second) == 1 and first != second
 
 
-def test_failure_half_way_keeps_previous_reports(data_root: Path, tmp_path: Path, monkeypatch):
+def test_interrupt_half_way_keeps_previous_reports(data_root: Path, tmp_path: Path, monkeypatch):
     out = tmp_path / "r"
-    assert cli.main(profile_args(data_root, out, ("batched",), "--tools", "cprofile")) == 0
-    before = (out / "summary.csv").read_bytes()
-    real = cli.profile
-    calls = []
+    args = profile_args(data_root, out, ("batched",), "--tools", "cprofile", "--no-counters", "--epochs", "0")
+    assert cli.main(args) == 0
+    before = (out / "summary.md").read_bytes()
+    import bench.runner
 
-    def flaky(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "profile", flaky)
-    assert cli.main(profile_args(data_root, out, ("naive", "batched"), "--tools", "cprofile")) == 130
-    assert (out / "summary.csv").read_bytes() == before
+    monkeypatch.setattr(bench.runner, "run", interrupted)
+    assert cli.main(profile_args(data_root, out, ("naive", "batched"))) == 130
+    assert (out / "summary.md").read_bytes() == before
     assert not (out / "naive.prof").exists()
     assert not list(tmp_path.glob(".r.staging-*"))
-
-
-def _bench(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True,
-                          timeout=300)
 
 
 @pytest.mark.parametrize(
     ("args", "phrase"),
     [
-        (["--pipelines", "naive,fast"], "unknown pipeline 'fast'"),
+        (["--variants", "naive,fast"], "unknown pipeline 'fast'"),
+        (["--variants", "naive,naive"], "lists a name twice"),
         (["--tools", "cprofile,perf"], "unknown tool 'perf'"),
         (["--limit", "10"], "smaller than one batch"),
+        (["--rounds", "3"], "at least 5"),
+        (["--dataset", "imagenet"], "--dataset 'imagenet'"),
     ],
 )
-def test_bad_input(tmp_path: Path, args: list[str], phrase: str):
-    proc = _bench("profile", "--out", str(tmp_path / "o"), *args)
-    assert proc.returncode == 2 and phrase in proc.stderr and "Traceback" not in proc.stderr
-    assert not (tmp_path / "o").exists()
+def test_bad_input(tmp_path: Path, data_root: Path, capsys, args: list[str], phrase: str):
+    out = tmp_path / "o"
+    assert cli.main(["profile", "--data-dir", str(data_root), "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err
+    assert phrase in err and "Traceback" not in err and err.count("\n") == 1
+    assert not out.exists() or not any(out.iterdir())
 
 
-def test_out_is_a_file(tmp_path: Path):
+def test_out_is_a_file(tmp_path: Path, capsys):
     (tmp_path / "f").write_text("")
-    proc = _bench("profile", "--out", str(tmp_path / "f"))
-    assert proc.returncode == 2 and "is a file" in proc.stderr and "Traceback" not in proc.stderr
+    assert cli.main(["profile", "--out", str(tmp_path / "f")]) == 2
+    assert "is a file" in capsys.readouterr().err
 
 
-def test_cuda_without_gpu(tmp_path: Path):
+def test_cuda_without_gpu(tmp_path: Path, capsys):
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    proc = _bench("profile", "--device", "cuda", "--out", str(tmp_path / "o"))
-    assert proc.returncode == 2 and "no CUDA device" in proc.stderr
+    assert cli.main(["profile", "--device", "cuda", "--out", str(tmp_path / "o")]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_entry_point_smoke_and_help_is_torch_free():
+    """One subprocess per entry point: `python -m bench`; --help and compare never import torch."""
+    code = ("import sys; from bench.cli import main\n"
+            "try:\n    main(['compare', '--help'])\nexcept SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules, 'compare --help imported torch'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "bench", "--help"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0 and "profile" in proc.stdout and "regress" in proc.stdout
 
 
 def _free_port() -> int:
@@ -200,13 +236,13 @@ def test_tensorboard_profiler_plugin_shows_dataloader_time(reports: Path):
         while time.monotonic() < deadline:
             try:
                 runs = _get(f"{base}/runs")
-                if set(PIPELINES) <= set(runs["runs"]) and not runs["loading"]:
+                if set(VARIANTS) <= set(runs["runs"]) and not runs["loading"]:
                     break
             except OSError:
                 pass
             time.sleep(1)
-        assert set(PIPELINES) <= set(runs.get("runs", [])), runs
-        for run in PIPELINES:
+        assert set(VARIANTS) <= set(runs.get("runs", [])), runs
+        for run in VARIANTS:
             assert "Overview" in _get(f"{base}/views?run={run}")
             worker = _get(f"{base}/workers?run={run}&view=Overview")[0]
             span = _get(f"{base}/spans?run={run}&worker={worker}")[0]

@@ -1,7 +1,8 @@
 """`bench regress` plumbing on a tiny suite: worktree, interleaving, merge, table, exit codes.
 
 No verdict on real timings is asserted here (that would flake); verdicts are unit-tested on
-synthetic samples in test_compare.py.
+synthetic samples in test_compare.py. The injected slowdown lands in the benchmark that is
+measured, and the exact counters prove it took effect.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.regress import merge_processes
+from bench import cli
+from bench.regress.worktree import merge_processes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,7 +26,7 @@ def _repo(tmp_path: Path) -> Path:
     """A throwaway git repository holding this project's code, one commit."""
     repo = tmp_path / "repo"
     repo.mkdir()
-    for name in ("vae", "bench", "tests", "pyproject.toml"):
+    for name in ("vae", "bench", "tests", "examples", "pyproject.toml"):
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
@@ -46,32 +48,48 @@ def _regress(repo: Path, *args: str, env: dict | None = None) -> subprocess.Comp
 @pytest.mark.slow
 def test_regress_runs_both_sides_interleaved_and_compares(tmp_path: Path, data_root: Path):
     repo = _repo(tmp_path)
-    proc = _regress(repo, "--base", "HEAD", "--rounds", "5", "--select", "fetch and batched",
+    proc = _regress(repo, "--base", "HEAD", "--rounds", "4", "--alpha", "0.05",
+                    "--select", "step and resident",
                     "--data-dir", str(data_root), "--limit", "300", "--out", "out",
                     "--candidate-pytest-args", "-p slow_variant",
-                    env={"PYTHONPATH": f"{repo}{os.pathsep}{repo / 'tests'}"})
-    assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+                    env={"PYTHONPATH": f"{repo}{os.pathsep}{repo / 'tests'}", "VB_EXTRA_COPIES": "20"})
+    assert proc.returncode in (0, 1, 3), proc.stdout + proc.stderr
     assert ("REGRESSION" in proc.stdout) == (proc.returncode == 1)
-    assert "test_fetch[batched]" in proc.stdout and "ratio" in proc.stdout
+    assert "test_step[resident]" in proc.stdout and "ratio" in proc.stdout
+    # the injection took effect where it is measured: 20 more clones per step (3 operators each:
+    # aten::clone, empty_like, copy_), counted exactly
+    base_ops, cand_ops = (json.loads((repo / "out" / f"{side}.json").read_text())["benchmarks"][0]
+                          ["extra_info"]["op_calls_per_step"] for side in ("base", "candidate"))
+    assert cand_ops == pytest.approx(base_ops + 3 * 20), (base_ops, cand_ops)
+    assert "op_calls" in proc.stdout
     out = repo / "out"
-    assert sorted(p.name for p in out.glob("base-*.json")) == [f"base-{i}.json" for i in range(5)]
+    assert sorted(p.name for p in out.glob("base-*.json")) == [f"base-{i}.json" for i in range(4)]
     merged = json.loads((out / "candidate.json").read_text())["benchmarks"]
-    assert [len(b["stats"]["data"]) for b in merged] == [5]
+    assert [len(b["stats"]["data"]) for b in merged] == [4]
     assert "| benchmark" in (out / "regress.md").read_text()
     worktrees = subprocess.run(["git", "worktree", "list"], cwd=repo, capture_output=True, text=True)
     assert len(worktrees.stdout.strip().splitlines()) == 1, "the base worktree was not removed"
 
 
-def test_unknown_base_is_a_clear_error(tmp_path: Path):
+def test_unknown_base_is_a_clear_error(tmp_path: Path, monkeypatch, capsys):
     repo = _repo(tmp_path)
-    proc = _regress(repo, "--base", "no-such-branch")
-    assert proc.returncode == 2 and "no-such-branch" in proc.stderr and "Traceback" not in proc.stderr
+    monkeypatch.chdir(repo)
+    assert cli.main(["regress", "--base", "no-such-branch"]) == 2
+    err = capsys.readouterr().err
+    assert "no-such-branch" in err and "Traceback" not in err
 
 
-def test_too_few_rounds_is_a_clear_error(tmp_path: Path):
+def test_too_few_rounds_is_a_clear_error(tmp_path: Path, monkeypatch, capsys):
     repo = _repo(tmp_path)
-    proc = _regress(repo, "--base", "HEAD", "--rounds", "2")
-    assert proc.returncode == 2 and "at least 5" in proc.stderr
+    monkeypatch.chdir(repo)
+    assert cli.main(["regress", "--base", "HEAD", "--rounds", "2"]) == 2
+    assert "at least 5 per side" in capsys.readouterr().err
+
+
+def test_outside_a_git_repository(tmp_path: Path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["regress"]) == 2
+    assert "not inside a git repository" in capsys.readouterr().err
 
 
 def test_merge_takes_one_median_per_process(tmp_path: Path):

@@ -83,17 +83,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to the ``sys.stderr`` of the moment (not the one at set-up): a second run in one
+    process, or a captured one, must not write into a stream that is gone."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def setup_logging(log_file: Path | None = None) -> None:
+    """Log to stderr and, when given, to ``log_file`` -- replacing an earlier run's log file."""
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     if not any(getattr(h, "_vae", False) for h in root.handlers):
-        console = logging.StreamHandler(sys.stderr)
+        console = _StderrHandler()
         console.setFormatter(logging.Formatter(LOG_FORMAT))
         console._vae = True  # type: ignore[attr-defined]
         root.addHandler(console)
+    for old in [h for h in root.handlers if getattr(h, "_vae_file", False)]:
+        root.removeHandler(old)  # a second run in one process must not write into the first's log
+        old.close()
     if log_file is not None:
         handler = logging.FileHandler(log_file, mode="w")
         handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        handler._vae_file = True  # type: ignore[attr-defined]
         root.addHandler(handler)
 
 
@@ -156,9 +170,12 @@ def run_train(args: argparse.Namespace, parser: _Fail) -> int:
     log.info("Run: %s -> %s", config, out)
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    with logging_redirect_tqdm():
-        fit(config, train, test, device, out, progress=progress)
-    log.info("Done. Open the curves with: tensorboard --logdir %s", out.parent)
+    try:
+        with logging_redirect_tqdm():
+            fit(config, train, test, device, out, progress=progress)
+        log.info("Done. Open the curves with: tensorboard --logdir %s", out.parent)
+    finally:
+        setup_logging(None)  # close train.log
     return 0
 
 

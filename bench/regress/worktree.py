@@ -20,9 +20,17 @@ from pathlib import Path
 
 from bench.regress.benchjson import ResultsError, load
 from bench.regress.compare import render
-from bench.regress.rule import Rule, compare
+from bench.regress.rule import Rule, compare, min_attainable_p
 
 SUITES = "bench/suites"
+
+
+def min_rounds(alpha: float) -> int:
+    """The fewest processes per side with which the one-sided U test can reach ``alpha``."""
+    n = 2
+    while min_attainable_p(n, n) >= alpha and n < 100:
+        n += 1
+    return n
 
 
 def _git(*args: str, cwd: Path | None = None) -> str:
@@ -81,14 +89,16 @@ def run_regress(args: argparse.Namespace) -> int:
     try:
         repo = Path(_git("rev-parse", "--show-toplevel"))
         name, sha = resolve_base(args.base, repo)
-        rule = Rule(args.threshold, args.alpha, max_spread=args.max_spread)
+        rule = Rule(args.threshold, args.alpha, max_spread=args.max_spread,
+                    min_samples=min_rounds(args.alpha))
     except (subprocess.CalledProcessError, FileNotFoundError):
         raise UsageError("not inside a git repository: run `nox -s regress` from a clone") from None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    if args.rounds < 5:
-        raise UsageError(f"--rounds {args.rounds}: at least 5 per side are needed for the U test "
-                         "to reach p < 0.01")
+    needed = min_rounds(args.alpha)
+    if args.rounds < needed:
+        raise UsageError(f"--rounds {args.rounds}: at least {needed} per side are needed for the U "
+                         f"test to reach p < {args.alpha}")
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     extra = shlex.split(args.candidate_pytest_args)

@@ -34,6 +34,10 @@ def _ladder(result: Result) -> list[str]:
             "paired in the bootstrap.", ""]
 
 
+COUNTERS = {"ops/step": "op_calls_per_step", "Python calls/step": "python_calls_per_step",
+            "H2D copies/step": "h2d_copies_per_step"}
+
+
 def _parts(result: Result) -> list[str]:
     rows = []
     for name in result.measured:
@@ -44,9 +48,8 @@ def _parts(result: Result) -> list[str]:
         rows.append({"variant": name, **{p: f"{s:.0%}" for p, s in shares.items()},
                      "epoch s (estimate)": f"{est:.2f}" if est else "-",
                      "epoch s (measured)": ", ".join(f"{s:.2f}" for s in measured) or "-",
-                     "ops/step": f"{counters['op_calls_per_step']:.0f}" if counters else "-",
-                     "Python calls/step": f"{counters['python_calls_per_step']:.0f}" if counters else "-",
-                     "H2D copies/step": f"{counters['h2d_copies_per_step']:g}" if counters else "-"})
+                     **{label: f"{counters[key]:g}" if key in counters else "-"
+                        for label, key in COUNTERS.items()}})
     if not rows:
         return []
     return ["## Where the step goes", "", pd.DataFrame(rows).fillna("-").to_markdown(index=False), "",

@@ -60,6 +60,11 @@ def _variants(config: pytest.Config) -> Variants:
     return config.stash[_VARIANTS]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Load the workload at once, so a bad --vb-workload is one usage error, not a collection error."""
+    _variants(config)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "variant" in metafunc.fixturenames:
         metafunc.parametrize("variant", list(_variants(metafunc.config)))

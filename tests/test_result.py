@@ -1,0 +1,154 @@
+"""Ratios, intervals and verdicts with exact numbers; statements that rank only what the
+intervals support; the saved Result is lossless and refuses what is not one."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.measure import derive, stats
+from bench.measure.clock import Timing
+from bench.measure.engine import BOUND
+from bench.measure.environment import Environment
+from bench.measure.result import Result, ResultError, ToolTiming
+from bench.render import render_all, statements
+from bench.render.tables import LADDER_COLUMNS, ladder_frame
+
+ENV = Environment(cpu="Test CPU", cores=2, threads=2, torch="2.x", python="3.11", device="cpu", gpu="none")
+
+
+def rounds(ms: list[float], parts: dict[str, float] | None = None) -> list[Timing]:
+    """One Timing per value: a round of 2 steps at ``ms`` milliseconds per step."""
+    out = []
+    for v in ms:
+        s = v / 1e3
+        p = {k: [s * share] * 2 for k, share in (parts or {"data": 0.5, "compute": 0.5}).items()}
+        out.append(Timing(seconds=2 * s, steps=[s, s], parts=p))
+    return out
+
+
+def make_result(per_variant: dict[str, list[float]], bound: list[float] | None = None) -> Result:
+    names = list(per_variant)
+    r = Result(spec={"workload": "t:make"}, plan={}, machine=ENV, variants=names,
+               status=dict.fromkeys(names, "ok"),
+               info={n: {"parts": ["data", "compute"], "batch_size": 10, "batches_per_epoch": 100,
+                         "data": "fake", "device": "cpu"} for n in names},
+               rounds={n: rounds(v) for n, v in per_variant.items()})
+    if bound is not None:
+        r.rounds[BOUND] = rounds(bound, {"compute": 1.0})
+        r.bound_of = names[-1]
+    return r
+
+
+def test_ratio_of_paired_rounds_exact():
+    r = stats.ratio([2, 4, 6, 8, 10], [1, 2, 3, 4, 5])
+    assert r.value == 2.0 and r.low == 2.0 and r.high == 2.0  # every pair has ratio 2
+    assert r.verdict == "above" and stats.speed_verdict(r) == "faster"
+
+
+def test_ratio_interval_holds_one_when_pairs_disagree():
+    r = stats.ratio([1.1, 0.9, 1.05, 0.95, 1.0, 1.02], [1.0] * 6)
+    assert r.low < 1 < r.high and r.verdict == "same"
+    assert stats.speed_verdict(stats.ratio([1.0] * 5, [2.0, 2.1, 1.9, 2.0, 2.05])) == "slower"
+
+
+def test_too_few_samples_give_no_interval():
+    r = stats.ratio([2, 2, 2, 2], [1, 1, 1, 1])
+    assert r.value == 2.0 and math.isnan(r.low) and r.verdict == "same"
+    assert r.ci() == "too few rounds for an interval"
+    with pytest.raises(ValueError, match="equal lengths"):
+        stats.ratio([1, 2, 3, 4, 5], [1, 2, 3, 4, 5, 6])
+
+
+def test_ladder_rows_and_verdicts():
+    rng = np.random.default_rng(0)
+    noise = lambda c: list(c * (1 + 0.01 * rng.standard_normal(10)))  # noqa: E731
+    result = make_result({"slow": noise(20), "fast": noise(10), "same": noise(10)})
+    frame = ladder_frame(result)
+    assert tuple(frame.columns) == LADDER_COLUMNS
+    assert list(frame["verdict_vs_previous"]) == ["", "faster", "same"]
+    assert frame.loc[1, "speedup_vs_baseline"] == pytest.approx(2.0, rel=0.03)
+    assert frame.loc[1, "ci_low"] > 1.9
+    assert frame.loc[2, "vs_previous_ci_low"] < 1 < frame.loc[2, "vs_previous_ci_high"]
+
+
+def test_headline_names_the_tied_group_without_ranking_it():
+    rng = np.random.default_rng(1)
+    noise = lambda c: list(c * (1 + 0.02 * rng.standard_normal(12)))  # noqa: E731
+    result = make_result({"base": noise(20), "a": noise(10), "b": noise(10)}, bound=noise(10))
+    text = statements.headline(result)
+    assert text.startswith("Fastest: `a` and `b`, with no measurable difference among them")
+    assert "`base` spends 50% of its step in `data`" in text
+    assert "no measurable data cost is left" in text
+
+
+def test_headline_ranks_a_clear_winner_and_admits_a_tie_with_the_baseline():
+    clear = make_result({"base": [20, 21, 19, 20, 20.5], "fast": [10, 10.5, 9.5, 10, 10.2]})
+    assert statements.fastest(clear).startswith("Fastest: `fast`")
+    tie = make_result({"base": [10, 11, 9, 10, 10.5], "other": [10.5, 10, 9.6, 10.9, 10]})
+    assert statements.fastest(tie) == ("No variant is measurably faster than `base` (`other` show no "
+                                       "measurable difference from it).")
+
+
+def test_overhead_whose_interval_holds_one_is_no_measurable_overhead():
+    r = make_result({"a": [10] * 5})
+    r.profiles["a"] = {"cprofile": ToolTiming(plain=rounds([10, 11, 9, 10, 10]),
+                                              tool=rounds([10.5, 10, 9.5, 10.2, 9.9]))}
+    assert statements.overhead_text(derive.overhead(r, "a", "cprofile")).startswith("no measurable overhead")
+    r.profiles["a"]["lines"] = ToolTiming(plain=rounds([10] * 5), tool=rounds([15, 15.2, 14.8, 15, 15]))
+    assert statements.overhead_text(derive.overhead(r, "a", "lines")).startswith("1.50x (95% CI")
+
+
+def test_noise_warning_when_rounds_spread_widely():
+    calm = make_result({"a": [10, 10.1, 9.9, 10, 10.05]})
+    assert not any("Warning" in s for s in statements.noise(calm))
+    loud = make_result({"a": [10, 14, 7, 12, 9, 15]})
+    assert any("Warning: the machine was noisy" in s for s in statements.noise(loud))
+
+
+def test_save_load_is_lossless_and_rerenders_identically(tmp_path: Path):
+    r = make_result({"a": [20, 21, 19, 20, 22], "b": [10, 11, 9, 10, 10]}, bound=[9.5, 10, 9, 9.8, 9.9])
+    r.epochs["a"] = rounds([20])
+    r.counters["a"] = {"op_calls_per_step": 700.0}
+    r.profiles["b"] = {"kineto": ToolTiming(rounds([10] * 5), rounds([12] * 5))}
+    r.artifacts["b"] = ["b.prof"]
+    r.orders = [["a", "b", BOUND]]
+    path = r.save(tmp_path / "run.json")
+    again = Result.load(path)
+    assert again.to_dict() == r.to_dict()
+    first, second = tmp_path / "one", tmp_path / "two"
+    first.mkdir(), second.mkdir()
+    render_all(r, first)
+    render_all(again, second)
+    for name in ("summary.md", "summary.csv", "ladder.csv"):
+        assert (first / name).read_text() == (second / name).read_text()
+
+
+@pytest.mark.parametrize(
+    ("content", "phrase"),
+    [
+        (None, "no such file"),
+        ("{not json", "not JSON"),
+        ('{"benchmarks": []}', "not a vaebench run"),
+        ('{"schema": "vaebench.run/1"}', "broken field"),
+    ],
+)
+def test_load_refuses_what_is_not_a_run(tmp_path: Path, content: str | None, phrase: str):
+    path = tmp_path / "run.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(ResultError, match=phrase):
+        Result.load(path)
+
+
+def test_load_refuses_a_non_positive_time(tmp_path: Path):
+    doc = make_result({"a": [10] * 5}).to_dict()
+    doc["rounds"]["a"][2]["seconds"] = -1.0
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ResultError, match="non-positive or non-finite"):
+        Result.load(path)
