@@ -1,5 +1,5 @@
-"""Sessions: `nox -s tests` (the test suite), `nox -s bench` (benchmarks + profiles into
-reports/), `nox -s regress` (same-machine A/B regression check), `nox -s lint` (ruff).
+"""Sessions: `nox -s tests` (the test suite), `nox -s bench` (measurements, profiles and
+benchmarks into reports/), `nox -s regress` (same-machine A/B regression check), `nox -s lint`.
 
 Dependencies come from pyproject.toml (`pip install -e .[dev]`), not repeated here. Venvs
 are reused: installing torch is the slow part.
@@ -28,34 +28,47 @@ def tests(session: nox.Session) -> None:
 BENCH_STORAGE = "reports/benchmarks"
 
 
+def _take(args: list[str], flag: str) -> str | None:
+    """Remove ``flag VALUE`` (or ``flag=VALUE``) from ``args``; return VALUE."""
+    for i, arg in enumerate(args):
+        if arg == flag and i + 1 < len(args):
+            value = args[i + 1]
+            del args[i:i + 2]
+            return value
+        if arg.startswith(flag + "="):
+            del args[i]
+            return arg.split("=", 1)[1]
+    return None
+
+
 @nox.session(python=PYTHON, default=False)
 def bench(session: nox.Session) -> None:
-    """Benchmark the pipeline ladder, profile it, and write the combined report into reports/.
+    """Measure, profile and report the ladder (or --workload REF) into reports/, then run the suites.
 
-    `nox -s bench -- --quick` is a smoke run; other arguments after `--` go to the suites' pytest.
+    `nox -s bench -- --quick` is a smoke run; `-- --workload examples/cnn.py:make` measures your
+    own training loop; other arguments after `--` go to `python -m bench profile`.
     """
     _install(session)
     args = list(session.posargs)
     quick = "--quick" in args
-    if quick:
-        args.remove("--quick")
-    # 1. the pytest-benchmark suites; raw rounds are saved, runs accumulate (0001_, 0002_, ...)
+    workload = _take(args, "--workload")
+    chosen = ["--workload", workload] if workload else []
+    # 1. interleaved rounds, epochs, counters, profilers -> reports/run.json and every report
+    session.run("python", "-m", "bench", "profile", *chosen, *args)
+    # 2. the pytest-benchmark suites: raw rounds saved for `bench compare` / `bench regress`
     session.run(
-        "pytest", "bench/suites", "-p", "no:cacheprovider", "-o", "addopts=-ra",
+        "pytest", "bench/suites", "-p", "no:cacheprovider", "-o", "addopts=-ra", "-q",
         f"--benchmark-storage=file://{BENCH_STORAGE}", "--benchmark-autosave",
         "--benchmark-save-data", "--benchmark-columns=median,iqr,min,max,rounds",
-        "--benchmark-sort=name", *(["--vb-quick"] if quick else []), *args,
+        "--benchmark-sort=name", *(["--vb-quick"] if quick else []),
+        *(["--vb-workload", workload] if workload else []),
         success_codes=[0, 1],  # one failed benchmark must not lose the others' results
     )
-    # 2. the profiling runner (writes summary.md afresh)
-    profile = ["--steps", "10", "--warmup", "2"] if quick else []
-    session.run("python", "-m", "bench", "profile", *profile)
-    # 3. the benchmark table and bench.png from the run just saved
-    session.run("python", "-m", "bench", "report")
-    session.log("Reports in reports/ (summary.md first). Open them with:")
-    session.log("  snakeviz reports/naive.prof")
-    session.log("  python -m line_profiler reports/naive.lprof")
+    session.log("Reports in reports/ (summary.md first; raw samples in run.json). Open them with:")
+    session.log("  snakeviz reports/<variant>.prof")
+    session.log("  python -m line_profiler reports/<variant>.lprof")
     session.log("  tensorboard --logdir reports/tb")
+    session.log(f"Benchmark JSON for `python -m bench compare`: {BENCH_STORAGE}/")
 
 
 @nox.session(python=PYTHON, default=False)
