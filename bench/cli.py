@@ -74,7 +74,7 @@ def _add_profile_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--variants", type=comma_list, default=None,
                    help="comma list of the workload's variants (default: all; the first is the "
                         "baseline). Built-in: naive,tensor,batched,pinned,resident (optimized)")
-    p.add_argument("--rounds", type=positive_int, default=20, help="interleaved rounds")
+    p.add_argument("--rounds", type=positive_int, default=30, help="interleaved rounds")
     p.add_argument("--steps", type=positive_int, default=10, help="timed steps per round")
     p.add_argument("--warmup", type=non_negative_int, default=5, help="steps per variant before round 1")
     p.add_argument("--epochs", type=non_negative_int, default=1,

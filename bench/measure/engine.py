@@ -34,7 +34,7 @@ Wrap = Callable[[], AbstractContextManager[Any]]
 class Plan:
     """How much to measure; saved in every result."""
 
-    rounds: int = 20  # interleaved rounds
+    rounds: int = 30  # interleaved rounds
     steps: int = 10  # timed steps per round
     warmup: int = 5  # steps per variant before the first round
     round_warmup: int = 1  # unmeasured steps after each restore
