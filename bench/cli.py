@@ -14,30 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.errors import UsageError
+from vae.argtypes import non_negative_int, positive_int
 
 BUILTIN = "bench.workloads.ladder:make"  # = bench.workload.BUILTIN (not imported: it needs torch)
 TOOLS = ("cprofile", "lines", "kineto")
 
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
 
 
 def comma_list(text: str) -> list[str]:
@@ -100,6 +81,16 @@ def _add_report_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=None, help="folder for the reports (default: the run's)")
 
 
+def _add_rule_arguments(p: argparse.ArgumentParser) -> None:
+    """The decision rule's knobs, shared by compare and regress."""
+    p.add_argument("--threshold", type=float, default=0.05,
+                   help="slowdown (fraction) a regression must exceed")
+    p.add_argument("--alpha", type=float, default=0.01, help="significance level of the U test")
+    p.add_argument("--max-spread", type=float, default=0.25,
+                   help="IQR/median above this on either side: the ratio's 95%% interval must "
+                        "clear 1 + threshold, else the verdict is noisy")
+
+
 def _add_compare_parser(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "compare", help="compare two pytest-benchmark JSON files (raw rounds) for regressions",
@@ -109,13 +100,8 @@ def _add_compare_parser(commands: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("baseline", type=Path)
     p.add_argument("candidate", type=Path)
-    p.add_argument("--threshold", type=float, default=0.05,
-                   help="slowdown (fraction) a regression must exceed")
-    p.add_argument("--alpha", type=float, default=0.01, help="significance level of the U test")
+    _add_rule_arguments(p)
     p.add_argument("--min-samples", type=int, default=5, help="fewer samples per side than this -> noisy")
-    p.add_argument("--max-spread", type=float, default=0.25,
-                   help="IQR/median above this on either side: the 95%% interval must clear "
-                        "1 + threshold, else noisy")
     p.add_argument("--markdown", type=Path, default=None, help="also write the table here")
 
 
@@ -135,11 +121,7 @@ def _add_regress_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("reports/regress"))
     p.add_argument("--data-dir", type=Path, default=Path("data"))
     p.add_argument("--limit", type=int, default=10_000, help="training samples the workload holds")
-    p.add_argument("--threshold", type=float, default=0.05)
-    p.add_argument("--alpha", type=float, default=0.01)
-    p.add_argument("--max-spread", type=float, default=0.25,
-                   help="IQR/median above this on either side: the ratio's 95%% interval must "
-                        "clear 1 + threshold, else the verdict is noisy")
+    _add_rule_arguments(p)
     p.add_argument("--candidate-pytest-args", default="",
                    help="extra pytest arguments for the candidate side only (experiments: e.g. "
                         "'-p my_plugin' to inject a change without committing it)")

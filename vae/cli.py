@@ -13,32 +13,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from vae.argtypes import positive_float, positive_int
 from vae.data import DATASETS, DataError, load_mnist
 from vae.device import DEVICES, DeviceError, resolve_device
 from vae.pipelines import PIPELINES
 
 log = logging.getLogger("vae")
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
