@@ -55,19 +55,24 @@ def _add_profile_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--variants", type=comma_list, default=None,
                    help="comma list of the workload's variants (default: all; the first is the "
                         "baseline). Built-in: naive,tensor,batched,pinned,resident (optimized)")
-    p.add_argument("--rounds", type=positive_int, default=30, help="interleaved rounds")
-    p.add_argument("--steps", type=positive_int, default=10, help="timed steps per round")
+    p.add_argument("--rounds", type=positive_int, default=200,
+                   help="interleaved rounds (each visits every variant once, order rotated)")
+    p.add_argument("--steps", type=positive_int, default=1,
+                   help="timed steps per round; 1 pairs the variants' samples most tightly in time")
     p.add_argument("--warmup", type=non_negative_int, default=5, help="steps per variant before round 1")
     p.add_argument("--epochs", type=non_negative_int, default=1,
                    help="full epochs timed end to end for the first and the last variant (0: none)")
     p.add_argument("--tools", type=comma_list, default=list(TOOLS),
                    help=f"profilers, comma list from: {', '.join(TOOLS)} (or 'none')")
-    p.add_argument("--profile-rounds", type=positive_int, default=6,
+    p.add_argument("--profile-rounds", type=positive_int, default=8,
                    help="pairs of plain/profiled rounds per profiler (its overhead's samples)")
+    p.add_argument("--profile-steps", type=positive_int, default=5, help="timed steps per profiler round")
+    p.add_argument("--trace-steps", type=positive_int, default=10,
+                   help="active steps of each Kineto trace (TensorBoard's profiler tab wants several)")
     p.add_argument("--no-bound", action="store_true", help="skip the compute-only bound")
     p.add_argument("--no-counters", action="store_true", help="skip the exact operator/call counts")
     p.add_argument("--quick", action="store_true",
-                   help="a smoke run: 8 rounds of 5 steps, 5 profile pairs, no full epoch")
+                   help="a smoke run: 60 rounds, 5 profile pairs of 3 steps, 5 traced steps, no full epoch")
     p.add_argument("--out", type=Path, default=Path("reports"))
     p.add_argument("--no-progress", action="store_true")
 

@@ -60,7 +60,7 @@ def _plan_and_tools(args: argparse.Namespace):  # -> tuple[Plan, tuple[str, ...]
     if args.variants == []:
         raise UsageError("--variants is empty: name at least one variant")
     if args.quick:
-        args.rounds, args.steps, args.profile_rounds, args.epochs = 8, 5, 5, 0
+        args.rounds, args.profile_rounds, args.profile_steps, args.trace_steps, args.epochs = 60, 5, 3, 5, 0
     from bench.measure.stats import MIN_SAMPLES
 
     for option in ("rounds", "profile_rounds"):
@@ -110,8 +110,10 @@ def run_profile(args: argparse.Namespace) -> int:
     spec = RunSpec(workload=args.workload, variants=tuple(variants), device=device.type,
                    batch_size=args.batch_size, seed=args.seed, threads=args.threads,
                    data_dir=str(args.data_dir), dataset=args.dataset, limit=args.limit, tools=tools,
-                   profile_rounds=args.profile_rounds, counters=not args.no_counters)
-    log.info("Measuring %s: %s (%d rounds x %d steps, interleaved)", args.workload,
+                   profile_rounds=args.profile_rounds, profile_steps=args.profile_steps,
+                   trace_steps=args.trace_steps,
+                   counters=not args.no_counters)
+    log.info("Measuring %s: %s (%d rounds x %d step(s), interleaved)", args.workload,
              ", ".join(variants), plan.rounds, plan.steps)
     from tqdm.contrib.logging import logging_redirect_tqdm
 

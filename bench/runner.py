@@ -39,7 +39,9 @@ class RunSpec:
     dataset: str
     limit: int | None
     tools: tuple[str, ...] = TOOLS
-    profile_rounds: int = 6
+    profile_rounds: int = 8  # pairs of plain/profiled rounds per profiler
+    profile_steps: int = 5  # timed steps per profiler round
+    trace_steps: int = 10  # active steps of the Kineto trace
     counters: bool = True
 
     def as_dict(self) -> dict[str, Any]:
@@ -50,7 +52,7 @@ def total_steps(plan: Plan, spec: RunSpec, variants: int, epoch_steps: int) -> i
     """Progress units of a run: every timed step."""
     bound = 1 if plan.bound else 0
     return (plan.rounds * plan.steps * (variants + bound) + plan.epochs * epoch_steps
-            + variants * len(spec.tools) * steps_per_pass(spec.profile_rounds, plan.steps))
+            + variants * len(spec.tools) * steps_per_pass(spec.profile_rounds, spec.profile_steps))
 
 
 def run(spec: RunSpec, plan: Plan, variants: Variants, out: Path, *,
@@ -83,6 +85,7 @@ def run(spec: RunSpec, plan: Plan, variants: Variants, out: Path, *,
         for tool in spec.tools:
             try:
                 timing, files = profile_pass(session, name, tool, out, rounds=spec.profile_rounds,
+                                             steps=spec.profile_steps, trace_steps=spec.trace_steps,
                                              on_step=tick)
             except Exception as exc:
                 result.reasons[f"{name}/{tool}"] = f"{tool} pass raised {describe_exception(exc)}"

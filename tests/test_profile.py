@@ -25,7 +25,9 @@ VARIANTS = ("naive", "batched")
 
 def profile_args(data_root: Path, out: Path, variants=VARIANTS, *extra: str) -> list[str]:
     return ["profile", "--data-dir", str(data_root), "--out", str(out), "--rounds", "5", "--steps", "3",
-            "--warmup", "1", "--profile-rounds", "5", "--limit", "300", "--variants", ",".join(variants),
+            "--warmup", "1", "--profile-rounds", "5", "--profile-steps", "2", "--trace-steps", "3",
+            "--limit", "300",
+            "--variants", ",".join(variants),
             "--no-progress", "--threads", "2", *extra]
 
 

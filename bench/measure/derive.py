@@ -16,7 +16,7 @@ from bench.measure.engine import BOUND
 from bench.measure.result import Result
 from bench.measure.stats import Ratio
 
-NOISY = 0.10  # per-round IQR/median above this: warn that small differences are not resolved
+RESOLUTION = 0.05  # interval half-widths above this: warn that differences of a few % are not resolved
 
 
 def samples(result: Result, name: str) -> list[float]:
@@ -72,6 +72,14 @@ def noise(result: Result) -> float:
     """The run's noise: the median over variants of the per-round IQR/median."""
     spreads = [stats.relative_spread(samples(result, n)) for n in result.measured]
     return float(np.median(spreads)) if spreads else float("nan")
+
+
+def resolution(result: Result) -> float:
+    """The median relative half-width of the run's variant-to-variant intervals (vs the previous
+    variant): differences much smaller than this were not resolved."""
+    widths = [(r.vs_previous.high - r.vs_previous.low) / 2 / r.vs_previous.value
+              for r in ladder(result) if r.vs_previous is not None and r.vs_previous.has_interval]
+    return float(np.median(widths)) if widths else float("nan")
 
 
 @dataclass(frozen=True)

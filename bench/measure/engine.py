@@ -34,8 +34,8 @@ Wrap = Callable[[], AbstractContextManager[Any]]
 class Plan:
     """How much to measure; saved in every result."""
 
-    rounds: int = 30  # interleaved rounds
-    steps: int = 10  # timed steps per round
+    rounds: int = 200  # interleaved rounds
+    steps: int = 1  # timed steps per round: one, so that paired samples are one step apart
     warmup: int = 5  # steps per variant before the first round
     round_warmup: int = 1  # unmeasured steps after each restore
     bound: bool = True  # also measure the compute-only bound of the last variant

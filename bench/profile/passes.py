@@ -9,7 +9,8 @@ the profiler's overhead, with its interval. What the profiler captured is writte
 - ``cprofile``: ``<variant>.prof`` (cProfile; ``snakeviz reports/<variant>.prof``)
 - ``lines``: ``<variant>.lprof`` and ``<variant>.lines.txt`` (line_profiler of the workload's
   ``profiled_functions()``, by default its ``fetch`` and ``step``)
-- ``kineto``: ``tb/<variant>/*.pt.trace.json`` (categories fixed for TensorBoard's plugin)
+- ``kineto``: ``tb/<variant>/*.pt.trace.json`` (a traced pass of 10 active steps after a wait
+  step and 2 warm-up steps; categories fixed for TensorBoard's plugin)
   and ``<variant>.ops.txt`` (operator tables); the overhead rounds record what the traced
   pass records (shapes, memory, stacks) and are then discarded.
 """
@@ -106,6 +107,8 @@ class _Lines(_Tool):
 
 
 class _Kineto(_Tool):
+    trace_steps = KINETO_ACTIVE
+
     def __init__(self, session: Session, name: str):
         super().__init__(session, name)
         self.kwargs = _kineto_kwargs(torch.device(self.work.device))
@@ -121,7 +124,7 @@ class _Kineto(_Tool):
         """One traced pass with a schedule: wait, warm-up, then up to KINETO_ACTIVE active steps."""
         from torch.profiler import profile, schedule, tensorboard_trace_handler
 
-        active = min(self.session.plan.steps, KINETO_ACTIVE)
+        active = self.trace_steps
         with tempfile.TemporaryDirectory(prefix="vaebench-trace-") as raw:
             prof = profile(schedule=schedule(wait=KINETO_WAIT, warmup=KINETO_WARMUP, active=active,
                                              repeat=1),
@@ -149,14 +152,19 @@ def steps_per_pass(rounds: int, steps: int) -> int:
     return 2 * rounds * steps
 
 
-def profile_pass(session: Session, name: str, tool: str, out: Path, *, rounds: int,
-                 on_step: Callable[[], None] | None = None) -> tuple[ToolTiming, list[Path]]:
-    """``rounds`` pairs of (plain, profiled) rounds of ``name``, then the profiler's files in ``out``."""
+def profile_pass(session: Session, name: str, tool: str, out: Path, *, rounds: int, steps: int,
+                 trace_steps: int = KINETO_ACTIVE, on_step: Callable[[], None] | None = None
+                 ) -> tuple[ToolTiming, list[Path]]:
+    """``rounds`` pairs of (plain, profiled) rounds of ``name``, then the profiler's files in ``out``.
+
+    ``trace_steps``: active steps of the Kineto trace (TensorBoard's plugin wants a few).
+    """
     if tool not in _TOOL_CLASSES:
         raise ValueError(f"unknown tool {tool!r}: choose from {', '.join(TOOLS)}")
     profiler = _TOOL_CLASSES[tool](session, name)
+    if isinstance(profiler, _Kineto):
+        profiler.trace_steps = trace_steps
     timing = ToolTiming(plain=[], tool=[])
-    steps = session.plan.steps
     for r in range(rounds):
         for which in (("plain", "tool") if r % 2 == 0 else ("tool", "plain")):
             if which == "plain":

@@ -76,14 +76,18 @@ def efficiency(result: Result) -> str:
 def noise(result: Result) -> list[str]:
     """How noisy the run was, and a warning when that is too much for the claims made."""
     spread = derive.noise(result)
-    rounds = len(next(iter(result.rounds.values()), []))
-    lines = [f"Noise: the rounds of one variant spread by {spread:.1%} (IQR/median, median over "
-             f"variants; {rounds} interleaved rounds). Rankings and ratios come from 95% bootstrap "
-             "intervals over paired rounds."]
-    if spread > derive.NOISY:
-        lines.append(f"**Warning: the machine was noisy** (over {derive.NOISY:.0%}); differences "
-                     "smaller than about that are not resolved. Re-run with more `--rounds`, or on a "
-                     "quieter machine.")
+    first = next(iter(result.rounds.values()), [])
+    steps = len(first[0].steps) if first else 0
+    text = (f"Noise: one variant's samples (rounds of {steps} step{'s' if steps != 1 else ''}) spread "
+            f"by {spread:.1%} (IQR/median, median over variants; {len(first)} interleaved rounds)")
+    width = derive.resolution(result)
+    if width == width:  # not NaN
+        text += (f"; paired, the intervals of the ratios between neighbouring variants are about "
+                 f"±{width:.1%} wide, so smaller differences are not resolved")
+    lines = [text + ". Rankings and ratios come from 95% bootstrap intervals over paired rounds."]
+    if width > derive.RESOLUTION:
+        lines.append(f"**Warning: the machine was noisy**: differences under {width:.0%} cannot be told "
+                     "apart in this run. Re-run with more `--rounds`, or on a quieter machine.")
     eff = derive.efficiency(result)
     if eff is not None and eff.low <= 1.05 < eff.high:
         lines.append("The efficiency interval straddles 1.05: this run cannot tell whether the data "
