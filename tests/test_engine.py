@@ -143,3 +143,15 @@ def test_plan_rejects_nonsense():
 def test_context_is_what_a_factory_sees():
     ctx = Context(device=torch.device("cpu"))
     assert ctx.batch_size == 100 and ctx.variants is None
+
+
+def test_profiler_chatter_is_dropped_and_everything_else_kept(capfd):
+    import os
+
+    from bench.measure.quiet import without_profiler_chatter
+
+    with without_profiler_chatter():
+        os.write(2, b"USDT:2026-11-23 SyncActivityProfilerHandler.cpp:39] profiler_start\n")
+        os.write(2, b"a real warning\n")
+        os.write(2, b"ERROR:2026 DeviceProperties.cpp:56] gpuGetDeviceCount failed with code 35\n")
+    assert capfd.readouterr().err == "a real warning\n"

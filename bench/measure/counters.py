@@ -62,9 +62,10 @@ def count_step(work: Any, snapshot: Any, steps: int = 5) -> StepCounters:
         time_steps(work, 1)  # the uncounted first step
 
     fresh()
-    with without_profiler_chatter(), profile(activities=[ProfilerActivity.CPU]) as prof:
-        time_steps(work, steps)
-    ops = sum(e.count for e in prof.key_averages() if e.key.startswith("aten::"))
+    with without_profiler_chatter():  # reading the events also prints, so it stays inside
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            time_steps(work, steps)
+        ops = sum(e.count for e in prof.key_averages() if e.key.startswith("aten::"))
 
     fresh()
     with _H2DCounter() as h2d:

@@ -135,12 +135,13 @@ class _Kineto(_Tool):
                                        wrap=lambda: prof, on_step=prof.step)
             written = publish_traces(Path(raw), out / "tb" / self.name)
         sort = "self_cuda_time_total" if "CUDA" in str(self.kwargs["activities"]) else "self_cpu_time_total"
+        with without_profiler_chatter():  # reading the events also prints, so it stays inside
+            by_op = prof.key_averages().table(sort_by=sort, row_limit=30)
+            by_shape = prof.key_averages(group_by_input_shape=True).table(sort_by=sort, row_limit=30)
         ops = out / f"{self.name}.ops.txt"
         ops.write_text(
             f"# torch.profiler operators of {self.name} on {self.work.device}, {active} active steps, "
-            f"sorted by self time\n\n{prof.key_averages().table(sort_by=sort, row_limit=30)}\n\n"
-            "# grouped by input shape\n\n"
-            f"{prof.key_averages(group_by_input_shape=True).table(sort_by=sort, row_limit=30)}\n")
+            f"sorted by self time\n\n{by_op}\n\n# grouped by input shape\n\n{by_shape}\n")
         return [*written, ops]
 
 
