@@ -117,7 +117,7 @@ def run_profile(args: argparse.Namespace) -> int:
              ", ".join(variants), plan.rounds, plan.steps)
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from bench.staging import publish, staging
+    from bench.staging import publish, remove_stale, staging
 
     bars: list = []
     with logging_redirect_tqdm(), staging(args.out) as stage:
@@ -127,8 +127,20 @@ def run_profile(args: argparse.Namespace) -> int:
             for bar in bars:
                 bar.close()
         written = _render_into(result, stage)
+        previous = _previous_artifacts(args.out / "run.json")
         moved = publish(stage, args.out)
+        remove_stale(args.out, previous, [p for paths in result.artifacts.values() for p in paths])
     return _finish(result, args.out, len(moved or written))
+
+
+def _previous_artifacts(run_json: Path) -> list[str]:
+    """The profiler files an earlier run in the same folder wrote (none if there is no readable run)."""
+    from bench.measure.result import Result, ResultError
+
+    try:
+        return [p for paths in Result.load(run_json).artifacts.values() for p in paths]
+    except ResultError:
+        return []
 
 
 def _render_into(result, folder: Path) -> list[Path]:  # result: Result

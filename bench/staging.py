@@ -57,3 +57,22 @@ def publish(stage: Path, out: Path) -> list[Path]:
             os.replace(item, out / item.name)
             moved.append(out / item.name)
     return moved
+
+
+def remove_stale(out: Path, previous: list[str], current: list[str]) -> list[Path]:
+    """Delete the files an earlier run listed (paths relative to ``out``) that this run did not
+    write, and the folders they leave empty: a re-run replaces the run as a whole, so TensorBoard
+    and snakeviz never show an earlier run's variants beside this one's."""
+    root = out.resolve()
+    removed = []
+    for rel in sorted(set(previous) - set(current)):
+        path = (root / rel).resolve()
+        if root not in path.parents or not path.is_file():  # only files inside out, never beyond
+            continue
+        path.unlink()
+        removed.append(path)
+        parent = path.parent
+        while parent != root and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+            parent = parent.parent
+    return removed

@@ -83,3 +83,13 @@ def test_gpu_batches_match_the_cpu_ones(name, train_split):
     gpu = _sorted_rows([b.cpu() for b in _epoch(name, train_split, device="cuda")])
     torch.testing.assert_close(gpu, _sorted_rows([as_float_tensor(train_split.images)]))
     assert make_pipeline(name, train_split, device="cuda").device.type == "cuda"
+
+
+@pytest.mark.parametrize("name", ["naive", "tensor", "batched", "resident"])
+def test_rewind_repeats_the_first_epochs_order(name, train_split):
+    pipeline = make_pipeline(name, train_split, seed=3)
+    first = torch.cat(list(pipeline))
+    second = torch.cat(list(pipeline))
+    pipeline.rewind()
+    again = torch.cat(list(pipeline))
+    assert torch.equal(first, again) and not torch.equal(first, second)

@@ -256,3 +256,14 @@ def test_tensorboard_profiler_plugin_shows_dataloader_time(reports: Path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_new_run_removes_the_files_of_variants_it_did_not_measure(data_root: Path, tmp_path: Path):
+    out = tmp_path / "r"
+    quick = ("--tools", "cprofile,kineto", "--no-counters", "--epochs", "0")
+    assert cli.main(profile_args(data_root, out, ("resident", "batched"), *quick)) == 0
+    (out / "notes.txt").write_text("mine")
+    assert (out / "resident.prof").is_file() and (out / "tb" / "resident").is_dir()
+    assert cli.main(profile_args(data_root, out, ("batched",), *quick)) == 0
+    assert not (out / "resident.prof").exists() and not (out / "tb" / "resident").exists()
+    assert (out / "batched.prof").is_file() and (out / "notes.txt").read_text() == "mine"

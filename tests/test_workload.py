@@ -134,3 +134,20 @@ def test_the_example_cnn_goes_through_profile_with_the_full_report_set(tmp_path:
     assert result.bound_of == "preloaded" and result.epochs["dataloader"][0].steps
     lines = (out / "dataloader.lines.txt").read_text()
     assert "CNNWorkload.fetch" in lines and "CNNWorkload.step" in lines
+
+
+def test_the_builtin_rungs_restore_to_the_very_same_batches(train_split):
+    """`restore` rewinds the data and the weights: every measured round does the same work."""
+    from bench.measure.clock import time_steps
+    from bench.workloads.ladder import LadderWorkload
+
+    work = LadderWorkload("naive", train_split, Context(device=torch.device("cpu")))
+    snapshot = work.state()
+    weights = work.model.encoder.fc_input.weight.detach().clone()
+    before = [work.fetch() for _ in range(3)]
+    time_steps(work, 2)
+    assert not torch.equal(weights, work.model.encoder.fc_input.weight)
+    work.restore(snapshot)
+    assert torch.equal(weights, work.model.encoder.fc_input.weight)
+    after = [work.fetch() for _ in range(3)]
+    assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
