@@ -117,18 +117,23 @@ def run_profile(args: argparse.Namespace) -> int:
              ", ".join(variants), plan.rounds, plan.steps)
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from bench.staging import publish, remove_stale, staging
+    from bench.staging import out_lock, publish, remove_stale, staging
 
     bars: list = []
-    with logging_redirect_tqdm(), staging(args.out) as stage:
+    with out_lock(args.out), logging_redirect_tqdm(), staging(args.out) as stage:
         try:
             result = run(spec, plan, variants, stage, progress=_progress(not args.no_progress, bars))
         finally:
             for bar in bars:
                 bar.close()
-        written = _render_into(result, stage)
-        previous = _previous_artifacts(args.out / "run.json")
-        moved = publish(stage, args.out)
+        try:
+            written = _render_into(result, stage)
+            previous = _previous_artifacts(args.out / "run.json")
+            moved = publish(stage, args.out)
+        except OSError as exc:
+            raise UsageError(f"cannot write the reports into {args.out} ({exc.strerror or exc}); "
+                             "free some space or pass another --out (the earlier reports there "
+                             "were left as they were)") from None
         remove_stale(args.out, previous, [p for paths in result.artifacts.values() for p in paths])
     return _finish(result, args.out, len(moved or written))
 

@@ -267,3 +267,38 @@ def test_a_new_run_removes_the_files_of_variants_it_did_not_measure(data_root: P
     assert cli.main(profile_args(data_root, out, ("batched",), *quick)) == 0
     assert not (out / "resident.prof").exists() and not (out / "tb" / "resident").exists()
     assert (out / "batched.prof").is_file() and (out / "notes.txt").read_text() == "mine"
+
+
+def test_a_second_run_into_an_out_in_use_is_refused(data_root: Path, tmp_path: Path, capsys):
+    from bench.staging import out_lock
+
+    out = tmp_path / "r"
+    out.mkdir()
+    with out_lock(out):  # a run in progress
+        assert cli.main(profile_args(data_root, out, ("batched",), "--tools", "none")) == 2
+    err = capsys.readouterr().err
+    assert f"--out {out} is in use by another run (pid " in err and "Traceback" not in err
+    assert not (out / "summary.md").exists()
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_earlier_reports(data_root: Path, tmp_path: Path,
+                                                                 monkeypatch, capsys):
+    import errno
+
+    from bench.measure.result import Result
+
+    out = tmp_path / "r"
+    args = profile_args(data_root, out, ("batched",), "--tools", "none", "--no-counters", "--epochs", "0")
+    assert cli.main(args) == 0
+    before = (out / "summary.md").read_bytes()
+
+    def full(self, path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Result, "save", full)
+    capsys.readouterr()
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "Traceback" not in err
+    assert (out / "summary.md").read_bytes() == before
+    assert not list(tmp_path.glob(".r.staging-*"))
