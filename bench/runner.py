@@ -100,6 +100,5 @@ def run(spec: RunSpec, plan: Plan, variants: Variants, out: Path, *,
             result.status[name], result.reasons[name] = "failed", session.failed[name]
         else:
             result.status[name] = "ok"
-    result.rounds = {n: t for n, t in result.rounds.items()
-                     if result.status.get(n, "ok") == "ok" or n not in result.status}
+    result.rounds = {n: t for n, t in result.rounds.items() if result.status.get(n) != "failed"}
     return result

@@ -45,8 +45,9 @@ def fastest(result: Result) -> str:
         return (f"Fastest: `{best}`, {derive.step_seconds(result, best) * 1e3:.2f} ms per step, "
                 f"{speedup_text(ups[best])} faster than `{base}`.")
     low, high = min(u.value for u in ups.values()), max(u.value for u in ups.values())
+    span = f"{low:.2f}x" if f"{low:.2f}" == f"{high:.2f}" else f"{low:.2f}-{high:.2f}x"
     return (f"Fastest: {names(group)}, with no measurable difference among them (the 95% interval "
-            f"of each one's ratio to `{best}` holds 1); they step {low:.2f}-{high:.2f}x faster than "
+            f"of each one's ratio to `{best}` holds 1); they step {span} faster than "
             f"`{base}` (intervals in the table).")
 
 

@@ -22,7 +22,7 @@ def _ladder(result: Result) -> list[str]:
         "speedup vs baseline (95% CI)": [f"{v:.2f} ({lo:.2f}-{hi:.2f})" for v, lo, hi
                                          in zip(frame["speedup_vs_baseline"], frame["ci_low"],
                                                 frame["ci_high"], strict=True)],
-        "vs previous (95% CI)": ["" if pd.isna(v) else f"{v:.2f} ({lo:.2f}-{hi:.2f})" for v, lo, hi
+        "vs previous (95% CI)": ["" if pd.isna(v) else f"{v:.3f} ({lo:.3f}-{hi:.3f})" for v, lo, hi
                                  in zip(frame["vs_previous"], frame["vs_previous_ci_low"],
                                         frame["vs_previous_ci_high"], strict=True)],
         "verdict vs previous": [v or "-" for v in frame["verdict_vs_previous"]],
