@@ -165,3 +165,56 @@ def test_cli_rejects_a_bad_rule(tmp_path: Path):
     proc = _compare(good, good, "--max-spread", "0")
     assert proc.returncode == 2 and "max_spread must be positive" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("benchmarks", "phrase"),
+    [
+        ([], "holds no benchmarks"),
+        ([{"group": "g", "stats": {"data": [1.0] * 5}}], "benchmark #1 has no name"),
+        ([{"name": "t", "stats": None}], "benchmark 't' has no 'stats' object"),
+        ([{"name": "t", "stats": {"data": [1.0, "fast", 1.0, 1.0, 1.0]}}], "round 2 is 'fast'"),
+        ([{"name": "t", "stats": {"data": [1.0, 1.0, float("nan"), 1.0, 1.0]}}], "round 3 is nan"),
+        ([{"name": "t", "stats": {"data": [1.0, -0.5, 1.0, 1.0, 1.0]}}], "round 2 is -0.5"),
+        ([{"name": "t", "stats": {"data": [0.0, 1.0, 1.0, 1.0, 1.0]}}], "round 1 is 0.0"),
+        ([{"name": "t", "stats": {"data": 3.0}}], "'stats.data' is a float"),
+    ],
+)
+def test_bad_data_is_refused_with_exit_2(tmp_path: Path, benchmarks: list, phrase: str):
+    good = _write(tmp_path / "good.json", {"t": samples(1.0, 0.01)})
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"machine_info": {}, "benchmarks": benchmarks}))
+    for args in ((good, bad), (bad, good)):
+        proc = _compare(*args)
+        assert proc.returncode == 2, proc.stdout
+        assert phrase in proc.stderr and "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_a_3x_slower_candidate_with_a_nan_round_is_not_a_pass(tmp_path: Path):
+    base = _write(tmp_path / "a.json", {"t": samples(10, 0.01)})
+    slow = samples(30, 0.01)
+    slow[4] = float("nan")
+    cand = _write(tmp_path / "b.json", {"t": slow})
+    proc = _compare(base, cand)
+    assert proc.returncode == 2 and "round 5 is nan" in proc.stderr
+
+
+def test_no_benchmark_in_common_is_refused(tmp_path: Path):
+    a = _write(tmp_path / "a.json", {"t[x]": samples(1.0, 0.01)})
+    b = _write(tmp_path / "b.json", {"t[y]": samples(1.0, 0.01)})
+    proc = _compare(a, b)
+    assert proc.returncode == 2 and "no benchmark in common" in proc.stderr
+
+
+def test_noisy_is_its_own_exit_code_with_a_way_out(tmp_path: Path):
+    a = _write(tmp_path / "a.json", {"t": [1.0, 1.1, 0.9]})
+    b = _write(tmp_path / "b.json", {"t": [1.0, 1.2, 0.8]})
+    proc = _compare(a, b)
+    assert proc.returncode == 3
+    assert "NO VERDICT" in proc.stdout and "more --rounds" in proc.stdout and "No regression" not in proc.stdout
+
+
+def test_markdown_into_a_missing_folder_is_exit_2(tmp_path: Path):
+    a = _write(tmp_path / "a.json", {"t": samples(1.0, 0.01)})
+    proc = _compare(a, a, "--markdown", tmp_path / "nowhere" / "t.md")
+    assert proc.returncode == 2 and "does not exist" in proc.stderr

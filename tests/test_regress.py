@@ -102,3 +102,30 @@ def test_merge_takes_one_median_per_process(tmp_path: Path):
     merged = json.loads(merge_processes(paths, tmp_path / "m.json").read_text())
     assert merged["benchmarks"][0]["stats"]["data"] == [2.0, 5.0]
     assert merged["benchmarks"][0]["extra_info"] == {"k": 1}
+
+
+def test_out_that_is_a_file_is_exit_2(tmp_path: Path, monkeypatch, capsys):
+    repo = _repo(tmp_path)
+    monkeypatch.chdir(repo)
+    (repo / "taken").write_text("")
+    assert cli.main(["regress", "--base", "HEAD", "--out", "taken"]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+def test_interrupted_regress_keeps_the_earlier_files(tmp_path: Path, monkeypatch, capsys):
+    from bench.regress import worktree
+
+    repo = _repo(tmp_path)
+    monkeypatch.chdir(repo)
+    out = repo / "out"
+    out.mkdir()
+    (out / "base-0.json").write_text("earlier")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(worktree, "_run_side", interrupted)
+    assert cli.main(["regress", "--base", "HEAD", "--out", "out"]) == 130
+    assert (out / "base-0.json").read_text() == "earlier"
+    assert "left as they were" in capsys.readouterr().err
+    assert not list(repo.glob(".out.staging-*"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import re
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,8 +31,35 @@ class Benchmark:
         return stats.iqr(self.data)
 
 
+def _entry(path: Path, i: int, entry: object, need_data: bool) -> Benchmark:
+    """One benchmark entry, checked: a name, stats, and raw times that are finite and positive."""
+    where = f"{path}: benchmark #{i + 1}"
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"]:
+        raise ResultsError(f"{where} has no name: not a pytest-benchmark entry")
+    where = f"{path}: benchmark {entry['name']!r}"
+    stats_ = entry.get("stats")
+    if not isinstance(stats_, dict):
+        raise ResultsError(f"{where} has no 'stats' object: the file is damaged; benchmark again")
+    data = stats_.get("data")
+    if not data:
+        if need_data:
+            raise ResultsError(f"{where} has no raw per-round data; run pytest with "
+                               "--benchmark-save-data (or --benchmark-json=FILE)")
+        data = [stats_.get("median")]
+    if not isinstance(data, list):
+        raise ResultsError(f"{where}: 'stats.data' is a {type(data).__name__}, not a list of seconds")
+    for k, value in enumerate(data):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ResultsError(f"{where}: round {k + 1} is {value!r}, not a number of seconds")
+        if not math.isfinite(value) or value <= 0:
+            raise ResultsError(f"{where}: round {k + 1} is {value!r}; a time must be a positive finite "
+                               "number: the file is damaged or was edited, benchmark again")
+    return Benchmark(name=entry["name"], group=entry.get("group") or "", data=tuple(map(float, data)),
+                     params=entry.get("params") or {}, extra_info=entry.get("extra_info") or {})
+
+
 def load(path: str | Path, *, need_data: bool = True) -> tuple[dict, list[Benchmark]]:
-    """Load one pytest-benchmark JSON file -> (machine_info, benchmarks)."""
+    """Load one pytest-benchmark JSON file -> (machine_info, benchmarks); bad data raises ResultsError."""
     path = Path(path)
     if not path.is_file():
         raise ResultsError(f"{path}: file not found")
@@ -42,24 +69,8 @@ def load(path: str | Path, *, need_data: bool = True) -> tuple[dict, list[Benchm
         raise ResultsError(f"{path}: not JSON ({exc})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("benchmarks"), list):
         raise ResultsError(f"{path}: not a pytest-benchmark JSON file (no 'benchmarks' list)")
-    out = []
-    for entry in doc["benchmarks"]:
-        data = entry.get("stats", {}).get("data")
-        if not data:
-            if need_data:
-                raise ResultsError(
-                    f"{path}: benchmark {entry.get('name')!r} has no raw per-round data; "
-                    "run pytest with --benchmark-save-data (or --benchmark-json=FILE)")
-            data = [entry.get("stats", {}).get("median", float("nan"))]
-        out.append(Benchmark(name=entry["name"], group=entry.get("group") or "",
-                             data=tuple(data), params=entry.get("params") or {},
-                             extra_info=entry.get("extra_info") or {}))
-    return doc.get("machine_info", {}), out
-
-
-def latest(storage: Path) -> Path:
-    """The newest autosaved run under ``storage`` (pytest-benchmark's NNNN_*.json numbering)."""
-    files = [p for p in storage.glob("*/*.json") if re.match(r"\d{4}_", p.name)]
-    if not files:
-        raise ResultsError(f"no saved benchmark runs under {storage}: run `nox -s bench` first")
-    return max(files, key=lambda p: (int(p.name[:4]), p.stat().st_mtime))
+    if not doc["benchmarks"]:
+        raise ResultsError(f"{path}: holds no benchmarks (did every benchmark fail or get deselected?)")
+    out = [_entry(path, i, entry, need_data) for i, entry in enumerate(doc["benchmarks"])]
+    machine = doc.get("machine_info")
+    return machine if isinstance(machine, dict) else {}, out

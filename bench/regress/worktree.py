@@ -19,8 +19,9 @@ import tempfile
 from pathlib import Path
 
 from bench.regress.benchjson import ResultsError, load
-from bench.regress.compare import render
-from bench.regress.rule import Rule, compare, min_attainable_p
+from bench.regress.compare import checked_compare, exit_code, render
+from bench.regress.rule import Rule, min_attainable_p
+from bench.staging import check_writable_dir, publish, staging
 
 SUITES = "bench/suites"
 
@@ -81,8 +82,8 @@ def _run_side(root: Path, json_path: Path, args: argparse.Namespace, extra: list
 
 
 def run_regress(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
+    """Exit 0 no regression, 1 a regression, 2 bad input or a failed benchmark process, 3 no
+    regression but some benchmark ``noisy`` (no verdict)."""
     from bench.errors import UsageError
 
     repo = Path.cwd()
@@ -99,43 +100,65 @@ def run_regress(args: argparse.Namespace) -> int:
     if args.rounds < needed:
         raise UsageError(f"--rounds {args.rounds}: at least {needed} per side are needed for the U "
                          f"test to reach p < {args.alpha}")
+    try:
+        check_writable_dir(args.out)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     args.out = args.out.resolve()
-    args.out.mkdir(parents=True, exist_ok=True)
     extra = shlex.split(args.candidate_pytest_args)
-    with tempfile.TemporaryDirectory(prefix="vaebench-base-") as tmp:
-        base_root = Path(tmp) / "base"
-        _git("worktree", "add", "--detach", "--force", str(base_root), sha, cwd=repo)
-        try:
-            if not (base_root / SUITES).is_dir():
-                raise UsageError(f"base {name} ({sha[:10]}) has no {SUITES}: pick a newer --base")
-            print(f"Base {name} ({sha[:10]}) vs candidate (work tree {repo}); "
-                  f"{args.rounds} interleaved processes per side")
-            files: dict[str, list[Path]] = {"base": [], "candidate": []}
-            with tqdm(total=2 * args.rounds, unit="process") as bar:
-                for i in range(args.rounds):
-                    order = ("base", "candidate") if i % 2 == 0 else ("candidate", "base")
-                    for side in order:
-                        bar.set_description(side)
-                        path = args.out / f"{side}-{i}.json"
-                        root = base_root if side == "base" else repo
-                        _run_side(root, path, args, extra if side == "candidate" else [])
-                        files[side].append(path)
-                        bar.update()
-        except RuntimeError as exc:
-            raise UsageError(str(exc)) from None
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(base_root)], cwd=repo,
-                           capture_output=True)
-    base_json = merge_processes(files["base"], args.out / "base.json")
-    cand_json = merge_processes(files["candidate"], args.out / "candidate.json")
+    # Everything is written into a staging folder and moved into --out only at the end: an
+    # interrupted run leaves the earlier run's files as they were.
+    with staging(args.out) as stage, tempfile.TemporaryDirectory(prefix="vaebench-base-") as tmp:
+        code = _measure_and_compare(args, repo, name, sha, rule, extra, stage, Path(tmp) / "base")
+        publish(stage, args.out)
+    print(f"Table: {args.out / 'regress.md'}; per-process JSON: {args.out}/")
+    return code
+
+
+def _interleave(args: argparse.Namespace, repo: Path, name: str, sha: str, extra: list[str],
+                stage: Path, base_root: Path) -> dict[str, list[Path]]:
+    """Run base and candidate processes alternately (A B, B A, ...); their JSON files, per side."""
+    from tqdm.auto import tqdm
+
+    from bench.errors import UsageError
+
+    _git("worktree", "add", "--detach", "--force", str(base_root), sha, cwd=repo)
+    try:
+        if not (base_root / SUITES).is_dir():
+            raise UsageError(f"base {name} ({sha[:10]}) has no {SUITES}: pick a newer --base")
+        print(f"Base {name} ({sha[:10]}) vs candidate (work tree {repo}); "
+              f"{args.rounds} interleaved processes per side")
+        files: dict[str, list[Path]] = {"base": [], "candidate": []}
+        with tqdm(total=2 * args.rounds, unit="process") as bar:
+            for i in range(args.rounds):
+                for side in ("base", "candidate") if i % 2 == 0 else ("candidate", "base"):
+                    bar.set_description(side)
+                    path = stage / f"{side}-{i}.json"
+                    root = base_root if side == "base" else repo
+                    _run_side(root, path, args, extra if side == "candidate" else [])
+                    files[side].append(path)
+                    bar.update()
+        return files
+    except RuntimeError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(base_root)], cwd=repo,
+                       capture_output=True)
+
+
+def _measure_and_compare(args: argparse.Namespace, repo: Path, name: str, sha: str, rule: Rule,
+                         extra: list[str], stage: Path, base_root: Path) -> int:
+    from bench.errors import UsageError
+
+    files = _interleave(args, repo, name, sha, extra, stage, base_root)
+    base_json = merge_processes(files["base"], stage / "base.json")
+    cand_json = merge_processes(files["candidate"], stage / "candidate.json")
     try:
         _, base = load(base_json)
         _, cand = load(cand_json)
     except ResultsError as exc:
         raise UsageError(str(exc)) from None
-    results, only_base, only_cand = compare(base, cand, rule)
+    results, only_base, only_cand = checked_compare(base, cand, rule, "base", "candidate")
     print(render(results, only_base, only_cand, rule, markdown=False))
-    md = args.out / "regress.md"
-    md.write_text(render(results, only_base, only_cand, rule, markdown=True))
-    print(f"Table: {md}; per-process JSON: {args.out}/")
-    return 1 if any(r.verdict == "slower" for r in results) else 0
+    (stage / "regress.md").write_text(render(results, only_base, only_cand, rule, markdown=True))
+    return exit_code(results)
