@@ -61,7 +61,7 @@ def bench(session: nox.Session) -> None:
         f"--benchmark-storage=file://{BENCH_STORAGE}", "--benchmark-autosave",
         "--benchmark-save-data", "--benchmark-columns=median,iqr,min,max,rounds",
         "--benchmark-sort=name", *(["--vb-quick"] if quick else []),
-        *(["--vb-workload", workload] if workload else []),
+        *(["--vb-workload", workload] if workload else ["--vb-variants", "ladder,resident+fused"]),
         success_codes=[0, 1],  # one failed benchmark must not lose the others' results
     )
     session.log("Reports in reports/ (summary.md first; raw samples in run.json). Open them with:")

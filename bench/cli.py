@@ -13,10 +13,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench.defaults import BUILTIN
 from bench.errors import UsageError
 from vae.argtypes import non_negative_int, positive_int
 
-BUILTIN = "bench.workloads.ladder:make"  # = bench.workload.BUILTIN (not imported: it needs torch)
 TOOLS = ("cprofile", "lines", "kineto")
 
 
@@ -121,6 +121,9 @@ def _add_regress_parser(commands: argparse._SubParsersAction) -> None:
                    help="git ref of the baseline (default: origin/main if it exists, else HEAD~1)")
     p.add_argument("--workload", default=BUILTIN,
                    help="the workload both sides benchmark (a file path is read in each side's tree)")
+    p.add_argument("--variants", default=None,
+                   help="comma list of variants to benchmark (default: for the built-in workload "
+                        "its five ladder rungs and resident+fused; else the workload's own default)")
     p.add_argument("--rounds", type=int, default=5, help="benchmark processes per side")
     p.add_argument("--select", default="step or fetch", help="pytest -k expression of benchmarks")
     p.add_argument("--out", type=Path, default=Path("reports/regress"))

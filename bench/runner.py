@@ -48,11 +48,13 @@ class RunSpec:
         return asdict(self)
 
 
-def total_steps(plan: Plan, spec: RunSpec, variants: int, epoch_steps: int) -> int:
+def total_steps(plan: Plan, spec: RunSpec, session: Session) -> int:
     """Progress units of a run: every timed step."""
-    bound = 1 if plan.bound else 0
-    return (plan.rounds * plan.steps * (variants + bound) + plan.epochs * epoch_steps
-            + variants * len(spec.tools) * steps_per_pass(spec.profile_rounds, spec.profile_steps))
+    round_steps = [int(session.info[n]["round_steps"]) for n in session.works]
+    bound = round_steps[-1] if plan.bound and round_steps else 0
+    epoch_steps = sum(int(session.info[n]["batches_per_epoch"]) for n in session.epoch_names())
+    profiled = sum(steps_per_pass(spec.profile_rounds, max(spec.profile_steps, s)) for s in round_steps)
+    return plan.rounds * (sum(round_steps) + bound) + plan.epochs * epoch_steps + len(spec.tools) * profiled
 
 
 def run(spec: RunSpec, plan: Plan, variants: Variants, out: Path, *,
@@ -64,9 +66,7 @@ def run(spec: RunSpec, plan: Plan, variants: Variants, out: Path, *,
     """
     session = Session(variants, plan)
     session.prepare()
-    names = list(session.works)
-    epoch_steps = sum(int(session.info[n]["batches_per_epoch"]) for n in session.epoch_names())
-    tick = progress("measuring", total_steps(plan, spec, len(names), epoch_steps)) if progress else None
+    tick = progress("measuring", total_steps(plan, spec, session)) if progress else None
 
     rounds, orders = session.interleaved(on_step=tick)
     epochs = session.epochs(on_step=tick) if plan.epochs else {}

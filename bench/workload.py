@@ -17,6 +17,12 @@ A *factory* builds the workloads of one comparison: ``make(ctx: Context)`` retur
 or a dict ``{variant name: workload or zero-argument builder}`` (builders run lazily; a builder
 that raises :class:`Unavailable` marks its variant skipped, with the reason). The first variant
 is the baseline of every ratio. Name a factory ``package.module:make`` or ``path/to/file.py:make``.
+``ctx.variants`` holds the names a user asked for; the harness keeps those of the returned
+variants, unless the factory sets ``make.selects_variants = True`` (it reads ``ctx.variants``
+itself, e.g. to expand group names). Optional workload members the engine reads:
+``min_round_steps`` (a floor on the steps of its rounds, for pipelines that prefetch),
+``measure_epoch`` (time a full epoch of it too), ``reference`` (the variant it changes one thing
+of) and ``notes`` (a dict saved in the result).
 """
 
 from __future__ import annotations
@@ -37,7 +43,6 @@ import torch
 Part = Callable[[str], AbstractContextManager[Any]]
 DEFAULT_PARTS: tuple[str, ...] = ("data", "forward", "backward", "optimizer")
 REQUIRED: tuple[str, ...] = ("device", "fetch", "step", "state", "restore")
-BUILTIN = "bench.workloads.ladder:make"
 
 
 class WorkloadError(ValueError):
@@ -230,8 +235,9 @@ def variants_of(ref: str, ctx: Context) -> Variants:
         builders = {getattr(made, "name", None) or ref.rpartition(":")[2]: lambda: made}
     if ctx.variants is not None:
         unknown = [v for v in ctx.variants if v not in builders]
-        if unknown:
+        if not unknown:
+            builders = {v: builders[v] for v in ctx.variants}
+        elif not getattr(factory, "selects_variants", False):
             raise WorkloadError(f"--variants: unknown variant {unknown[0]!r} of {ref}: choose from "
                                 f"{', '.join(builders)}")
-        builders = {v: builders[v] for v in ctx.variants}
     return Variants(builders, ref)

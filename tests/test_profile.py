@@ -170,7 +170,7 @@ def test_interrupt_half_way_keeps_previous_reports(data_root: Path, tmp_path: Pa
 @pytest.mark.parametrize(
     ("args", "phrase"),
     [
-        (["--variants", "naive,fast"], "unknown pipeline 'fast'"),
+        (["--variants", "naive,fast"], "unknown variant 'fast'"),
         (["--variants", "naive,naive"], "lists a name twice"),
         (["--tools", "cprofile,perf"], "unknown tool 'perf'"),
         (["--limit", "10"], "smaller than one batch"),

@@ -49,7 +49,7 @@ def _regress(repo: Path, *args: str, env: dict | None = None) -> subprocess.Comp
 def test_regress_runs_both_sides_interleaved_and_compares(tmp_path: Path, data_root: Path):
     repo = _repo(tmp_path)
     proc = _regress(repo, "--base", "HEAD", "--rounds", "4", "--alpha", "0.05",
-                    "--select", "step and resident",
+                    "--select", "step", "--variants", "resident",
                     "--data-dir", str(data_root), "--limit", "300", "--out", "out",
                     "--candidate-pytest-args", "-p slow_variant",
                     env={"PYTHONPATH": f"{repo}{os.pathsep}{repo / 'tests'}", "VB_EXTRA_COPIES": "20"})

@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from vae.argtypes import positive_float, positive_int
+from vae.argtypes import non_negative_int, positive_float, positive_int
 from vae.data import DATASETS, DataError, load_mnist
 from vae.device import DEVICES, DeviceError, resolve_device
 from vae.pipelines import PIPELINES
@@ -59,6 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="output folder (default: runs/<timestamp>)")
     train.add_argument("--overwrite", action="store_true",
                        help="allow --out to hold an earlier run, whose files are replaced")
+    train.add_argument("--optimizer-impl", choices=("default", "foreach", "fused"), default="default",
+                       help="Adam's implementation: torch's default (a for-loop on the CPU), "
+                            "multi-tensor foreach, or one fused kernel")
+    train.add_argument("--compile", action="store_true",
+                       help="torch.compile forward+loss and the optimizer update (first step slow)")
+    train.add_argument("--cuda-graphs", action="store_true",
+                       help="capture them as CUDA graphs (torch.compile mode reduce-overhead; CUDA only)")
+    train.add_argument("--num-workers", type=non_negative_int, default=0,
+                       help="DataLoader worker processes (naive and tensor pipelines only)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_data_arguments(train)
     return parser
@@ -125,6 +134,12 @@ def run_train(args: argparse.Namespace, parser: _Fail) -> int:
     if args.limit is not None and args.limit < args.batch_size:
         parser.error(f"--limit {args.limit} is smaller than one batch (--batch-size "
                      f"{args.batch_size}); use a limit of at least {args.batch_size}")
+    if args.cuda_graphs and device.type != "cuda":
+        parser.error("--cuda-graphs needs a CUDA device (graphs replay GPU kernels); use --compile "
+                     "on the CPU")
+    if args.num_workers and not PIPELINES[args.pipeline].uses_dataloader:
+        parser.error(f"--num-workers applies to the DataLoader pipelines (naive, tensor), not to "
+                     f"{args.pipeline!r}")
     out = args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     try:
         check_out_dir(out, args.overwrite)
@@ -147,7 +162,9 @@ def run_train(args: argparse.Namespace, parser: _Fail) -> int:
         parser.error(f"cannot create --out {out}: {exc.strerror or exc}")
     setup_logging(out / "train.log")
     config = TrainConfig(pipeline=args.pipeline, epochs=args.epochs, batch_size=args.batch_size,
-                         lr=args.lr, seed=args.seed, threads=args.threads)
+                         lr=args.lr, seed=args.seed, threads=args.threads,
+                         optimizer_impl=args.optimizer_impl, num_workers=args.num_workers,
+                         compile="cudagraphs" if args.cuda_graphs else "step" if args.compile else "none")
     log.info("Run: %s -> %s", config, out)
     from tqdm.contrib.logging import logging_redirect_tqdm
 

@@ -23,6 +23,7 @@ from vae.data import MnistSplit
 from vae.device import describe, synchronize
 from vae.model import VAE
 from vae.pipelines import Pipeline, make_pipeline
+from vae.speedups import make_optimizer, step_functions
 from vae.train import evaluate, save_images, train_epoch
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,9 @@ class TrainConfig:
     latent_dim: int = 20
     seed: int = 0
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
+    optimizer_impl: str = "default"  # Adam: default | foreach | fused (vae.speedups)
+    compile: str = "none"  # none | model | step | cudagraphs (vae.speedups.step_functions)
+    num_workers: int = 0  # DataLoader workers (naive and tensor pipelines)
 
 
 @dataclass
@@ -75,9 +79,11 @@ def fit(config: TrainConfig, train: MnistSplit, test: MnistSplit, device: torch.
     if config.threads:
         torch.set_num_threads(config.threads)
     model = VAE(hidden_dim=config.hidden_dim, latent_dim=config.latent_dim).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = make_optimizer(model.parameters(), config.lr, config.optimizer_impl)
+    loss_fn, update_fn = step_functions(model, optimizer, config.compile)
     train_data: Pipeline = make_pipeline(config.pipeline, train, batch_size=config.batch_size,
-                                         device=device, seed=config.seed)
+                                         device=device, seed=config.seed,
+                                         num_workers=config.num_workers)
     # Evaluation always uses the cheapest exact rung; the choice under test is the training one.
     test_data = make_pipeline("batched", test, batch_size=config.batch_size, device=device,
                               seed=config.seed + 1)
@@ -97,7 +103,8 @@ def fit(config: TrainConfig, train: MnistSplit, test: MnistSplit, device: torch.
                   unit="img", disable=not progress, leave=False) as bar:
             synchronize(device)
             start = time.perf_counter()
-            train_loss = train_epoch(model, train_data, optimizer, on_step=_progress_callback(bar))
+            train_loss = train_epoch(model, train_data, optimizer, on_step=_progress_callback(bar),
+                                     loss_fn=loss_fn, update_fn=update_fn)
             synchronize(device)
             seconds = time.perf_counter() - start
         test_loss = evaluate(model, test_data)

@@ -55,10 +55,20 @@ class Pipeline(ABC):
     needs_cuda: bool = False  # True when the rung only means something on a GPU
     generator: torch.Generator  # the epoch's shuffling; set by each rung
 
+    uses_dataloader: bool = False  # num_workers and pin_memory apply only to DataLoader rungs
+
     def __init__(self, split: MnistSplit, *, batch_size: int = 100, device: str | torch.device = "cpu",
-                 seed: int = 0):
+                 seed: int = 0, num_workers: int = 0, pin_memory: bool = False):
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        if (num_workers or pin_memory) and not self.uses_dataloader:
+            raise ValueError(f"num_workers and pin_memory apply to the DataLoader pipelines (naive, "
+                             f"tensor), not to {self.name!r}")
+        if pin_memory and torch.device(device).type != "cuda":
+            raise ValueError("pin_memory needs a CUDA device (pinned memory speeds up copies to a GPU)")
+        self.num_workers, self.pin_memory = num_workers, pin_memory
         if len(split) == 0:
             raise ValueError("the data set is empty")
         self.split = split
@@ -112,38 +122,47 @@ class NaiveDataset(Dataset):
         return self.transform(image), int(self.labels[index])  # (1, 28, 28) float in [0, 1]
 
 
+def _loader(pipeline: Pipeline) -> DataLoader:
+    """The shuffled DataLoader of a DataLoader rung; workers, when asked, persist across epochs
+    (starting worker processes every epoch would be measured as data time)."""
+    workers = pipeline.num_workers
+    return DataLoader(pipeline.dataset, batch_size=pipeline.batch_size, shuffle=True,  # type: ignore[attr-defined]
+                      generator=pipeline.generator, num_workers=workers,
+                      persistent_workers=workers > 0, pin_memory=pipeline.pin_memory)
+
+
 class NaivePipeline(Pipeline):
     """The course original: ``DataLoader(NaiveDataset, shuffle=True)`` and ``.to(device)``."""
 
     name = "naive"
+    uses_dataloader = True
 
     def __init__(self, split: MnistSplit, **kw):
         super().__init__(split, **kw)
         self.dataset = NaiveDataset(split.images, split.labels)
         self.generator = torch.Generator().manual_seed(self.seed)
-        self.loader = DataLoader(self.dataset, batch_size=self.batch_size, shuffle=True,
-                                 generator=self.generator)
+        self.loader = _loader(self)
 
     def _batches(self) -> Iterator[torch.Tensor]:
         for x, _ in self.loader:
-            yield x.view(x.size(0), -1).to(self.device)  # (batch, 784)
+            yield x.view(x.size(0), -1).to(self.device, non_blocking=self.pin_memory)  # (batch, 784)
 
 
 class TensorPipeline(Pipeline):
     """Converted to a float tensor once; ``TensorDataset`` + ``DataLoader`` + ``.to(device)``."""
 
     name = "tensor"
+    uses_dataloader = True
 
     def __init__(self, split: MnistSplit, **kw):
         super().__init__(split, **kw)
         self.dataset = TensorDataset(as_float_tensor(split.images))
         self.generator = torch.Generator().manual_seed(self.seed)
-        self.loader = DataLoader(self.dataset, batch_size=self.batch_size, shuffle=True,
-                                 generator=self.generator)
+        self.loader = _loader(self)
 
     def _batches(self) -> Iterator[torch.Tensor]:
         for (x,) in self.loader:
-            yield x.to(self.device)  # (batch, 784)
+            yield x.to(self.device, non_blocking=self.pin_memory)  # (batch, 784)
 
 
 class BatchedPipeline(Pipeline):
@@ -265,7 +284,12 @@ def canonical_name(name: str) -> str:
 
 
 def make_pipeline(name: str, split: MnistSplit, *, batch_size: int = 100,
-                  device: str | torch.device = "cpu", seed: int = 0) -> Pipeline:
-    """Build the pipeline called ``name`` over ``split``; unknown names list the valid ones."""
+                  device: str | torch.device = "cpu", seed: int = 0, num_workers: int = 0,
+                  pin_memory: bool = False) -> Pipeline:
+    """Build the pipeline called ``name`` over ``split``; unknown names list the valid ones.
+
+    ``num_workers`` and ``pin_memory`` are the DataLoader's own options (naive and tensor only).
+    """
     canonical_name(name)
-    return PIPELINES[name](split, batch_size=batch_size, device=device, seed=seed)
+    return PIPELINES[name](split, batch_size=batch_size, device=device, seed=seed,
+                           num_workers=num_workers, pin_memory=pin_memory)

@@ -112,3 +112,30 @@ def fastest_group(result: Result) -> tuple[str, list[str]]:
     best = min(names, key=lambda n: step_seconds(result, n))
     tied = [n for n in names if n != best and speedup(result, best, n).verdict == "same"]
     return best, tied
+
+
+@dataclass(frozen=True)
+class Change:
+    """A variant against the one it changes one thing of (its ``reference``)."""
+
+    variant: str
+    reference: str
+    speedup: Ratio  # time(reference) / time(variant)
+    verdict: str  # faster | slower | same
+    one_off_s: float  # its first step minus the reference's first step: compile, capture, start-up
+    payoff_steps: float | None  # steps after which the one-off cost is repaid (None: never)
+
+
+def changes(result: Result) -> list[Change]:
+    out = []
+    for name in result.measured:
+        ref = result.info.get(name, {}).get("reference")
+        if not ref or ref not in result.measured:
+            continue
+        up = speedup(result, name, ref)
+        verdict = stats.speed_verdict(up)
+        one_off = (result.info[name].get("first_step_s", 0.0) - result.info[ref].get("first_step_s", 0.0))
+        saving = step_seconds(result, ref) - step_seconds(result, name)
+        payoff = (max(one_off, 0.0) / saving) if verdict == "faster" and saving > 0 else None
+        out.append(Change(name, ref, up, verdict, one_off, payoff))
+    return out

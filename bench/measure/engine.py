@@ -80,6 +80,7 @@ class Session:
     def prepare(self) -> None:
         """Build, warm up and snapshot every variant; the bound's batch is fetched once here."""
         for name in self.variants:
+            start = self.clock()
             try:
                 work = self.variants.build(name)
             except Unavailable as exc:
@@ -89,8 +90,12 @@ class Session:
             except WorkloadError as exc:
                 self.fail(name, str(exc))
                 continue
+            built = self.clock()
             try:
-                time_steps(work, max(self.plan.warmup, 1))
+                # The first step alone: where a compiler or a capture spends its one-off time.
+                first = time_steps(work, 1, clock=self.clock).seconds
+                if self.plan.warmup > 1:
+                    time_steps(work, self.plan.warmup - 1)
                 self.snapshots[name] = work.state()
             except Exception as exc:
                 self.fail(name, f"warm-up raised {describe_exception(exc)}")
@@ -100,7 +105,9 @@ class Session:
                 "parts": list(getattr(work, "parts", ())), "batch_size": getattr(work, "batch_size", None),
                 "batches_per_epoch": getattr(work, "batches_per_epoch", None),
                 "data": work.describe() if hasattr(work, "describe") else "",
-                "device": str(work.device),
+                "device": str(work.device), "build_s": built - start, "first_step_s": first,
+                "reference": getattr(work, "reference", None), "notes": getattr(work, "notes", {}),
+                "round_steps": max(self.plan.steps, int(getattr(work, "min_round_steps", 1))),
             }
         if self.plan.bound and self.works:
             self.bound_of = list(self.works)[-1]
@@ -129,6 +136,7 @@ class Session:
         assert target is not None
         work = self.works[target]
         batch = self._bound_batch if name == BOUND else NO_BATCH
+        steps = max(steps, int(getattr(work, "min_round_steps", 1)))
         work.restore(self.snapshots[target])
         with wrap():
             if self.plan.round_warmup:
@@ -164,8 +172,11 @@ class Session:
         return {n: t for n, t in timings.items() if n in alive}, orders
 
     def epoch_names(self) -> list[str]:
-        asked = self.plan.epoch_variants or tuple(dict.fromkeys([*list(self.works)[:1],
-                                                                 *list(self.works)[-1:]]))
+        """The first and last variant, and those that ask for it (``measure_epoch``)."""
+        names = list(self.works)
+        asked = self.plan.epoch_variants or tuple(dict.fromkeys(
+            [*names[:1], *[n for n in names if getattr(self.works[n], "measure_epoch", False)],
+             *names[-1:]]))
         return [n for n in asked if n in self.works and self.info[n].get("batches_per_epoch")]
 
     def epochs(self, on_step: Callable[[], None] | None = None) -> dict[str, list[Timing]]:

@@ -18,6 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench.defaults import BUILTIN, BUILTIN_SUITE_VARIANTS
 from bench.regress.benchjson import ResultsError, load
 from bench.regress.compare import checked_compare, exit_code, render
 from bench.regress.rule import Rule, min_attainable_p
@@ -73,7 +74,7 @@ def _run_side(root: Path, json_path: Path, args: argparse.Namespace, extra: list
     cmd = [sys.executable, "-m", "pytest", SUITES, "-q", "-p", "no:cacheprovider",
            "-k", args.select, "--vb-quick", "--vb-data-dir", str(args.data_dir.resolve()),
            "--vb-limit", str(args.limit), "--vb-workload", args.workload, "--benchmark-json",
-           str(json_path), *extra]
+           str(json_path), *(["--vb-variants", args.variants] if args.variants else []), *extra]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
     if proc.returncode != 0 or not json_path.exists():
@@ -96,6 +97,8 @@ def run_regress(args: argparse.Namespace) -> int:
         raise UsageError("not inside a git repository: run `nox -s regress` from a clone") from None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if args.variants is None and args.workload == BUILTIN:
+        args.variants = BUILTIN_SUITE_VARIANTS
     needed = min_rounds(args.alpha)
     if args.rounds < needed:
         raise UsageError(f"--rounds {args.rounds}: at least {needed} per side are needed for the U "

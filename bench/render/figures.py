@@ -20,7 +20,7 @@ COLORS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e3
 def speedup(result: Result, path: Path) -> None:
     rows = derive.ladder(result)
     base = result.baseline
-    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+    fig, ax = plt.subplots(figsize=(max(7.0, 0.8 * len(rows)), 4.5), layout="constrained")
     names = [r.variant for r in rows]
     values = [r.speedup.value for r in rows]
     err = [[max(r.speedup.value - r.speedup.low, 0) for r in rows],
@@ -34,6 +34,8 @@ def speedup(result: Result, path: Path) -> None:
         ax.axhspan(bound.low, bound.high, color="#d62728", alpha=0.1)
         ax.legend(loc="upper left")
     ax.axhline(1.0, color="grey", linewidth=0.8)
+    if len(names) > 5:
+        ax.tick_params(axis="x", labelrotation=35)
     ax.set_ylabel(f"speedup per step vs {base} (x, 95% CI)")
     ax.set_title(f"What each variant buys ({result.machine.device}, {result.machine.threads} threads)")
     fig.savefig(path, dpi=120)
@@ -44,12 +46,14 @@ def breakdown(result: Result, path: Path) -> None:
     names = result.measured
     shares = {n: derive.shares(result, n) for n in names}
     parts = list(dict.fromkeys(p for n in names for p in shares[n]))
-    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+    fig, ax = plt.subplots(figsize=(max(7.0, 0.8 * len(names)), 4.5), layout="constrained")
     bottom = [0.0] * len(names)
     for i, part in enumerate(parts):
         ms = [derive.step_seconds(result, n) * shares[n].get(part, 0.0) * 1e3 for n in names]
         ax.bar(names, ms, bottom=bottom, label=part, color=COLORS[i % len(COLORS)])
         bottom = [b + m for b, m in zip(bottom, ms, strict=True)]
+    if len(names) > 5:
+        ax.tick_params(axis="x", labelrotation=35)
     ax.set_ylabel("time per training step (ms, median)")
     ax.set_title(f"Where a step's time goes ({result.machine.device})")
     ax.legend(title="part")

@@ -59,6 +59,68 @@ def _parts(result: Result) -> list[str]:
             "noise): operator calls, Python calls, host-to-device copies per step.", ""]
 
 
+def _changes(result: Result) -> list[str]:
+    found = derive.changes(result)
+    if not found:
+        return []
+    rows = []
+    for c in found:
+        notes = result.info[c.variant].get("notes") or {}
+        dynamo = notes.get("dynamo")
+        rows.append({
+            "variant": c.variant, "changes": f"`{c.reference}`", "speedup (95% CI)": c.speedup.text(),
+            "verdict": c.verdict, "one-off s": f"{round(c.one_off_s, 2) + 0.0:.2f}",
+            "pays off after": ("-" if c.payoff_steps is None else f"{c.payoff_steps:,.0f} steps"),
+            "graph breaks (whole step)": (f"{dynamo['graph_breaks']} ({'; '.join(dynamo['reasons'])})"
+                                          if dynamo else "-"),
+        })
+    pays = [c for c in found if c.verdict == "faster"]
+    costs = [c for c in found if c.verdict == "slower"]
+    same = [c for c in found if c.verdict == "same"]
+    said = []
+    if pays:
+        said.append("Pays off on this machine: " + ", ".join(
+            f"`{c.variant}` ({c.speedup.text()} vs `{c.reference}`)" for c in pays) + ".")
+    if costs:
+        said.append("Costs time here: " + ", ".join(
+            f"`{c.variant}` ({c.speedup.text()} vs `{c.reference}`)" for c in costs) + ".")
+    if same:
+        said.append("No measurable difference: " + ", ".join(
+            f"`{c.variant}` ({c.speedup.ci()})" for c in same) + ".")
+    return ["## What each change buys", "", *said, "",
+            pd.DataFrame(rows).to_markdown(index=False), "",
+            "Each variant against the one it changes one thing of. One-off = its first step minus "
+            "its reference's first step (compilation, capture, worker start-up); pays off after = "
+            "one-off / time saved per step, shown only where the saving is measurable. Graph "
+            "breaks: what `torch._dynamo.explain` finds in the whole eager step, which is why the "
+            "compiled variants compile forward+loss and the update as separate graphs.", "",
+            *_grid(result)]
+
+
+def _grid(result: Result) -> list[str]:
+    """Data rung x step variant: each cell the median step, epoch estimate and speedup vs baseline."""
+    base = result.baseline
+    cells: dict[str, dict[str, str]] = {}
+    steps: list[str] = ["(as is)"]
+    for name in result.measured:
+        rung, _, step = name.partition("+")
+        step = step or "(as is)"
+        if step not in steps:
+            steps.append(step)
+        up = derive.speedup(result, name, base) if base else None
+        est = derive.epoch_estimate(result, name)
+        cells.setdefault(rung, {})[step] = (
+            f"{derive.step_seconds(result, name) * 1e3:.2f} ms, "
+            + (f"{est:.1f} s/epoch, " if est else "")
+            + (f"{up.value:.2f}x ({up.low:.2f}-{up.high:.2f})" if up else ""))
+    if len(steps) == 1:
+        return []
+    frame = pd.DataFrame([{"data rung": rung, **{s: row.get(s, "") for s in steps}}
+                          for rung, row in cells.items()])
+    return ["### Data rung x step variant", "", frame.to_markdown(index=False), "",
+            f"Each cell: median step, epoch estimate, speedup vs `{base}` (95% CI).", ""]
+
+
 def _profilers(result: Result) -> list[str]:
     rows = []
     for name, tools in result.profiles.items():
@@ -85,7 +147,7 @@ def markdown(result: Result) -> str:
              f"Made {result.created} on {env.describe()}, Python {env.python}. Workload "
              f"`{result.spec.get('workload')}`" + (f"; data: {'; '.join(sorted(data))}." if data else "."),
              "", statements.headline(result), "", *statements.noise(result), "",
-             *_ladder(result), *_parts(result), *_profilers(result)]
+             *_ladder(result), *_changes(result), *_parts(result), *_profilers(result)]
     not_run = [(v, result.status.get(v, "?"), result.reasons.get(v, "")) for v in result.variants
                if result.status.get(v) != "ok"]
     not_run += [(k, "partial", why) for k, why in result.reasons.items() if "/" in k]

@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 import torch
 
+from bench.defaults import BUILTIN
 from bench.measure.environment import Environment
-from bench.workload import BUILTIN, Context, Unavailable, Variants, WorkloadError, variants_of
+from bench.workload import Context, Unavailable, Variants, WorkloadError, variants_of
 
 _VARIANTS = pytest.StashKey[Variants]()
 

@@ -1,13 +1,30 @@
-"""The built-in workload: the course VAE on MNIST, one variant per rung of the data ladder.
+"""The built-in workload: the course VAE on MNIST, one variant per rung of the data ladder, and
+a second axis of variants that make the step itself cheaper.
 
-This is an ordinary workload factory (``bench.workloads.ladder:make``); the measuring code knows
-it only by that name, as it knows a user's. The last variant asked for also gives the
-compute-only bound (the same step on one batch that never changes).
+A variant is named ``RUNG[+STEP]``:
+
+- ``RUNG``: a pipeline of the ladder (``naive``, ``tensor``, ``batched``, ``pinned``,
+  ``resident``/``optimized``), or a DataLoader rung with the DataLoader's own options:
+  ``naive-w2`` (``num_workers=2``, persistent workers), ``naive-pin`` (``pin_memory=True``,
+  CUDA only); ``tensor-w2``, ``tensor-pin`` likewise.
+- ``STEP``: ``foreach`` or ``fused`` (Adam's multi-tensor / fused implementations),
+  ``compile`` (``torch.compile`` of the model), ``compile-step`` (forward+loss and the update
+  compiled), ``cudagraphs`` (the same captured as CUDA graphs; CUDA only).
+
+Groups name several at once: ``ladder`` (the five rungs), ``default`` (the rungs, ``naive`` with
+1, 2, 4, ... workers up to the machine's cores, ``naive-pin``, and ``resident`` with ``foreach``
+and ``fused``), ``compile`` (``resident`` compiled and captured: slow to build) and ``all``.
+The measuring code knows this module only by its factory name, as it knows a user's; the last
+variant asked for also gives the compute-only bound.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -16,9 +33,81 @@ from bench.workload import Context, ModelWorkload, Unavailable, WorkloadError
 from vae.data import DATASETS, DataError, MnistSplit, load_mnist
 from vae.model import VAE
 from vae.pipelines import LADDER, PIPELINES, Pipeline, make_pipeline
+from vae.speedups import graph_breaks, make_optimizer, step_functions
 from vae.train import train_step
 
 PARTS = ("data", "forward", "backward", "optimizer")
+STEPS: dict[str, dict[str, str]] = {
+    "foreach": {"impl": "foreach"}, "fused": {"impl": "fused"},
+    "compile": {"compile": "model"}, "compile-step": {"compile": "step"},
+    "cudagraphs": {"compile": "cudagraphs"},
+}
+_RUNG = re.compile(r"^(?P<pipeline>[a-z]+)(?:-w(?P<workers>\d+)|-(?P<pin>pin))?$")
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """What a variant name means."""
+
+    pipeline: str
+    num_workers: int = 0
+    pin_memory: bool = False
+    impl: str = "default"
+    compile: str = "none"
+
+
+def parse(name: str) -> VariantSpec:
+    rung, _, step = name.partition("+")
+    match = _RUNG.match(rung)
+    if not match or match["pipeline"] not in PIPELINES:
+        raise WorkloadError(f"--variants: unknown variant {name!r}: a rung ({', '.join(PIPELINES)}, "
+                            "or naive-w2 / naive-pin style) optionally followed by +STEP "
+                            f"({', '.join(STEPS)}); or a group: {', '.join(GROUPS)}")
+    workers, pin = int(match["workers"] or 0), bool(match["pin"])
+    if (workers or pin) and not PIPELINES[match["pipeline"]].uses_dataloader:
+        raise WorkloadError(f"--variants {name!r}: workers and pinned memory are DataLoader options; "
+                            "only naive and tensor use a DataLoader")
+    if step and step not in STEPS:
+        raise WorkloadError(f"--variants {name!r}: unknown step variant {step!r}: choose from "
+                            f"{', '.join(STEPS)}")
+    return VariantSpec(match["pipeline"], workers, pin, **STEPS.get(step, {}))
+
+
+def reference_of(name: str) -> str | None:
+    """What a variant is compared with to say whether its one change pays off."""
+    rung, _, step = name.partition("+")
+    if step:
+        return rung
+    match = _RUNG.match(rung)
+    if match and (match["workers"] or match["pin"]):
+        return match["pipeline"]
+    return None
+
+
+def worker_counts() -> list[int]:
+    cores = os.cpu_count() or 1
+    counts, n = [], 1
+    while n <= cores:
+        counts.append(n)
+        n *= 2
+    return counts
+
+
+GROUPS: dict[str, Callable[[], list[str]]] = {
+    "ladder": lambda: list(LADDER),
+    "default": lambda: ["naive", *[f"naive-w{n}" for n in worker_counts()], "naive-pin", "tensor",
+                        "batched", "pinned", "resident", "resident+foreach", "resident+fused"],
+    "compile": lambda: ["resident+compile", "resident+compile-step", "resident+cudagraphs"],
+    "all": lambda: [*GROUPS["default"](), *GROUPS["compile"]()],
+}
+
+
+def expand(names: tuple[str, ...] | None) -> list[str]:
+    """Group names replaced by their members, order kept, duplicates dropped."""
+    out: list[str] = []
+    for name in names or ("default",):
+        out += GROUPS[name]() if name in GROUPS else [name]
+    return list(dict.fromkeys(out))
 
 
 class LadderWorkload(ModelWorkload):
@@ -26,16 +115,31 @@ class LadderWorkload(ModelWorkload):
 
     parts = PARTS
 
-    def __init__(self, name: str, split: MnistSplit, ctx: Context):
+    def __init__(self, name: str, split: MnistSplit, ctx: Context, spec: VariantSpec | None = None):
+        spec = spec or parse(name)
         torch.manual_seed(ctx.seed)
         self.name = name
         self.device = ctx.device
         self.model = VAE().to(ctx.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3)
-        self.pipeline: Pipeline = make_pipeline(name, split, batch_size=ctx.batch_size,
-                                                device=ctx.device, seed=ctx.seed)
+        self.optimizer = make_optimizer(self.model.parameters(), 1e-3, spec.impl)
+        self.pipeline: Pipeline = make_pipeline(spec.pipeline, split, batch_size=ctx.batch_size,
+                                                device=ctx.device, seed=ctx.seed,
+                                                num_workers=spec.num_workers, pin_memory=spec.pin_memory)
         self.batch_size = ctx.batch_size
         self.batches_per_epoch = len(self.pipeline)
+        self.reference = reference_of(name)
+        self.notes: dict[str, Any] = {}
+        if spec.num_workers:
+            # Worker processes prefetch: a one-step round would time a batch fetched in advance.
+            # Longer rounds reach the steady state, and its full epoch is timed end to end.
+            self.min_round_steps = 4 * spec.num_workers + 4
+            self.measure_epoch = True
+        if spec.compile != "none":
+            example = torch.rand(ctx.batch_size, 784, device=ctx.device)
+            start = time.perf_counter()
+            self.notes["dynamo"] = graph_breaks(self.model, self.optimizer, example)
+            self.notes["explain_s"] = time.perf_counter() - start
+        self.loss_fn, self.update_fn = step_functions(self.model, self.optimizer, spec.compile)
         self._description = split.description
         self._batches: Iterator[torch.Tensor] = iter(self.pipeline)
 
@@ -55,7 +159,8 @@ class LadderWorkload(ModelWorkload):
         return batch  # (batch, 784) on the device
 
     def step(self, batch: torch.Tensor, part: Callable[[str], Any]) -> None:
-        train_step(self.model, batch, self.optimizer, phase=part)
+        train_step(self.model, batch, self.optimizer, phase=part, loss_fn=self.loss_fn,
+                   update_fn=self.update_fn)
 
     def profiled_functions(self) -> list[Callable[..., Any]]:
         """The rung's batch producer (and the naive per-sample __getitem__) and the train step."""
@@ -68,14 +173,24 @@ class LadderWorkload(ModelWorkload):
         return [*found, train_step]
 
 
+def _unavailable(spec: VariantSpec, device: torch.device) -> str | None:
+    if device.type == "cuda":
+        return None
+    if PIPELINES[spec.pipeline].needs_cuda:
+        return "needs CUDA (pinned host memory and asynchronous copies); on the CPU it would run as `batched`"
+    if spec.pin_memory:
+        return "needs CUDA (pinned memory only speeds up copies to a GPU)"
+    if spec.compile == "cudagraphs":
+        return "needs CUDA (CUDA graphs replay GPU kernels)"
+    return None
+
+
 def make(ctx: Context) -> dict[str, Callable[[], LadderWorkload]]:
-    """Every rung (``pinned`` is skipped without CUDA); ``--variants`` may also say ``optimized``."""
+    """The variants asked for (default: the ``default`` group); see the module docstring."""
     if ctx.dataset not in DATASETS:
         raise WorkloadError(f"--dataset {ctx.dataset!r}: choose one of {', '.join(DATASETS)}")
-    names = ctx.variants or LADDER
-    for name in names:
-        if name not in PIPELINES:
-            raise WorkloadError(f"--variants: unknown pipeline {name!r}: choose from {', '.join(PIPELINES)}")
+    names = expand(ctx.variants)
+    specs = {name: parse(name) for name in names}
     if ctx.limit is not None and ctx.limit < ctx.batch_size:
         raise WorkloadError(f"--limit {ctx.limit} is smaller than one batch (--batch-size {ctx.batch_size})")
     try:
@@ -86,10 +201,13 @@ def make(ctx: Context) -> dict[str, Callable[[], LadderWorkload]]:
 
     def builder(name: str) -> Callable[[], LadderWorkload]:
         def build() -> LadderWorkload:
-            if PIPELINES[name].needs_cuda and ctx.device.type != "cuda":
-                raise Unavailable("needs CUDA (pinned host memory and asynchronous copies); on the "
-                                  "CPU it would run as `batched`")
-            return LadderWorkload(name, split, ctx)
+            why = _unavailable(specs[name], ctx.device)
+            if why:
+                raise Unavailable(why)
+            return LadderWorkload(name, split, ctx, specs[name])
         return build
 
     return {name: builder(name) for name in names}
+
+
+make.selects_variants = True  # type: ignore[attr-defined]  # it reads ctx.variants (groups) itself

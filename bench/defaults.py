@@ -1,0 +1,4 @@
+"""Names shared by the CLI and the modules below it; nothing heavy is imported here."""
+
+BUILTIN = "bench.workloads.ladder:make"  # the built-in workload's factory
+BUILTIN_SUITE_VARIANTS = "ladder,resident+fused"  # what regress and the suites benchmark by default
