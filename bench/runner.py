@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from bench.measure.counters import count_step
-from bench.measure.engine import Plan, Session, describe_exception
+from bench.measure.engine import BOUND, Plan, Session, describe_exception
 from bench.measure.environment import Environment
 from bench.measure.result import Result
 from bench.profile.passes import TOOLS, profile_pass, steps_per_pass
@@ -50,11 +50,23 @@ class RunSpec:
 
 def total_steps(plan: Plan, spec: RunSpec, session: Session) -> int:
     """Progress units of a run: every timed step."""
-    round_steps = [int(session.info[n]["round_steps"]) for n in session.works]
-    bound = round_steps[-1] if plan.bound and round_steps else 0
+    names = [*session.works, *([BOUND] if plan.bound and session.works else [])]
+    rounds = sum(len(range(0, plan.rounds, session.every(n))) * int(
+        session.info[session.bound_of if n == BOUND and session.bound_of else n]["round_steps"])
+        for n in names)
     epoch_steps = sum(int(session.info[n]["batches_per_epoch"]) for n in session.epoch_names())
-    profiled = sum(steps_per_pass(spec.profile_rounds, max(spec.profile_steps, s)) for s in round_steps)
-    return plan.rounds * (sum(round_steps) + bound) + plan.epochs * epoch_steps + len(spec.tools) * profiled
+    profiled = sum(steps_per_pass(spec.profile_rounds, max(spec.profile_steps,
+                                                            int(session.info[n]["round_steps"])))
+                   for n in profiled_names(session))
+    return rounds + plan.epochs * epoch_steps + len(spec.tools) * profiled
+
+
+def profiled_names(session: Session) -> list[str]:
+    """The variants profilers look at: each plain one (no ``reference``) and the last, unless a
+    workload opts out (``profile = False``: e.g. its work happens in other processes)."""
+    names = list(session.works)
+    return [n for n in names if getattr(session.works[n], "profile", True)
+            and (session.info[n].get("reference") is None or n == names[-1])]
 
 
 def run(spec: RunSpec, plan: Plan, variants: Variants, out: Path, *,
@@ -75,6 +87,7 @@ def run(spec: RunSpec, plan: Plan, variants: Variants, out: Path, *,
                     variants=list(variants), status={}, info=session.info, rounds=rounds,
                     orders=orders, bound_of=session.bound_of if session.bound_of in rounds else None,
                     epochs=epochs)
+    profiled = profiled_names(session)
     for name in list(session.works):
         if spec.counters:
             try:
@@ -82,7 +95,7 @@ def run(spec: RunSpec, plan: Plan, variants: Variants, out: Path, *,
             except Exception as exc:
                 session.fail(name, f"counting raised {describe_exception(exc)}")
                 continue
-        for tool in spec.tools:
+        for tool in spec.tools if name in profiled else ():
             try:
                 timing, files = profile_pass(session, name, tool, out, rounds=spec.profile_rounds,
                                              steps=spec.profile_steps, trace_steps=spec.trace_steps,

@@ -153,3 +153,15 @@ def test_load_refuses_a_non_positive_time(tmp_path: Path):
     path.write_text(json.dumps(doc))
     with pytest.raises(ResultError, match="non-positive or non-finite"):
         Result.load(path)
+
+
+def test_ratios_pair_samples_by_round_when_a_variant_skips_rounds():
+    r = make_result({"a": [10, 20, 10, 20, 10, 20, 10, 20, 10, 20], "b": [5] * 10})
+    for i, t in enumerate(r.rounds["a"]):
+        t.round = i
+    r.rounds["b"] = [t for t in rounds([5] * 5)]
+    for k, t in enumerate(r.rounds["b"]):
+        t.round = 2 * k  # b joined every other round: the rounds where a took 10 ms
+    a, b = derive.paired(r, "a", "b")
+    assert a == pytest.approx([0.01] * 5) and b == pytest.approx([0.005] * 5)
+    assert derive.speedup(r, "b", "a").value == pytest.approx(2.0)

@@ -42,6 +42,7 @@ class Timing:
     seconds: float  # the whole run, synchronized at both ends
     steps: list[float]  # each step, fetch included
     parts: dict[str, list[float]] = field(default_factory=dict)  # part -> per-step seconds
+    round: int = -1  # the interleaved round it belongs to (-1: none), for pairing across variants
 
     @property
     def per_step(self) -> float:
@@ -49,12 +50,13 @@ class Timing:
         return self.seconds / len(self.steps)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"seconds": self.seconds, "steps": self.steps, "parts": self.parts}
+        return {"seconds": self.seconds, "steps": self.steps, "parts": self.parts, "round": self.round}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Timing:
         return cls(float(d["seconds"]), [float(x) for x in d["steps"]],
-                   {k: [float(x) for x in v] for k, v in d.get("parts", {}).items()})
+                   {k: [float(x) for x in v] for k, v in d.get("parts", {}).items()},
+                   int(d.get("round", -1)))
 
 
 class _HostMarks:

@@ -28,16 +28,29 @@ def step_seconds(result: Result, name: str) -> float:
     return stats.median(samples(result, name))
 
 
+def paired(result: Result, a: str, b: str) -> tuple[list[float], list[float]]:
+    """The samples of ``a`` and ``b`` from the rounds both took part in, in round order."""
+    ta, tb = result.rounds[a], result.rounds[b]
+    if all(t.round < 0 for t in (*ta, *tb)):  # rounds not recorded: positional pairs
+        n = min(len(ta), len(tb))
+        return [t.per_step for t in ta[:n]], [t.per_step for t in tb[:n]]
+    by_a, by_b = {t.round: t.per_step for t in ta}, {t.round: t.per_step for t in tb}
+    common = sorted(by_a.keys() & by_b.keys())
+    return [by_a[r] for r in common], [by_b[r] for r in common]
+
+
 def speedup(result: Result, name: str, reference: str) -> Ratio:
-    """time(reference) / time(name): above 1 means ``name`` is faster."""
-    return stats.ratio(samples(result, reference), samples(result, name))
+    """time(reference) / time(name) over the rounds both ran: above 1 means ``name`` is faster."""
+    ref, own = paired(result, reference, name)
+    return stats.ratio(ref, own)
 
 
 def efficiency(result: Result) -> Ratio | None:
     """time(variant) / time(its compute-only bound): 1.00 = its data costs nothing."""
     if result.bound_of is None or BOUND not in result.rounds or result.bound_of not in result.rounds:
         return None
-    return stats.ratio(samples(result, result.bound_of), samples(result, BOUND))
+    own, bound = paired(result, result.bound_of, BOUND)
+    return stats.ratio(own, bound)
 
 
 def shares(result: Result, name: str) -> dict[str, float]:

@@ -137,10 +137,11 @@ class Session:
         work = self.works[target]
         batch = self._bound_batch if name == BOUND else NO_BATCH
         steps = max(steps, int(getattr(work, "min_round_steps", 1)))
+        warmup = max(self.plan.round_warmup, int(getattr(work, "min_round_warmup", 0)))
         work.restore(self.snapshots[target])
         with wrap():
-            if self.plan.round_warmup:
-                time_steps(work, self.plan.round_warmup, batch=batch)
+            if warmup:
+                time_steps(work, warmup, batch=batch)
             return time_steps(work, steps, batch=batch, clock=self.clock, on_step=on_step)
 
     def try_round(self, name: str, steps: int, **kw: Any) -> Timing | None:
@@ -158,7 +159,9 @@ class Session:
         timings: dict[str, list[Timing]] = {name: [] for name in self.measured}
         orders: list[list[str]] = []
         for r in range(self.plan.rounds):
-            names = self.measured
+            # A variant with longer rounds (min_round_steps) joins every k-th round only, so that
+            # every variant gets about the same number of timed steps; pairs are matched by round.
+            names = [n for n in self.measured if r % self.every(n) == 0]
             k = r % len(names) if names else 0
             order = names[k:] + names[:k]
             orders.append(order)
@@ -167,9 +170,16 @@ class Session:
                     continue
                 timing = self.try_round(name, self.plan.steps, on_step=on_step)
                 if timing is not None:
+                    timing.round = r
                     timings[name].append(timing)
         alive = set(self.measured)
         return {n: t for n, t in timings.items() if n in alive}, orders
+
+    def every(self, name: str) -> int:
+        """How often ``name`` joins a round: every k-th, k = its round's steps / plan.steps."""
+        target = self.bound_of if name == BOUND else name
+        work = self.works.get(target) if target else None
+        return max(1, int(getattr(work, "min_round_steps", 1)) // self.plan.steps)
 
     def epoch_names(self) -> list[str]:
         """The first and last variant, and those that ask for it (``measure_epoch``)."""
