@@ -153,5 +153,14 @@ def test_profiler_chatter_is_dropped_and_everything_else_kept(capfd):
     with without_profiler_chatter():
         os.write(2, b"USDT:2026-11-23 SyncActivityProfilerHandler.cpp:39] profiler_start\n")
         os.write(2, b"a real warning\n")
-        os.write(2, b"ERROR:2026 DeviceProperties.cpp:56] gpuGetDeviceCount failed with code 35\n")
+        os.write(2, b"ERROR:2026-11-23 03:29:50 2824:2824 DeviceProperties.cpp:56] "
+                    b"gpuGetDeviceCount failed with code 35\n")
     assert capfd.readouterr().err == "a real warning\n"
+
+
+def test_chatter_inside_a_progress_bar_line_is_cut_and_the_bar_kept():
+    from bench.measure.quiet import strip_chatter
+
+    data = (b"\rmeasuring:  31%| 1303/4200USDT:2026-11-23 04:39:07 1:1 SyncActivityProfilerHandler.cpp:46]"
+            b" profiler_stop\n\rmeasuring:  32%| 1340/4200")
+    assert strip_chatter(data) == b"\rmeasuring:  31%| 1303/4200\rmeasuring:  32%| 1340/4200"

@@ -11,17 +11,22 @@ and then writes back every line that is not such chatter.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-PREFIXES = (b"USDT:",)
-PHRASES = (b"gpuGetDeviceCount failed", b"Memory block of unknown size was allocated before the profiling")
+# Each message runs from its marker to the end of its line. A progress bar redraws with "\r" and
+# no newline, so a message can start in the middle of a line: it is cut out there, the bar kept.
+CHATTER = re.compile(
+    rb"USDT:[^\n]*\n?"
+    rb"|[A-Z]+:\d{4}-\d\d-\d\d [^\n]*gpuGetDeviceCount failed[^\n]*\n?"
+    rb"|\[W[^\n]*Memory block of unknown size was allocated before the profiling[^\n]*\n?")
 
 
-def is_chatter(line: bytes) -> bool:
-    return line.startswith(PREFIXES) or any(p in line for p in PHRASES)
+def strip_chatter(data: bytes) -> bytes:
+    return CHATTER.sub(b"", data)
 
 
 @contextmanager
@@ -37,6 +42,6 @@ def without_profiler_chatter() -> Iterator[None]:
             os.dup2(saved, 2)
             os.close(saved)
             tmp.seek(0)
-            kept = b"".join(line for line in tmp.read().splitlines(keepends=True) if not is_chatter(line))
+            kept = strip_chatter(tmp.read())
             if kept:
                 os.write(2, kept)
