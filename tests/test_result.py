@@ -90,7 +90,7 @@ def test_headline_ranks_a_clear_winner_and_admits_a_tie_with_the_baseline():
     clear = make_result({"base": [20, 21, 19, 20, 20.5], "fast": [10, 10.5, 9.5, 10, 10.2]})
     assert statements.fastest(clear).startswith("Fastest: `fast`")
     tie = make_result({"base": [10, 11, 9, 10, 10.5], "other": [10.5, 10, 9.6, 10.9, 10]})
-    assert statements.fastest(tie) == ("No variant is measurably faster than `base` (`other` show no "
+    assert statements.fastest(tie) == ("No variant is measurably faster than `base` (`other` shows no "
                                        "measurable difference from it).")
 
 

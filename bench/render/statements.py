@@ -38,8 +38,9 @@ def fastest(result: Result) -> str:
     group = [n for n in measured if n == best or n in tied]  # in the order asked: stable text
     if base in group:
         others = [n for n in group if n != base]
+        verb = "shows" if len(others) == 1 else "show"
         return (f"No variant is measurably faster than `{base}` "
-                + (f"({names(others)} show no measurable difference from it)." if others else "."))
+                + (f"({names(others)} {verb} no measurable difference from it)." if others else "."))
     ups = {n: derive.speedup(result, n, base) for n in group}
     if len(group) == 1:
         return (f"Fastest: `{best}`, {derive.step_seconds(result, best) * 1e3:.2f} ms per step, "
