@@ -104,3 +104,37 @@ def test_train_cli_on_cuda(data_root: Path, tmp_path: Path):
     for name in ("orig_data.png", "reconstructions.png", "generated_samples.png"):
         assert (out / name).is_file(), name
     assert "cuda" in (out / "train.log").read_text()
+
+
+def test_cuda_graph_step_trains_the_same_model_as_eager():
+    """The captured step (torch.compile mode reduce-overhead) matches eager within the tolerance
+    test_speedups.py states for compiled steps."""
+    import torch._inductor.config as inductor
+
+    from tests.test_speedups import LOSS_RTOL, PARAM_ATOL
+    from vae.model import VAE
+    from vae.speedups import make_optimizer, step_functions
+    from vae.train import train_step
+
+    def run(compile: str) -> tuple[torch.Tensor, list[float]]:
+        torch.manual_seed(1)
+        data = torch.rand(5, 100, 784, device="cuda")
+        torch.manual_seed(0)
+        model = VAE().cuda()
+        optimizer = make_optimizer(model.parameters(), 1e-3)
+        loss_fn, update_fn = step_functions(model, optimizer, compile)
+        torch.manual_seed(42)
+        losses = [train_step(model, data[i], optimizer, loss_fn=loss_fn, update_fn=update_fn).item()
+                  for i in range(5)]
+        return torch.cat([p.detach().flatten() for p in model.parameters()]), losses
+
+    with inductor.patch(fallback_random=True):
+        eager, captured = run("none"), run("cudagraphs")
+    assert torch.allclose(captured[0], eager[0], atol=PARAM_ATOL, rtol=0)
+    assert captured[1] == pytest.approx(eager[1], rel=LOSS_RTOL)
+
+
+def test_pin_memory_rung_yields_the_same_batches_on_the_gpu(train_split):
+    plain = torch.cat(list(make_pipeline("naive", train_split, device="cuda", seed=3)))
+    pinned = torch.cat(list(make_pipeline("naive", train_split, device="cuda", seed=3, pin_memory=True)))
+    assert torch.equal(plain, pinned)

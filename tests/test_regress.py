@@ -48,7 +48,7 @@ def _regress(repo: Path, *args: str, env: dict | None = None) -> subprocess.Comp
 @pytest.mark.slow
 def test_regress_runs_both_sides_interleaved_and_compares(tmp_path: Path, data_root: Path):
     repo = _repo(tmp_path)
-    proc = _regress(repo, "--base", "HEAD", "--rounds", "4", "--alpha", "0.05",
+    proc = _regress(repo, "--base", "HEAD", "--rounds", "3", "--alpha", "0.1",
                     "--select", "step", "--variants", "resident",
                     "--data-dir", str(data_root), "--limit", "300", "--out", "out",
                     "--candidate-pytest-args", "-p slow_variant",
@@ -63,9 +63,9 @@ def test_regress_runs_both_sides_interleaved_and_compares(tmp_path: Path, data_r
     assert cand_ops == pytest.approx(base_ops + 3 * 20), (base_ops, cand_ops)
     assert "op_calls" in proc.stdout
     out = repo / "out"
-    assert sorted(p.name for p in out.glob("base-*.json")) == [f"base-{i}.json" for i in range(4)]
+    assert sorted(p.name for p in out.glob("base-*.json")) == [f"base-{i}.json" for i in range(3)]
     merged = json.loads((out / "candidate.json").read_text())["benchmarks"]
-    assert [len(b["stats"]["data"]) for b in merged] == [4]
+    assert [len(b["stats"]["data"]) for b in merged] == [3]
     assert "| benchmark" in (out / "regress.md").read_text()
     worktrees = subprocess.run(["git", "worktree", "list"], cwd=repo, capture_output=True, text=True)
     assert len(worktrees.stdout.strip().splitlines()) == 1, "the base worktree was not removed"

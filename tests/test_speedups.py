@@ -47,13 +47,14 @@ def test_optimizer_implementations_train_the_same_model(eager, impl):
 
 
 @pytest.mark.slow
-def test_the_compiled_step_trains_the_same_model(eager, monkeypatch):
+@pytest.mark.parametrize("mode", ["model", "step"])
+def test_the_compiled_step_trains_the_same_model(eager, mode):
     import torch._inductor.config as inductor
 
     # Inductor draws random numbers its own way; with fallback_random it uses eager's generator,
     # so the reparameterization noise is the same and the comparison is about the arithmetic.
-    monkeypatch.setattr(inductor, "fallback_random", True)
-    params, losses = _train(compile="step")
+    with inductor.patch(fallback_random=True):
+        params, losses = _train(compile=mode)
     assert torch.allclose(params, eager[0], atol=PARAM_ATOL, rtol=0)
     assert losses == pytest.approx(eager[1], rel=LOSS_RTOL)
     assert not torch.equal(params, eager[0])  # it really ran compiled code, not eager
