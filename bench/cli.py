@@ -99,9 +99,11 @@ def _add_rule_arguments(p: argparse.ArgumentParser) -> None:
 def _add_compare_parser(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "compare", help="compare two pytest-benchmark JSON files (raw rounds) for regressions",
-        description="Per benchmark: medians, ratio with a 95%% bootstrap interval, one-sided "
+        description="Per benchmark: medians, ratio with a 95% bootstrap interval, one-sided "
                     "Mann-Whitney U p-value, verdict (slower/faster/unchanged/noisy) and any "
-                    "change in the deterministic counters. Exit 1 on a regression.",
+                    "change in the deterministic counters. Exit 1 on a regression, 2 on bad input "
+                    "(a damaged file, a NaN or non-positive time, no benchmark in common), 3 when "
+                    "some benchmark is noisy (no verdict).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("baseline", type=Path)
     p.add_argument("candidate", type=Path)
@@ -115,7 +117,8 @@ def _add_regress_parser(commands: argparse._SubParsersAction) -> None:
         "regress", help="same-machine interleaved A/B benchmark of a base commit vs the work tree",
         description="Check out --base into a temporary worktree, run the quick benchmark suites "
                     "of base and candidate alternately in --rounds short processes each, and "
-                    "compare the per-process medians. Exit 1 on a regression, 2 on bad input.",
+                    "compare the per-process medians. Exit 1 on a regression, 2 on bad input or a "
+                    "failed benchmark process, 3 when some benchmark is noisy (no verdict).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--base", default=None,
                    help="git ref of the baseline (default: origin/main if it exists, else HEAD~1)")
