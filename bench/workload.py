@@ -34,7 +34,7 @@ import inspect
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -78,7 +78,6 @@ class Context:
     limit: int | None = None
     progress: bool = False
     variants: tuple[str, ...] | None = None  # the variants asked for (None: the factory's default)
-    options: Mapping[str, str] = field(default_factory=dict)  # free --option KEY=VALUE pairs
 
 
 class ModelWorkload:
@@ -119,10 +118,6 @@ def check_workload(obj: object, where: str) -> None:
             f"{where} returned a {type(obj).__name__}, which is not a workload: it lacks "
             f"{', '.join(missing)} (see `bench/workload.py`: device, fetch(), step(batch, part), "
             "state(), restore(state))")
-
-
-def parts_of(work: object) -> tuple[str, ...]:
-    return tuple(getattr(work, "parts", DEFAULT_PARTS))
 
 
 def profiled_functions(work: object) -> list[Callable[..., Any]]:

@@ -22,12 +22,6 @@ RENDERERS: dict[str, Renderer] = {
 }
 
 
-def get_renderer(name: str) -> Renderer:
-    if name not in RENDERERS:
-        raise ValueError(f"unknown renderer {name!r}: choose one of {', '.join(RENDERERS)}")
-    return RENDERERS[name]
-
-
 def render_all(result: Result, out: Path) -> list[Path]:
     written: list[Path] = []
     for renderer in RENDERERS.values():
