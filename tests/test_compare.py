@@ -219,3 +219,39 @@ def test_markdown_into_a_missing_folder_is_exit_2(tmp_path: Path):
     a = _write(tmp_path / "a.json", {"t": samples(1.0, 0.01)})
     proc = _compare(a, a, "--markdown", tmp_path / "nowhere" / "t.md")
     assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+def test_holm_adjusts_exactly():
+    from bench.regress.rule import holm
+
+    adjusted = holm([0.01, 0.04, float("nan"), 0.03])
+    assert adjusted[0] == pytest.approx(0.03) and adjusted[3] == pytest.approx(0.06)
+    assert adjusted[1] == pytest.approx(0.06) and np.isnan(adjusted[2])  # monotone; NaN not counted
+    assert holm([0.5, 0.9]) == [1.0, 1.0]
+
+
+def test_family_wise_false_alarms_stay_below_alpha():
+    """60 comparisons of 20 benchmarks of pure noise each: a false `slower` anywhere in a
+    comparison at most about alpha (1%) of the time."""
+    r = np.random.default_rng(11)
+    alarms = 0
+    for _ in range(60):
+        base = [Benchmark(f"b{i}", "g", tuple(_lognormal(r, 10, 0.05, 10))) for i in range(20)]
+        cand = [Benchmark(f"b{i}", "g", tuple(_lognormal(r, 10, 0.05, 10))) for i in range(20)]
+        results, _, _ = compare(base, cand)
+        alarms += any(c.verdict == "slower" for c in results)
+        assert all(c.family == 20 for c in results)
+    assert alarms <= 1
+
+
+def test_a_family_too_large_for_the_samples_is_noisy_and_says_how_many_are_needed():
+    from bench.regress.compare import render
+    from bench.regress.rule import min_samples_for
+
+    assert min_samples_for(0.01) == 5 and min_samples_for(0.01, 10) == 7
+    base = [Benchmark(f"b{i}", "g", (1.0, 1.01, 0.99, 1.0, 1.02)) for i in range(10)]
+    cand = [Benchmark(f"b{i}", "g", (1.5, 1.51, 1.49, 1.5, 1.52)) for i in range(10)]
+    results, _, _ = compare(base, cand)
+    assert {c.verdict for c in results} == {"noisy"}  # 5 a side cannot reach 0.01 among 10
+    text = render(results, [], [], Rule(), markdown=False)
+    assert "needs at least 7 samples a side" in text and "Holm-adjusted over the 10" in text

@@ -12,7 +12,7 @@ import argparse
 import pandas as pd
 
 from bench.regress.benchjson import ResultsError, load
-from bench.regress.rule import Comparison, Rule, compare
+from bench.regress.rule import Comparison, Rule, compare, min_samples_for
 
 
 def table(results: list[Comparison]) -> pd.DataFrame:
@@ -23,7 +23,7 @@ def table(results: list[Comparison]) -> pd.DataFrame:
         rows.append({
             "benchmark": r.name, "base_ms": r.base_median * 1e3, "cand_ms": r.cand_median * 1e3,
             "ratio": f"{r.ratio:.3f} [{r.ci[0]:.3f}, {r.ci[1]:.3f}]",
-            "p_slower": f"{r.p_slower:.3g}", "n": f"{r.n_base}/{r.n_cand}",
+            "p_slower (Holm)": f"{r.p_slower:.3g}", "n": f"{r.n_base}/{r.n_cand}",
             "verdict": r.verdict.upper() if r.verdict == "slower" else r.verdict,
             "counters changed": changes or "-",
         })
@@ -39,15 +39,19 @@ def render(results, only_base, only_cand, rule: Rule, markdown: bool) -> str:
     if slower:
         head = f"REGRESSION: {len(slower)} benchmark(s) slower: {', '.join(slower)}"
     elif noisy:
+        family = results[0].family if results else 1
+        need = min_samples_for(rule.alpha, family)
         head = (f"NO VERDICT: {len(noisy)} benchmark(s) too noisy to judge: {', '.join(noisy)}. "
-                "Get one with more --rounds, a quieter machine, or the exact counters.")
+                f"Get one with more --rounds (a family of {family} benchmarks needs at least {need} "
+                "samples a side to reach alpha after Holm), a quieter machine, or the exact counters.")
     else:
         head = "No regression."
     lines = [("## " if markdown else "") + head, "",
              f"Rule: slower = median ratio > {1 + rule.threshold:.2f} and one-sided Mann-Whitney "
-             f"U p < {rule.alpha} and the ratio's 95% bootstrap interval above 1 (above "
-             f"{1 + rule.threshold:.2f} when IQR/median > {rule.max_spread}); "
-             "ratio = candidate / baseline.", "",
+             f"U p < {rule.alpha} (Holm-adjusted over the {results[0].family if results else 0} "
+             "benchmarks compared, so the chance of any false alarm stays below alpha) and the "
+             f"ratio's 95% bootstrap interval above 1 (above {1 + rule.threshold:.2f} when "
+             f"IQR/median > {rule.max_spread}); ratio = candidate / baseline.", "",
              body]
     for label, names in (("only in the baseline", only_base), ("only in the candidate", only_cand)):
         if names:

@@ -6,7 +6,9 @@ larger with p < ``alpha`` **and** the 95% interval of the ratio lies above 1 -- 
 ``1 + threshold`` when either side's spread (IQR / median) exceeds ``max_spread``, so wide
 noise needs a clear shift; ``faster`` mirrors that; ``noisy`` when there are too few samples
 to reach ``alpha`` at all, or the spread is wide and no shift is clear; ``unchanged``
-otherwise. The ratio comes with a 95% bootstrap confidence interval. Deterministic counters
+otherwise. All benchmarks of one comparison form one family: their p-values are
+Holm-Bonferroni adjusted, so the chance of a false ``slower`` anywhere stays below ``alpha``.
+The ratio comes with a 95% bootstrap confidence interval. Deterministic counters
 (``*_per_step`` in extra_info) are compared exactly: a slowdown with a jump in operator calls
 is explained, not guessed.
 
@@ -58,6 +60,7 @@ class Comparison:
     n_base: int
     n_cand: int
     counters: dict[str, tuple[float, float]] = field(default_factory=dict)  # changed only
+    family: int = 1  # benchmarks compared together; p_slower is Holm-adjusted over them
 
 
 def ratio_ci(base: Sequence[float], cand: Sequence[float], *, seed: int = 0) -> tuple[float, float]:
@@ -79,23 +82,72 @@ def min_attainable_p(n1: int, n2: int) -> float:
     return 1 / math.comb(n1 + n2, n1)
 
 
-def decide(base: Sequence[float], cand: Sequence[float], rule: Rule = Rule()
-           ) -> tuple[str, float, float, tuple[float, float]]:
-    """(verdict, ratio of medians, one-sided p that the candidate is slower, 95% CI of the ratio)."""
+def min_samples_for(alpha: float, family: int = 1) -> int:
+    """The fewest samples a side with which the one-sided U test can reach ``alpha`` after Holm
+    over ``family`` benchmarks (its smallest p, 1/C(2n, n), times the family size)."""
+    n = 2
+    while family * min_attainable_p(n, n) >= alpha and n < 1000:
+        n += 1
+    return n
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (NaN stays NaN and does not count in the family).
+
+    Sorted ascending, the i-th smallest of m is multiplied by (m - i), made monotone, capped at
+    1; rejecting where the adjusted p < alpha keeps the chance of any false alarm in the family
+    at most alpha (the family-wise error), with more power than plain Bonferroni.
+    """
+    index = [i for i, p in enumerate(pvalues) if not math.isnan(p)]
+    m = len(index)
+    adjusted = [float("nan")] * len(pvalues)
+    running = 0.0
+    for rank, i in enumerate(sorted(index, key=lambda i: pvalues[i])):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+@dataclass(frozen=True)
+class _Evidence:
+    ratio: float
+    ci: tuple[float, float]
+    p_slower: float  # one-sided U test, unadjusted (NaN: too few samples to test)
+    p_faster: float
+    spread: bool  # either side's IQR/median above max_spread
+
+
+def _evidence(base: Sequence[float], cand: Sequence[float], rule: Rule, family: int = 1) -> _Evidence:
     ratio = float(np.median(cand) / np.median(base))
     ci = ratio_ci(base, cand)
-    if min(len(base), len(cand)) < rule.min_samples or min_attainable_p(len(base), len(cand)) >= rule.alpha:
-        return "noisy", ratio, float("nan"), ci
+    spread = max(relative_spread(base), relative_spread(cand)) > rule.max_spread
+    # Too few samples to reach alpha at all -- in a family of this size, after Holm: no test.
+    if (min(len(base), len(cand)) < rule.min_samples
+            or family * min_attainable_p(len(base), len(cand)) >= rule.alpha):
+        return _Evidence(ratio, ci, float("nan"), float("nan"), spread)
     p_slower = float(sps.mannwhitneyu(cand, base, alternative="greater").pvalue)
     p_faster = float(sps.mannwhitneyu(cand, base, alternative="less").pvalue)
-    spread = max(relative_spread(base), relative_spread(cand)) > rule.max_spread
+    return _Evidence(ratio, ci, p_slower, p_faster, spread)
+
+
+def _verdict(ev: _Evidence, p_slower: float, p_faster: float, rule: Rule) -> str:
+    if math.isnan(p_slower):
+        return "noisy"
     # With a wide spread, ask more: the whole interval beyond the threshold, not just beyond 1.
-    slower_bound = 1 + rule.threshold if spread else 1.0
-    if ratio > 1 + rule.threshold and p_slower < rule.alpha and ci[0] > slower_bound:
-        return "slower", ratio, p_slower, ci
-    if ratio < 1 / (1 + rule.threshold) and p_faster < rule.alpha and ci[1] < 1 / slower_bound:
-        return "faster", ratio, p_slower, ci
-    return ("noisy" if spread else "unchanged"), ratio, p_slower, ci
+    slower_bound = 1 + rule.threshold if ev.spread else 1.0
+    if ev.ratio > 1 + rule.threshold and p_slower < rule.alpha and ev.ci[0] > slower_bound:
+        return "slower"
+    if ev.ratio < 1 / (1 + rule.threshold) and p_faster < rule.alpha and ev.ci[1] < 1 / slower_bound:
+        return "faster"
+    return "noisy" if ev.spread else "unchanged"
+
+
+def decide(base: Sequence[float], cand: Sequence[float], rule: Rule = Rule()
+           ) -> tuple[str, float, float, tuple[float, float]]:
+    """One benchmark alone: (verdict, ratio of medians, one-sided p that the candidate is slower,
+    95% CI of the ratio)."""
+    ev = _evidence(base, cand, rule)
+    return _verdict(ev, ev.p_slower, ev.p_faster, rule), ev.ratio, ev.p_slower, ev.ci
 
 
 def _counter_changes(base: Benchmark, cand: Benchmark) -> dict[str, tuple[float, float]]:
@@ -106,16 +158,24 @@ def _counter_changes(base: Benchmark, cand: Benchmark) -> dict[str, tuple[float,
 
 def compare(base: list[Benchmark], cand: list[Benchmark], rule: Rule = Rule()
             ) -> tuple[list[Comparison], list[str], list[str]]:
-    """Compare benchmarks by name -> (comparisons, only in base, only in candidate)."""
+    """Compare benchmarks by name -> (comparisons, only in base, only in candidate).
+
+    The benchmarks in both files are one family: their U-test p-values are Holm-adjusted
+    (separately for `slower` and for `faster`), so the chance of any false alarm among them
+    stays at most ``alpha``, however many benchmarks there are.
+    """
     b_by, c_by = {b.name: b for b in base}, {c.name: c for c in cand}
+    names = [n for n in b_by if n in c_by]
+    evidence = [_evidence(b_by[n].data, c_by[n].data, rule, family=len(names)) for n in names]
+    slow_adj = holm([e.p_slower for e in evidence])
+    fast_adj = holm([e.p_faster for e in evidence])
     results = []
-    for name in [n for n in b_by if n in c_by]:
+    for name, ev, ps, pf in zip(names, evidence, slow_adj, fast_adj, strict=True):
         b, c = b_by[name], c_by[name]
-        verdict, ratio, p, ci = decide(b.data, c.data, rule)
         results.append(Comparison(name=name, base_median=b.median, cand_median=c.median,
-                                  ratio=ratio, ci=ci, p_slower=p,
-                                  verdict=verdict, n_base=len(b.data), n_cand=len(c.data),
-                                  counters=_counter_changes(b, c)))
+                                  ratio=ev.ratio, ci=ev.ci, p_slower=ps, verdict=_verdict(ev, ps, pf, rule),
+                                  n_base=len(b.data), n_cand=len(c.data),
+                                  counters=_counter_changes(b, c), family=len(names)))
     only_base = [n for n in b_by if n not in c_by]
     only_cand = [n for n in c_by if n not in b_by]
     return results, only_base, only_cand

@@ -21,18 +21,10 @@ from pathlib import Path
 from bench.defaults import BUILTIN, BUILTIN_SUITE_VARIANTS
 from bench.regress.benchjson import ResultsError, load
 from bench.regress.compare import checked_compare, exit_code, render
-from bench.regress.rule import Rule, min_attainable_p
+from bench.regress.rule import Rule, min_samples_for
 from bench.staging import check_writable_dir, publish, staging
 
 SUITES = "bench/suites"
-
-
-def min_rounds(alpha: float) -> int:
-    """The fewest processes per side with which the one-sided U test can reach ``alpha``."""
-    n = 2
-    while min_attainable_p(n, n) >= alpha and n < 100:
-        n += 1
-    return n
 
 
 def _git(*args: str, cwd: Path | None = None) -> str:
@@ -92,14 +84,14 @@ def run_regress(args: argparse.Namespace) -> int:
         repo = Path(_git("rev-parse", "--show-toplevel"))
         name, sha = resolve_base(args.base, repo)
         rule = Rule(args.threshold, args.alpha, max_spread=args.max_spread,
-                    min_samples=min_rounds(args.alpha))
+                    min_samples=min_samples_for(args.alpha))
     except (subprocess.CalledProcessError, FileNotFoundError):
         raise UsageError("not inside a git repository: run `nox -s regress` from a clone") from None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if args.variants is None and args.workload == BUILTIN:
         args.variants = BUILTIN_SUITE_VARIANTS
-    needed = min_rounds(args.alpha)
+    needed = min_samples_for(args.alpha)
     if args.rounds < needed:
         raise UsageError(f"--rounds {args.rounds}: at least {needed} per side are needed for the U "
                          f"test to reach p < {args.alpha}")
