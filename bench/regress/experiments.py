@@ -29,7 +29,7 @@ OUT = Path("reports/experiments")
 
 
 def _regress(out: Path, select: str, extra_env: dict[str, str], candidate_args: str,
-             rounds: int = 5) -> int:
+             rounds: int = 7) -> int:
     cmd = [sys.executable, "-m", "bench", "regress", "--base", "HEAD", "--rounds", str(rounds),
            "--select", select, "--out", str(out)]
     if candidate_args:
@@ -49,7 +49,7 @@ def _verdicts(out: Path) -> list[dict]:
 def _pytest_benchmark_rule(out: Path, limit: float = 0.05) -> tuple[int, int]:
     """(fails, comparisons) of median:5% between consecutive processes (time order)."""
     order = []
-    for i in range(5):
+    for i in range(len(list(out.glob("base-*.json")))):
         order += [f"base-{i}.json", f"candidate-{i}.json"] if i % 2 == 0 else \
                  [f"candidate-{i}.json", f"base-{i}.json"]
     runs = [{b.name: b.median for b in load(out / name)[1]} for name in order]
@@ -82,12 +82,12 @@ def aa(runs: int, select: str) -> dict:
     return summary
 
 
-def ab(copies: list[int], runs: int, select: str, rounds: int = 5) -> dict:
+def ab(copies: list[int], runs: int, select: str, rounds: int = 7) -> dict:
     tests = str(Path("tests").resolve())
     rows = []
     for n in copies:
         for i in range(runs):
-            out = OUT / (f"ab-{n}-{i}" if rounds == 5 else f"ab-{n}-{i}-r{rounds}")
+            out = OUT / (f"ab-{n}-{i}" if rounds == 7 else f"ab-{n}-{i}-r{rounds}")
             env = {"VB_EXTRA_COPIES": str(n),
                    "PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])}
             _regress(out, select, env, "-p slow_variant", rounds)
@@ -135,7 +135,7 @@ def main() -> int:
     p_ab.add_argument("--copies", default="5,20,80")
     p_ab.add_argument("--runs", type=int, default=3)
     p_ab.add_argument("--select", default="resident")
-    p_ab.add_argument("--rounds", type=int, default=5, help="processes per side")
+    p_ab.add_argument("--rounds", type=int, default=7, help="processes per side")
     sub.add_parser("evaluate", help="re-judge the saved runs in reports/experiments with the current rule")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
