@@ -139,6 +139,19 @@ def _add_regress_parser(commands: argparse._SubParsersAction) -> None:
                         "'-p my_plugin' to inject a change without committing it)")
 
 
+def _add_history_parser(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "history", help="every saved benchmark run over time, with the steps (change points) in it",
+        description="Read pytest-benchmark JSON files (folders are searched recursively), plot "
+                    "each benchmark's median with its 95% interval per run, find the steps with "
+                    "ruptures' PELT and list them with their size and commit. Writes "
+                    "history.md, history.csv and history.png into --out.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("paths", type=Path, nargs="*", default=[Path("reports/benchmarks")])
+    p.add_argument("-k", "--select", default="", help="only benchmarks whose name contains this")
+    p.add_argument("--out", type=Path, default=Path("reports/history"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -146,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report_parser(commands)
     _add_compare_parser(commands)
     _add_regress_parser(commands)
+    _add_history_parser(commands)
     return parser
 
 
@@ -161,6 +175,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from bench.commands import run_report
 
             return run_report(args)
+        if args.command == "history":
+            from bench.regress.history import run_history
+
+            return run_history(args)
         if args.command == "regress":
             from bench.regress.worktree import run_regress
 
