@@ -161,6 +161,7 @@ def _figure(history: History, names: list[str], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     cols = 2 if len(names) > 1 else 1
     rows = -(-len(names) // cols)
@@ -176,6 +177,7 @@ def _figure(history: History, names: list[str], path: Path) -> None:
         for s in steps(history, name):
             ax.axvline(s.index + 1 - 0.5, color="#d62728", linestyle="--",
                        label=f"step {s.change:+.0%} at run {s.index + 1}")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("run")
         ax.set_ylabel("ms (median, 95% CI)")
