@@ -37,14 +37,12 @@ def setup_logging() -> None:
 
 
 def _device(name: str):  # -> torch.device
-    import torch
+    from vae.device import DeviceError, resolve_device
 
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda was asked for, but no CUDA device is available here; "
-                         "use --device cpu (or auto)")
-    return torch.device(name)
+    try:
+        return resolve_device(name)
+    except DeviceError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _plan_and_tools(args: argparse.Namespace):  # -> tuple[Plan, tuple[str, ...]]
