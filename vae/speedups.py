@@ -63,7 +63,8 @@ def step_functions(model: VAE, optimizer: torch.optim.Optimizer, compile: str = 
 
 def graph_breaks(model: VAE, optimizer: torch.optim.Optimizer, batch: torch.Tensor) -> dict[str, Any]:
     """How Dynamo splits the whole eager step (zero_grad, forward+loss, backward, update), and
-    the reasons: why ``step_functions`` compiles two pieces instead of one."""
+    the reasons: why ``step_functions`` compiles two pieces instead of one. ``explain`` resets
+    Dynamo: call this before compiling anything that should stay compiled."""
     import torch._dynamo as dynamo
 
     def whole_step(x: torch.Tensor) -> torch.Tensor:
@@ -80,7 +81,6 @@ def graph_breaks(model: VAE, optimizer: torch.optim.Optimizer, batch: torch.Tens
     finally:  # explaining runs the step: put everything back
         model.load_state_dict(state)
         optimizer.load_state_dict(opt_state)
-        dynamo.reset()
     reasons = sorted({str(getattr(r, "reason", r)).splitlines()[0][:160] for r in explained.break_reasons})
     return {"graphs": explained.graph_count, "graph_breaks": explained.graph_break_count,
             "reasons": reasons}

@@ -20,9 +20,9 @@ variant asked for also gives the compute-only bound.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -138,10 +138,7 @@ class LadderWorkload(ModelWorkload):
             self.min_round_steps = 4 * spec.num_workers
             self.profile = False
         if spec.compile != "none":
-            example = torch.rand(ctx.batch_size, 784, device=ctx.device)
-            start = time.perf_counter()
-            self.notes["dynamo"] = graph_breaks(self.model, self.optimizer, example)
-            self.notes["explain_s"] = time.perf_counter() - start
+            self.notes["dynamo"] = _dynamo_report(ctx.device, ctx.batch_size)
         self.loss_fn, self.update_fn = step_functions(self.model, self.optimizer, spec.compile)
         self._description = split.description
         self._batches: Iterator[torch.Tensor] = iter(self.pipeline)
@@ -176,6 +173,16 @@ class LadderWorkload(ModelWorkload):
         return [*found, train_step]
 
 
+@functools.cache
+def _dynamo_report(device: torch.device, batch_size: int) -> dict[str, Any]:
+    """Where Dynamo breaks the whole eager step: the same for every compiled variant, so found
+    once per process -- and before anything is compiled, since ``explain`` resets Dynamo's
+    caches and a compiled variant built earlier would recompile inside a measured round."""
+    model = VAE().to(device)
+    optimizer = make_optimizer(model.parameters())
+    return graph_breaks(model, optimizer, torch.rand(batch_size, 784, device=device))
+
+
 def _unavailable(spec: VariantSpec, device: torch.device) -> str | None:
     if device.type == "cuda":
         return None
@@ -194,6 +201,8 @@ def make(ctx: Context) -> dict[str, Callable[[], LadderWorkload]]:
         raise WorkloadError(f"--dataset {ctx.dataset!r}: choose one of {', '.join(DATASETS)}")
     names = expand(ctx.variants)
     specs = {name: parse(name) for name in names}
+    if any(s.compile != "none" and not _unavailable(s, ctx.device) for s in specs.values()):
+        _dynamo_report(ctx.device, ctx.batch_size)  # now, before any variant compiles
     if ctx.limit is not None and ctx.limit < ctx.batch_size:
         raise WorkloadError(f"--limit {ctx.limit} is smaller than one batch (--batch-size {ctx.batch_size})")
     try:
