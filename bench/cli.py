@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench.defaults import BUILTIN
 from bench.errors import UsageError
-from vae.argtypes import non_negative_int, positive_int
+from vae.argtypes import non_negative_int, positive_float, positive_int
 
 TOOLS = ("cprofile", "lines", "kineto")
 
@@ -25,7 +25,9 @@ def comma_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def _add_workload_arguments(p: argparse.ArgumentParser) -> None:
+def _add_workload_arguments(p: argparse.ArgumentParser, *, timed: bool = True) -> None:
+    """The workload and its data; with ``timed``, also where and how it runs (counting runs on
+    one CPU thread, always)."""
     p.add_argument("--workload", default=BUILTIN,
                    help="the training loop to measure: a factory named module:function or "
                         "path/to/file.py:function (see README, 'Your own workload')")
@@ -35,8 +37,10 @@ def _add_workload_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="auto", help="built-in workload: auto | mnist | synthetic")
     p.add_argument("--limit", type=positive_int, default=None,
                    help="use only the first LIMIT training samples (a small debug set)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--batch-size", type=positive_int, default=100)
+    if not timed:
+        return
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="torch intra-op threads (default: torch's choice; recorded either way)")
     p.add_argument("--seed", type=int, default=0)
@@ -94,6 +98,9 @@ def _add_rule_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-spread", type=float, default=0.25,
                    help="IQR/median above this on either side: the ratio's 95%% interval must "
                         "clear 1 + threshold, else the verdict is noisy")
+    p.add_argument("--count-threshold", type=positive_float, default=0.01,
+                   help="instruction counts (bench cost) above 1 + this times the baseline's are "
+                        "'more work', a regression; counts of the same code repeat within ~0.01%%")
 
 
 def _add_compare_parser(commands: argparse._SubParsersAction) -> None:
@@ -134,9 +141,32 @@ def _add_regress_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", type=Path, default=Path("data"))
     p.add_argument("--limit", type=int, default=10_000, help="training samples the workload holds")
     _add_rule_arguments(p)
+    p.add_argument("--no-cost", dest="cost", action="store_false",
+                   help="skip the instruction counts (bench cost) of both sides, which callgrind "
+                        "takes side by side before the timings (~1.5 min on a 2-core machine)")
     p.add_argument("--candidate-pytest-args", default="",
                    help="extra pytest arguments for the candidate side only (experiments: e.g. "
                         "'-p my_plugin' to inject a change without committing it)")
+
+
+def _add_cost_parser(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "cost", help="count the CPU instructions of one fetch and one step of each variant (callgrind)",
+        description="Run the workload under Valgrind's callgrind and count the instructions of "
+                    "--fetches fetches and of one training step of each variant, --repeats times "
+                    "(one thread, on the CPU). Counts are exact where timings are noisy: compare "
+                    "two count files with `bench compare`; `bench regress` runs this for both "
+                    "sides. Needs valgrind (apt-get install valgrind).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_workload_arguments(p, timed=False)
+    p.set_defaults(limit=2000)
+    p.add_argument("--variants", type=comma_list, default=None,
+                   help="variants to count (default: for the built-in workload the ladder's five "
+                        "rungs and resident+fused; else the workload's default)")
+    p.add_argument("--repeats", type=positive_int, default=3, help="counts of each region (median kept)")
+    p.add_argument("--fetches", type=positive_int, default=10, help="fetches in one fetch region")
+    p.add_argument("--json", type=Path, default=Path("reports/cost.json"), help="where the counts go")
+    p.add_argument("--no-progress", action="store_true")
 
 
 def _add_history_parser(commands: argparse._SubParsersAction) -> None:
@@ -159,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report_parser(commands)
     _add_compare_parser(commands)
     _add_regress_parser(commands)
+    _add_cost_parser(commands)
     _add_history_parser(commands)
     return parser
 
@@ -179,6 +210,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from bench.regress.history import run_history
 
             return run_history(args)
+        if args.command == "cost":
+            from bench.cost import run_cost
+
+            return run_cost(args)
         if args.command == "regress":
             from bench.regress.worktree import run_regress
 

@@ -245,7 +245,7 @@ def test_family_wise_false_alarms_stay_below_alpha():
 
 
 def test_a_family_too_large_for_the_samples_is_noisy_and_says_how_many_are_needed():
-    from bench.regress.compare import render
+    from bench.regress.compare import Judged, render
     from bench.regress.rule import min_samples_for
 
     assert min_samples_for(0.01) == 5 and min_samples_for(0.01, 10) == 7
@@ -253,5 +253,5 @@ def test_a_family_too_large_for_the_samples_is_noisy_and_says_how_many_are_neede
     cand = [Benchmark(f"b{i}", "g", (1.5, 1.51, 1.49, 1.5, 1.52)) for i in range(10)]
     results, _, _ = compare(base, cand)
     assert {c.verdict for c in results} == {"noisy"}  # 5 a side cannot reach 0.01 among 10
-    text = render(results, [], [], Rule(), markdown=False)
+    text = render(Judged(results), Rule(), markdown=False)
     assert "needs at least 7 samples a side" in text and "Holm-adjusted over the 10" in text

@@ -50,7 +50,7 @@ def test_regress_runs_both_sides_interleaved_and_compares(tmp_path: Path, data_r
     repo = _repo(tmp_path)
     proc = _regress(repo, "--base", "HEAD", "--rounds", "3", "--alpha", "0.1",
                     "--select", "step", "--variants", "resident",
-                    "--data-dir", str(data_root), "--limit", "300", "--out", "out",
+                    "--data-dir", str(data_root), "--limit", "300", "--out", "out", "--no-cost",
                     "--candidate-pytest-args", "-p slow_variant",
                     env={"PYTHONPATH": f"{repo}{os.pathsep}{repo / 'tests'}", "VB_EXTRA_COPIES": "20"})
     assert proc.returncode in (0, 1, 3), proc.stdout + proc.stderr
@@ -66,7 +66,9 @@ def test_regress_runs_both_sides_interleaved_and_compares(tmp_path: Path, data_r
     assert sorted(p.name for p in out.glob("base-*.json")) == [f"base-{i}.json" for i in range(3)]
     merged = json.loads((out / "candidate.json").read_text())["benchmarks"]
     assert [len(b["stats"]["data"]) for b in merged] == [3]
-    assert "| benchmark" in (out / "regress.md").read_text()
+    table = (out / "regress.md").read_text()
+    assert "| benchmark" in table
+    assert "Instruction counts: not taken (--no-cost)" in table  # said, not silently dropped
     worktrees = subprocess.run(["git", "worktree", "list"], cwd=repo, capture_output=True, text=True)
     assert len(worktrees.stdout.strip().splitlines()) == 1, "the base worktree was not removed"
 

@@ -58,8 +58,23 @@ def _entry(path: Path, i: int, entry: object, need_data: bool) -> Benchmark:
                      params=entry.get("params") or {}, extra_info=entry.get("extra_info") or {})
 
 
-def load(path: str | Path, *, need_data: bool = True) -> tuple[dict, list[Benchmark]]:
-    """Load one pytest-benchmark JSON file -> (machine_info, benchmarks); bad data raises ResultsError."""
+@dataclass(frozen=True)
+class Loaded:
+    """One checked file: its machine, its timed benchmarks, its instruction counts (if any)."""
+
+    machine: dict
+    benchmarks: list[Benchmark]
+    counts: dict[str, dict] | None  # the 'instructions' section's counts (bench cost)
+
+
+def load_file(path: str | Path, *, need_data: bool = True) -> Loaded:
+    """Load and check one pytest-benchmark JSON file, with the instruction counts it may hold.
+
+    A file may hold only counts (``python -m bench cost --json``); one with neither benchmarks
+    nor counts is refused. Bad data raises ResultsError naming the file and the entry.
+    """
+    from bench.regress.counts import read_section
+
     path = Path(path)
     if not path.is_file():
         raise ResultsError(f"{path}: file not found")
@@ -69,8 +84,17 @@ def load(path: str | Path, *, need_data: bool = True) -> tuple[dict, list[Benchm
         raise ResultsError(f"{path}: not JSON ({exc})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("benchmarks"), list):
         raise ResultsError(f"{path}: not a pytest-benchmark JSON file (no 'benchmarks' list)")
-    if not doc["benchmarks"]:
+    counts = read_section(path, doc)
+    if not doc["benchmarks"] and not counts:
         raise ResultsError(f"{path}: holds no benchmarks (did every benchmark fail or get deselected?)")
     out = [_entry(path, i, entry, need_data) for i, entry in enumerate(doc["benchmarks"])]
     machine = doc.get("machine_info")
-    return machine if isinstance(machine, dict) else {}, out
+    return Loaded(machine if isinstance(machine, dict) else {}, out, counts)
+
+
+def load(path: str | Path, *, need_data: bool = True) -> tuple[dict, list[Benchmark]]:
+    """Load one pytest-benchmark JSON file -> (machine_info, benchmarks); bad data raises ResultsError."""
+    loaded = load_file(path, need_data=need_data)
+    if not loaded.benchmarks:
+        raise ResultsError(f"{path}: holds only instruction counts, no timed benchmarks")
+    return loaded.machine, loaded.benchmarks

@@ -4,12 +4,20 @@
     python -m bench.regress.experiments ab --copies 5,20,80 --runs 3
     python -m bench.regress.experiments evaluate                # re-judge saved runs with today's rule
 
+    python -m bench.regress.experiments counts --runs 10        # instruction counts: how exact
+    python -m bench.regress.experiments count-ab --change copy --runs 10   # ... what they catch
+
 Each run is one ``python -m bench regress`` (interleaved processes). For A/A the same
 per-process files are also judged by pytest-benchmark's own rule,
 ``--benchmark-compare-fail=median:5%`` (fail when a run's median is > 5% above the previous
 run's), applied to consecutive processes, so both rules see identical timings. The A/B
 candidate loads ``tests/slow_variant.py`` (test-only), which makes the optimized fetch clone
 each batch VB_EXTRA_COPIES more times. Results go to reports/experiments/*.json and stdout.
+
+The count experiments run ``python -m bench cost`` (two processes at a time: callgrind is
+single-threaded). ``count-ab`` checks HEAD out twice into temporary worktrees and edits the
+candidate's source (:data:`CHANGES`: the kind of change a pull request makes), so both sides
+run real, committed-looking code.
 """
 
 from __future__ import annotations
@@ -125,6 +133,93 @@ def evaluate() -> dict:
     return {"aa": dict(aa_counts), "ab": ab_rows}
 
 
+# name -> (file, text, replacement): small changes of the work a fetch or a step does
+CHANGES: dict[str, tuple[str, str, str]] = {
+    # one extra copy of every batch in the resident fetch (resident and resident+fused)
+    "copy": ("vae/pipelines.py",
+             "yield self.data.index_select(0, order[start:start + self.batch_size])  # (batch, 784)",
+             "yield self.data.index_select(0, order[start:start + self.batch_size]).clone()"),
+    # a reconstruction metric computed in every step (of every variant), never used
+    "metric": ("vae/train.py",
+               "            loss = vae_loss(x_hat, batch, mean, log_var)\n",
+               "            loss = vae_loss(x_hat, batch, mean, log_var)\n"
+               "            torch.nn.functional.mse_loss(x_hat.detach(), batch)\n"),
+}
+
+
+def _cost_pair(roots: list[Path], outs: list[Path], variants: str) -> None:
+    """``bench cost`` in each root at once (one per core)."""
+    procs = []
+    for root, out in zip(roots, outs, strict=True):
+        env = {**os.environ, "PYTHONPATH": str(root)}
+        cmd = [sys.executable, "-m", "bench", "cost", "--no-progress", "--json", str(out.resolve()),
+               "--data-dir", str(Path("data").resolve()), "--variants", variants]
+        procs.append(subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE, text=True))
+    for proc in procs:
+        _, err = proc.communicate()
+        if proc.returncode != 0:
+            raise SystemExit(f"bench cost failed: {err[-500:]}")
+
+
+def _counts_of(path: Path) -> dict:
+    return json.loads(path.read_text())["instructions"]["counts"]
+
+
+def counts(runs: int, variants: str) -> dict:
+    """The same code counted ``runs`` times in separate processes: how far the counts move."""
+    paths = [OUT / f"counts-{i}.json" for i in range(runs)]
+    root = Path.cwd()
+    for i in range(0, runs, 2):
+        pair = paths[i:i + 2]
+        _cost_pair([root] * len(pair), pair, variants)
+        print(f"counted runs {i + 1}-{i + len(pair)} of {runs}", flush=True)
+    per_key: dict[str, list[float]] = {}
+    for path in paths:
+        for key, entry in _counts_of(path).items():
+            per_key.setdefault(key, []).append(entry["instructions"])
+    rows = {key: {"min": min(v), "max": max(v), "spread_pct": 100 * (max(v) - min(v)) / min(v)}
+            for key, v in per_key.items()}
+    for key, row in rows.items():
+        print(f"{key:<24} {row['min']:>14,.0f} .. {row['max']:>14,.0f}  spread {row['spread_pct']:.4f}%")
+    return {"runs": runs, "rows": rows}
+
+
+def count_ab(change: str, runs: int, variants: str, threshold: float = 0.01) -> dict:
+    """Base = HEAD, candidate = HEAD with one of :data:`CHANGES`; counted ``runs`` times."""
+    import tempfile
+
+    from bench.regress.counts import compare_counts
+
+    file, old, new = CHANGES[change]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="vaebench-ab-") as tmp:
+        roots = [Path(tmp) / "base", Path(tmp) / "candidate"]
+        for root in roots:
+            subprocess.run(["git", "worktree", "add", "--detach", "--force", str(root), "HEAD"],
+                           check=True, capture_output=True)
+        try:
+            source = (roots[1] / file).read_text()
+            if source.count(old) != 1:
+                raise SystemExit(f"change {change!r}: the text to replace is not in {file} once")
+            (roots[1] / file).write_text(source.replace(old, new))
+            for i in range(runs):
+                outs = [OUT / f"count-ab-{change}-{i}-{side}.json" for side in ("base", "candidate")]
+                _cost_pair(roots, outs, variants)
+                results, _, _ = compare_counts(_counts_of(outs[0]), _counts_of(outs[1]), threshold)
+                for r in results:
+                    rows.append({"run": i, "name": r.name, "base": r.base, "cand": r.cand,
+                                 "change_pct": 100 * (r.ratio - 1), "verdict": r.verdict,
+                                 "moved": r.moved})
+                    if r.verdict != "same work":
+                        print(f"{change} run {i}: {r.name} {r.base:,.0f} -> {r.cand:,.0f} "
+                              f"({100 * (r.ratio - 1):+.2f}%) {r.verdict}", flush=True)
+        finally:
+            for root in roots:
+                subprocess.run(["git", "worktree", "remove", "--force", str(root)], capture_output=True)
+    return {"change": change, "runs": runs, "rows": rows}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.regress.experiments", description=__doc__)
     sub = parser.add_subparsers(dest="kind", required=True)
@@ -137,10 +232,22 @@ def main() -> int:
     p_ab.add_argument("--select", default="resident")
     p_ab.add_argument("--rounds", type=int, default=7, help="processes per side")
     sub.add_parser("evaluate", help="re-judge the saved runs in reports/experiments with the current rule")
+    p_counts = sub.add_parser("counts", help="instruction counts of the same code, N processes")
+    p_counts.add_argument("--runs", type=int, default=10)
+    p_counts.add_argument("--variants", default="ladder,resident+fused")
+    p_cab = sub.add_parser("count-ab", help="instruction counts of HEAD vs HEAD with a small change")
+    p_cab.add_argument("--change", choices=sorted(CHANGES), default="copy")
+    p_cab.add_argument("--runs", type=int, default=10)
+    p_cab.add_argument("--variants", default="resident,resident+fused")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     if args.kind == "evaluate":
         result = evaluate()
+    elif args.kind == "counts":
+        result = counts(args.runs, args.variants)
+    elif args.kind == "count-ab":
+        result = count_ab(args.change, args.runs, args.variants)
+        args.kind = f"count-ab-{args.change}"
     elif args.kind == "aa":
         result = aa(args.runs, args.select)
     else:

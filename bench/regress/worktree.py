@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from bench.defaults import BUILTIN, BUILTIN_SUITE_VARIANTS
-from bench.regress.benchjson import ResultsError, load
+from bench.regress.benchjson import ResultsError, load, load_file
 from bench.regress.compare import checked_compare, exit_code, render
 from bench.regress.rule import Rule, min_samples_for
 from bench.staging import check_writable_dir, publish, staging
@@ -46,8 +46,9 @@ def resolve_base(ref: str | None, repo: Path) -> tuple[str, str]:
     raise ValueError("no default base: neither origin/main nor HEAD~1 exists; pass --base REF")
 
 
-def merge_processes(paths: list[Path], target: Path) -> Path:
-    """One JSON per side whose 'rounds' are the per-process medians of each benchmark."""
+def merge_processes(paths: list[Path], target: Path, counts: Path | None = None) -> Path:
+    """One JSON per side whose 'rounds' are the per-process medians of each benchmark, with the
+    side's instruction counts (``counts``, from ``bench cost``) beside them."""
     per_name: dict[str, dict] = {}
     for path in paths:
         _, benchmarks = load(path)
@@ -58,6 +59,8 @@ def merge_processes(paths: list[Path], target: Path) -> Path:
             entry["stats"]["data"].append(b.median)
     doc = {"machine_info": {}, "benchmarks": list(per_name.values()),
            "note": f"each round is the median of one process: {[p.name for p in paths]}"}
+    if counts is not None:
+        doc["instructions"] = json.loads(counts.read_text())["instructions"]
     target.write_text(json.dumps(doc, indent=1))
     return target
 
@@ -72,6 +75,40 @@ def _run_side(root: Path, json_path: Path, args: argparse.Namespace, extra: list
     if proc.returncode != 0 or not json_path.exists():
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-15:])
         raise RuntimeError(f"benchmark process in {root} failed (exit {proc.returncode}):\n{tail}")
+
+
+def _count_sides(args: argparse.Namespace, roots: dict[str, Path], stage: Path) -> dict[str, Path]:
+    """Count instructions on both sides at once (callgrind is single-threaded; the counts do not
+    depend on what else runs). Returns the count file of each side; raises UsageError."""
+    from bench.errors import UsageError
+
+    procs = {}
+    for side, root in roots.items():
+        if not (root / "bench" / "cost.py").is_file():
+            raise UsageError(f"the {side} ({root}) has no `bench cost`: pick a newer --base, or "
+                             "pass --no-cost")
+        path = stage / f"{side}-cost.json"
+        cmd = [sys.executable, "-m", "bench", "cost", "--no-progress", "--workload", args.workload,
+               "--data-dir", str(args.data_dir.resolve()), "--limit", str(args.limit),
+               "--json", str(path),
+               *(["--variants", args.variants] if args.variants else [])]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+        procs[side] = (path, subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE,
+                                              stderr=subprocess.STDOUT, text=True))
+    out = {}
+    try:
+        for side, (path, proc) in procs.items():
+            text, _ = proc.communicate()
+            if proc.returncode != 0 or not path.is_file():
+                tail = "\n".join(text.splitlines()[-6:])
+                raise UsageError(f"counting instructions of the {side} failed (exit "
+                                 f"{proc.returncode}):\n{tail}")
+            out[side] = path
+    finally:
+        for _, proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+    return out
 
 
 def run_regress(args: argparse.Namespace) -> int:
@@ -91,6 +128,14 @@ def run_regress(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     if args.variants is None and args.workload == BUILTIN:
         args.variants = BUILTIN_SUITE_VARIANTS
+    args.cost_skipped = "--no-cost"
+    if args.cost:
+        from bench.measure.instructions import missing_tool
+
+        reason = missing_tool()
+        if reason:  # said in the table and here, never silently dropped
+            print(f"Instruction counts skipped: {reason}", file=sys.stderr)
+            args.cost, args.cost_skipped = False, reason
     needed = min_samples_for(args.alpha)
     if args.rounds < needed:
         raise UsageError(f"--rounds {args.rounds}: at least {needed} per side are needed for the U "
@@ -124,6 +169,11 @@ def _interleave(args: argparse.Namespace, repo: Path, name: str, sha: str, extra
         print(f"Base {name} ({sha[:10]}) vs candidate (work tree {repo}); "
               f"{args.rounds} interleaved processes per side")
         files: dict[str, list[Path]] = {"base": [], "candidate": []}
+        if args.cost:
+            print("Counting instructions of both sides under callgrind, side by side (~1.5 min)...",
+                  flush=True)
+            for side, path in _count_sides(args, {"base": base_root, "candidate": repo}, stage).items():
+                files[f"{side}-cost"] = [path]
         with tqdm(total=2 * args.rounds, unit="process") as bar:
             for i in range(args.rounds):
                 for side in ("base", "candidate") if i % 2 == 0 else ("candidate", "base"):
@@ -146,14 +196,16 @@ def _measure_and_compare(args: argparse.Namespace, repo: Path, name: str, sha: s
     from bench.errors import UsageError
 
     files = _interleave(args, repo, name, sha, extra, stage, base_root)
-    base_json = merge_processes(files["base"], stage / "base.json")
-    cand_json = merge_processes(files["candidate"], stage / "candidate.json")
+    base_json = merge_processes(files["base"], stage / "base.json", *files.get("base-cost", []))
+    cand_json = merge_processes(files["candidate"], stage / "candidate.json",
+                                *files.get("candidate-cost", []))
     try:
-        _, base = load(base_json)
-        _, cand = load(cand_json)
-    except ResultsError as exc:
+        base, cand = load_file(base_json), load_file(cand_json)
+        judged = checked_compare(base, cand, rule, "base", "candidate", args.count_threshold)
+    except (ResultsError, ValueError) as exc:
         raise UsageError(str(exc)) from None
-    results, only_base, only_cand = checked_compare(base, cand, rule, "base", "candidate")
-    print(render(results, only_base, only_cand, rule, markdown=False))
-    (stage / "regress.md").write_text(render(results, only_base, only_cand, rule, markdown=True))
-    return exit_code(results)
+    if not args.cost:
+        judged.notes.append(f"Instruction counts: not taken ({args.cost_skipped}).")
+    print(render(judged, rule, markdown=False))
+    (stage / "regress.md").write_text(render(judged, rule, markdown=True))
+    return exit_code(judged)

@@ -20,6 +20,7 @@ from bench.measure.environment import Environment
 from bench.workload import Context, Unavailable, Variants, WorkloadError, variants_of
 
 _VARIANTS = pytest.StashKey[Variants]()
+COUNTS = pytest.StashKey[Any]()  # the cost suite's Counts, saved into the benchmark JSON
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -69,6 +70,12 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "variant" in metafunc.fixturenames:
         metafunc.parametrize("variant", list(_variants(metafunc.config)))
+
+
+def pytest_benchmark_update_json(config: pytest.Config, benchmarks: Any, output_json: dict) -> None:
+    """Store the cost suite's instruction counts beside the timings, where compare finds them."""
+    if COUNTS in config.stash:
+        output_json["instructions"] = config.stash[COUNTS].as_dict()
 
 
 class Settings:

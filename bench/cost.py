@@ -1,0 +1,95 @@
+"""``python -m bench cost``: count the CPU instructions of one fetch and one step of each variant.
+
+The counts go into a JSON file (a pytest-benchmark file with an ``instructions`` section and
+no timed benchmarks) that ``bench compare`` judges with the exact rule of
+:mod:`bench.regress.counts`; ``bench regress`` runs this for base and candidate side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench.defaults import BUILTIN, BUILTIN_SUITE_VARIANTS
+from bench.errors import UsageError
+
+
+def document(counts: Any) -> dict[str, Any]:  # counts: bench.measure.instructions.Counts
+    """The JSON a counting run is saved as: readable by pytest-benchmark's tools and by compare."""
+    return {"machine_info": {"node": platform.node(), "processor": platform.processor(),
+                             "machine": platform.machine(), "cpu_count": os.cpu_count()},
+            "benchmarks": [], "instructions": counts.as_dict()}
+
+
+def write_json(doc: dict[str, Any], path: Path) -> None:
+    """Write whole or not at all: a full disk or Ctrl-C leaves the earlier file as it was."""
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        tmp.write_text(json.dumps(doc, indent=1))
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"cannot write {path} ({exc.strerror or exc}); the earlier file, if any, "
+                         "is unchanged") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def table(counts: Any) -> str:
+    import pandas as pd
+
+    rows = [{"counted": name, "instructions per call": f"{c.instructions:,.0f}",
+             "calls per region": c.calls, "repeats": len(c.repeats),
+             "spread": f"{c.spread * 100:.3f}%",
+             "top function": next(iter(c.functions), "-")[:60]}
+            for name, c in counts.counts.items()]
+    return pd.DataFrame(rows).to_string(index=False)
+
+
+def run_cost(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from bench.measure.instructions import CountError, count, missing_tool
+
+    reason = missing_tool()
+    if reason:
+        raise UsageError(f"cannot count instructions: {reason}")
+    if args.json.is_dir() or not args.json.parent.is_dir():
+        raise UsageError(f"--json {args.json}: name a file in an existing folder")
+    variants = args.variants
+    if variants is None and args.workload == BUILTIN:
+        variants = BUILTIN_SUITE_VARIANTS.split(",")
+    print(f"Counting instructions under callgrind ({args.workload}); starting torch under "
+          "Valgrind takes ~30 s, each variant ~10 s more on this kind of machine")
+    bar = tqdm(desc="variants ready", unit="variant", disable=args.no_progress)
+
+    def on_event(kind: str) -> None:
+        if kind in ("built", "skipped"):
+            bar.update()
+        elif kind == "ready":
+            bar.set_description("counting regions")
+            bar.reset(total=None)
+        elif kind == "region":
+            bar.update()
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="vaebench-callgrind-") as tmp:
+            counts = count(args.workload, variants, data_dir=args.data_dir, dataset=args.dataset,
+                           limit=args.limit, batch_size=args.batch_size, repeats=args.repeats,
+                           fetches=args.fetches, workdir=Path(tmp), on_event=on_event)
+    except CountError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        bar.close()
+    write_json(document(counts), args.json)
+    print(table(counts))
+    for name, why in counts.skipped.items():
+        print(f"not counted: {name}: {why}")
+    print(f"Counts in {args.json} ({counts.meta['seconds']:.0f} s; one thread, MKL held to "
+          f"{counts.meta['mkl_isa']}); compare two with python -m bench compare A.json B.json")
+    return 0

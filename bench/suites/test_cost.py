@@ -1,0 +1,47 @@
+"""The ``cost`` suite: exact CPU instruction counts of one fetch and one step of each variant.
+
+Callgrind counts them once per session for all variants (one Valgrind process: starting
+torch under it is the slow part); each variant's test checks its counts came out exact, and
+the conftest hook stores them as the ``instructions`` section of the saved benchmark JSON,
+beside the timings, where ``bench compare`` judges them. Without Valgrind every test here is
+skipped with the reason and the install hint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.measure.instructions import CountError, count, missing_tool
+from bench.suites.conftest import COUNTS
+
+EXACT = 0.005  # repeats of one region agree far better than this (README: counts)
+
+
+@pytest.fixture(scope="session")
+def counted(pytestconfig, settings, tmp_path_factory):
+    reason = missing_tool()
+    if reason:
+        pytest.skip(f"instruction counts not taken: {reason}")
+    try:
+        counts = count(settings.workload, list(settings.variants),
+                       data_dir=Path(pytestconfig.getoption("--vb-data-dir")),
+                       dataset=pytestconfig.getoption("--vb-dataset"),
+                       limit=max(2000, pytestconfig.getoption("--vb-limit")),
+                       batch_size=pytestconfig.getoption("--vb-batch-size"),
+                       repeats=2 if settings.quick else 3,
+                       workdir=tmp_path_factory.mktemp("callgrind"))
+    except CountError as exc:
+        pytest.fail(f"counting instructions failed: {exc}", pytrace=False)
+    pytestconfig.stash[COUNTS] = counts
+    return counts
+
+
+def test_instructions(counted, variant):
+    if variant in counted.skipped:
+        pytest.skip(f"{variant}: {counted.skipped[variant]}")
+    for per in ("fetch", "step"):
+        c = counted.counts[f"{per}[{variant}]"]
+        assert c.instructions > 0
+        assert c.spread < EXACT, f"{per}[{variant}] repeats differ by {c.spread:.2%}: {c.repeats}"
