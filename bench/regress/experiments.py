@@ -139,11 +139,13 @@ CHANGES: dict[str, tuple[str, str, str]] = {
     "copy": ("vae/pipelines.py",
              "yield self.data.index_select(0, order[start:start + self.batch_size])  # (batch, 784)",
              "yield self.data.index_select(0, order[start:start + self.batch_size]).clone()"),
-    # a reconstruction metric computed in every step (of every variant), never used
-    "metric": ("vae/train.py",
-               "            loss = vae_loss(x_hat, batch, mean, log_var)\n",
-               "            loss = vae_loss(x_hat, batch, mean, log_var)\n"
-               "            torch.nn.functional.mse_loss(x_hat.detach(), batch)\n"),
+    # a metric computed in every step for a log line and never used (every variant): the
+    # reconstruction loss of the first 40 samples of the batch, about 2% of the step
+    "metric": ("vae/speedups.py",
+               "    return vae_loss(x_hat, batch, mean, log_var)\n",
+               "    with torch.no_grad():\n"
+               "        torch.nn.functional.binary_cross_entropy(x_hat[:40], batch[:40], reduction='sum')\n"
+               "    return vae_loss(x_hat, batch, mean, log_var)\n"),
 }
 
 
