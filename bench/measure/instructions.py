@@ -13,7 +13,7 @@ which starts ``python`` from PATH and instruments the whole torch import):
    run uninstrumented (~30 s instead of ~2 min), with one intra-op thread (OpenMP threads that
    spin while waiting would count instructions that are not work) and MKL held to its SSE4.2
    kernels (see ``MKL_ISA``);
-2. it warms every variant up (3 steps), then says ``ready``; this process switches
+2. it warms every variant up (``WARM_STEPS`` steps), then says ``ready``; this process switches
    instrumentation on with ``callgrind_control -i on PID`` and answers ``go``;
 3. every region -- one fetch, or one step on an already fetched batch -- is bracketed by
    ``torch._C._valgrind_toggle()`` ... ``_valgrind_toggle_and_dump_stats()``, which writes one
@@ -49,7 +49,8 @@ TOOLS = ("valgrind", "callgrind_control", "callgrind_annotate")
 # sides of a comparison count the SSE4.2 code path: the counts are a proxy for the work, as
 # every instruction count is, and equal code gives equal counts.
 MKL_ISA = "SSE4_2"
-TOP_FUNCTIONS = 40  # per region: enough to name what changed, small enough for the JSON
+TOP_FUNCTIONS = 40
+WARM_STEPS = 12  # per region: enough to name what changed, small enough for the JSON
 _ANNOTATE_LINE = re.compile(r"^\s*([\d,]+)\s+\(\s*[\d.]+%\)\s+(.+?)\s*$")
 
 
@@ -281,7 +282,11 @@ def _child(options: dict[str, Any]) -> int:
                       f"counting {options['fetches']} fetches in one pass needs "
                       f"{options['fetches'] + 2}: raise --limit or lower --fetches")
                 return 2
-            time_steps(work, 3)  # warm: lazy initialisation, optimizer state, allocator caches
+            # Warm, uninstrumented (cheap): lazy initialisation, optimizer state, allocator
+            # caches, and Python 3.11's bytecode specialization, which starts after a code
+            # object's 8th run -- a function run once a step was still being specialized in
+            # the 5th step, 6% more instructions in a small one.
+            time_steps(work, WARM_STEPS)
             built[name] = work
             _emit(event="built", variant=name)
     except WorkloadError as exc:
@@ -327,14 +332,21 @@ def _child(options: dict[str, Any]) -> int:
             for _ in range(fetches):
                 w.fetch()
 
-        for _ in range(options["repeats"]):
+        # One uncounted repeat of each region first, for the code that only the regions run.
+        for i in range(options["repeats"] + 1):
             work.restore(snapshot)
             work.fetch()  # the data stream's start (a DataLoader makes its iterator) uncounted
-            region(f"fetch[{name}]", fetch_many, fetches)
-        for _ in range(options["repeats"]):
+            if i == 0:
+                fetch_many()
+            else:
+                region(f"fetch[{name}]", fetch_many, fetches)
+        for i in range(options["repeats"] + 1):
             work.restore(snapshot)
             batch = work.fetch()
-            region(f"step[{name}]", lambda b=batch, w=work: w.step(b, part), 1)
+            if i == 0:
+                work.step(batch, part)
+            else:
+                region(f"step[{name}]", lambda b=batch, w=work: w.step(b, part), 1)
         work.restore(snapshot)
     return 0
 
