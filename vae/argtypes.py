@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 
 def _number(text: str, kind: type, what: str) -> int | float:
@@ -28,6 +29,16 @@ def non_negative_int(text: str) -> int:
 
 def positive_float(text: str) -> float:
     value = float(_number(text, float, "a number"))
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
+    return value
+
+
+SEED_MAX = 2**32 - 1  # NumPy's and the DataLoader's seeds must fit in 32 bits
+
+
+def seed_int(text: str) -> int:
+    value = int(_number(text, int, "an integer"))
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 2**32 - 1 ({SEED_MAX}), got {value}")
     return value

@@ -1,25 +1,45 @@
 """``python -m vae train``: the course VAE on MNIST through any pipeline of the ladder.
 
 Every argument is checked before anything is written to ``--out``; bad input ends with a
-one-line ``error:`` message and exit code 2, never a traceback.
+one-line ``error:`` message and exit code 2, never a traceback. This module imports no torch
+at the top: ``--help`` and argument errors answer at once.
+
+Exit codes: 0 done, 2 bad input, 3 training stopped on a non-finite loss, 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
+import importlib.util
 import logging
+import logging.handlers
+import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from vae.argtypes import non_negative_int, positive_float, positive_int
-from vae.data import DATASETS, DataError, load_mnist
-from vae.device import DEVICES, DeviceError, resolve_device
-from vae.pipelines import PIPELINES
+from vae.argtypes import non_negative_int, positive_float, positive_int, seed_int
+from vae.choices import (
+    DATALOADER_PIPELINES,
+    DATASETS,
+    DEVICES,
+    EXTRAS,
+    LOGGERS,
+    PIPELINE_NAMES,
+    PROFILERS,
+    TRAINERS,
+)
 
 log = logging.getLogger("vae")
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+NON_FINITE, INTERRUPTED = 3, 130
+# What a run writes into --out: --overwrite removes exactly these, nothing a user put there.
+RUN_FILES = ("train.log", "tb", "orig_data.png", "reconstructions.png", "generated_samples.png",
+             "checkpoints", "profiler", "wandb")
+LOCK = ".vae-train.lock"
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,22 +63,23 @@ def build_parser() -> argparse.ArgumentParser:
         "train", help="train the VAE and write image grids, logs and TensorBoard events",
         description="Train the course VAE (784-400-20, Adam, BCE-sum + KL) and write "
                     "orig_data.png, reconstructions.png, generated_samples.png, train.log "
-                    "and TensorBoard events (tb/) into --out.",
+                    "and TensorBoard events (tb/) into --out. Exit codes: 0 done, 2 bad input, "
+                    "3 stopped on a non-finite loss, 130 interrupted.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    train.add_argument("--pipeline", choices=list(PIPELINES), default="optimized",
+    train.add_argument("--pipeline", choices=PIPELINE_NAMES, default="optimized",
                        help="data pipeline of the ladder (optimized = resident)")
     train.add_argument("--epochs", type=positive_int, default=5)
     train.add_argument("--batch-size", type=positive_int, default=100)
     train.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate")
     train.add_argument("--device", choices=DEVICES, default="auto",
                        help="auto picks CUDA when present")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=seed_int, default=0, help="0 to 2**32 - 1")
     train.add_argument("--threads", type=positive_int, default=None,
                        help="torch intra-op threads (default: torch's choice)")
     train.add_argument("--out", type=Path, default=None,
                        help="output folder (default: runs/<timestamp>)")
     train.add_argument("--overwrite", action="store_true",
-                       help="allow --out to hold an earlier run, whose files are replaced")
+                       help="replace the run in --out (its files, TensorBoard events included)")
     train.add_argument("--optimizer-impl", choices=("default", "foreach", "fused"), default="default",
                        help="Adam's implementation: torch's default (a for-loop on the CPU), "
                             "multi-tensor foreach, or one fused kernel")
@@ -68,6 +89,23 @@ def build_parser() -> argparse.ArgumentParser:
                        help="capture them as CUDA graphs (torch.compile mode reduce-overhead; CUDA only)")
     train.add_argument("--num-workers", type=non_negative_int, default=0,
                        help="DataLoader worker processes (naive and tensor pipelines only)")
+    train.add_argument("--trainer", choices=TRAINERS, default="plain",
+                       help="plain: the course's loop; lightning: lightning.Trainer with "
+                            "ModelCheckpoint and EarlyStopping on val_loss (extra [lightning])")
+    train.add_argument("--patience", type=positive_int, default=3,
+                       help="lightning: epochs without a better val_loss before EarlyStopping stops")
+    train.add_argument("--profiler", choices=PROFILERS, default="none",
+                       help="lightning: its own profiler, written into OUT/profiler/ (advanced: "
+                            ".prof files for snakeviz; pytorch: traces for TensorBoard)")
+    train.add_argument("--logger", choices=LOGGERS, default="tensorboard",
+                       help="where numbers and images go; wandb runs offline into OUT/wandb "
+                            "without an API key (extra [wandb])")
+    train.add_argument("--pdb", action="store_true",
+                       help="on an error, open the post-mortem debugger where it happened "
+                            "(like python -m pdb -c continue)")
+    train.add_argument("--detect-anomaly", action="store_true",
+                       help="autograd anomaly detection: name the operation whose backward made "
+                            "a NaN (slow; for debugging)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_data_arguments(train)
     return parser
@@ -83,7 +121,11 @@ class _StderrHandler(logging.StreamHandler):
 
 
 def setup_logging(log_file: Path | None = None) -> None:
-    """Log to stderr and, when given, to ``log_file`` -- replacing an earlier run's log file."""
+    """Log to stderr and, when given, to ``log_file`` -- replacing an earlier run's log file.
+
+    Until the log file exists (``--out`` is created only once the data are checked), records
+    are held in memory and written into it first, so train.log has the run from its start.
+    """
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     if not any(getattr(h, "_vae", False) for h in root.handlers):
@@ -91,26 +133,86 @@ def setup_logging(log_file: Path | None = None) -> None:
         console.setFormatter(logging.Formatter(LOG_FORMAT))
         console._vae = True  # type: ignore[attr-defined]
         root.addHandler(console)
-    for old in [h for h in root.handlers if getattr(h, "_vae_file", False)]:
+    early = [h for h in root.handlers if getattr(h, "_vae_early", False)]
+    for old in [h for h in root.handlers if getattr(h, "_vae_file", False) or
+                getattr(h, "_vae_early", False)]:
         root.removeHandler(old)  # a second run in one process must not write into the first's log
-        old.close()
-    if log_file is not None:
-        handler = logging.FileHandler(log_file, mode="w")
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
-        handler._vae_file = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
+    if log_file is None:
+        for h in early:
+            h.close()
+        for old in [h for h in logging.getLogger().handlers if getattr(h, "_vae_file", False)]:
+            old.close()
+        buffer = logging.handlers.MemoryHandler(capacity=10_000, flushLevel=logging.CRITICAL + 1)
+        buffer._vae_early = True  # type: ignore[attr-defined]
+        root.addHandler(buffer)
+        return
+    handler = logging.FileHandler(log_file, mode="w")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler._vae_file = True  # type: ignore[attr-defined]
+    for h in early:  # what was said before the file existed goes in first
+        h.setTarget(handler)
+        h.flush()
+        h.close()
+    root.addHandler(handler)
+
+
+def close_logging() -> None:
+    root = logging.getLogger()
+    for h in [h for h in root.handlers if getattr(h, "_vae_file", False) or
+              getattr(h, "_vae_early", False)]:
+        root.removeHandler(h)
+        h.close()
 
 
 def check_out_dir(out: Path, overwrite: bool) -> None:
-    """Refuse an --out that is a file, or that holds an earlier run (unless --overwrite)."""
+    """Refuse an --out that is a file, that holds someone else's files, or an earlier run
+    (unless --overwrite)."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; pass a folder path")
-    if out.is_dir() and (out / "train.log").exists() and not overwrite:
-        raise ValueError(f"--out {out} already holds a training run; pass another --out "
-                         "or --overwrite to replace it")
+    if out.is_dir():
+        entries = [p.name for p in out.iterdir() if p.name != LOCK]
+        if entries and "train.log" not in entries:
+            shown = ", ".join(sorted(entries)[:3]) + (", ..." if len(entries) > 3 else "")
+            raise ValueError(f"--out {out} holds files that are not a training run ({shown}); "
+                             "pass a new or empty folder")
+        if "train.log" in entries and not overwrite:
+            raise ValueError(f"--out {out} already holds a training run; pass another --out "
+                             "or --overwrite to replace it")
     parent = next((p for p in [out, *out.parents] if p.exists()), Path("."))
     if not parent.is_dir():
         raise ValueError(f"--out {out}: {parent} is a file, not a folder")
+
+
+@contextlib.contextmanager
+def out_lock(out: Path) -> Iterator[None]:
+    """Hold --out for this run: a second run into the same folder is refused, not mixed in."""
+    path = out / LOCK
+    handle = open(path, "w")  # noqa: SIM115  (held for the whole run)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(f"--out {out} is in use by another training run; wait for it or "
+                             "pass another --out") from None
+        yield
+    finally:
+        handle.close()
+        path.unlink(missing_ok=True)
+
+
+def remove_previous_run(out: Path) -> list[str]:
+    """--overwrite: the earlier run's files go (all of them: its TensorBoard events too)."""
+    removed = []
+    for name in RUN_FILES:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        else:
+            continue
+        removed.append(name)
+    return removed
 
 
 class _Fail:
@@ -124,28 +226,49 @@ class _Fail:
         raise SystemExit(2)
 
 
+def _check_arguments(args: argparse.Namespace, parser: _Fail) -> None:
+    """What argparse alone cannot check; no torch needed."""
+    if args.limit is not None and args.limit < args.batch_size:
+        parser.error(f"--limit {args.limit} is smaller than one batch (--batch-size "
+                     f"{args.batch_size}); use a limit of at least {args.batch_size}")
+    if args.num_workers and args.pipeline not in DATALOADER_PIPELINES:
+        parser.error(f"--num-workers applies to the DataLoader pipelines (naive, tensor), not to "
+                     f"{args.pipeline!r}")
+    if args.trainer != "lightning":
+        for flag, value, default in (("--profiler", args.profiler, "none"),
+                                     ("--patience", args.patience, 3)):
+            if value != default:
+                parser.error(f"{flag} belongs to the Lightning trainer: add --trainer lightning")
+    elif args.compile or args.cuda_graphs:
+        parser.error("--compile/--cuda-graphs are for the plain trainer; Lightning compiles with "
+                     "its own settings")
+    wanted = ["lightning"] if args.trainer == "lightning" else []
+    wanted += ["wandb"] if args.logger in ("wandb", "both") else []
+    for module in wanted:
+        if importlib.util.find_spec(module) is None:
+            parser.error(f"{module} is not installed: pip install -e '.[{EXTRAS[module]}]' "
+                         f"(or pip install {module})")
+
+
 def run_train(args: argparse.Namespace, parser: _Fail) -> int:
-    from vae.fit import TrainConfig, fit  # torch.utils.tensorboard is slow to import
+    _check_arguments(args, parser)
+    setup_logging()  # held in memory until train.log exists
+    # torch, torchvision and tensorboard load here, after the arguments were checked
+    from vae.data import DataError, load_mnist
+    from vae.device import DeviceError, resolve_device
 
     try:
         device = resolve_device(args.device)
     except DeviceError as exc:
         parser.error(str(exc))
-    if args.limit is not None and args.limit < args.batch_size:
-        parser.error(f"--limit {args.limit} is smaller than one batch (--batch-size "
-                     f"{args.batch_size}); use a limit of at least {args.batch_size}")
     if args.cuda_graphs and device.type != "cuda":
         parser.error("--cuda-graphs needs a CUDA device (graphs replay GPU kernels); use --compile "
                      "on the CPU")
-    if args.num_workers and not PIPELINES[args.pipeline].uses_dataloader:
-        parser.error(f"--num-workers applies to the DataLoader pipelines (naive, tensor), not to "
-                     f"{args.pipeline!r}")
     out = args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     try:
         check_out_dir(out, args.overwrite)
     except ValueError as exc:
         parser.error(str(exc))
-    setup_logging()
     progress = not args.no_progress
     try:
         train = load_mnist(args.data_dir, train=True, dataset=args.dataset,
@@ -160,28 +283,90 @@ def run_train(args: argparse.Namespace, parser: _Fail) -> int:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         parser.error(f"cannot create --out {out}: {exc.strerror or exc}")
-    setup_logging(out / "train.log")
+    try:
+        with out_lock(out):
+            check_out_dir(out, args.overwrite)  # again, now that no one else can write here
+            removed = remove_previous_run(out) if args.overwrite else []
+            setup_logging(out / "train.log")
+            if removed:
+                log.info("--overwrite: removed the earlier run's %s", ", ".join(removed))
+            return _train(args, device, train, test, out, progress)
+    except ValueError as exc:
+        parser.error(str(exc))
+    except OSError as exc:
+        log.error("stopped: cannot write into %s (%s); the files written so far are kept", out,
+                  exc.strerror or exc)
+        return 2
+    finally:
+        close_logging()
+    return 0
+
+
+def _train(args: argparse.Namespace, device, train, test, out: Path, progress: bool) -> int:  # type: ignore[no-untyped-def]
+    import torch
+
+    from vae.fit import TrainConfig
+    from vae.guard import NonFiniteLoss
+
     config = TrainConfig(pipeline=args.pipeline, epochs=args.epochs, batch_size=args.batch_size,
                          lr=args.lr, seed=args.seed, threads=args.threads,
                          optimizer_impl=args.optimizer_impl, num_workers=args.num_workers,
                          compile="cudagraphs" if args.cuda_graphs else "step" if args.compile else "none")
-    log.info("Run: %s -> %s", config, out)
+    log.info("Run: %s trainer, %s -> %s (logger: %s)", args.trainer, config, out, args.logger)
     from tqdm.contrib.logging import logging_redirect_tqdm
 
+    anomaly = torch.autograd.detect_anomaly(check_nan=True) if args.detect_anomaly \
+        else contextlib.nullcontext()
     try:
-        with logging_redirect_tqdm():
-            fit(config, train, test, device, out, progress=progress)
+        with logging_redirect_tqdm(), anomaly:
+            if args.trainer == "lightning":
+                from vae.lightning_fit import fit_lightning
+
+                fit_lightning(config, train, test, device, out, progress=progress, logger=args.logger,
+                              patience=args.patience, profiler=args.profiler)
+            else:
+                from vae.fit import fit
+
+                fit(config, train, test, device, out, progress=progress, logger=args.logger)
         log.info("Done. Open the curves with: tensorboard --logdir %s", out.parent)
-    finally:
-        setup_logging(None)  # close train.log
-    return 0
+        return 0
+    except KeyboardInterrupt:
+        log.warning("Interrupted by the user; the files written so far in %s are kept", out)
+        return INTERRUPTED
+    except NonFiniteLoss as exc:
+        log.error("stopped: %s. The files written so far in %s are kept.", exc, out)
+        if args.pdb:
+            _post_mortem(exc)
+        return NON_FINITE
+    except Exception as exc:
+        if args.detect_anomaly and isinstance(exc, RuntimeError) and "nan values" in str(exc):
+            # anomaly mode names the backward op; the forward trace was printed above it
+            log.error("stopped: %s (autograd anomaly detection; the forward call that made it "
+                      "is in the warning above)", str(exc).splitlines()[0])
+            if args.pdb:
+                _post_mortem(exc)
+            return NON_FINITE
+        if args.pdb:
+            log.exception("error: %s; opening the debugger", exc)
+            _post_mortem(exc)
+            return 1
+        raise
+
+
+def _post_mortem(exc: BaseException) -> None:
+    """Open pdb where ``exc`` was raised, as ``python -m pdb -c continue`` does."""
+    import pdb
+    import traceback
+
+    traceback.print_exception(exc)
+    pdb.post_mortem(exc.__traceback__)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
         return run_train(args, _Fail(f"{parser.prog} {args.command}"))
     except KeyboardInterrupt:
         print("interrupted; the files written so far are kept", file=sys.stderr)
-        return 130
+        return INTERRUPTED

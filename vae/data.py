@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -21,12 +22,12 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from tqdm.auto import tqdm
 
+from vae.choices import DATASETS
 from vae.idx import IdxError, check_idx, write_idx
 
 log = logging.getLogger(__name__)
 
 Dataset = Literal["auto", "mnist", "synthetic"]
-DATASETS: tuple[str, ...] = ("auto", "mnist", "synthetic")
 SYNTHETIC_SUBDIR = "synthetic"
 SYNTHETIC_SIZES = {"train": 60_000, "t10k": 10_000}
 SYNTHETIC_SEED = 1234
@@ -168,8 +169,12 @@ def write_synthetic_mnist(root: Path, *, sizes: dict[str, int] | None = None,
         if n < 1:
             raise ValueError(f"synthetic split {prefix!r} needs at least one image, got {n}")
         images, labels = generate_digits(n, seed=seed + offset, progress=progress)
-        write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
-        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
+        try:
+            write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
+            write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
+        except OSError as exc:
+            raise DataError(f"cannot write the generated data set into {raw} ({exc.strerror or exc}); "
+                            "free some space or pass another --data-dir") from None
     (root / "generated.json").write_text(json.dumps({"seed": seed, "sizes": sizes}) + "\n")
     return root
 
@@ -199,16 +204,37 @@ def _resolve(root: Path, dataset: str, download: bool) -> tuple[str, Path]:
     return "synthetic", root / SYNTHETIC_SUBDIR
 
 
+def _gunzip(gz: Path, path: Path) -> None:
+    """Unpack ``gz`` into ``path`` whole or not at all: a damaged archive or a full disk leaves
+    no half file (which would break the next run even after the .gz is replaced)."""
+    import gzip
+    import shutil
+    import zlib
+
+    tmp = path.with_name(path.name + ".partial")
+    try:
+        with gzip.open(gz, "rb") as src, open(tmp, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        os.replace(tmp, path)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise DataError(f"{gz} is damaged or cut short ({exc}); download it again, or delete it "
+                        "to use the generated data set") from None
+    except OSError as exc:
+        raise DataError(f"cannot unpack {gz} into {path.parent} ({exc.strerror or exc}); free some "
+                        "space or pass another --data-dir") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _prepare_mnist(root: Path, download: bool) -> None:
     from torchvision.datasets import MNIST
-    from torchvision.datasets.utils import extract_archive
 
     for train in (True, False):
         for path in raw_files(root, train):
             gz = path.with_name(path.name + ".gz")
             if not path.is_file() and gz.is_file():
                 _ensure_dir(path.parent, "unpacked MNIST files")
-                extract_archive(str(gz), str(path.parent))
+                _gunzip(gz, path)
     if download and not has_real_mnist(root):
         _ensure_dir(root, "the MNIST download")
         try:

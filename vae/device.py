@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+from vae.choices import DEVICES
 
 
 class DeviceError(RuntimeError):

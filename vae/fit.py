@@ -10,19 +10,19 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
-from torch.utils.tensorboard import SummaryWriter
-from torchvision.utils import make_grid
 from tqdm.auto import tqdm
 
 from vae.data import MnistSplit
 from vae.device import describe, synchronize
+from vae.guard import LossGuard, is_nan_input_error
 from vae.model import VAE
 from vae.pipelines import Pipeline, make_pipeline
+from vae.runlog import RunLog
 from vae.speedups import make_optimizer, step_functions
 from vae.train import evaluate, save_images, train_epoch
 
@@ -52,29 +52,59 @@ class FitResult:
     images: dict[str, Path]
 
 
-def _progress_callback(bar: tqdm, every: int = 20):
-    """Update the bar per step but read the loss (a device sync) only every ``every`` steps."""
+def _progress_callback(bar: tqdm, guard: LossGuard, every: int = 20):
+    """Update the bar per step, hand each loss to the guard; read the loss for the bar (a
+    device sync) only every ``every`` steps."""
     state = {"steps": 0}
 
     def on_step(loss: torch.Tensor, n: int) -> None:
         state["steps"] += 1
         bar.update(n)
+        guard(loss, n)
         if state["steps"] % every == 0:
             bar.set_postfix(loss=f"{loss.item() / n:.1f}")
 
     return on_step
 
 
-def _log_histograms(writer: SummaryWriter, model: VAE, epoch: int) -> None:
-    for name, param in model.named_parameters():
-        writer.add_histogram(f"weights/{name}", param.detach().cpu(), epoch)
-        if param.grad is not None:
-            writer.add_histogram(f"grads/{name}", param.grad.detach().cpu(), epoch)
+def hyperparameters(config: TrainConfig, device: torch.device, train: MnistSplit) -> dict[str, Any]:
+    """Every knob of the run, as TensorBoard's HParams tab and W&B's config show them."""
+    hparams = {k: v for k, v in dataclasses.asdict(config).items() if v is not None}
+    hparams.update(device=str(device), dataset=train.source, train_samples=len(train))
+    return hparams
+
+
+def log_epoch(runlog: RunLog, model: torch.nn.Module, epoch: int, epochs: int, train_loss: float,
+              test_loss: float, seconds: float, samples: int) -> None:
+    """One epoch's line in train.log and its numbers in TensorBoard / W&B (both trainers)."""
+    rate = samples / seconds
+    log.info("epoch %d/%d  train loss %.2f  test loss %.2f  %.2f s  %.0f samples/s",
+             epoch, epochs, train_loss, test_loss, seconds, rate)
+    runlog.scalars({"loss/train": train_loss, "loss/test": test_loss, "perf/epoch_seconds": seconds,
+                    "perf/samples_per_second": rate}, epoch)
+    runlog.histograms(model, epoch)
+
+
+def finish(runlog: RunLog, model: VAE, shown: torch.Tensor, out: Path, seed: int, step: int,
+           hparams: dict[str, Any], metrics: dict[str, float]) -> dict[str, Path]:
+    """The three image grids (PNG files, TensorBoard, W&B) and the run's hyperparameters."""
+    images = save_images(model, shown, out, seed=seed)
+    with torch.no_grad():
+        model.eval()
+        runlog.images({"orig_data": shown, "reconstructions": model(shown)[0],
+                       "generated_samples": model.sample(len(shown))}, step)
+    runlog.hparams(hparams, metrics)
+    for name, path in images.items():
+        log.info("wrote %s (%s)", path, name)
+    return images
 
 
 def fit(config: TrainConfig, train: MnistSplit, test: MnistSplit, device: torch.device,
-        out: Path, *, progress: bool = True) -> FitResult:
-    """Train ``config.epochs`` epochs, evaluating on ``test`` after each; log everything."""
+        out: Path, *, progress: bool = True, logger: str = "tensorboard") -> FitResult:
+    """Train ``config.epochs`` epochs, evaluating on ``test`` after each; log everything.
+
+    Raises :class:`vae.guard.NonFiniteLoss` at the first step whose loss is not finite.
+    """
     torch.manual_seed(config.seed)
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -91,48 +121,45 @@ def fit(config: TrainConfig, train: MnistSplit, test: MnistSplit, device: torch.
              device, describe(device), torch.get_num_threads(), train.description,
              test.description)
 
-    writer = SummaryWriter(str(out / "tb"))
+    runlog = RunLog(out, logger, hyperparameters(config, device, train))
+    try:
+        return _epochs(config, model, optimizer, loss_fn, update_fn, train_data, test_data, device,
+                       out, progress, runlog, hyperparameters(config, device, train))
+    finally:
+        runlog.close()
+
+
+def _epochs(config: TrainConfig, model: VAE, optimizer: torch.optim.Optimizer, loss_fn: Any,
+            update_fn: Any, train_data: Pipeline, test_data: Pipeline, device: torch.device,
+            out: Path, progress: bool, runlog: RunLog, hparams: dict[str, Any]) -> FitResult:
     first = next(iter(test_data))
-    with warnings.catch_warnings():
-        # Tracing the sampling step is nondeterministic by design; the graph is still right.
-        warnings.simplefilter("ignore")
-        writer.add_graph(model, first[:1])
+    runlog.graph(model, first[:1])
     result = FitResult([], [], [], {})
+    guard = LossGuard(device)
     for epoch in range(1, config.epochs + 1):
+        guard.epoch = epoch
         with tqdm(total=train_data.num_samples, desc=f"epoch {epoch}/{config.epochs}",
                   unit="img", disable=not progress, leave=False) as bar:
             synchronize(device)
             start = time.perf_counter()
-            train_loss = train_epoch(model, train_data, optimizer, on_step=_progress_callback(bar),
-                                     loss_fn=loss_fn, update_fn=update_fn)
+            try:
+                train_loss = train_epoch(model, train_data, optimizer,
+                                         on_step=_progress_callback(bar, guard),
+                                         loss_fn=loss_fn, update_fn=update_fn)
+                guard.check()
+            except RuntimeError as exc:
+                if is_nan_input_error(exc):
+                    raise guard.output_is_nan() from exc
+                raise
             synchronize(device)
             seconds = time.perf_counter() - start
         test_loss = evaluate(model, test_data)
-        rate = train_data.num_samples / seconds
-        log.info("epoch %d/%d  train loss %.2f  test loss %.2f  %.2f s  %.0f samples/s",
-                 epoch, config.epochs, train_loss, test_loss, seconds, rate)
-        writer.add_scalar("loss/train", train_loss, epoch)
-        writer.add_scalar("loss/test", test_loss, epoch)
-        writer.add_scalar("perf/epoch_seconds", seconds, epoch)
-        writer.add_scalar("perf/samples_per_second", rate, epoch)
-        _log_histograms(writer, model, epoch)
+        log_epoch(runlog, model, epoch, config.epochs, train_loss, test_loss, seconds,
+                  train_data.num_samples)
         result.train_losses.append(train_loss)
         result.test_losses.append(test_loss)
         result.epoch_seconds.append(seconds)
-
-    shown = first[:100]
-    result.images = save_images(model, shown, out, seed=config.seed)
-    with torch.no_grad():
-        model.eval()
-        grids = {"orig_data": shown, "reconstructions": model(shown)[0],
-                 "generated_samples": model.sample(len(shown))}
-    for tag, images in grids.items():
-        writer.add_image(f"images/{tag}", make_grid(images.view(-1, 1, 28, 28).cpu(), nrow=10))
-    hparams = {k: v for k, v in dataclasses.asdict(config).items() if v is not None}
-    hparams.update(device=str(device), dataset=train.source, train_samples=len(train))
-    writer.add_hparams(hparams, {"hparam/train_loss": result.train_losses[-1],
-                                 "hparam/test_loss": result.test_losses[-1]}, run_name=".")
-    writer.close()
-    for name, path in result.images.items():
-        log.info("wrote %s (%s)", path, name)
+    result.images = finish(runlog, model, first[:100], out, config.seed, config.epochs, hparams,
+                           {"hparam/train_loss": result.train_losses[-1],
+                            "hparam/test_loss": result.test_losses[-1]})
     return result

@@ -30,10 +30,13 @@ def write_idx(path: Path, array: np.ndarray) -> None:
     header = struct.pack(">BBBB", 0, 0, UBYTE, array.ndim)
     header += struct.pack(f">{array.ndim}I", *array.shape)
     tmp = path.with_name(path.name + ".partial")
-    with open(tmp, "wb") as fh:
-        fh.write(header)
-        fh.write(np.ascontiguousarray(array).tobytes())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(header)
+            fh.write(np.ascontiguousarray(array).tobytes())
+        os.replace(tmp, path)
+    finally:  # a full disk or Ctrl-C half-way leaves no partial file behind
+        tmp.unlink(missing_ok=True)
 
 
 def check_idx(path: Path, ndim: int) -> tuple[int, ...]:
