@@ -15,7 +15,8 @@ PYTHON = "3.11"
 
 
 def _install(session: nox.Session) -> None:
-    session.install("-e", ".[dev]")
+    # the extras too: the tests cover the Lightning trainer and W&B, the bench measures Lightning
+    session.install("-e", ".[dev,lightning,wandb]")
 
 
 @nox.session(python=PYTHON)

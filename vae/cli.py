@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import fcntl
 import importlib.util
 import logging
@@ -164,23 +165,30 @@ def close_logging() -> None:
         h.close()
 
 
+class OutError(ValueError):
+    """--out cannot take this run; the message says why and what to do."""
+
+
+WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EIO)
+
+
 def check_out_dir(out: Path, overwrite: bool) -> None:
     """Refuse an --out that is a file, that holds someone else's files, or an earlier run
     (unless --overwrite)."""
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file; pass a folder path")
+        raise OutError(f"--out {out} is a file; pass a folder path")
     if out.is_dir():
         entries = [p.name for p in out.iterdir() if p.name != LOCK]
         if entries and "train.log" not in entries:
             shown = ", ".join(sorted(entries)[:3]) + (", ..." if len(entries) > 3 else "")
-            raise ValueError(f"--out {out} holds files that are not a training run ({shown}); "
+            raise OutError(f"--out {out} holds files that are not a training run ({shown}); "
                              "pass a new or empty folder")
         if "train.log" in entries and not overwrite:
-            raise ValueError(f"--out {out} already holds a training run; pass another --out "
+            raise OutError(f"--out {out} already holds a training run; pass another --out "
                              "or --overwrite to replace it")
     parent = next((p for p in [out, *out.parents] if p.exists()), Path("."))
     if not parent.is_dir():
-        raise ValueError(f"--out {out}: {parent} is a file, not a folder")
+        raise OutError(f"--out {out}: {parent} is a file, not a folder")
 
 
 @contextlib.contextmanager
@@ -192,7 +200,7 @@ def out_lock(out: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ValueError(f"--out {out} is in use by another training run; wait for it or "
+            raise OutError(f"--out {out} is in use by another training run; wait for it or "
                              "pass another --out") from None
         yield
     finally:
@@ -267,7 +275,7 @@ def run_train(args: argparse.Namespace, parser: _Fail) -> int:
     out = args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     try:
         check_out_dir(out, args.overwrite)
-    except ValueError as exc:
+    except OutError as exc:
         parser.error(str(exc))
     progress = not args.no_progress
     try:
@@ -291,9 +299,11 @@ def run_train(args: argparse.Namespace, parser: _Fail) -> int:
             if removed:
                 log.info("--overwrite: removed the earlier run's %s", ", ".join(removed))
             return _train(args, device, train, test, out, progress)
-    except ValueError as exc:
+    except OutError as exc:
         parser.error(str(exc))
     except OSError as exc:
+        if exc.errno not in WRITE_ERRORS:
+            raise
         log.error("stopped: cannot write into %s (%s); the files written so far are kept", out,
                   exc.strerror or exc)
         return 2

@@ -1,0 +1,109 @@
+"""The Lightning trainer: the same losses as the plain loop, checkpoints, early stopping, and
+Lightning's profilers read back by the tools that open them (pstats/snakeviz, TensorBoard's
+profiler plugin). Needs the [lightning] extra, which `nox -s tests` installs."""
+
+from __future__ import annotations
+
+import json
+import pstats
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.test_cli import run_vae
+
+L = pytest.importorskip("lightning", reason="the [lightning] extra is not installed")
+
+pytestmark = pytest.mark.slow  # importing lightning alone takes 8-10 s here
+
+
+def test_lightning_steps_give_the_plain_loops_losses(train_split):
+    """Same seed, same data, same model: the first steps' losses agree (rtol 1e-5)."""
+    from vae.fit import TrainConfig
+    from vae.lightning_fit import LitVAE, quiet_lightning
+    from vae.model import VAE
+    from vae.pipelines import make_pipeline
+    from vae.speedups import make_optimizer
+    from vae.train import train_step
+
+    steps = 5
+    config = TrainConfig(pipeline="batched", seed=3)
+    torch.manual_seed(config.seed)
+    model = VAE()
+    optimizer = make_optimizer(model.parameters(), config.lr)
+    data = iter(make_pipeline("batched", train_split, batch_size=100, seed=config.seed))
+    plain = [train_step(model, next(data), optimizer).item() for _ in range(steps)]
+
+    class Record(L.Callback):
+        def __init__(self) -> None:
+            self.losses: list[float] = []
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            self.losses.append(outputs["loss"].item())
+
+    quiet_lightning()
+    torch.manual_seed(config.seed)
+    lit = LitVAE(config)
+    record = Record()
+    trainer = L.Trainer(max_steps=steps, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        num_sanity_val_steps=0, limit_val_batches=0, accelerator="cpu",
+                        callbacks=[record])
+    trainer.fit(lit, train_dataloaders=make_pipeline("batched", train_split, batch_size=100,
+                                                     seed=config.seed))
+    assert record.losses == pytest.approx(plain, rel=1e-5)
+    assert plain[-1] < plain[0]
+
+
+def _lightning_run(data_root: Path, out: Path, *args: str):
+    return run_vae("train", "--trainer", "lightning", "--data-dir", data_root, "--out", out,
+                   "--limit", "200", "--no-progress", "--pipeline", "batched", *args)
+
+
+def test_lightning_run_writes_what_the_plain_loop_writes_plus_checkpoints(tmp_path, data_root):
+    out = tmp_path / "run"
+    proc = _lightning_run(data_root, out, "--epochs", "2", "--profiler", "advanced")
+    assert proc.returncode == 0, proc.stderr
+    for name in ("orig_data.png", "reconstructions.png", "generated_samples.png", "train.log"):
+        assert (out / name).is_file(), name
+    log = (out / "train.log").read_text()
+    assert "Training with Lightning" in log and "epoch 2/2" in log and "test loss" in log
+    ckpts = {p.name for p in (out / "checkpoints").glob("*.ckpt")}
+    assert "last.ckpt" in ckpts and any(n.startswith("epoch") for n in ckpts)
+    best = torch.load(next(p for p in (out / "checkpoints").glob("epoch*.ckpt")), weights_only=False)
+    assert "val_loss" in str(best["callbacks"]) and best["state_dict"]
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = EventAccumulator(str(out / "tb")).Reload().Tags()
+    assert {"loss/train", "loss/test"} <= set(tags["scalars"]) and "images/orig_data" in tags["images"]
+
+    # the advanced profiler: one cProfile .prof per hook, each opens in pstats (snakeviz's reader)
+    profs = list((out / "profiler").glob("*.prof"))
+    assert profs, list((out / "profiler").iterdir())
+    step = [p for p in profs if "training_step" in p.name]
+    assert step and pstats.Stats(str(step[0])).total_calls > 0
+    assert (out / "profiler" / "fit-advanced.txt").is_file()
+
+
+def test_lightning_pytorch_profiler_traces_open_in_tensorboards_profiler(tmp_path, data_root):
+    from torch_tb_profiler import consts
+
+    out = tmp_path / "run"
+    proc = _lightning_run(data_root, out, "--epochs", "2", "--profiler", "pytorch", "--limit", "600")
+    assert proc.returncode == 0, proc.stderr
+    traces = [p for p in (out / "profiler").iterdir() if consts.WORKER_PATTERN.match(p.name)]
+    assert traces, list((out / "profiler").iterdir())  # the plugin lists exactly these names
+    events = json.loads(next(p for p in traces if "training_step" in p.name).read_text())["traceEvents"]
+    assert any(str(e.get("name", "")).startswith("aten::addmm") for e in events)
+
+
+def test_early_stopping_stops_when_val_loss_does_not_improve(tmp_path, data_root):
+    out = tmp_path / "run"
+    # a learning rate too small to change float32 weights: val_loss only moves with the sampling
+    proc = _lightning_run(data_root, out, "--epochs", "8", "--patience", "1", "--lr", "1e-12")
+    assert proc.returncode == 0, proc.stderr
+    log = (out / "train.log").read_text()
+    assert "EarlyStopping: val_loss did not improve for 1 epochs" in log
+    assert "epoch 8/8" not in log
