@@ -107,3 +107,24 @@ def test_early_stopping_stops_when_val_loss_does_not_improve(tmp_path, data_root
     log = (out / "train.log").read_text()
     assert "EarlyStopping: val_loss did not improve for 1 epochs" in log
     assert "epoch 8/8" not in log
+
+
+def test_the_lightning_workload_drives_both_loops_through_the_same_hand_off(data_root):
+    from bench.measure.clock import time_steps
+    from bench.workload import Context, variants_of
+
+    ctx = Context(device=torch.device("cpu"), data_dir=data_root, limit=300)
+    variants = variants_of("bench.workloads.lightning:make", ctx)
+    assert list(variants) == ["plain", "lightning"]
+    for name in variants:
+        work = variants.build(name)
+        snapshot = work.state()
+        timing = time_steps(work, 4)  # more than one epoch of 3 batches: the stream restarts
+        assert len(timing.steps) == 4 and set(timing.parts) == {"data", "step"}
+        before = snapshot["model"]
+        after = work.model.state_dict()
+        assert any(not torch.equal(before[k], after[k]) for k in before), f"{name} did not train"
+        work.restore(snapshot)
+        assert all(torch.equal(before[k], work.model.state_dict()[k]) for k in before)
+        work.close()
+        assert not work._thread.is_alive()
