@@ -27,6 +27,7 @@ def tests(session: nox.Session) -> None:
 
 
 BENCH_STORAGE = "reports/benchmarks"
+LIGHTNING = "bench.workloads.lightning:make"
 
 
 def _take(args: list[str], flag: str) -> str | None:
@@ -56,7 +57,12 @@ def bench(session: nox.Session) -> None:
     chosen = ["--workload", workload] if workload else []
     # 1. interleaved rounds, epochs, counters, profilers -> reports/run.json and every report
     session.run("python", "-m", "bench", "profile", *chosen, *args)
-    # 2. the pytest-benchmark suites: raw rounds saved for `bench compare` / `bench regress`
+    if not workload:
+        # 1b. what Lightning's loop costs per step: plain loop vs lightning.Trainer, interleaved
+        session.run("python", "-m", "bench", "profile", "--workload", LIGHTNING, "--tools", "none",
+                    "--epochs", "0", "--out", "reports/lightning", *(["--quick"] if quick else []))
+    # 2. the pytest-benchmark suites (timings; instruction counts when Valgrind is here): raw
+    # rounds saved for `bench compare` / `bench regress`
     session.run(
         "pytest", "bench/suites", "-p", "no:cacheprovider", "-o", "addopts=-ra", "-q",
         f"--benchmark-storage=file://{BENCH_STORAGE}", "--benchmark-autosave",
@@ -69,6 +75,8 @@ def bench(session: nox.Session) -> None:
     session.log("  snakeviz reports/<variant>.prof")
     session.log("  python -m line_profiler reports/<variant>.lprof")
     session.log("  tensorboard --logdir reports/tb")
+    if not workload:
+        session.log("Lightning's cost per step: reports/lightning/summary.md")
     session.log(f"Benchmark JSON for `python -m bench compare`: {BENCH_STORAGE}/")
 
 

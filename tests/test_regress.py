@@ -127,7 +127,61 @@ def test_interrupted_regress_keeps_the_earlier_files(tmp_path: Path, monkeypatch
         raise KeyboardInterrupt
 
     monkeypatch.setattr(worktree, "_run_side", interrupted)
-    assert cli.main(["regress", "--base", "HEAD", "--out", "out"]) == 130
+    assert cli.main(["regress", "--base", "HEAD", "--out", "out", "--no-cost"]) == 130
     assert (out / "base-0.json").read_text() == "earlier"
     assert "left as they were" in capsys.readouterr().err
     assert not list(repo.glob(".out.staging-*"))
+
+
+def test_regress_judges_both_sides_counts_beside_the_timings(tmp_path: Path, monkeypatch, capsys):
+    """The counting and timing processes are replaced by files; the merge, the verdict and the
+    exit code are the real ones: more work fails the check even when the timings say nothing."""
+    from bench.regress import worktree
+
+    repo = _repo(tmp_path)
+    monkeypatch.chdir(repo)
+    monkeypatch.setattr("bench.measure.instructions.missing_tool", lambda: None)
+    times = [0.010, 0.0101, 0.0099, 0.0100, 0.0102, 0.0098, 0.0100]
+
+    def side(root, json_path, args, extra):
+        json_path.write_text(json.dumps({"benchmarks": [
+            {"name": "test_step[resident]", "group": "step", "stats": {"data": times}}]}))
+
+    def counted(args, roots, stage):
+        out = {}
+        for side_, n in (("base", 250_000_000), ("candidate", 256_000_000)):
+            path = stage / f"{side_}-cost.json"
+            path.write_text(json.dumps({"benchmarks": [], "instructions": {"counts": {
+                "step[resident]": {"per": "step", "instructions": n, "repeats": [n], "calls": 1,
+                                   "functions": {"gemm (libtorch_cpu.so)": n // 2}}}}}))
+            out[side_] = path
+        return out
+
+    monkeypatch.setattr(worktree, "_run_side", side)
+    monkeypatch.setattr(worktree, "_count_sides", counted)
+    assert cli.main(["regress", "--base", "HEAD", "--out", "out", "--rounds", "7"]) == 1
+    printed = capsys.readouterr().out
+    assert "more work (instructions) in step[resident]" in printed and "+2.40%" in printed
+    merged = json.loads((repo / "out" / "candidate.json").read_text())
+    assert merged["instructions"]["counts"]["step[resident]"]["instructions"] == 256_000_000
+    assert "MORE WORK" in (repo / "out" / "regress.md").read_text()
+
+
+def test_regress_without_valgrind_says_the_counts_were_skipped(tmp_path: Path, monkeypatch, capsys):
+    from bench.regress import worktree
+
+    repo = _repo(tmp_path)
+    monkeypatch.chdir(repo)
+    monkeypatch.setattr("bench.measure.instructions.missing_tool",
+                        lambda: "valgrind not found on PATH: install Valgrind (apt-get install valgrind)")
+
+    def side(root, json_path, args, extra):
+        json_path.write_text(json.dumps({"benchmarks": [
+            {"name": "test_step[resident]", "group": "step", "stats": {"data": [0.01] * 3 + [0.011] * 4}}]}))
+
+    monkeypatch.setattr(worktree, "_run_side", side)
+    code = cli.main(["regress", "--base", "HEAD", "--out", "out", "--rounds", "7"])
+    assert code in (0, 3)
+    captured = capsys.readouterr()
+    assert "Instruction counts skipped: valgrind not found" in captured.err
+    assert "apt-get install valgrind" in (repo / "out" / "regress.md").read_text()
