@@ -128,3 +128,23 @@ def test_the_lightning_workload_drives_both_loops_through_the_same_hand_off(data
         assert all(torch.equal(before[k], work.model.state_dict()[k]) for k in before)
         work.close()
         assert not work._thread.is_alive()
+
+
+def test_ctrl_c_in_a_lightning_run_is_an_interrupt_not_exit_1(tmp_path, data_root, monkeypatch):
+    from vae import cli
+    from vae.model import VAE
+
+    calls = {"n": 0}
+    real = VAE.forward
+
+    def forward(self, x):
+        calls["n"] += 1
+        if calls["n"] == 3:  # Ctrl-C in the middle of the first epoch
+            raise KeyboardInterrupt
+        return real(self, x)
+
+    monkeypatch.setattr(VAE, "forward", forward)
+    out = tmp_path / "run"
+    proc = _lightning_run(data_root, out, "--epochs", "2")
+    assert proc.returncode == cli.INTERRUPTED, proc.stderr[-2000:]
+    assert "Interrupted by the user" in (out / "train.log").read_text()

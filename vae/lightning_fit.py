@@ -104,6 +104,18 @@ class _EpochLog(Callback):
         self.result.epoch_seconds.append(seconds)
 
 
+class _SawInterrupt(Callback):
+    """Lightning turns Ctrl-C into ``exit(1)`` after its own shutdown; this notes that it was one,
+    so the CLI can say "interrupted" (exit 130) like the plain loop."""
+
+    def __init__(self) -> None:
+        self.interrupted = False
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                     exception: BaseException) -> None:
+        self.interrupted = isinstance(exception, KeyboardInterrupt)
+
+
 def make_profiler(kind: str, out: Path) -> Any:
     """Lightning's profiler writing into ``out/profiler`` (None for ``none``)."""
     if kind == "none":
@@ -143,10 +155,11 @@ def fit_lightning(config: TrainConfig, train: MnistSplit, test: MnistSplit, devi
                                   filename="epoch{epoch}-val_loss{val_loss:.2f}",
                                   auto_insert_metric_name=False)
     stopping = EarlyStopping(monitor="val_loss", patience=patience)
+    saw_interrupt = _SawInterrupt()
     trainer = L.Trainer(
         max_epochs=config.epochs, max_steps=max_steps,
         accelerator="gpu" if device.type == "cuda" else "cpu", devices=1, logger=False,
-        callbacks=[epoch_log, checkpoints, stopping, *(callbacks or [])],
+        callbacks=[epoch_log, checkpoints, stopping, saw_interrupt, *(callbacks or [])],
         profiler=make_profiler(profiler, out), enable_progress_bar=progress,
         enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=str(out),
         deterministic=False)
@@ -162,6 +175,14 @@ def fit_lightning(config: TrainConfig, train: MnistSplit, test: MnistSplit, devi
                 raise guard.output_is_nan() from exc
             raise
         except NonFiniteLoss:
+            raise
+        except SystemExit:
+            if saw_interrupt.interrupted:
+                import signal
+
+                # Lightning ignores SIGINT during its shutdown and leaves it so
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                raise KeyboardInterrupt from None
             raise
         result = epoch_log.result
         if stopping.stopped_epoch:
