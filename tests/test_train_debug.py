@@ -253,3 +253,14 @@ def test_ctrl_c_during_start_up_is_one_line(tmp_path, data_root, monkeypatch):
     assert proc.returncode == cli.INTERRUPTED
     assert proc.stderr.strip() == "interrupted; the files written so far are kept"
     assert not (tmp_path / "run").exists()
+
+
+def test_the_torch_free_choices_match_what_implements_them():
+    from vae import choices
+    from vae.data import DATASETS
+    from vae.device import DEVICES
+    from vae.pipelines import PIPELINES
+
+    assert choices.PIPELINE_NAMES == tuple(PIPELINES)
+    assert choices.DATALOADER_PIPELINES == tuple(n for n, p in PIPELINES.items() if p.uses_dataloader)
+    assert choices.DATASETS == DATASETS and choices.DEVICES == DEVICES
