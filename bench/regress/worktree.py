@@ -16,6 +16,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from bench.defaults import BUILTIN, BUILTIN_SUITE_VARIANTS
@@ -172,8 +173,10 @@ def _interleave(args: argparse.Namespace, repo: Path, name: str, sha: str, extra
         if args.cost:
             print("Counting instructions of both sides under callgrind, side by side (~1.5 min)...",
                   flush=True)
+            started = time.perf_counter()
             for side, path in _count_sides(args, {"base": base_root, "candidate": repo}, stage).items():
                 files[f"{side}-cost"] = [path]
+            print(f"Counted both sides in {time.perf_counter() - started:.0f} s", flush=True)
         with tqdm(total=2 * args.rounds, unit="process") as bar:
             for i in range(args.rounds):
                 for side in ("base", "candidate") if i % 2 == 0 else ("candidate", "base"):
