@@ -164,3 +164,12 @@ def test_callgrind_counts_are_exact_and_see_one_extra_copy(tmp_path: Path):
     # Same step code; the two variants' heaps have different histories in one process, which
     # moves a step this small (~600k instructions) by ~1% in malloc (the VAE's 252M: 0.01%).
     assert abs(verdicts["step[x]"].ratio - 1) < 0.03, verdicts["step[x]"]
+
+
+def test_function_keys_keep_cpp_names_whole():
+    from bench.measure.instructions import _short
+
+    assert _short("./malloc/./malloc/malloc.c:_int_free [/usr/lib/libc.so.6]") == "_int_free (libc.so.6)"
+    cpp = "???:at::native::copy_kernel(at::TensorIteratorBase&) [/x/libtorch_cpu.so]"
+    assert _short(cpp) == "at::native::copy_kernel(at::TensorIteratorBase&) (libtorch_cpu.so)"
+    assert len(_short("???:" + "f" * 500)) == 140

@@ -261,6 +261,6 @@ def test_the_torch_free_choices_match_what_implements_them():
     from vae.device import DEVICES
     from vae.pipelines import PIPELINES
 
-    assert choices.PIPELINE_NAMES == tuple(PIPELINES)
-    assert choices.DATALOADER_PIPELINES == tuple(n for n, p in PIPELINES.items() if p.uses_dataloader)
+    assert tuple(PIPELINES) == choices.PIPELINE_NAMES
+    assert tuple(n for n, p in PIPELINES.items() if p.uses_dataloader) == choices.DATALOADER_PIPELINES
     assert choices.DATASETS == DATASETS and choices.DEVICES == DEVICES

@@ -121,16 +121,20 @@ def totals(path: Path) -> int:
 
 
 def _short(name: str) -> str:
-    """``file:function [/path/libx.so]`` -> ``function (libx.so)``, capped: a stable, readable key."""
+    """``file:function [/path/libx.so]`` -> ``function (libx.so)``, capped: a stable, readable key.
+
+    The file part is a path (or ``???``) before the *first* colon; C++ names have colons too.
+    """
     obj = ""
     if name.endswith("]") and " [" in name:
         name, _, obj = name[:-1].rpartition(" [")
         obj = f" ({Path(obj).name})"
-    _, _, function = name.rpartition(":") if re.match(r"^[^:]*\.\w+:|^\?\?\?:", name) else ("", "", name)
-    function = function or name
-    if len(function) > 140:
-        function = function[:137] + "..."
-    return function + obj
+    prefix, colon, rest = name.partition(":")
+    if colon and rest and (prefix == "???" or "/" in prefix or "." in prefix) and " " not in prefix:
+        name = rest
+    if len(name) > 140:
+        name = name[:137] + "..."
+    return name + obj
 
 
 def functions(path: Path, top: int = TOP_FUNCTIONS) -> dict[str, int]:
