@@ -251,8 +251,12 @@ def test_tensorboard_profiler_plugin_shows_dataloader_time(reports: Path):
             overview = _get(f"{base}/overview?run={run}&worker={worker}&span={span}")
             parts = {c["name"]: c["value"] for c in overview["performance"][0]["children"]}
             assert parts["DataLoader"] > 0, (run, parts)
-            if run == "naive":
-                assert "DataLoader" in overview["recommendations"]
+            # The plugin recommends looking at data loading when its share is above 5%: a
+            # timing, so checked against the share it measured, not assumed (a loaded machine
+            # can slow the step more than the fetch).
+            share = parts["DataLoader"] / sum(parts.values())
+            if run == "naive" and share > 0.06:
+                assert "DataLoader" in overview["recommendations"], (share, overview["recommendations"])
     finally:
         proc.terminate()
         proc.wait(timeout=30)
