@@ -137,6 +137,7 @@ class Change:
     verdict: str  # faster | slower | same
     one_off_s: float  # its first step minus the reference's first step: compile, capture, start-up
     payoff_steps: float | None  # steps after which the one-off cost is repaid (None: never)
+    added_s: stats.Ratio | None = None  # time(variant) - time(reference) per step, paired rounds
 
 
 def changes(result: Result) -> list[Change]:
@@ -150,5 +151,7 @@ def changes(result: Result) -> list[Change]:
         one_off = (result.info[name].get("first_step_s", 0.0) - result.info[ref].get("first_step_s", 0.0))
         saving = step_seconds(result, ref) - step_seconds(result, name)
         payoff = (max(one_off, 0.0) / saving) if verdict == "faster" and saving > 0 else None
-        out.append(Change(name, ref, up, verdict, one_off, payoff))
+        ref_s, own_s = paired(result, ref, name)
+        added = stats.difference(own_s, ref_s)
+        out.append(Change(name, ref, up, verdict, one_off, payoff, added))
     return out

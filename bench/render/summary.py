@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.measure import derive
+from bench.measure import derive, stats
 from bench.measure.result import Result
 from bench.render import statements
 from bench.render.tables import ladder_frame
@@ -59,6 +59,15 @@ def _parts(result: Result) -> list[str]:
             "noise): operator calls, Python calls, host-to-device copies per step.", ""]
 
 
+def _added(d: stats.Ratio | None) -> str:
+    """A paired per-step difference in ms, signed: what the change adds (+) or saves (-)."""
+    if d is None:
+        return "-"
+    if not d.has_interval:
+        return f"{d.value * 1e3:+.3f}"
+    return f"{d.value * 1e3:+.3f} ({d.low * 1e3:+.3f} to {d.high * 1e3:+.3f})"
+
+
 def _changes(result: Result) -> list[str]:
     found = derive.changes(result)
     if not found:
@@ -69,7 +78,8 @@ def _changes(result: Result) -> list[str]:
         dynamo = notes.get("dynamo")
         rows.append({
             "variant": c.variant, "changes": f"`{c.reference}`", "speedup (95% CI)": c.speedup.text(),
-            "verdict": c.verdict, "one-off s": f"{round(c.one_off_s, 2) + 0.0:.2f}",
+            "verdict": c.verdict, "ms per step vs it (95% CI)": _added(c.added_s),
+            "one-off s": f"{round(c.one_off_s, 2) + 0.0:.2f}",
             "pays off after": ("-" if c.payoff_steps is None else f"{c.payoff_steps:,.0f} steps"),
             "graph breaks (whole step)": (f"{dynamo['graph_breaks']} ({'; '.join(dynamo['reasons'])})"
                                           if dynamo else "-"),
