@@ -196,7 +196,7 @@ def count_ab(change: str, runs: int, variants: str, threshold: float = 0.01) -> 
     file, old, new = CHANGES[change]
     rows = []
     with tempfile.TemporaryDirectory(prefix="vaebench-ab-") as tmp:
-        roots = [Path(tmp) / "base", Path(tmp) / "candidate"]
+        roots = [Path(tmp) / "a", Path(tmp) / "b"]  # equal lengths: counts depend on the layout
         for root in roots:
             subprocess.run(["git", "worktree", "add", "--detach", "--force", str(root), "HEAD"],
                            check=True, capture_output=True)
@@ -206,7 +206,7 @@ def count_ab(change: str, runs: int, variants: str, threshold: float = 0.01) -> 
                 raise SystemExit(f"change {change!r}: the text to replace is not in {file} once")
             (roots[1] / file).write_text(source.replace(old, new))
             for i in range(runs):
-                outs = [OUT / f"count-ab-{change}-{i}-{side}.json" for side in ("base", "candidate")]
+                outs = [OUT / f"count-ab-{change}-{i}-{side}.json" for side in ("a", "b")]  # a = base
                 _cost_pair(roots, outs, variants)
                 results, _, _ = compare_counts(_counts_of(outs[0]), _counts_of(outs[1]), threshold)
                 for r in results:

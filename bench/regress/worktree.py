@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -78,23 +79,35 @@ def _run_side(root: Path, json_path: Path, args: argparse.Namespace, extra: list
         raise RuntimeError(f"benchmark process in {root} failed (exit {proc.returncode}):\n{tail}")
 
 
+COST_LIMIT = 2000  # samples the counting workload loads: counts do not depend on it, start-up does
+
+
 def _count_sides(args: argparse.Namespace, roots: dict[str, Path], stage: Path) -> dict[str, Path]:
     """Count instructions on both sides at once (callgrind is single-threaded; the counts do not
-    depend on what else runs). Returns the count file of each side; raises UsageError."""
+    depend on what else runs). Returns the count file of each side; raises UsageError.
+
+    Both processes see paths of equal length -- each side's tree through a symlink ``a`` or
+    ``b`` in one folder, its output as ``a.json`` or ``b.json`` -- because counts depend on the
+    memory layout, which depends on the lengths of the strings a process holds: with the base
+    in a temporary worktree and the candidate in the clone, an unchanged fetch moved by up to
+    0.74%; with equal lengths the counts are equal to the instruction.
+    """
     from bench.errors import UsageError
 
     procs = {}
-    for side, root in roots.items():
+    links = Path(tempfile.mkdtemp(prefix="vaebench-cost-"))
+    for (side, root), letter in zip(roots.items(), "ab", strict=True):
         if not (root / "bench" / "cost.py").is_file():
             raise UsageError(f"the {side} ({root}) has no `bench cost`: pick a newer --base, or "
                              "pass --no-cost")
-        path = stage / f"{side}-cost.json"
+        link = links / letter
+        link.symlink_to(root.resolve(), target_is_directory=True)
+        path = links / f"{letter}.json"
         cmd = [sys.executable, "-m", "bench", "cost", "--no-progress", "--workload", args.workload,
-               "--data-dir", str(args.data_dir.resolve()), "--limit", str(args.limit),
-               "--json", str(path),
-               *(["--variants", args.variants] if args.variants else [])]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
-        procs[side] = (path, subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE,
+               "--data-dir", str(args.data_dir.resolve()), "--limit", str(COST_LIMIT),
+               "--json", str(path), *(["--variants", args.variants] if args.variants else [])]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(link), os.environ.get("PYTHONPATH", "")])}
+        procs[side] = (path, subprocess.Popen(cmd, cwd=link, env=env, stdout=subprocess.PIPE,
                                               stderr=subprocess.STDOUT, text=True))
     out = {}
     try:
@@ -104,11 +117,13 @@ def _count_sides(args: argparse.Namespace, roots: dict[str, Path], stage: Path) 
                 tail = "\n".join(text.splitlines()[-6:])
                 raise UsageError(f"counting instructions of the {side} failed (exit "
                                  f"{proc.returncode}):\n{tail}")
-            out[side] = path
+            out[side] = stage / f"{side}-cost.json"
+            shutil.move(path, out[side])
     finally:
         for _, proc in procs.values():
             if proc.poll() is None:
                 proc.kill()
+        shutil.rmtree(links, ignore_errors=True)
     return out
 
 
@@ -171,7 +186,7 @@ def _interleave(args: argparse.Namespace, repo: Path, name: str, sha: str, extra
               f"{args.rounds} interleaved processes per side")
         files: dict[str, list[Path]] = {"base": [], "candidate": []}
         if args.cost:
-            print("Counting instructions of both sides under callgrind, side by side (~1.5 min)...",
+            print("Counting instructions of both sides under callgrind, side by side (~2 min)...",
                   flush=True)
             started = time.perf_counter()
             for side, path in _count_sides(args, {"base": base_root, "candidate": repo}, stage).items():
