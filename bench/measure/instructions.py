@@ -178,7 +178,8 @@ def count(workload: str, variants: list[str] | None, *, data_dir: Path, dataset:
     log = workdir / "valgrind.log"
     # PYTHONHASHSEED fixed: with random string hashes, dict and set probing differs from one
     # process to the next, and the per-sample Python fetch of `naive` moved 0.3% between runs.
-    root = str(Path(__file__).resolve().parents[2])
+    # not resolved: a caller that reaches this tree through a symlink keeps that path's length
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = {**os.environ, "MKL_ENABLE_INSTRUCTIONS": MKL_ISA, "PYTHONHASHSEED": "0",
            "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
     started = time.perf_counter()

@@ -103,11 +103,16 @@ def _count_sides(args: argparse.Namespace, roots: dict[str, Path], stage: Path) 
         link = links / letter
         link.symlink_to(root.resolve(), target_is_directory=True)
         path = links / f"{letter}.json"
-        cmd = [sys.executable, "-m", "bench", "cost", "--no-progress", "--workload", args.workload,
+        workload = args.workload  # a file path is read in this side's tree, through the link
+        if ".py:" in workload and not Path(workload).is_absolute():
+            workload = str(link / workload)
+        cmd = [sys.executable, "-m", "bench", "cost", "--no-progress", "--workload", workload,
                "--data-dir", str(args.data_dir.resolve()), "--limit", str(COST_LIMIT),
                "--json", str(path), *(["--variants", args.variants] if args.variants else [])]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(link), os.environ.get("PYTHONPATH", "")])}
-        procs[side] = (path, subprocess.Popen(cmd, cwd=link, env=env, stdout=subprocess.PIPE,
+        # cwd: the links' folder, the same for both (a cwd through a link would resolve to the
+        # tree's real path, whose length differs)
+        procs[side] = (path, subprocess.Popen(cmd, cwd=links, env=env, stdout=subprocess.PIPE,
                                               stderr=subprocess.STDOUT, text=True))
     out = {}
     try:
