@@ -100,7 +100,8 @@ def _add_rule_arguments(p: argparse.ArgumentParser) -> None:
                         "clear 1 + threshold, else the verdict is noisy")
     p.add_argument("--count-threshold", type=positive_float, default=0.01,
                    help="instruction counts (bench cost) above 1 + this times the baseline's are "
-                        "'more work', a regression; counts of the same code repeat within ~0.01%%")
+                        "'more work', a regression (unchanged code: steps within 0.01%%, small fetches "
+                        "within ~0.4%%)")
 
 
 def _add_compare_parser(commands: argparse._SubParsersAction) -> None:
