@@ -1,4 +1,5 @@
-"""Reading pytest-benchmark JSON files: raw per-round times, parameters and extra_info."""
+"""Reading pytest-benchmark JSON files: raw per-round times, parameters and extra_info, and the
+instruction counts (``instructions`` section) that ``bench cost`` adds."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench.measure import stats
 
@@ -58,6 +60,28 @@ def _entry(path: Path, i: int, entry: object, need_data: bool) -> Benchmark:
                      params=entry.get("params") or {}, extra_info=entry.get("extra_info") or {})
 
 
+def read_section(path: Path, doc: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
+    """The checked ``counts`` of a file's instructions section, or None when it has none."""
+    section = doc.get("instructions")
+    if section is None:
+        return None
+    where = f"{path}: instructions"
+    if not isinstance(section, dict) or not isinstance(section.get("counts"), dict):
+        raise ResultsError(f"{where}: not an instructions section (no 'counts' object); count again "
+                           "with python -m bench cost")
+    for name, entry in section["counts"].items():
+        value = entry.get("instructions") if isinstance(entry, dict) else None
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+                or value <= 0:
+            raise ResultsError(f"{where} {name!r}: instructions is {value!r}; a count must be a "
+                               "positive number: the file is damaged or was edited, count again")
+        functions = entry.get("functions", {})
+        if not isinstance(functions, dict) or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in functions.values()):
+            raise ResultsError(f"{where} {name!r}: 'functions' must map names to whole counts")
+    return section["counts"]
+
+
 @dataclass(frozen=True)
 class Loaded:
     """One checked file: its machine, its timed benchmarks, its instruction counts (if any)."""
@@ -73,8 +97,6 @@ def load_file(path: str | Path, *, need_data: bool = True) -> Loaded:
     A file may hold only counts (``python -m bench cost --json``); one with neither benchmarks
     nor counts is refused. Bad data raises ResultsError naming the file and the entry.
     """
-    from bench.regress.counts import read_section
-
     path = Path(path)
     if not path.is_file():
         raise ResultsError(f"{path}: file not found")

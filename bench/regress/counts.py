@@ -7,18 +7,15 @@ work done: ``more work`` (a regression, whatever
 the timings say) or ``less work``; ``same work`` otherwise. The functions whose self counts
 moved most are named, so the report says *where* the extra work is.
 
-Reads and checks the ``instructions`` section that ``python -m bench cost`` (and the ``cost``
-suite) write beside the benchmarks (schema in :mod:`bench.measure.instructions`).
+The ``instructions`` section that ``python -m bench cost`` (and the ``cost`` suite) write
+beside the benchmarks is read and checked by :mod:`bench.regress.benchjson` (schema in
+:mod:`bench.measure.instructions`).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-from bench.regress.benchjson import ResultsError
 
 COUNT_VERDICTS = ("more work", "less work", "same work")
 DEFAULT_COUNT_THRESHOLD = 0.01
@@ -40,28 +37,6 @@ class CountComparison:
     @property
     def change(self) -> float:
         return self.cand - self.base
-
-
-def read_section(path: Path, doc: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
-    """The checked ``counts`` of a file's instructions section, or None when it has none."""
-    section = doc.get("instructions")
-    if section is None:
-        return None
-    where = f"{path}: instructions"
-    if not isinstance(section, dict) or not isinstance(section.get("counts"), dict):
-        raise ResultsError(f"{where}: not an instructions section (no 'counts' object); count again "
-                           "with python -m bench cost")
-    for name, entry in section["counts"].items():
-        value = entry.get("instructions") if isinstance(entry, dict) else None
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
-                or value <= 0:
-            raise ResultsError(f"{where} {name!r}: instructions is {value!r}; a count must be a "
-                               "positive number: the file is damaged or was edited, count again")
-        functions = entry.get("functions", {})
-        if not isinstance(functions, dict) or not all(
-                isinstance(v, int) and not isinstance(v, bool) for v in functions.values()):
-            raise ResultsError(f"{where} {name!r}: 'functions' must map names to whole counts")
-    return section["counts"]
 
 
 def _moved(base: dict[str, int], cand: dict[str, int], top: int) -> list[tuple[str, int, int]]:
