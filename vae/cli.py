@@ -338,7 +338,10 @@ def _train(args: argparse.Namespace, device, train, test, out: Path, progress: b
                 from vae.fit import fit
 
                 fit(config, train, test, device, out, progress=progress, logger=args.logger)
-        log.info("Done. Open the curves with: tensorboard --logdir %s", out.parent)
+        if args.logger in ("tensorboard", "both"):
+            log.info("Done. Open the curves with: tensorboard --logdir %s", out.parent)
+        else:
+            log.info("Done. The curves are in the W&B run under %s", out / "wandb")
         return 0
     except KeyboardInterrupt:
         log.warning("Interrupted by the user; the files written so far in %s are kept", out)
