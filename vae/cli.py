@@ -135,14 +135,11 @@ def setup_logging(log_file: Path | None = None) -> None:
         console._vae = True  # type: ignore[attr-defined]
         root.addHandler(console)
     early = [h for h in root.handlers if getattr(h, "_vae_early", False)]
-    for old in [h for h in root.handlers if getattr(h, "_vae_file", False) or
-                getattr(h, "_vae_early", False)]:
+    for old in _run_handlers(root):
         root.removeHandler(old)  # a second run in one process must not write into the first's log
-    if log_file is None:
-        for h in early:
-            h.close()
-        for old in [h for h in logging.getLogger().handlers if getattr(h, "_vae_file", False)]:
+        if old not in early or log_file is None:
             old.close()
+    if log_file is None:
         buffer = logging.handlers.MemoryHandler(capacity=10_000, flushLevel=logging.CRITICAL + 1)
         buffer._vae_early = True  # type: ignore[attr-defined]
         root.addHandler(buffer)
@@ -157,10 +154,14 @@ def setup_logging(log_file: Path | None = None) -> None:
     root.addHandler(handler)
 
 
+def _run_handlers(root: logging.Logger) -> list[logging.Handler]:
+    """This run's train.log handler and the memory buffer that precedes it."""
+    return [h for h in root.handlers if getattr(h, "_vae_file", False) or getattr(h, "_vae_early", False)]
+
+
 def close_logging() -> None:
     root = logging.getLogger()
-    for h in [h for h in root.handlers if getattr(h, "_vae_file", False) or
-              getattr(h, "_vae_early", False)]:
+    for h in _run_handlers(root):
         root.removeHandler(h)
         h.close()
 
@@ -309,7 +310,6 @@ def run_train(args: argparse.Namespace, parser: _Fail) -> int:
         return 2
     finally:
         close_logging()
-    return 0
 
 
 def _train(args: argparse.Namespace, device, train, test, out: Path, progress: bool) -> int:  # type: ignore[no-untyped-def]

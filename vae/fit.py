@@ -121,10 +121,11 @@ def fit(config: TrainConfig, train: MnistSplit, test: MnistSplit, device: torch.
              device, describe(device), torch.get_num_threads(), train.description,
              test.description)
 
-    runlog = RunLog(out, logger, hyperparameters(config, device, train))
+    hparams = hyperparameters(config, device, train)
+    runlog = RunLog(out, logger, hparams)
     try:
         return _epochs(config, model, optimizer, loss_fn, update_fn, train_data, test_data, device,
-                       out, progress, runlog, hyperparameters(config, device, train))
+                       out, progress, runlog, hparams)
     finally:
         runlog.close()
 

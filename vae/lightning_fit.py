@@ -26,7 +26,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 from vae.data import MnistSplit
 from vae.fit import FitResult, TrainConfig, finish, hyperparameters, log_epoch
-from vae.guard import LossGuard, NonFiniteLoss, is_nan_input_error
+from vae.guard import LossGuard, is_nan_input_error
 from vae.model import VAE, vae_loss
 from vae.pipelines import make_pipeline
 from vae.runlog import RunLog
@@ -173,8 +173,6 @@ def fit_lightning(config: TrainConfig, train: MnistSplit, test: MnistSplit, devi
         except RuntimeError as exc:
             if is_nan_input_error(exc):
                 raise guard.output_is_nan() from exc
-            raise
-        except NonFiniteLoss:
             raise
         except SystemExit:
             if saw_interrupt.interrupted:
