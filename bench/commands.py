@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from bench.errors import UsageError
+from bench.staging import LOCK_NAME
 
 log = logging.getLogger("bench")
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
@@ -82,18 +85,40 @@ def _progress(enabled: bool, bars: list) -> Callable[[str, int], Callable[[], No
 
 
 def run_profile(args: argparse.Namespace) -> int:
-    from bench.staging import check_writable_dir
-
     plan, tools = _plan_and_tools(args)
     device = _device(args.device)
+    with fresh_out(args.out):
+        return _profile_into(args, plan, tools, device)
+
+
+@contextmanager
+def fresh_out(out: Path) -> Iterator[None]:
+    """Create ``out`` for a run; when the run ends without publishing anything (bad input, nothing
+    measured, Ctrl-C), leave no trace: a folder this run made is removed, and a folder that was
+    there keeps what it held (the lock file this run added is removed)."""
+    from bench.staging import check_writable_dir
+
+    existed, lock = out.is_dir(), out / LOCK_NAME
+    lock_existed = lock.exists()
     try:
-        check_writable_dir(args.out)
+        check_writable_dir(out)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    try:
+        yield
+    except BaseException:
+        if not existed and not (out / "run.json").exists():  # nothing of this run was published
+            shutil.rmtree(out, ignore_errors=True)
+        elif existed and not lock_existed:
+            lock.unlink(missing_ok=True)
+        raise
+
+
+def _profile_into(args: argparse.Namespace, plan, tools, device) -> int:
     setup_logging()
     import torch
 
-    from bench.runner import RunSpec, run
+    from bench.runner import NothingMeasured, RunSpec, run
     from bench.workload import Context, WorkloadError, variants_of
 
     if args.threads:
@@ -121,6 +146,8 @@ def run_profile(args: argparse.Namespace) -> int:
     with out_lock(args.out), logging_redirect_tqdm(), staging(args.out) as stage:
         try:
             result = run(spec, plan, variants, stage, progress=_progress(not args.no_progress, bars))
+        except NothingMeasured as exc:
+            raise UsageError(f"{exc} (nothing was written into {args.out})") from None
         finally:
             for bar in bars:
                 bar.close()
@@ -164,8 +191,10 @@ def _finish(result, out: Path, files: int) -> int:
     if failed:
         name, why = next(iter(failed.items()))
         more = f" (and {len(failed) - 1} more; see {out}/summary.md)" if len(failed) > 1 else ""
-        print(f"python -m bench profile: error: variant {name!r} failed: {why}{more}; the other "
-              "variants' results were written", file=sys.stderr)
+        kept = "what it measured before, and the other variants' results, were written" \
+            if result.rounds.get(name) else "the other variants' results were written"
+        print(f"python -m bench profile: error: variant {name!r} failed: {why}{more}; {kept}",
+              file=sys.stderr)
         return 2
     return 0
 

@@ -8,15 +8,17 @@ stage is recorded as failed with its reason, and the others' results are kept.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from bench.measure.counters import count_step
-from bench.measure.engine import BOUND, Plan, Session, describe_exception
+from bench.measure.engine import Plan, Session, describe_exception, describe_failure
 from bench.measure.environment import Environment
 from bench.measure.result import Result
 from bench.profile.passes import TOOLS, profile_pass, steps_per_pass
@@ -48,12 +50,14 @@ class RunSpec:
         return asdict(self)
 
 
+class NothingMeasured(Exception):
+    """No variant could be built and warmed up: the message says why (the first reason)."""
+
+
 def total_steps(plan: Plan, spec: RunSpec, session: Session) -> int:
     """Progress units of a run: every timed step."""
-    names = [*session.works, *([BOUND] if plan.bound and session.works else [])]
-    rounds = sum(len(range(0, plan.rounds, session.every(n))) * int(
-        session.info[session.bound_of if n == BOUND and session.bound_of else n]["round_steps"])
-        for n in names)
+    rounds = sum(len(range(0, plan.rounds, session.every(n)))
+                 * int(session.info[session.target(n)]["round_steps"]) for n in session.measured)
     epoch_steps = sum(int(session.info[n]["batches_per_epoch"]) for n in session.epoch_names())
     profiled = sum(steps_per_pass(spec.profile_rounds, max(spec.profile_steps,
                                                             int(session.info[n]["round_steps"])))
@@ -69,31 +73,74 @@ def profiled_names(session: Session) -> list[str]:
             and (session.info[n].get("reference") is None or n == names[-1])]
 
 
+LONG_STAGE_S = 60.0  # stages expected to take longer are announced with an estimate
+
+
+def announce(stage: str, seconds: float) -> None:
+    """Say how long a stage will take before it starts, when that is more than a minute."""
+    if seconds > LONG_STAGE_S:
+        log.info("%s: about %s (estimated from the steps measured so far)", stage, _duration(seconds))
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+def _step_s(session: Session, name: str, rounds: dict[str, list[Any]] | None = None) -> float:
+    timings = (rounds or {}).get(name)
+    if timings:
+        return sorted(t.per_step for t in timings)[len(timings) // 2]
+    return float(session.info[session.target(name)].get("warm_step_s") or 0.0)
+
+
 def run(spec: RunSpec, plan: Plan, variants: Variants, out: Path, *,
-        progress: Callable[[str, int], Callable[[], None]] | None = None) -> Result:
+        progress: Callable[[str, int], Callable[[], None]] | None = None,
+        clock: Callable[[], float] = time.perf_counter) -> Result:
     """Measure ``variants``; profiler files go into ``out``; returns the Result (not yet saved).
 
     ``progress(stage, total)`` is called once, after the variants are built, and returns a
-    per-step tick (a progress bar).
+    per-step tick (a progress bar); ``clock`` times the rounds (injected by tests). Raises
+    :class:`NothingMeasured` when no variant could be built and warmed up. A variant that fails
+    in a later phase keeps what it measured before.
     """
-    session = Session(variants, plan)
+    started = datetime.now(UTC)
+    begin = time.perf_counter()
+    session = Session(variants, plan, clock=clock)
     session.prepare()
+    if not session.works:
+        reasons = {**session.failed, **session.skipped}
+        name, why = next(iter(reasons.items()), ("", "the factory returned no variant"))
+        more = f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else ""
+        raise NothingMeasured(f"variant {name!r}: {why}{more}; nothing was measured" if name else why)
     tick = progress("measuring", total_steps(plan, spec, session)) if progress else None
 
+    announce(f"{plan.rounds} interleaved rounds of {len(session.measured)} series", sum(
+        len(range(0, plan.rounds, session.every(n))) * (session.info[session.target(n)]["round_steps"]
+                                                       + plan.round_warmup) * _step_s(session, n)
+        for n in session.measured))
     rounds, orders = session.interleaved(on_step=tick)
+    if plan.epochs:
+        announce(f"{plan.epochs} full epoch(s) of {', '.join(session.epoch_names())}", plan.epochs * sum(
+            (int(session.info[n]["batches_per_epoch"]) + plan.round_warmup) * _step_s(session, n, rounds)
+            for n in session.epoch_names()))
     epochs = session.epochs(on_step=tick) if plan.epochs else {}
     result = Result(spec=spec.as_dict(), plan=plan.as_dict(),
                     machine=Environment.capture(torch.device(spec.device)),
                     variants=list(variants), status={}, info=session.info, rounds=rounds,
-                    orders=orders, bound_of=session.bound_of if session.bound_of in rounds else None,
-                    epochs=epochs)
+                    orders=orders, bounds={b: v for b, v in session.bounds.items() if b in rounds},
+                    ordered=variants.ordered, report=variants.report, epochs=epochs,
+                    created=started.isoformat(timespec="seconds"))
     profiled = profiled_names(session)
+    announce(f"the profilers ({', '.join(spec.tools)})", len(spec.tools) * sum(
+        2 * spec.profile_rounds * (max(spec.profile_steps, int(session.info[n]["round_steps"]))
+                                   + plan.round_warmup) * _step_s(session, n, rounds) * 1.5
+        for n in profiled))
     for name in list(session.works):
         if spec.counters:
             try:
                 result.counters[name] = count_step(session.works[name], session.snapshots[name]).as_dict()
             except Exception as exc:
-                session.fail(name, f"counting raised {describe_exception(exc)}")
+                session.fail(name, describe_failure(exc, "counting its operators"))
                 continue
         for tool in spec.tools if name in profiled else ():
             try:
@@ -101,7 +148,7 @@ def run(spec: RunSpec, plan: Plan, variants: Variants, out: Path, *,
                                              steps=spec.profile_steps, trace_steps=spec.trace_steps,
                                              on_step=tick)
             except Exception as exc:
-                result.reasons[f"{name}/{tool}"] = f"{tool} pass raised {describe_exception(exc)}"
+                result.reasons[f"{name}/{tool}"] = describe_failure(exc, f"the {tool} pass")
                 log.error("%s: %s pass failed: %s", name, tool, describe_exception(exc))
                 continue
             result.profiles.setdefault(name, {})[tool] = timing
@@ -113,5 +160,5 @@ def run(spec: RunSpec, plan: Plan, variants: Variants, out: Path, *,
             result.status[name], result.reasons[name] = "failed", session.failed[name]
         else:
             result.status[name] = "ok"
-    result.rounds = {n: t for n, t in result.rounds.items() if result.status.get(n) != "failed"}
+    result.duration_s = time.perf_counter() - begin
     return result

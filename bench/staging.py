@@ -15,6 +15,8 @@ from pathlib import Path
 
 from bench.errors import UsageError
 
+LOCK_NAME = ".vaebench.lock"
+
 
 class OutInUse(UsageError):
     """Another run is writing into the same --out."""
@@ -26,7 +28,7 @@ def out_lock(out: Path) -> Iterator[None]:
     refused at once instead of mixing its files with this one's."""
     import fcntl
 
-    handle = open(out / ".vaebench.lock", "a+")  # noqa: SIM115 -- held for the whole block
+    handle = open(out / LOCK_NAME, "a+")  # noqa: SIM115 -- held for the whole block
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -96,8 +96,11 @@ class ModelWorkload:
                 "optimizer": copy.deepcopy(self.optimizer.state_dict())}
 
     def restore(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.model.load_state_dict(state["model"])  # copied into the parameters
+        # Optimizer.load_state_dict keeps the given tensors (no copy when device and dtype match):
+        # without this copy the next steps would update the snapshot's moments in place, and
+        # every later round would start from a different optimizer state.
+        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
         self.rewind()
 
     def rewind(self) -> None:
@@ -112,12 +115,26 @@ def missing_members(obj: object) -> list[str]:
 
 
 def check_workload(obj: object, where: str) -> None:
+    """Raise WorkloadError unless ``obj`` is a workload; its ``device`` given as a string
+    ("cpu", "cuda:0") is turned into the ``torch.device`` it names."""
+    from bench.measure.clock import as_device
+
     missing = missing_members(obj)
     if missing:
         raise WorkloadError(
             f"{where} returned a {type(obj).__name__}, which is not a workload: it lacks "
             f"{', '.join(missing)} (see `bench/workload.py`: device, fetch(), step(batch, part), "
             "state(), restore(state))")
+    try:
+        device = as_device(obj.device)  # type: ignore[attr-defined]
+    except ValueError as exc:
+        raise WorkloadError(f"{where}: {exc}") from None
+    if device is not obj.device:  # type: ignore[attr-defined]
+        try:
+            obj.device = device  # type: ignore[attr-defined]
+        except AttributeError:
+            raise WorkloadError(f"{where}: device is a read-only {type(obj.device).__name__}; "  # type: ignore[attr-defined]
+                                "make it a torch.device") from None
 
 
 def profiled_functions(work: object) -> list[Callable[..., Any]]:
@@ -187,10 +204,18 @@ Builder = Callable[[], Any]
 
 @dataclass
 class Variants:
-    """The named variants of one factory call: lazy builders, in order (the first is the baseline)."""
+    """The named variants of one factory call: lazy builders, in order (the first is the baseline).
+
+    ``ordered``: the factory says its variants form a ladder, each one a step on from the one
+    before (``make.ordered = True``): the report then also compares each with the previous.
+    ``report``: ``module:function`` of the factory's own report section (``make.report = fn``),
+    called with the Result; it returns markdown lines for summary.md.
+    """
 
     builders: dict[str, Builder]
     ref: str
+    ordered: bool = False
+    report: str | None = None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.builders)
@@ -235,4 +260,22 @@ def variants_of(ref: str, ctx: Context) -> Variants:
         elif not getattr(factory, "selects_variants", False):
             raise WorkloadError(f"--variants: unknown variant {unknown[0]!r} of {ref}: choose from "
                                 f"{', '.join(builders)}")
-    return Variants(builders, ref)
+    return Variants(builders, ref, ordered=bool(getattr(factory, "ordered", False)),
+                    report=_report_ref(ref, factory))
+
+
+def _report_ref(ref: str, factory: Callable[..., Any]) -> str | None:
+    """Where the factory's report section can be loaded from again (also by `bench report`)."""
+    hook = getattr(factory, "report", None)
+    if hook is None:
+        return None
+    if not callable(hook):
+        raise WorkloadError(f"--workload {ref}: its `report` is a {type(hook).__name__}, not a function")
+    if getattr(hook, "__module__", None) == getattr(factory, "__module__", None):
+        return f"{ref.rpartition(':')[0]}:{hook.__name__}"  # the factory's own file or module
+    return f"{hook.__module__}:{hook.__qualname__}"
+
+
+def load_function(ref: str) -> Callable[..., Any]:
+    """``module:function`` or ``file.py:function`` -> the function (WorkloadError otherwise)."""
+    return load_factory(ref)

@@ -6,19 +6,21 @@ import pytest
 import torch
 
 from bench.measure.clock import time_steps
-from bench.measure.engine import BOUND, Plan, Session
-from bench.workload import Context, Unavailable, Variants
+from bench.measure.engine import Plan, Session
+from bench.measure.result import Result
+from bench.workload import Context, Unavailable, Variants, WorkloadError
 
 
 class FakeClock:
     def __init__(self) -> None:
         self.t = 100.0
+        self.rate = 1.0  # how much slower the machine runs now
 
     def __call__(self) -> float:
         return self.t
 
     def advance(self, seconds: float) -> None:
-        self.t += seconds
+        self.t += seconds * self.rate
 
 
 class Fake:
@@ -29,13 +31,19 @@ class Fake:
     batch_size = 10
 
     def __init__(self, name: str, clock: FakeClock, log: list, data: float, compute: float,
-                 fail_after: int | None = None):
+                 fail_after: int | None = None, batches: int | None = None, bound: bool = False):
         self.name, self.clock, self.log = name, clock, log
         self.data, self.compute, self.fail_after = data, compute, fail_after
         self.device = torch.device("cpu")
         self.steps = 0
+        self.batches, self.left = batches, batches  # None: the data never ends
+        self.measure_bound = bound
 
     def fetch(self) -> int:
+        if self.left is not None:
+            if self.left == 0:
+                raise StopIteration  # as next() on an exhausted iter(loader) does
+            self.left -= 1
         self.clock.advance(self.data)
         return self.steps
 
@@ -52,6 +60,7 @@ class Fake:
 
     def restore(self, state: int) -> None:
         self.log.append(f"restore {self.name}")
+        self.left = self.batches  # the data stream starts again
 
 
 def test_time_steps_reads_parts_and_steps_off_the_clock():
@@ -81,16 +90,16 @@ def test_rounds_rotate_the_order_and_restore_every_round():
     clock, log = FakeClock(), []
     plan = Plan(rounds=3, steps=2, warmup=1, round_warmup=0, epochs=0)
     s = _session(clock, log, plan, a=Fake("a", clock, log, 0.001, 0.002),
-                 b=Fake("b", clock, log, 0.002, 0.002))
+                 b=Fake("b", clock, log, 0.002, 0.002, bound=True))
     s.prepare()
     log.clear()
     timings, orders = s.interleaved()
-    assert orders == [["a", "b", BOUND], ["b", BOUND, "a"], [BOUND, "a", "b"]]
+    assert orders == [["a", "b", "b:bound"], ["b", "b:bound", "a"], ["b:bound", "a", "b"]]
     assert log[:3] == ["restore a", "a", "a"]
-    assert log.count("restore a") == 3 and log.count("restore b") == 6  # b also serves the bound
+    assert log.count("restore a") == 3 and log.count("restore b") == 6  # b also serves its bound
     assert [t.per_step for t in timings["a"]] == pytest.approx([0.003] * 3)
-    assert [t.per_step for t in timings[BOUND]] == pytest.approx([0.002] * 3)  # no fetch: compute only
-    assert s.bound_of == "b"
+    assert [t.per_step for t in timings["b:bound"]] == pytest.approx([0.002] * 3)  # no fetch: compute
+    assert s.bounds == {"b:bound": "b"}  # only the variant that asked for one has a bound
 
 
 def test_a_failing_step_drops_its_variant_and_keeps_the_others():
@@ -100,8 +109,11 @@ def test_a_failing_step_drops_its_variant_and_keeps_the_others():
                  bad=Fake("bad", clock, log, 0.001, 0.002, fail_after=4))
     s.prepare()
     timings, _ = s.interleaved()
-    assert set(timings) == {"a"} and len(timings["a"]) == 4
-    assert "step raised RuntimeError: boom (at test_engine.py" in s.failed["bad"]
+    assert len(timings["a"]) == 4 and "bad" not in s.works
+    # warm-up step 1, round 1 steps 2-3, round 2 fails on step 5: round 1 is kept
+    assert len(timings["bad"]) == 1
+    assert ("round 2 of the interleaved rounds raised RuntimeError: boom (at test_engine.py"
+            in s.failed["bad"])
 
 
 def test_unavailable_and_broken_builders_are_reported_not_raised():
@@ -131,6 +143,88 @@ def test_epochs_run_batches_per_epoch_steps_end_to_end():
     assert set(epochs) == {"a", "b"}  # the first and the last variant by default
     assert [t.seconds for t in epochs["a"]] == pytest.approx([0.008, 0.008])  # 4 batches x 2 ms
     assert len(epochs["b"][0].steps) == 4
+
+
+def test_an_epoch_needs_exactly_batches_per_epoch_batches():
+    """Data that ends after batches_per_epoch batches (what iter(loader) gives): the epoch runs."""
+    clock, log = FakeClock(), []
+    plan = Plan(rounds=3, steps=1, warmup=2, round_warmup=1, bound=False, epochs=1)
+    s = _session(clock, log, plan, a=Fake("a", clock, log, 0.001, 0.001, batches=4))
+    s.prepare()
+    s.interleaved()
+    epochs = s.epochs()
+    assert not s.failed and len(epochs["a"][0].steps) == 4
+
+
+def _run(plan: Plan, clock: FakeClock, **fakes) -> Result:
+    from bench.runner import RunSpec, run
+
+    spec = RunSpec(workload="t:make", variants=tuple(fakes), device="cpu", batch_size=10, seed=0,
+                   threads=None, data_dir="data", dataset="auto", limit=None, tools=(), counters=False)
+    builders = {name: (lambda f=f: f) for name, f in fakes.items()}
+    from pathlib import Path
+
+    return run(spec, plan, Variants(builders, "t:make"), Path("."), clock=clock)
+
+
+def test_data_that_ends_early_names_the_phase_and_rewind_and_keeps_the_rounds():
+    clock, log = FakeClock(), []
+    plan = Plan(rounds=6, steps=1, warmup=1, round_warmup=1, bound=False, epochs=1)
+    # says 5 batches per epoch, yields 4: the rounds (2 batches each) work, the epoch cannot
+    short = Fake("short", clock, log, 0.001, 0.001, batches=4)
+    short.batches_per_epoch = 5
+    result = _run(plan, clock, ok=Fake("ok", clock, log, 0.001, 0.001), short=short)
+    why = result.reasons["short"]
+    assert result.status["short"] == "failed"
+    assert why.startswith("`fetch()` ran out of data after 4 batches in the full epoch "
+                          "(batches_per_epoch = 5)")
+    assert "`restore()` must rewind the data stream (see `rewind()`)" in why
+    assert len(result.rounds["short"]) == 6 and result.measured == ["ok", "short"]  # nothing lost
+
+
+def test_data_that_ends_in_warm_up_is_said_so():
+    clock, log = FakeClock(), []
+    plan = Plan(rounds=5, steps=1, warmup=5, epochs=0, bound=False)
+    s = _session(clock, log, plan, a=Fake("a", clock, log, 0.001, 0.001, batches=3))
+    s.prepare()
+    assert s.failed["a"].startswith("`fetch()` ran out of data after 3 batches in the warm-up;")
+
+
+def test_a_device_given_as_a_string_is_a_device_and_nonsense_is_refused():
+    clock, log = FakeClock(), []
+    work = Fake("a", clock, log, 0.001, 0.001)
+    work.device = "cpu"
+    s = _session(clock, log, Plan(rounds=5, epochs=0), a=work)
+    s.prepare()
+    assert s.works["a"].device == torch.device("cpu")
+    for bad, phrase in ((3, "device must be a torch.device or a name such as 'cpu', got int 3"),
+                        ("gpu", "device 'gpu' is not a device name")):
+        work = Fake("b", clock, log, 0.001, 0.001)
+        work.device = bad
+        with pytest.raises(WorkloadError, match=phrase):
+            Variants({"b": lambda w=work: w}, "t:make").build("b")
+
+
+def test_a_drift_inside_each_round_makes_the_ratio_not_measurable():
+    """The first variant of every round runs 30% slow (a machine that speeds up within a round):
+    the pairs have an order effect, and the report must not state a ratio."""
+    clock, log = FakeClock(), []
+
+    class Drift(Fake):
+        def restore(self, state: int) -> None:
+            super().restore(state)
+            restores = sum(1 for e in log if str(e).startswith("restore"))
+            clock.rate = 1.3 if restores % 2 == 1 else 1.0  # the first restore of each round
+
+    plan = Plan(rounds=40, steps=1, warmup=1, round_warmup=0, bound=False, epochs=0)
+    result = _run(plan, clock, a=Drift("a", clock, log, 0.001, 0.002), b=Drift("b", clock, log, 0.001, 0.002))
+    from bench.measure import derive
+    from bench.render import statements
+
+    up = derive.speedup(result, "b", "a")
+    assert not up.measurable and "order effect" in up.caveat
+    assert "not measurable" in statements.headline(result)
+    assert "faster than" not in statements.headline(result)
 
 
 def test_plan_rejects_nonsense():

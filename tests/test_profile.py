@@ -94,7 +94,7 @@ def test_run_json_holds_the_raw_samples(reports: Path):
     assert result.measured == list(VARIANTS)
     assert result.spec["workload"] == "bench.workloads.ladder:make" and result.machine.threads == 2
     assert all(len(result.rounds[v]) == 5 and len(result.rounds[v][0].steps) == 3 for v in VARIANTS)
-    assert result.bound_of == "batched" and len(result.rounds["compute-bound"]) == 5
+    assert result.bounds == {"batched:bound": "batched"} and len(result.rounds["batched:bound"]) == 5
     assert [len(result.epochs[v]) for v in VARIANTS] == [1, 1]
     assert len(result.epochs["naive"][0].steps) == 3  # 300 samples = 3 batches: a whole epoch
     assert result.counters["naive"]["op_calls_per_step"] > result.counters["batched"]["op_calls_per_step"]
@@ -115,6 +115,8 @@ def test_summary_ladder_and_headline(reports: Path):
     assert ladder.loc[1, "verdict_vs_previous"] in ("faster", "slower", "same")
     md = (reports / "summary.md").read_text()
     assert "Noise: " in md and "## The ladder" in md and "compute-only bound" in md
+    # the VAE's own section: its 5% target and the rung x step table are the VAE's, not everyone's
+    assert "## The VAE ladder" in md and "of its compute-only bound:" in md
     assert "synthetic train (300 images" in md and "`naive` spends" in md
 
 
@@ -123,7 +125,7 @@ def test_report_rerenders_the_same_files_without_measuring(reports: Path, tmp_pa
 
     monkeypatch.setattr(bench.runner, "run", lambda *a, **k: pytest.fail("report must not measure"))
     assert cli.main(["report", str(reports / "run.json"), "--out", str(tmp_path)]) == 0
-    for name in ("summary.md", "summary.csv", "ladder.csv"):
+    for name in ("summary.md", "summary.csv", "variants.csv", "ladder.csv"):
         assert (tmp_path / name).read_text() == (reports / name).read_text(), name
 
 

@@ -12,11 +12,10 @@ import pytest
 
 from bench.measure import derive, stats
 from bench.measure.clock import Timing
-from bench.measure.engine import BOUND
 from bench.measure.environment import Environment
 from bench.measure.result import Result, ResultError, ToolTiming
 from bench.render import render_all, statements
-from bench.render.tables import LADDER_COLUMNS, ladder_frame
+from bench.render.tables import LADDER_COLUMNS, VARIANT_COLUMNS, ladder_frame, variants_frame
 
 ENV = Environment(cpu="Test CPU", cores=2, threads=2, torch="2.x", python="3.11", device="cpu", gpu="none")
 
@@ -31,16 +30,17 @@ def rounds(ms: list[float], parts: dict[str, float] | None = None) -> list[Timin
     return out
 
 
-def make_result(per_variant: dict[str, list[float]], bound: list[float] | None = None) -> Result:
+def make_result(per_variant: dict[str, list[float]], bound: list[float] | None = None,
+                ordered: bool = False) -> Result:
     names = list(per_variant)
-    r = Result(spec={"workload": "t:make"}, plan={}, machine=ENV, variants=names,
+    r = Result(spec={"workload": "t:make"}, plan={}, machine=ENV, variants=names, ordered=ordered,
                status=dict.fromkeys(names, "ok"),
                info={n: {"parts": ["data", "compute"], "batch_size": 10, "batches_per_epoch": 100,
                          "data": "fake", "device": "cpu"} for n in names},
                rounds={n: rounds(v) for n, v in per_variant.items()})
     if bound is not None:
-        r.rounds[BOUND] = rounds(bound, {"compute": 1.0})
-        r.bound_of = names[-1]
+        r.rounds[f"{names[-1]}:bound"] = rounds(bound, {"compute": 1.0})
+        r.bounds = {f"{names[-1]}:bound": names[-1]}
     return r
 
 
@@ -67,7 +67,7 @@ def test_too_few_samples_give_no_interval():
 def test_ladder_rows_and_verdicts():
     rng = np.random.default_rng(0)
     noise = lambda c: list(c * (1 + 0.01 * rng.standard_normal(10)))  # noqa: E731
-    result = make_result({"slow": noise(20), "fast": noise(10), "same": noise(10)})
+    result = make_result({"slow": noise(20), "fast": noise(10), "same": noise(10)}, ordered=True)
     frame = ladder_frame(result)
     assert tuple(frame.columns) == LADDER_COLUMNS
     assert list(frame["verdict_vs_previous"]) == ["", "faster", "same"]
@@ -117,7 +117,7 @@ def test_save_load_is_lossless_and_rerenders_identically(tmp_path: Path):
     r.counters["a"] = {"op_calls_per_step": 700.0}
     r.profiles["b"] = {"kineto": ToolTiming(rounds([10] * 5), rounds([12] * 5))}
     r.artifacts["b"] = ["b.prof"]
-    r.orders = [["a", "b", BOUND]]
+    r.orders = [["a", "b", "b:bound"]]
     path = r.save(tmp_path / "run.json")
     again = Result.load(path)
     assert again.to_dict() == r.to_dict()
@@ -125,7 +125,7 @@ def test_save_load_is_lossless_and_rerenders_identically(tmp_path: Path):
     first.mkdir(), second.mkdir()
     render_all(r, first)
     render_all(again, second)
-    for name in ("summary.md", "summary.csv", "ladder.csv"):
+    for name in ("summary.md", "summary.csv", "variants.csv"):
         assert (first / name).read_text() == (second / name).read_text()
 
 
@@ -165,3 +165,72 @@ def test_ratios_pair_samples_by_round_when_a_variant_skips_rounds():
     a, b = derive.paired(r, "a", "b")
     assert a == pytest.approx([0.01] * 5) and b == pytest.approx([0.005] * 5)
     assert derive.speedup(r, "b", "a").value == pytest.approx(2.0)
+
+
+def test_a_comparison_that_is_not_a_ladder_has_no_ladder_words_or_columns(tmp_path: Path):
+    rng = np.random.default_rng(3)
+    noise = lambda c: list(c * (1 + 0.01 * rng.standard_normal(12)))  # noqa: E731
+    r = make_result({"lstm": noise(20), "transformer": noise(12), "adamw": noise(19)})
+    frame = variants_frame(r)
+    assert tuple(frame.columns) == VARIANT_COLUMNS and "vs_previous" not in frame.columns
+    assert list(frame["verdict"]) == ["", "faster", "faster"]  # each against the baseline only
+    render_all(r, tmp_path)
+    md = (tmp_path / "summary.md").read_text()
+    assert not (tmp_path / "ladder.csv").exists() and (tmp_path / "variants.csv").is_file()
+    for word in ("ladder", "vs previous", "straddles 1.05", "within 5%", "bound"):
+        assert word not in md.lower(), word
+    ordered = make_result({"a": noise(20), "b": noise(10)}, ordered=True)
+    assert "vs_previous" in variants_frame(ordered).columns
+
+
+def test_a_bound_belongs_to_its_own_variant():
+    r = make_result({"base": [20.0] * 12, "mid": [15.0] * 12, "fast": [10.0] * 12}, bound=[9.0] * 12)
+    frame = variants_frame(r)
+    assert frame["vs_bound"].isna().tolist() == [True, True, False]  # only `fast` asked for one
+    assert frame.loc[2, "vs_bound"] == pytest.approx(10 / 9)
+    assert "`fast` runs at 1.11" in statements.efficiency(r) and "`mid`" not in statements.efficiency(r)
+
+
+def test_an_overhead_below_one_is_never_a_finding():
+    r = make_result({"a": [10] * 5})
+    faster = [6.0, 6.1, 5.9, 6.0, 6.05, 5.95, 6.0, 6.1]
+    r.profiles["a"] = {"lines": ToolTiming(plain=rounds([10.0, 10.1, 9.9, 10, 10.2, 9.8, 10, 10.1]),
+                                           tool=rounds(faster))}
+    text = statements.overhead_text(derive.overhead(r, "a", "lines"))
+    assert text.startswith("biased measurement: 0.60x") and "cannot make a step faster" in text
+
+
+def test_a_spread_too_wide_for_an_interval_is_not_measurable():
+    rng = np.random.default_rng(5)
+    wild = list(10 * np.exp(rng.normal(0, 1.0, 40)))  # pairs disagree by factors of 2-3
+    r = make_result({"a": [10.0] * 40, "b": wild})
+    up = derive.speedup(r, "b", "a")
+    assert not up.measurable and "too wide for an interval" in up.caveat
+    assert stats.speed_verdict(up) == "not measurable"
+
+
+def test_a_step_with_no_labelled_parts_has_no_largest_part():
+    r = make_result({"lstm": [10.0] * 5}, )
+    r.rounds["lstm"] = rounds([10.0] * 5, {"data": 0.03})
+    text = statements.biggest_cost(r)
+    assert "largest" not in text and "label them with `part(...)`" in text
+
+
+def test_no_variant_measured_says_so_without_nan(tmp_path: Path):
+    r = make_result({"a": [10] * 5})
+    r.status["a"], r.reasons["a"] = "failed", "the warm-up raised ValueError: x"
+    r.rounds = {}
+    render_all(r, tmp_path)
+    md = (tmp_path / "summary.md").read_text()
+    assert "nan" not in md.lower() and "no variant measured" in md and "nothing of it was measured" in md
+
+
+def test_parts_keep_the_workloads_order_in_every_table():
+    r = make_result({"a": [10] * 5, "b": [10] * 5})
+    r.info["a"]["parts"] = r.info["b"]["parts"] = ["data", "forward", "backward"]
+    for name in ("a", "b"):
+        r.rounds[name] = rounds([10] * 5, {"backward": 0.3, "data": 0.2, "forward": 0.5})
+    from bench.render.tables import summary_frame
+
+    cols = [c for c in summary_frame(r).columns if c.endswith("_share")]
+    assert cols == ["data_share", "forward_share", "backward_share"]

@@ -101,10 +101,15 @@ def test_a_step_that_raises_fails_its_variant_and_keeps_the_others(tmp_path: Pat
                      "--steps", "2", "--warmup", "1", "--tools", "none", "--no-progress", "--epochs", "0"])
     err = capsys.readouterr().err
     assert code == 2
-    assert "variant 'bad' failed: step raised ValueError: shapes went wrong (at mine.py:" in err
+    assert ("variant 'bad' failed: round 3 of the interleaved rounds raised ValueError: shapes went "
+            "wrong (at mine.py:") in err
     result = Result.load(out / "run.json")
     assert result.status == {"good": "ok", "bad": "failed"} and len(result.rounds["good"]) == 5
-    assert "`bad` (failed): step raised ValueError" in (out / "summary.md").read_text()
+    # 1 warm-up step, then 3 steps a round (1 unmeasured): the 9th call fails in round 3
+    assert len(result.rounds["bad"]) == 2
+    summary = (out / "summary.md").read_text()
+    assert ("`bad` (failed): round 3 of the interleaved rounds raised ValueError: shapes went wrong"
+            in summary) and "kept what it measured before: 2 interleaved rounds" in summary
 
 
 def test_a_workload_that_cannot_be_imported_writes_nothing(tmp_path: Path, capsys):
@@ -123,15 +128,21 @@ def test_the_example_cnn_goes_through_profile_with_the_full_report_set(tmp_path:
                      "--profile-rounds", "5", "--profile-steps", "2", "--trace-steps", "3", "--limit", "300",
                      "--threads", "2",
                      "--no-progress"]) == 0
-    for name in ("run.json", "summary.md", "summary.csv", "ladder.csv", "speedup.png", "breakdown.png",
+    for name in ("run.json", "summary.md", "summary.csv", "variants.csv", "speedup.png", "breakdown.png",
                  "dataloader.prof", "dataloader.lprof", "dataloader.lines.txt", "dataloader.ops.txt",
                  "preloaded.prof"):
         assert (out / name).is_file(), name
     assert list((out / "tb" / "dataloader").glob("*.pt.trace.json"))
-    ladder = pd.read_csv(out / "ladder.csv")
-    assert list(ladder["variant"]) == ["dataloader", "preloaded"]
+    table = pd.read_csv(out / "variants.csv")
+    assert list(table["variant"]) == ["dataloader", "preloaded"]
     result = Result.load(out / "run.json")
-    assert result.bound_of == "preloaded" and result.epochs["dataloader"][0].steps
+    assert result.bounds == {"preloaded:bound": "preloaded"} and result.epochs["dataloader"][0].steps
+    # A user's comparison is not the VAE's ladder: none of its words, targets or tables.
+    assert not (out / "ladder.csv").exists() and "vs_previous" not in table.columns
+    summary = (out / "summary.md").read_text()
+    for vae_only in ("ladder", "vs previous", "within 5%", "straddles 1.05", "rung"):
+        assert vae_only not in summary.lower(), vae_only
+    assert "`preloaded` runs at" in summary and "its compute-only bound" in summary
     lines = (out / "dataloader.lines.txt").read_text()
     assert "CNNWorkload.fetch" in lines and "CNNWorkload.step" in lines
 
@@ -151,3 +162,114 @@ def test_the_builtin_rungs_restore_to_the_very_same_batches(train_split):
     assert torch.equal(weights, work.model.encoder.fc_input.weight)
     after = [work.fetch() for _ in range(3)]
     assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+BAD_DEVICE = """
+    import torch
+    from bench.workload import ModelWorkload
+
+    class Tiny(ModelWorkload):
+        def __init__(self, device):
+            self.device = device
+            self.model = torch.nn.Linear(4, 1)
+            self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.1)
+
+        def fetch(self):
+            return torch.ones(8, 4)
+
+        def step(self, batch, part):
+            self.optimizer.zero_grad()
+            self.model(batch).sum().backward()
+            self.optimizer.step()
+
+    def make(ctx):
+        return Tiny(DEVICE)
+    """
+
+
+def test_a_device_named_by_a_string_runs(tmp_path: Path):
+    path = write(tmp_path, BAD_DEVICE.replace("DEVICE", "'cpu'"))
+    out = tmp_path / "out"
+    assert cli.main(["profile", "--workload", f"{path}:make", "--out", str(out), "--rounds", "5",
+                     "--warmup", "1", "--tools", "none", "--no-progress", "--epochs", "0"]) == 0
+    assert Result.load(out / "run.json").info["make"]["device"] == "cpu"
+
+
+def test_a_bad_device_is_one_line_and_leaves_no_out_behind(tmp_path: Path, capsys):
+    path = write(tmp_path, BAD_DEVICE.replace("DEVICE", "3"))
+    out = tmp_path / "out"
+    args = ["profile", "--workload", f"{path}:make", "--rounds", "5", "--tools", "none",
+            "--no-progress", "--epochs", "0"]
+    assert cli.main([*args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "device must be a torch.device or a name such as 'cpu', got int 3" in err
+    assert "Traceback" not in err and not out.exists()
+    # an --out that was there is left as it was: its files, and no lock file added
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "summary.md").write_text("an earlier run")
+    assert cli.main([*args, "--out", str(kept)]) == 2
+    assert [p.name for p in kept.iterdir()] == ["summary.md"]
+
+
+RNN = f"{ROOT / 'examples' / 'rnn.py'}:make"
+
+
+@pytest.mark.slow
+def test_the_stateful_example_measures_its_full_epochs(tmp_path: Path):
+    """Data that ends after exactly batches_per_epoch batches (a plain iterator): the default
+    phases all finish, the epoch included; the report is a comparison, not a ladder."""
+    out = tmp_path / "out"
+    assert cli.main(["profile", "--workload", RNN, "--limit", "6000", "--out", str(out), "--rounds", "5",
+                     "--warmup", "2", "--tools", "cprofile", "--profile-rounds", "5", "--profile-steps", "1",
+                     "--no-progress", "--threads", "2"]) == 0
+    result = Result.load(out / "run.json")
+    assert result.status == {"lstm": "ok", "gru": "ok"}
+    bpe = result.info["lstm"]["batches_per_epoch"]
+    assert [len(result.epochs[v][0].steps) for v in ("lstm", "gru")] == [bpe, bpe]
+    assert result.info["lstm"]["batch_size"] == 20  # its own, not the harness's suggestion of 100
+    assert not result.bounds and not (out / "ladder.csv").exists()
+    assert "LSTM language model" in (out / "summary.md").read_text()
+
+
+def test_restore_covers_the_hidden_state_so_rounds_repeat_exactly():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("rnn_example", ROOT / "examples" / "rnn.py")
+    rnn = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rnn)
+    from bench.measure.clock import time_steps
+
+    work = rnn.LanguageModel(Context(device=torch.device("cpu"), limit=4000), "lstm")
+    time_steps(work, 2)  # a hidden state that is not the initial one
+    snapshot = work.state()
+    runs = []
+    for _ in range(2):
+        work.restore(snapshot)
+        time_steps(work, 3)
+        runs.append((work.model.decoder.weight.detach().clone(), work.hidden[0].clone()))
+    assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
+
+
+def test_restoring_twice_starts_from_the_same_optimizer_state():
+    """Optimizer.load_state_dict keeps the tensors it is given: the snapshot must not be updated
+    in place by the steps after a restore."""
+    from bench.workload import ModelWorkload
+
+    class Tiny(ModelWorkload):
+        def __init__(self):
+            self.model = torch.nn.Linear(4, 1)
+            self.optimizer = torch.optim.Adam(self.model.parameters())
+
+        def step(self):
+            self.optimizer.zero_grad()
+            self.model(torch.ones(2, 4)).sum().backward()
+            self.optimizer.step()
+
+    work = Tiny()
+    work.step()
+    snapshot = work.state()
+    moments = snapshot["optimizer"]["state"][0]["exp_avg"].clone()
+    work.restore(snapshot)
+    work.step()
+    assert torch.equal(snapshot["optimizer"]["state"][0]["exp_avg"], moments)

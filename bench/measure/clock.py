@@ -35,6 +35,30 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+class DataExhausted(Exception):
+    """``fetch()`` raised StopIteration: the workload's data stream ended after ``fetched`` batches
+    of this run of steps."""
+
+    def __init__(self, fetched: int):
+        super().__init__(f"fetch() raised StopIteration after {fetched} batches")
+        self.fetched = fetched
+
+
+def as_device(value: Any) -> torch.device:
+    """A workload's ``device``, as a ``torch.device`` (a string such as "cpu" or "cuda:0" is one);
+    ValueError naming the value otherwise."""
+    if isinstance(value, torch.device):
+        return value
+    if isinstance(value, str):
+        try:
+            return torch.device(value)
+        except (RuntimeError, ValueError):
+            raise ValueError(f"device {value!r} is not a device name: use 'cpu', 'cuda' or "
+                             "'cuda:N'") from None
+    raise ValueError(f"device must be a torch.device or a name such as 'cpu', got "
+                     f"{type(value).__name__} {value!r}")
+
+
 @dataclass
 class Timing:
     """Raw times of one run of consecutive steps (seconds)."""
@@ -111,12 +135,15 @@ def time_steps(work: Any, n: int, *, batch: Any = NO_BATCH, clock: Clock = time.
 
     synchronize(device)
     begin = clock()
-    for _ in range(n):
+    for i in range(n):
         spans = []
         start = marks.mark()
         if batch is NO_BATCH:
-            with part("data"):
-                current = work.fetch()
+            try:
+                with part("data"):
+                    current = work.fetch()
+            except StopIteration:
+                raise DataExhausted(i) from None
         else:
             current = batch
         work.step(current, part)
@@ -127,7 +154,8 @@ def time_steps(work: Any, n: int, *, batch: Any = NO_BATCH, clock: Clock = time.
     synchronize(device)
     seconds = clock() - begin
 
-    names = {name for spans_ in step_spans for name, _, _ in spans_}
+    # First-seen order, not a set's: the same workload gives the same columns in every run.
+    names = list(dict.fromkeys(name for spans_ in step_spans for name, _, _ in spans_))
     for spans_ in step_spans:
         totals = dict.fromkeys(names, 0.0)
         for name, s, e in spans_:

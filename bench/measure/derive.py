@@ -1,8 +1,10 @@
 """Figures derived from a Result's raw samples: medians, ratios with 95% intervals, verdicts.
 
-Every ratio a report states comes from here, with its interval: speedup over the baseline and
-over the previous variant, efficiency (a variant over its compute-only bound), profiler
-overhead. A sample is one round's seconds per step; rounds of the same run are paired.
+Every ratio a report states comes from here, with its interval: speedup over the baseline (and,
+for a workload whose variants form a ladder, over the previous variant), efficiency (a variant
+over its compute-only bound), profiler overhead. A sample is one round's seconds per step;
+rounds of the same run are paired, and every paired ratio is checked for what its interval
+assumes (:func:`bench.measure.stats.pair_problems`) before it is stated.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from bench.measure import stats
-from bench.measure.engine import BOUND
 from bench.measure.result import Result
 from bench.measure.stats import Ratio
 
@@ -30,39 +31,64 @@ def step_seconds(result: Result, name: str) -> float:
 
 def paired(result: Result, a: str, b: str) -> tuple[list[float], list[float]]:
     """The samples of ``a`` and ``b`` from the rounds both took part in, in round order."""
+    a_s, b_s, _ = paired_with_order(result, a, b)
+    return a_s, b_s
+
+
+def paired_with_order(result: Result, a: str, b: str
+                      ) -> tuple[list[float], list[float], list[bool] | None]:
+    """:func:`paired`, and for each pair whether ``a`` ran before ``b`` in its round (None when
+    the rounds' orders were not recorded)."""
     ta, tb = result.rounds[a], result.rounds[b]
     if all(t.round < 0 for t in (*ta, *tb)):  # rounds not recorded: positional pairs
         n = min(len(ta), len(tb))
-        return [t.per_step for t in ta[:n]], [t.per_step for t in tb[:n]]
+        return [t.per_step for t in ta[:n]], [t.per_step for t in tb[:n]], None
     by_a, by_b = {t.round: t.per_step for t in ta}, {t.round: t.per_step for t in tb}
     common = sorted(by_a.keys() & by_b.keys())
-    return [by_a[r] for r in common], [by_b[r] for r in common]
+    first: list[bool] | None = None
+    if common and all(r < len(result.orders) and a in result.orders[r] and b in result.orders[r]
+                      for r in common):
+        first = [result.orders[r].index(a) < result.orders[r].index(b) for r in common]
+    return [by_a[r] for r in common], [by_b[r] for r in common], first
 
 
 def speedup(result: Result, name: str, reference: str) -> Ratio:
     """time(reference) / time(name) over the rounds both ran: above 1 means ``name`` is faster."""
-    ref, own = paired(result, reference, name)
-    return stats.ratio(ref, own)
+    ref, own, ref_first = paired_with_order(result, reference, name)
+    return stats.checked_ratio(ref, own, ref_first)
 
 
-def efficiency(result: Result) -> Ratio | None:
+def efficiency(result: Result, name: str) -> Ratio | None:
     """time(variant) / time(its compute-only bound): 1.00 = its data costs nothing."""
-    if result.bound_of is None or BOUND not in result.rounds or result.bound_of not in result.rounds:
+    bound = result.bound_of(name)
+    if bound is None or not result.rounds.get(name):
         return None
-    own, bound = paired(result, result.bound_of, BOUND)
-    return stats.ratio(own, bound)
+    own, bound_s, own_first = paired_with_order(result, name, bound)
+    return stats.checked_ratio(own, bound_s, own_first)
+
+
+def efficiencies(result: Result) -> dict[str, Ratio]:
+    """Every measured variant that has a compute-only bound -> its efficiency."""
+    found = {name: efficiency(result, name) for name in result.measured}
+    return {n: e for n, e in found.items() if e is not None}
 
 
 def shares(result: Result, name: str) -> dict[str, float]:
-    """Share of the step in each part (sum over all timed steps / sum of the step times)."""
+    """Share of the step in each part (sum over all timed steps / sum of the step times), in a
+    fixed order: the workload's ``parts``, then the others as first seen."""
     total = sum(sum(t.steps) for t in result.rounds[name])
     parts: dict[str, float] = {}
     for t in result.rounds[name]:
         for part, values in t.parts.items():
             parts[part] = parts.get(part, 0.0) + sum(values)
-    order = result.info.get(name, {}).get("parts") or list(parts)
+    order = result.info.get(name, {}).get("parts") or []
     return {p: parts[p] / total for p in [*order, *[q for q in parts if q not in order]]
             if p in parts and total > 0}
+
+
+def labelled(shares_: dict[str, float]) -> bool:
+    """Whether the step labels parts of its own (``data`` is the harness's label of fetch)."""
+    return any(p != "data" for p in shares_)
 
 
 def epoch_estimate(result: Result, name: str) -> float | None:
@@ -76,54 +102,62 @@ def epoch_measured(result: Result, name: str) -> list[float]:
 
 
 def overhead(result: Result, name: str, tool: str) -> Ratio:
-    """time under ``tool`` / time without, from rounds interleaved pairwise."""
+    """time under ``tool`` / time without, from rounds interleaved pairwise (pair ``i`` ran the
+    plain round first when ``i`` is even: see bench.profile.passes)."""
     tt = result.profiles[name][tool]
-    return stats.ratio([t.per_step for t in tt.tool], [t.per_step for t in tt.plain])
+    n = min(len(tt.tool), len(tt.plain))
+    return stats.checked_ratio([t.per_step for t in tt.tool[:n]], [t.per_step for t in tt.plain[:n]],
+                               [i % 2 == 1 for i in range(n)])
 
 
 def noise(result: Result) -> float:
-    """The run's noise: the median over variants of the per-round IQR/median."""
+    """The run's noise: the median over variants of the per-round IQR/median (NaN: none measured)."""
     spreads = [stats.relative_spread(samples(result, n)) for n in result.measured]
     return float(np.median(spreads)) if spreads else float("nan")
 
 
 def resolution(result: Result) -> float:
     """The median relative half-width of the run's variant-to-variant intervals (vs the previous
-    variant): differences much smaller than this were not resolved."""
-    widths = [(r.vs_previous.high - r.vs_previous.low) / 2 / r.vs_previous.value
-              for r in ladder(result) if r.vs_previous is not None and r.vs_previous.has_interval]
+    variant in a ladder, else vs the baseline): differences much smaller were not resolved."""
+    ratios = [r.vs_previous if result.ordered else r.speedup for r in rows(result)[1:]]
+    widths = [r.half_width() for r in ratios if r is not None and r.has_interval and r.measurable]
     return float(np.median(widths)) if widths else float("nan")
 
 
 @dataclass(frozen=True)
 class Row:
-    """One variant's line of the ladder."""
+    """One variant's line of the comparison."""
 
     variant: str
     median_ms: float
     speedup: Ratio  # vs the baseline
-    vs_previous: Ratio | None  # vs the variant before it (None for the first)
-    verdict_vs_previous: str  # faster | slower | same | "" for the first
+    vs_previous: Ratio | None  # vs the variant before it: only in a ladder (None otherwise)
+    verdict: str  # faster | slower | same | not measurable vs the baseline ("" for the baseline)
+    verdict_vs_previous: str  # the same vs the previous variant ("" outside a ladder)
+    efficiency: Ratio | None  # time / its compute-only bound (None: no bound measured)
 
 
-def ladder(result: Result) -> list[Row]:
+def rows(result: Result) -> list[Row]:
     names = result.measured
     if not names:
         return []
     base = names[0]
-    rows = []
+    out = []
     for i, name in enumerate(names):
-        prev = speedup(result, name, names[i - 1]) if i else None
-        rows.append(Row(name, step_seconds(result, name) * 1e3, speedup(result, name, base), prev,
-                        stats.speed_verdict(prev) if prev else ""))
-    return rows
+        up = speedup(result, name, base)
+        prev = speedup(result, name, names[i - 1]) if i and result.ordered else None
+        out.append(Row(name, step_seconds(result, name) * 1e3, up, prev,
+                       stats.speed_verdict(up) if i else "", stats.speed_verdict(prev) if prev else "",
+                       efficiency(result, name)))
+    return out
 
 
 def fastest_group(result: Result) -> tuple[str, list[str]]:
-    """The fastest variant, and the others no measurably slower than it (interval holds 1)."""
+    """The fastest variant, and the others not measurably slower than it (interval holds 1, or
+    the ratio is not measurable on this run)."""
     names = result.measured
     best = min(names, key=lambda n: step_seconds(result, n))
-    tied = [n for n in names if n != best and speedup(result, best, n).verdict == "same"]
+    tied = [n for n in names if n != best and speedup(result, best, n).verdict in ("same", "unknown")]
     return best, tied
 
 
@@ -134,7 +168,7 @@ class Change:
     variant: str
     reference: str
     speedup: Ratio  # time(reference) / time(variant)
-    verdict: str  # faster | slower | same
+    verdict: str  # faster | slower | same | not measurable
     one_off_s: float  # its first step minus the reference's first step: compile, capture, start-up
     payoff_steps: float | None  # steps after which the one-off cost is repaid (None: never)
     added_s: stats.Ratio | None = None  # time(variant) - time(reference) per step, paired rounds
@@ -152,6 +186,6 @@ def changes(result: Result) -> list[Change]:
         saving = step_seconds(result, ref) - step_seconds(result, name)
         payoff = (max(one_off, 0.0) / saving) if verdict == "faster" and saving > 0 else None
         ref_s, own_s = paired(result, ref, name)
-        added = stats.difference(own_s, ref_s)
+        added = stats.difference(own_s, ref_s) if up.measurable else None
         out.append(Change(name, ref, up, verdict, one_off, payoff, added))
     return out

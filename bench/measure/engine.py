@@ -6,10 +6,12 @@ round visits every variant once, in an order rotated by one every round (A B C, 
 ...), so the machine's drift -- 10-30% between minutes on a shared machine -- hits every
 variant alike and round ``i`` of A can be paired with round ``i`` of B.
 
-A variant whose builder raises :class:`Unavailable` is skipped with its reason; one whose
-build, warm-up or step raises is marked failed (with the exception and where it came from)
-and dropped, and the others go on. The compute-only bound is the last variant's step on one
-batch that never changes: what that variant would take if its data cost nothing.
+A variant whose builder raises :class:`Unavailable` is skipped with its reason. One whose
+build, warm-up or step raises is marked failed -- with the phase it failed in, the exception
+and where it came from -- and leaves the later phases; what it measured before is kept, and
+the other variants go on. A variant that asks for it (``measure_bound = True``) also gets its
+compute-only bound: its step on one batch that never changes, what it would take if its data
+cost nothing.
 """
 
 from __future__ import annotations
@@ -22,12 +24,17 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bench.measure.clock import NO_BATCH, Clock, Timing, synchronize, time_steps
+from bench.measure.clock import NO_BATCH, Clock, DataExhausted, Timing, synchronize, time_steps
 from bench.workload import Unavailable, Variants, WorkloadError
 
 log = logging.getLogger(__name__)
-BOUND = "compute-bound"
+BOUND_SUFFIX = ":bound"
 Wrap = Callable[[], AbstractContextManager[Any]]
+
+
+def bound_name(variant: str) -> str:
+    """The name a variant's compute-only bound is measured and saved under."""
+    return f"{variant}{BOUND_SUFFIX}"
 
 
 @dataclass(frozen=True)
@@ -38,7 +45,7 @@ class Plan:
     steps: int = 1  # timed steps per round: one, so that paired samples are one step apart
     warmup: int = 5  # steps per variant before the first round
     round_warmup: int = 1  # unmeasured steps after each restore
-    bound: bool = True  # also measure the compute-only bound of the last variant
+    bound: bool = True  # measure the compute-only bound of the variants that ask for it
     epochs: int = 1  # full epochs timed end to end, per epoch variant (0: none)
     epoch_variants: tuple[str, ...] = ()  # () = the first and the last variant
 
@@ -62,6 +69,16 @@ def describe_exception(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}"
 
 
+def describe_failure(exc: BaseException, phase: str, batches_per_epoch: int | None = None) -> str:
+    """One line: what went wrong in ``phase``; running out of data gets its own explanation."""
+    if isinstance(exc, DataExhausted):
+        epoch = f" (batches_per_epoch = {batches_per_epoch})" if batches_per_epoch else ""
+        return (f"`fetch()` ran out of data after {exc.fetched} batches in {phase}{epoch}; `restore()` "
+                "must rewind the data stream (see `rewind()`), and `batches_per_epoch` must not "
+                "exceed what one pass yields")
+    return f"{phase} raised {describe_exception(exc)}"
+
+
 @dataclass
 class Session:
     """The variants of one comparison, built, warmed up and snapshotted, ready for rounds."""
@@ -72,13 +89,13 @@ class Session:
     works: dict[str, Any] = field(default_factory=dict)  # measured names -> workload
     snapshots: dict[str, Any] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
-    failed: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)  # name -> the phase and what went wrong
     info: dict[str, dict[str, Any]] = field(default_factory=dict)  # per variant: parts, sizes, data
-    bound_of: str | None = None
-    _bound_batch: Any = NO_BATCH
+    bounds: dict[str, str] = field(default_factory=dict)  # bound name -> its variant
+    _bound_batches: dict[str, Any] = field(default_factory=dict)
 
     def prepare(self) -> None:
-        """Build, warm up and snapshot every variant; the bound's batch is fetched once here."""
+        """Build, warm up and snapshot every variant; each bound's batch is fetched once here."""
         for name in self.variants:
             start = self.clock()
             try:
@@ -91,71 +108,105 @@ class Session:
                 self.fail(name, str(exc))
                 continue
             built = self.clock()
+            done = 0  # warm-up steps finished (batches fetched)
             try:
                 # The first step alone: where a compiler or a capture spends its one-off time.
                 first = time_steps(work, 1, clock=self.clock).seconds
-                if self.plan.warmup > 1:
-                    time_steps(work, self.plan.warmup - 1)
+                done = 1
+                warm = time_steps(work, self.plan.warmup - 1, clock=self.clock) \
+                    if self.plan.warmup > 1 else None
                 self.snapshots[name] = work.state()
+            except DataExhausted as exc:
+                exc.fetched += done
+                self.fail(name, describe_failure(exc, "the warm-up"))
+                continue
             except Exception as exc:
-                self.fail(name, f"warm-up raised {describe_exception(exc)}")
+                self.fail(name, describe_failure(exc, "the warm-up"))
                 continue
             self.works[name] = work
             self.info[name] = {
                 "parts": list(getattr(work, "parts", ())), "batch_size": getattr(work, "batch_size", None),
                 "batches_per_epoch": getattr(work, "batches_per_epoch", None),
-                "data": work.describe() if hasattr(work, "describe") else "",
+                "description": work.describe() if hasattr(work, "describe") else "",
                 "device": str(work.device), "build_s": built - start, "first_step_s": first,
+                "warm_step_s": warm.per_step if warm is not None else first,
                 "reference": getattr(work, "reference", None), "notes": getattr(work, "notes", {}),
                 "round_steps": max(self.plan.steps, int(getattr(work, "min_round_steps", 1))),
             }
-        if self.plan.bound and self.works:
-            self.bound_of = list(self.works)[-1]
-            work = self.works[self.bound_of]
-            work.restore(self.snapshots[self.bound_of])
-            self._bound_batch = work.fetch()
+        if self.plan.bound:
+            for name in [n for n, w in self.works.items() if getattr(w, "measure_bound", False)]:
+                self._prepare_bound(name)
+
+    def _prepare_bound(self, name: str) -> None:
+        work = self.works[name]
+        try:
+            work.restore(self.snapshots[name])
+            batch = work.fetch()
             synchronize(work.device)
-            self.info[BOUND] = {**self.info[self.bound_of], "bound_of": self.bound_of}
+        except StopIteration:
+            self.fail(name, describe_failure(DataExhausted(0), "fetching the compute-only bound's batch"))
+            return
+        except Exception as exc:
+            self.fail(name, describe_failure(exc, "fetching the compute-only bound's batch"))
+            return
+        self.bounds[bound_name(name)] = name
+        self._bound_batches[name] = batch
+        self.info[bound_name(name)] = {**self.info[name], "bound_of": name}
 
     def fail(self, name: str, message: str) -> None:
         self.failed[name] = message
         self.works.pop(name, None)
         log.error("variant %r failed: %s", name, message)
-        if name == self.bound_of:
-            self.bound_of = None
 
     @property
     def measured(self) -> list[str]:
-        """The names that take part in rounds: the variants left, then the bound."""
-        return [*self.works, *([BOUND] if self.bound_of in self.works else [])]
+        """The names that take part in rounds: the variants left, then their bounds."""
+        return [*self.works, *(b for b, v in self.bounds.items() if v in self.works)]
+
+    def target(self, name: str) -> str:
+        """The variant a measured name runs: itself, or the variant of a bound."""
+        return self.bounds.get(name, name)
 
     def run_round(self, name: str, steps: int, *, wrap: Wrap = nullcontext,
-                  on_step: Callable[[], None] | None = None) -> Timing:
-        """Restore ``name`` and time ``steps`` steps; ``wrap`` surrounds warm-up and timed steps."""
-        target = self.bound_of if name == BOUND else name
-        assert target is not None
+                  on_step: Callable[[], None] | None = None, epoch: bool = False) -> Timing:
+        """Restore ``name`` and time ``steps`` steps; ``wrap`` surrounds warm-up and timed steps.
+
+        ``epoch``: the workload is restored again after its warm-up, so the timed steps are the
+        first ``steps`` batches of a data pass (a full epoch needs exactly batches_per_epoch).
+        """
+        target = self.target(name)
         work = self.works[target]
-        batch = self._bound_batch if name == BOUND else NO_BATCH
+        batch = self._bound_batches[target] if name in self.bounds else NO_BATCH
         steps = max(steps, int(getattr(work, "min_round_steps", 1)))
         warmup = max(self.plan.round_warmup, int(getattr(work, "min_round_warmup", 0)))
         work.restore(self.snapshots[target])
         with wrap():
             if warmup:
                 time_steps(work, warmup, batch=batch)
-            return time_steps(work, steps, batch=batch, clock=self.clock, on_step=on_step)
+            if epoch:
+                work.restore(self.snapshots[target])
+                warmup = 0
+            try:
+                return time_steps(work, steps, batch=batch, clock=self.clock, on_step=on_step)
+            except DataExhausted as exc:
+                exc.fetched += warmup if batch is NO_BATCH else 0
+                raise
 
-    def try_round(self, name: str, steps: int, **kw: Any) -> Timing | None:
+    def try_round(self, name: str, steps: int, phase: str, **kw: Any) -> Timing | None:
         """:meth:`run_round`, turning an exception into a failed variant (None)."""
         try:
             return self.run_round(name, steps, **kw)
         except Exception as exc:
-            target = self.bound_of if name == BOUND else name
-            self.fail(target or name, f"step raised {describe_exception(exc)}")
+            target = self.target(name)
+            self.fail(target, describe_failure(exc, phase, self.info.get(target, {}).get(
+                "batches_per_epoch") if kw.get("epoch") else None))
             return None
 
     def interleaved(self, on_step: Callable[[], None] | None = None
                     ) -> tuple[dict[str, list[Timing]], list[list[str]]]:
-        """``plan.rounds`` rounds over every variant, rotated; (timings per name, order per round)."""
+        """``plan.rounds`` rounds over every variant, rotated; (timings per name, order per round).
+
+        A variant that fails in round ``r`` keeps the rounds it measured before it."""
         timings: dict[str, list[Timing]] = {name: [] for name in self.measured}
         orders: list[list[str]] = []
         for r in range(self.plan.rounds):
@@ -168,17 +219,16 @@ class Session:
             for name in order:
                 if name not in self.measured:  # failed earlier in this round
                     continue
-                timing = self.try_round(name, self.plan.steps, on_step=on_step)
+                timing = self.try_round(name, self.plan.steps, f"round {r + 1} of the interleaved rounds",
+                                        on_step=on_step)
                 if timing is not None:
                     timing.round = r
                     timings[name].append(timing)
-        alive = set(self.measured)
-        return {n: t for n, t in timings.items() if n in alive}, orders
+        return {n: t for n, t in timings.items() if t}, orders
 
     def every(self, name: str) -> int:
         """How often ``name`` joins a round: every k-th, k = its round's steps / plan.steps."""
-        target = self.bound_of if name == BOUND else name
-        work = self.works.get(target) if target else None
+        work = self.works.get(self.target(name))
         return max(1, int(getattr(work, "min_round_steps", 1)) // self.plan.steps)
 
     def epoch_names(self) -> list[str]:
@@ -190,15 +240,15 @@ class Session:
         return [n for n in asked if n in self.works and self.info[n].get("batches_per_epoch")]
 
     def epochs(self, on_step: Callable[[], None] | None = None) -> dict[str, list[Timing]]:
-        """Full epochs end to end (``batches_per_epoch`` steps), alternating the variants."""
+        """Full epochs end to end (``batches_per_epoch`` steps after a restore), alternating the
+        variants."""
         names = self.epoch_names()
         out: dict[str, list[Timing]] = {n: [] for n in names}
         for r in range(self.plan.epochs):
             for name in names if r % 2 == 0 else names[::-1]:
                 if name in self.works:
                     timing = self.try_round(name, int(self.info[name]["batches_per_epoch"]),
-                                            on_step=on_step)
+                                            "the full epoch", on_step=on_step, epoch=True)
                     if timing is not None:
                         out[name].append(timing)
-        return {n: t for n, t in out.items() if n in self.works}
-
+        return {n: t for n, t in out.items() if t}

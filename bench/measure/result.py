@@ -44,17 +44,25 @@ class Result:
     info: dict[str, dict[str, Any]] = field(default_factory=dict)  # parts, batch size, data
     rounds: dict[str, list[Timing]] = field(default_factory=dict)  # interleaved; bound included
     orders: list[list[str]] = field(default_factory=list)  # the order of each round
-    bound_of: str | None = None
+    bounds: dict[str, str] = field(default_factory=dict)  # bound name (in rounds) -> its variant
+    ordered: bool = False  # the workload's variants form a ladder (each vs the one before)
+    report: str | None = None  # module:function of the workload's own report section
     epochs: dict[str, list[Timing]] = field(default_factory=dict)
     profiles: dict[str, dict[str, ToolTiming]] = field(default_factory=dict)  # variant -> tool
     counters: dict[str, dict[str, float]] = field(default_factory=dict)
     artifacts: dict[str, list[str]] = field(default_factory=dict)  # variant -> paths, relative to run.json
-    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))  # start
+    duration_s: float | None = None  # from the start to the end of the measurements
 
     @property
     def measured(self) -> list[str]:
-        """The variants with samples, in the order asked."""
-        return [v for v in self.variants if self.status.get(v) == "ok" and self.rounds.get(v)]
+        """The variants with samples, in the order asked (one that failed in a later phase keeps
+        the rounds it measured before)."""
+        return [v for v in self.variants if self.status.get(v) in ("ok", "failed") and self.rounds.get(v)]
+
+    def bound_of(self, variant: str) -> str | None:
+        """The name of ``variant``'s compute-only bound in ``rounds`` (None: none measured)."""
+        return next((b for b, v in self.bounds.items() if v == variant and self.rounds.get(b)), None)
 
     @property
     def baseline(self) -> str | None:
@@ -67,7 +75,8 @@ class Result:
         return {
             "schema": SCHEMA, "created": self.created, "spec": self.spec, "plan": self.plan,
             "machine": self.machine.as_dict(), "variants": self.variants, "status": self.status,
-            "reasons": self.reasons, "info": self.info, "bound_of": self.bound_of,
+            "reasons": self.reasons, "info": self.info, "bounds": self.bounds, "ordered": self.ordered,
+            "report": self.report, "duration_s": self.duration_s,
             "orders": self.orders, "rounds": timings(self.rounds), "epochs": timings(self.epochs),
             "profiles": {v: {t: {"plain": [x.as_dict() for x in tt.plain],
                                  "tool": [x.as_dict() for x in tt.tool]} for t, tt in tools.items()}
@@ -84,7 +93,9 @@ class Result:
             spec=d["spec"], plan=d["plan"], machine=Environment.from_dict(d["machine"]),
             variants=list(d["variants"]), status=dict(d["status"]), reasons=dict(d.get("reasons", {})),
             info=d.get("info", {}), rounds=timings(d.get("rounds", {})), orders=d.get("orders", []),
-            bound_of=d.get("bound_of"), epochs=timings(d.get("epochs", {})),
+            bounds=dict(d.get("bounds") or ({"compute-bound": d["bound_of"]} if d.get("bound_of") else {})),
+            ordered=bool(d.get("ordered", False)), report=d.get("report"),
+            duration_s=d.get("duration_s"), epochs=timings(d.get("epochs", {})),
             profiles={v: {t: ToolTiming([Timing.from_dict(x) for x in tt["plain"]],
                                         [Timing.from_dict(x) for x in tt["tool"]])
                           for t, tt in tools.items()} for v, tools in d.get("profiles", {}).items()},

@@ -38,15 +38,28 @@ def relative_spread(samples: Sequence[float]) -> float:
 
 @dataclass(frozen=True)
 class Ratio:
-    """median(num) / median(den) with its 95% bootstrap interval."""
+    """median(num) / median(den) with its 95% bootstrap interval.
+
+    ``caveat`` (not empty) says why the interval cannot be trusted on this run -- the paired
+    rounds broke what the bootstrap assumes (see :func:`pair_problems`): the ratio is then
+    "not measurable", never a finding.
+    """
 
     value: float
     low: float
     high: float
+    caveat: str = ""
+
+    @property
+    def measurable(self) -> bool:
+        return not self.caveat
 
     @property
     def verdict(self) -> str:
-        """``above`` / ``below`` 1 when the interval excludes 1, else ``same``."""
+        """``above`` / ``below`` 1 when the interval excludes 1, ``same`` when it holds 1,
+        ``unknown`` when the interval's assumptions failed on this run."""
+        if self.caveat:
+            return "unknown"
         if self.low > 1:
             return "above"
         if self.high < 1:
@@ -58,12 +71,20 @@ class Ratio:
         return not (math.isnan(self.low) or math.isnan(self.high))
 
     def ci(self, digits: int = 2) -> str:
+        if self.caveat:
+            return f"not measurable on this run: {self.caveat}"
         if not self.has_interval:
             return "too few rounds for an interval"
         return f"95% CI {self.low:.{digits}f}-{self.high:.{digits}f}"
 
     def text(self, digits: int = 2) -> str:
+        if self.caveat:
+            return self.ci(digits)
         return f"{self.value:.{digits}f} ({self.ci(digits)})"
+
+    def half_width(self) -> float:
+        """The interval's half-width relative to the value (NaN without an interval)."""
+        return (self.high - self.low) / 2 / self.value if self.has_interval and self.value else float("nan")
 
 
 def ratio(num: Sequence[float], den: Sequence[float], *, paired: bool = True, seed: int = 0) -> Ratio:
@@ -103,5 +124,75 @@ def difference(num: Sequence[float], den: Sequence[float], *, seed: int = 0) -> 
 
 
 def speed_verdict(speedup: Ratio) -> str:
-    """For a speedup (old time / new time): ``faster``, ``slower`` or ``same`` (interval holds 1)."""
-    return {"above": "faster", "below": "slower", "same": "same"}[speedup.verdict]
+    """For a speedup (old time / new time): ``faster``, ``slower``, ``same`` (interval holds 1) or
+    ``not measurable`` (the interval's assumptions failed)."""
+    return {"above": "faster", "below": "slower", "same": "same",
+            "unknown": "not measurable"}[speedup.verdict]
+
+
+# What the paired bootstrap assumes, and the limits past which a run breaks it. The tests are
+# strict (p < ASSUMPTION_ALPHA) and an effect must also be large next to the interval itself
+# (EFFECT_FACTOR x its half-width, and at least MIN_EFFECT), so that ordinary noise, which the
+# interval already covers, never makes a run "not measurable".
+ASSUMPTION_ALPHA = 0.001
+EFFECT_FACTOR = 2.0
+MIN_EFFECT = 0.05
+MAX_PAIR_SPREAD = 0.5  # IQR/median of the per-round ratios above this: the pairs disagree too much
+
+
+def pair_problems(num: Sequence[float], den: Sequence[float], num_first: Sequence[bool] | None,
+                  half_width: float) -> str:
+    """Why the paired rounds of ``num`` and ``den`` do not support an interval ("" when they do).
+
+    The percentile bootstrap over pairs treats the rounds' ratios as exchangeable draws of one
+    ratio. Three things break that on a busy machine, each checked here:
+
+    - an **order effect**: the variant visited first in a round is systematically slower (or
+      faster) -- e.g. it pays for the caches the other one left cold. ``num_first[i]`` says
+      whether ``num`` ran before ``den`` in pair ``i``; the ratios of the two orders are
+      compared with a two-sided Mann-Whitney U test.
+    - a **trend**: the ratio itself drifts over the rounds (the machine's speed changed for one
+      variant more than the other); Kendall's tau against the round index, the size of the
+      change from Theil-Sen's slope.
+    - a **spread** so wide (IQR/median of the ratios above MAX_PAIR_SPREAD) that the median of
+      the pairs says little.
+    """
+    a, b = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
+    n = len(a)
+    if n < 2 * MIN_SAMPLES:
+        return ""
+    logs = np.log(a / b)
+    bar = max(EFFECT_FACTOR * (half_width if math.isfinite(half_width) else 0.0), MIN_EFFECT)
+    if num_first is not None:
+        first = np.asarray(num_first, dtype=bool)
+        x, y = logs[first], logs[~first]
+        if min(len(x), len(y)) >= MIN_SAMPLES:
+            p = sps.mannwhitneyu(x, y, alternative="two-sided").pvalue
+            effect = math.expm1(abs(float(np.median(x) - np.median(y))))
+            if p < ASSUMPTION_ALPHA and effect > bar:
+                return (f"the variant visited first in a round ran {effect:.0%} differently from when it "
+                        f"ran second (order effect, Mann-Whitney p={p:.1g}); re-run on a quieter machine "
+                        "or with more --steps per round")
+    tau = sps.kendalltau(np.arange(n), logs)
+    if tau.pvalue < ASSUMPTION_ALPHA:
+        slope = sps.theilslopes(logs).slope
+        change = math.expm1(abs(float(slope)) * (n - 1))
+        if change > bar:
+            return (f"the machine's speed changed inside the rounds: the ratio drifted by {change:.0%} "
+                    f"from the first round to the last (Kendall p={tau.pvalue:.1g}); re-run on a "
+                    "quieter machine")
+    ratios = a / b
+    spread = relative_spread(ratios)
+    if spread > MAX_PAIR_SPREAD:
+        return (f"the paired rounds' ratios spread by {spread:.0%} (IQR/median), too wide for an "
+                "interval to mean anything; re-run on a quieter machine or with more rounds")
+    return ""
+
+
+def checked_ratio(num: Sequence[float], den: Sequence[float], num_first: Sequence[bool] | None,
+                  *, seed: int = 0) -> Ratio:
+    """:func:`ratio` of paired rounds, with :func:`pair_problems` checked: a run that broke the
+    interval's assumptions gives a Ratio whose ``caveat`` says how."""
+    r = ratio(num, den, paired=True, seed=seed)
+    problem = pair_problems(num, den, num_first, r.half_width())
+    return Ratio(r.value, r.low, r.high, problem) if problem else r

@@ -17,7 +17,8 @@ Renderer = Callable[[Result, Path], list[Path]]
 RENDERERS: dict[str, Renderer] = {
     "summary.md": summary.write,
     "summary.csv": tables.write_summary_csv,
-    "ladder.csv": tables.write_ladder,
+    "variants.csv": tables.write_variants,
+    "ladder.csv": tables.write_ladder,  # only for a workload whose variants form a ladder
     "figures": figures.write,
 }
 

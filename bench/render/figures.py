@@ -1,4 +1,5 @@
-"""speedup.png (the one speedup figure: 95% error bars, the compute-only bound marked) and
+"""speedup.png (the one speedup figure: 95% error bars, each variant's own compute-only bound
+marked on its bar) and
 breakdown.png (where each variant's step goes)."""
 
 from __future__ import annotations
@@ -11,27 +12,41 @@ matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt
 
 from bench.measure import derive
-from bench.measure.engine import BOUND
 from bench.measure.result import Result
 
 COLORS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2")
 
 
 def speedup(result: Result, path: Path) -> None:
-    rows = derive.ladder(result)
+    rows = derive.rows(result)
     base = result.baseline
     fig, ax = plt.subplots(figsize=(max(7.0, 0.8 * len(rows)), 4.5), layout="constrained")
     names = [r.variant for r in rows]
+    # A ratio that is not measurable on this run is drawn hatched, without an interval.
     values = [r.speedup.value for r in rows]
-    err = [[max(r.speedup.value - r.speedup.low, 0) for r in rows],
-           [max(r.speedup.high - r.speedup.value, 0) for r in rows]]
+    err = [[max(r.speedup.value - r.speedup.low, 0) if r.speedup.measurable else 0 for r in rows],
+           [max(r.speedup.high - r.speedup.value, 0) if r.speedup.measurable else 0 for r in rows]]
     bars = ax.bar(names, values, yerr=err, capsize=4, color="#1f77b4", ecolor="black")
-    ax.bar_label(bars, labels=[f"{v:.2f}x" for v in values], label_type="center", color="white")
-    if base and BOUND in result.rounds and result.bound_of in result.rounds:
-        bound = derive.speedup(result, BOUND, base)
-        ax.axhline(bound.value, color="#d62728", linestyle="--",
-                   label=f"compute-only bound of {result.bound_of} ({bound.value:.2f}x)")
-        ax.axhspan(bound.low, bound.high, color="#d62728", alpha=0.1)
+    for bar, r in zip(bars, rows, strict=True):
+        if not r.speedup.measurable:
+            bar.set_hatch("//")
+            bar.set_alpha(0.5)
+    ax.bar_label(bars, labels=[f"{r.speedup.value:.2f}x" if r.speedup.measurable else "n/m" for r in rows],
+                 label_type="center", color="white")
+    # Each variant's own compute-only bound, on its own bar: what that variant would reach if
+    # its data cost nothing (in the baseline's units, like the bar).
+    labelled = False
+    for i, r in enumerate(rows):
+        bound = result.bound_of(r.variant)
+        if bound is None or base is None:
+            continue
+        up = derive.speedup(result, bound, base)
+        ax.hlines(up.value, i - 0.4, i + 0.4, colors="#d62728", linestyles="--",
+                  label=None if labelled else "its compute-only bound (95% CI)")
+        if up.measurable:
+            ax.fill_between([i - 0.4, i + 0.4], up.low, up.high, color="#d62728", alpha=0.15)
+        labelled = True
+    if labelled:
         ax.legend(loc="upper left")
     ax.axhline(1.0, color="grey", linewidth=0.8)
     if len(names) > 5:

@@ -1,8 +1,9 @@
 """The sentences a report states, each backed by an interval (and silent where none can be).
 
 A ranking is a claim: two variants are ranked only when the 95% interval of their ratio
-excludes 1; otherwise the sentence says "no measurable difference". A profiler overhead whose
-interval holds 1 is "no measurable overhead".
+excludes 1 and the paired rounds held what the interval assumes; otherwise the sentence says
+"no measurable difference" or "not measurable on this run". A profiler cannot make a step
+faster: an overhead below 1 is reported as a biased measurement, never as a finding.
 """
 
 from __future__ import annotations
@@ -22,6 +23,12 @@ def speedup_text(r: Ratio) -> str:
 
 
 def overhead_text(r: Ratio) -> str:
+    if not r.measurable:
+        return r.ci()
+    if r.verdict == "below":
+        return (f"biased measurement: {r.value:.2f}x ({r.ci()}) -- a profiler cannot make a step faster; "
+                "the plain rounds were slowed by something else (the machine's load changed between "
+                "them, or the profiled rounds found warmer caches)")
     if r.verdict == "same" and r.has_interval:
         return f"no measurable overhead ({r.ci()})"
     return f"{r.value:.2f}x ({r.ci()})"
@@ -35,21 +42,36 @@ def fastest(result: Result) -> str:
     if len(measured) == 1:
         return f"`{base}`: {derive.step_seconds(result, base) * 1e3:.2f} ms per step."
     best, tied = derive.fastest_group(result)
-    group = [n for n in measured if n == best or n in tied]  # in the order asked: stable text
-    if base in group:
-        others = [n for n in group if n != base]
+    verdicts = {n: derive.speedup(result, best, n) for n in tied}
+    same = [n for n in measured if n in tied and verdicts[n].verdict == "same"]  # order asked: stable
+    unknown = [n for n in measured if n in tied and verdicts[n].verdict == "unknown"]
+    best_ms = f"{derive.step_seconds(result, best) * 1e3:.2f} ms per step"
+    unranked = ""
+    if unknown:
+        why = verdicts[unknown[0]].caveat
+        unranked = (f" {names(unknown)} could not be ranked against `{best}`: not measurable on this "
+                    f"run ({why}).")
+    if base == best and not same:
+        if not unknown:
+            return f"Fastest: `{base}` ({best_ms}); every other variant is measurably slower."
+        return f"`{base}` has the lowest median step ({best_ms}).{unranked}"
+    if base in unknown:
+        return f"`{best}` has the lowest median step ({best_ms}).{unranked}"
+    if base == best or base in same:
+        others = [n for n in [best, *same] if n != base]
         verb = "shows" if len(others) == 1 else "show"
-        return (f"No variant is measurably faster than `{base}` "
-                + (f"({names(others)} {verb} no measurable difference from it)." if others else "."))
+        return (f"No variant is measurably faster than `{base}` ({names(others)} {verb} no measurable "
+                f"difference from it).{unranked}")
+    group = [n for n in measured if n == best or n in same]
     ups = {n: derive.speedup(result, n, base) for n in group}
     if len(group) == 1:
-        return (f"Fastest: `{best}`, {derive.step_seconds(result, best) * 1e3:.2f} ms per step, "
-                f"{speedup_text(ups[best])} faster than `{base}`.")
-    low, high = min(u.value for u in ups.values()), max(u.value for u in ups.values())
+        return f"Fastest: `{best}`, {best_ms}, {speedup_text(ups[best])} faster than `{base}`.{unranked}"
+    values = [u.value for u in ups.values()]
+    low, high = min(values), max(values)
     span = f"{low:.2f}x" if f"{low:.2f}" == f"{high:.2f}" else f"{low:.2f}-{high:.2f}x"
     return (f"Fastest: {names(group)}, with no measurable difference among them (the 95% interval "
             f"of each one's ratio to `{best}` holds 1); they step {span} faster than "
-            f"`{base}` (intervals in the table).")
+            f"`{base}` (intervals in the table).{unranked}")
 
 
 def biggest_cost(result: Result) -> str:
@@ -59,41 +81,55 @@ def biggest_cost(result: Result) -> str:
     shares = derive.shares(result, base)
     if not shares:
         return ""
+    if not derive.labelled(shares):
+        data = shares.get("data", 0.0)
+        return (f"`{base}`: no parts labelled in its step (fetching its batch takes {data:.0%}); "
+                "label them with `part(...)` to see the breakdown.")
     top = max(shares, key=lambda p: shares[p])
     return (f"`{base}` spends {shares[top]:.0%} of its step in `{top}`, its largest part"
             + (f" (`data`: {shares['data']:.0%})." if top != "data" and "data" in shares else "."))
 
 
 def efficiency(result: Result) -> str:
-    eff = derive.efficiency(result)
-    if eff is None:
+    """One sentence per variant with a compute-only bound."""
+    said = []
+    for name, eff in derive.efficiencies(result).items():
+        text = f"`{name}` runs at {eff.text()} times its compute-only bound"
+        if not eff.measurable:
+            said.append(text + ".")
+        elif eff.verdict == "same":
+            said.append(text + ": no measurable data cost is left.")
+        elif eff.verdict == "below":
+            said.append(text + ": below its bound, which a step cannot be -- a biased measurement "
+                        "(the machine's speed changed between them).")
+        else:
+            said.append(text + f": its data still costs {eff.value - 1:.0%} of a step.")
+    if not said:
         return ""
-    text = (f"`{result.bound_of}` runs at {eff.text()} times its compute-only bound (the same "
-            "step on one batch that never changes; 1.00 = its data costs nothing)")
-    if eff.verdict == "same":
-        return text + ": no measurable data cost is left."
-    return text + f": its data still costs {eff.value - 1:.0%} of a step."
+    return " ".join(said) + (" (The bound is the same step on one batch that never changes; "
+                             "1.00 = the data costs nothing.)")
 
 
 def noise(result: Result) -> list[str]:
     """How noisy the run was, and a warning when that is too much for the claims made."""
+    if not result.measured:
+        return ["Noise: no variant measured."]
     spread = derive.noise(result)
-    first = next(iter(result.rounds.values()), [])
+    first = result.rounds[result.measured[0]]
     steps = len(first[0].steps) if first else 0
     text = (f"Noise: one variant's samples (rounds of {steps} step{'s' if steps != 1 else ''}) spread "
-            f"by {spread:.1%} (IQR/median, median over variants; {len(first)} interleaved rounds)")
+            f"by {spread:.1%} (IQR/median, median over variants; {len(result.orders) or len(first)} "
+            "interleaved rounds)")
     width = derive.resolution(result)
     if width == width:  # not NaN
-        text += (f"; paired, the intervals of the ratios between neighbouring variants are about "
+        against = "neighbouring variants" if result.ordered else "each variant and the baseline"
+        text += (f"; paired, the intervals of the ratios between {against} are about "
                  f"±{width:.1%} wide, so smaller differences are not resolved")
-    lines = [text + ". Rankings and ratios come from 95% bootstrap intervals over paired rounds."]
+    lines = [text + ". Rankings and ratios come from 95% bootstrap intervals over paired rounds, "
+             "each checked for trends and order effects first."]
     if width > derive.RESOLUTION:
         lines.append(f"**Warning: the machine was noisy**: differences under {width:.0%} cannot be told "
                      "apart in this run. Re-run with more `--rounds`, or on a quieter machine.")
-    eff = derive.efficiency(result)
-    if eff is not None and eff.low <= 1.05 < eff.high:
-        lines.append("The efficiency interval straddles 1.05: this run cannot tell whether the data "
-                     "path is within 5% of the bound.")
     return lines
 
 

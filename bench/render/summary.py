@@ -1,5 +1,7 @@
-"""summary.md: the finding in a few sentences, the ladder with intervals, where the time goes,
-the measured epochs, the profilers' overhead and files, what was skipped -- all from run.json."""
+"""summary.md: the finding in a few sentences, the variants with intervals (a ladder's rungs also
+against the rung before), what each change buys, where the time goes, the measured epochs, the
+profilers' overhead and files, the workload's own section, what was skipped or failed -- all
+from run.json."""
 
 from __future__ import annotations
 
@@ -10,28 +12,42 @@ import pandas as pd
 from bench.measure import derive, stats
 from bench.measure.result import Result
 from bench.render import statements
-from bench.render.tables import ladder_frame
 
 
-def _ladder(result: Result) -> list[str]:
-    frame = ladder_frame(result)
-    if frame.empty:
+def _ratio_cell(r: stats.Ratio | None, digits: int = 2) -> str:
+    if r is None:
+        return "-"
+    return r.text(digits) if r.measurable else "not measurable (see below)"
+
+
+def _variants(result: Result) -> list[str]:
+    found = derive.rows(result)
+    if not found:
         return []
-    shown = pd.DataFrame({
-        "variant": frame["variant"], "step ms (median)": frame["median_ms"].map("{:.2f}".format),
-        "speedup vs baseline (95% CI)": [f"{v:.2f} ({lo:.2f}-{hi:.2f})" for v, lo, hi
-                                         in zip(frame["speedup_vs_baseline"], frame["ci_low"],
-                                                frame["ci_high"], strict=True)],
-        "vs previous (95% CI)": ["" if pd.isna(v) else f"{v:.3f} ({lo:.3f}-{hi:.3f})" for v, lo, hi
-                                 in zip(frame["vs_previous"], frame["vs_previous_ci_low"],
-                                        frame["vs_previous_ci_high"], strict=True)],
-        "verdict vs previous": [v or "-" for v in frame["verdict_vs_previous"]],
-    })
-    return ["## The ladder", "", shown.to_markdown(index=False), "",
-            "Speedup = baseline's step time / this one's (above 1: faster). `same` = the 95% interval "
-            "holds 1: no measurable difference, so no ranking. Each sample is one round's mean step "
-            "time; the rounds of all variants were interleaved (order rotated every round) and are "
-            "paired in the bootstrap.", ""]
+    table: dict[str, list[str]] = {
+        "variant": [r.variant for r in found],
+        "step ms (median)": [f"{r.median_ms:.2f}" for r in found],
+        "speedup vs baseline (95% CI)": [_ratio_cell(r.speedup) for r in found],
+        "verdict": [r.verdict or "baseline" for r in found],
+    }
+    if any(r.efficiency is not None for r in found):
+        table["vs its compute-only bound (95% CI)"] = [_ratio_cell(r.efficiency) for r in found]
+    if result.ordered:
+        table["vs previous (95% CI)"] = [_ratio_cell(r.vs_previous, 3) if r.vs_previous else ""
+                                         for r in found]
+        table["verdict vs previous"] = [r.verdict_vs_previous or "-" for r in found]
+    caveats = {f"`{r.variant}`: {x.caveat}" for r in found
+               for x in (r.speedup, r.efficiency, r.vs_previous) if x is not None and x.caveat}
+    title = "## The ladder" if result.ordered else "## Variants"
+    against = ("each rung against the baseline and the rung before it" if result.ordered
+               else "each variant against the baseline (the first)")
+    return [title, "", pd.DataFrame(table).to_markdown(index=False), "",
+            *([f"Not measurable on this run: {'; '.join(sorted(caveats))}.", ""] if caveats else []),
+            f"Speedup = baseline's step time / this one's (above 1: faster), {against}. `same` = the "
+            "95% interval holds 1: no measurable difference, so no ranking. Each sample is one "
+            "round's mean step time; the rounds of all variants were interleaved (order rotated "
+            "every round) and are paired in the bootstrap, after checking that the pairs show no "
+            "trend and no order effect.", ""]
 
 
 COUNTERS = {"ops/step": "op_calls_per_step", "Python calls/step": "python_calls_per_step",
@@ -52,7 +68,11 @@ def _parts(result: Result) -> list[str]:
                         for label, key in COUNTERS.items()}})
     if not rows:
         return []
-    return ["## Where the step goes", "", pd.DataFrame(rows).fillna("-").to_markdown(index=False), "",
+    unlabelled = [n for n in result.measured if not derive.labelled(derive.shares(result, n))]
+    hint = ([f"No parts labelled in the step of {statements.names(unlabelled)}: label them with "
+             "`part(...)` to see the breakdown (`data` is the harness's own label of `fetch()`).", ""]
+            if unlabelled else [])
+    return ["## Where the step goes", "", pd.DataFrame(rows).fillna("-").to_markdown(index=False), "", *hint,
             "Shares split the step into its labelled parts (on a GPU from CUDA events, so overlapped "
             "copies are not serialized). The epoch estimate is the median step x batches per epoch; "
             "measured epochs ran end to end over the whole training set. Counters are exact (no "
@@ -74,19 +94,16 @@ def _changes(result: Result) -> list[str]:
         return []
     rows = []
     for c in found:
-        notes = result.info[c.variant].get("notes") or {}
-        dynamo = notes.get("dynamo")
         rows.append({
             "variant": c.variant, "changes": f"`{c.reference}`", "speedup (95% CI)": c.speedup.text(),
             "verdict": c.verdict, "ms per step vs it (95% CI)": _added(c.added_s),
             "one-off s": f"{round(c.one_off_s, 2) + 0.0:.2f}",
             "pays off after": ("-" if c.payoff_steps is None else f"{c.payoff_steps:,.0f} steps"),
-            "graph breaks (whole step)": (f"{dynamo['graph_breaks']} ({'; '.join(dynamo['reasons'])})"
-                                          if dynamo else "-"),
         })
     pays = [c for c in found if c.verdict == "faster"]
     costs = [c for c in found if c.verdict == "slower"]
     same = [c for c in found if c.verdict == "same"]
+    unknown = [c for c in found if c.verdict == "not measurable"]
     said = []
     if pays:
         said.append("Pays off on this machine: " + ", ".join(
@@ -97,38 +114,14 @@ def _changes(result: Result) -> list[str]:
     if same:
         said.append("No measurable difference: " + ", ".join(
             f"`{c.variant}` ({c.speedup.ci()})" for c in same) + ".")
+    if unknown:
+        said.append("Not measurable on this run: " + "; ".join(
+            f"`{c.variant}` ({c.speedup.caveat})" for c in unknown) + ".")
     return ["## What each change buys", "", *said, "",
             pd.DataFrame(rows).to_markdown(index=False), "",
             "Each variant against the one it changes one thing of. One-off = its first step minus "
             "its reference's first step (compilation, capture, worker start-up); pays off after = "
-            "one-off / time saved per step, shown only where the saving is measurable. Graph "
-            "breaks: what `torch._dynamo.explain` finds in the whole eager step, which is why the "
-            "compiled variants compile forward+loss and the update as separate graphs.", "",
-            *_grid(result)]
-
-
-def _grid(result: Result) -> list[str]:
-    """Data rung x step variant: each cell the median step, epoch estimate and speedup vs baseline."""
-    base = result.baseline
-    cells: dict[str, dict[str, str]] = {}
-    steps: list[str] = ["(as is)"]
-    for name in result.measured:
-        rung, _, step = name.partition("+")
-        step = step or "(as is)"
-        if step not in steps:
-            steps.append(step)
-        up = derive.speedup(result, name, base) if base else None
-        est = derive.epoch_estimate(result, name)
-        cells.setdefault(rung, {})[step] = (
-            f"{derive.step_seconds(result, name) * 1e3:.2f} ms, "
-            + (f"{est:.1f} s/epoch, " if est else "")
-            + (f"{up.value:.2f}x ({up.low:.2f}-{up.high:.2f})" if up else ""))
-    if len(steps) == 1:
-        return []
-    frame = pd.DataFrame([{"data rung": rung, **{s: row.get(s, "") for s in steps}}
-                          for rung, row in cells.items()])
-    return ["### Data rung x step variant", "", frame.to_markdown(index=False), "",
-            f"Each cell: median step, epoch estimate, speedup vs `{base}` (95% CI).", ""]
+            "one-off / time saved per step, shown only where the saving is measurable.", ""]
 
 
 def _profilers(result: Result) -> list[str]:
@@ -150,20 +143,60 @@ def _profilers(result: Result) -> list[str]:
     return lines
 
 
-def markdown(result: Result) -> str:
+def _header(result: Result) -> list[str]:
     env = result.machine
-    data = {i.get("data") for i in result.info.values() if i.get("data")}
-    lines = ["# Summary", "",
-             f"Made {result.created} on {env.describe()}, Python {env.python}. Workload "
-             f"`{result.spec.get('workload')}`" + (f"; data: {'; '.join(sorted(data))}." if data else "."),
-             "", statements.headline(result), "", *statements.noise(result), "",
-             *_ladder(result), *_changes(result), *_parts(result), *_profilers(result)]
-    not_run = [(v, result.status.get(v, "?"), result.reasons.get(v, "")) for v in result.variants
-               if result.status.get(v) != "ok"]
-    not_run += [(k, "partial", why) for k, why in result.reasons.items() if "/" in k]
-    if not_run:
-        lines += ["## Not measured", ""] + [f"- `{v}` ({status}): {why}" for v, status, why in not_run]
+    took = f" (measuring took {_duration(result.duration_s)})" if result.duration_s else ""
+    lines = [f"Started {result.created}{took} on {env.describe()}, Python {env.python}. Workload "
+             f"`{result.spec.get('workload')}`."]
+    described = {n: i.get("description", i.get("data", "")) for n, i in result.info.items()
+                 if n in result.variants and (i.get("description") or i.get("data"))}
+    if described and len(set(described.values())) == 1 and len(described) > 1:
+        lines.append(f"Every variant: {next(iter(described.values()))}.")
+    else:
+        lines += [f"- `{n}`: {d}" for n, d in described.items()]
+    return lines
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
+
+
+def _not_measured(result: Result) -> list[str]:
+    lines = []
+    for v in result.variants:
+        status = result.status.get(v, "?")
+        if status == "ok":
+            continue
+        kept = ""
+        if status == "failed":
+            what = [f"{len(result.rounds[v])} interleaved rounds" if result.rounds.get(v) else "",
+                    f"{len(result.epochs[v])} full epoch(s)" if result.epochs.get(v) else ""]
+            kept = ("; kept what it measured before: " + " and ".join(w for w in what if w)
+                    if any(what) else "; nothing of it was measured")
+        lines.append(f"- `{v}` ({status}): {result.reasons.get(v, '')}{kept}")
+    lines += [f"- `{k}` (partial): {why}" for k, why in result.reasons.items() if "/" in k]
+    return ["## Not measured", "", *lines, ""] if lines else []
+
+
+def markdown(result: Result) -> str:
+    lines = ["# Summary", "", *_header(result), "", statements.headline(result), "",
+             *statements.noise(result), "", *_variants(result), *_changes(result), *_parts(result),
+             *_profilers(result), *workload_section(result), *_not_measured(result)]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def workload_section(result: Result) -> list[str]:
+    """The workload's own section (its factory's ``report``), loaded by name from the run."""
+    if not result.report or not result.measured:
+        return []
+    from bench.workload import load_function
+
+    try:
+        return [*load_function(result.report)(result), ""]
+    except Exception as exc:  # a user's hook must not cost the rest of the report
+        return [f"(The workload's own section `{result.report}` could not be rendered: "
+                f"{type(exc).__name__}: {exc}.)", ""]
 
 
 def write(result: Result, out: Path) -> list[Path]:

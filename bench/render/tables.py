@@ -1,4 +1,5 @@
-"""Tables of a Result: ladder.csv, summary.csv and the frames the other renderers show."""
+"""Tables of a Result: variants.csv, summary.csv (and ladder.csv for a workload whose variants
+form a ladder), and the frames the other renderers show."""
 
 from __future__ import annotations
 
@@ -9,24 +10,44 @@ import pandas as pd
 from bench.measure import derive, stats
 from bench.measure.result import Result
 
+VARIANT_COLUMNS = ("variant", "median_ms", "speedup_vs_baseline", "ci_low", "ci_high", "verdict",
+                   "vs_bound", "vs_bound_ci_low", "vs_bound_ci_high", "not_measurable_because")
+# The built-in ladder's own table, under its own name for one more release (variants.csv has it all).
 LADDER_COLUMNS = ("variant", "median_ms", "speedup_vs_baseline", "ci_low", "ci_high", "vs_previous",
                   "vs_previous_ci_low", "vs_previous_ci_high", "verdict_vs_previous")
+NAN = float("nan")
+
+
+def _fields(r: stats.Ratio | None) -> tuple[float, float, float]:
+    """value, low, high -- NaN where there is no ratio or it is not measurable on this run."""
+    if r is None or not r.measurable:
+        return NAN, NAN, NAN
+    return r.value, r.low, r.high
+
+
+def variants_frame(result: Result) -> pd.DataFrame:
+    """One row per measured variant: its median step, speedup vs the baseline with the interval,
+    the verdict, its compute-only bound ratio; in a ladder also vs the previous variant."""
+    rows = []
+    for row in derive.rows(result):
+        up, bound, prev = _fields(row.speedup), _fields(row.efficiency), _fields(row.vs_previous)
+        caveats = [r.caveat for r in (row.speedup, row.efficiency, row.vs_previous)
+                   if r is not None and r.caveat]
+        rows.append({
+            "variant": row.variant, "median_ms": row.median_ms,
+            "speedup_vs_baseline": up[0], "ci_low": up[1], "ci_high": up[2], "verdict": row.verdict,
+            "vs_bound": bound[0], "vs_bound_ci_low": bound[1], "vs_bound_ci_high": bound[2],
+            "not_measurable_because": "; ".join(dict.fromkeys(caveats)),
+            "vs_previous": prev[0], "vs_previous_ci_low": prev[1], "vs_previous_ci_high": prev[2],
+            "verdict_vs_previous": row.verdict_vs_previous,
+        })
+    columns = [*VARIANT_COLUMNS, *([c for c in LADDER_COLUMNS if c not in VARIANT_COLUMNS]
+                                   if result.ordered else [])]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def ladder_frame(result: Result) -> pd.DataFrame:
-    rows = []
-    for row in derive.ladder(result):
-        prev = row.vs_previous
-        rows.append({
-            "variant": row.variant, "median_ms": row.median_ms,
-            "speedup_vs_baseline": row.speedup.value, "ci_low": row.speedup.low,
-            "ci_high": row.speedup.high,
-            "vs_previous": prev.value if prev else float("nan"),
-            "vs_previous_ci_low": prev.low if prev else float("nan"),
-            "vs_previous_ci_high": prev.high if prev else float("nan"),
-            "verdict_vs_previous": row.verdict_vs_previous,
-        })
-    return pd.DataFrame(rows, columns=list(LADDER_COLUMNS))
+    return variants_frame(result).reindex(columns=list(LADDER_COLUMNS))
 
 
 def summary_frame(result: Result) -> pd.DataFrame:
@@ -35,40 +56,50 @@ def summary_frame(result: Result) -> pd.DataFrame:
     base = result.baseline
     env = result.machine
     tools = sorted({t for tt in result.profiles.values() for t in tt})
+    parts = list(dict.fromkeys(p for name in result.measured for p in derive.shares(result, name)))
     for name in result.measured:
         per_step = derive.samples(result, name)
         up = derive.speedup(result, name, base) if base else None
         info = result.info.get(name, {})
         measured = derive.epoch_measured(result, name)
+        shares = derive.shares(result, name)
+        value, low, high = _fields(up)
         row: dict[str, object] = {
-            "variant": name, "device": info.get("device", ""), "rounds": len(per_step),
+            "variant": name, "status": result.status.get(name, ""), "device": info.get("device", ""),
+            "rounds": len(per_step),
             "step_ms_median": stats.median(per_step) * 1e3, "step_ms_iqr": stats.iqr(per_step) * 1e3,
-            **{f"{p}_share": s for p, s in derive.shares(result, name).items()},
+            **{f"{p}_share": shares.get(p, NAN) for p in parts},
             "epoch_s_est": derive.epoch_estimate(result, name),
             "epoch_s_measured": stats.median(measured) if measured else None,
-            "samples_per_s": (info.get("batch_size") or float("nan")) / stats.median(per_step),
-            "speedup_vs_baseline": up.value if up else None,
-            "speedup_ci_low": up.low if up else None, "speedup_ci_high": up.high if up else None,
+            "samples_per_s": (info.get("batch_size") or NAN) / stats.median(per_step),
+            "speedup_vs_baseline": value, "speedup_ci_low": low, "speedup_ci_high": high,
         }
         for tool in tools:
             if tool in result.profiles.get(name, {}):
-                o = derive.overhead(result, name, tool)
-                row |= {f"{tool}_overhead": o.value, f"{tool}_overhead_ci_low": o.low,
-                        f"{tool}_overhead_ci_high": o.high}
+                o = _fields(derive.overhead(result, name, tool))
+                row |= {f"{tool}_overhead": o[0], f"{tool}_overhead_ci_low": o[1],
+                        f"{tool}_overhead_ci_high": o[2]}
         row |= result.counters.get(name, {})
-        row |= {"data": info.get("data", ""), "cpu": env.cpu, "threads": env.threads,
-                "torch": env.torch, "gpu": env.gpu, "created": result.created}
+        row |= {"description": info.get("description", info.get("data", "")), "cpu": env.cpu,
+                "threads": env.threads, "torch": env.torch, "gpu": env.gpu, "created": result.created}
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def write_ladder(result: Result, out: Path) -> list[Path]:
-    path = out / "ladder.csv"
-    ladder_frame(result).to_csv(path, index=False, float_format="%.6g")
+def _csv(frame: pd.DataFrame, path: Path) -> list[Path]:
+    frame.to_csv(path, index=False, float_format="%.6g")
     return [path]
+
+
+def write_variants(result: Result, out: Path) -> list[Path]:
+    return _csv(variants_frame(result), out / "variants.csv")
+
+
+def write_ladder(result: Result, out: Path) -> list[Path]:
+    """ladder.csv: only for a workload that declares its variants a ladder (the built-in VAE)."""
+    return _csv(ladder_frame(result), out / "ladder.csv") if result.ordered else []
 
 
 def write_summary_csv(result: Result, out: Path) -> list[Path]:
-    path = out / "summary.csv"
-    summary_frame(result).to_csv(path, index=False, float_format="%.6g")
-    return [path]
+    return _csv(summary_frame(result), out / "summary.csv")
+

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from bench.measure.result import Result
 from bench.render import statements
-from bench.render.tables import ladder_frame
+from bench.render.tables import variants_frame
 
 
 def text(result: Result) -> str:
-    frame = ladder_frame(result)
+    frame = variants_frame(result)
     lines = [statements.headline(result), *statements.noise(result)]
     if not frame.empty:
-        shown = frame[["variant", "median_ms", "speedup_vs_baseline", "ci_low", "ci_high",
-                       "verdict_vs_previous"]]
-        lines += ["", shown.to_string(index=False, float_format=lambda v: f"{v:.2f}")]
+        columns = ["variant", "median_ms", "speedup_vs_baseline", "ci_low", "ci_high", "verdict",
+                   *(["verdict_vs_previous"] if result.ordered else [])]
+        lines += ["", frame[columns].to_string(index=False, float_format=lambda v: f"{v:.2f}")]
     for v in result.variants:
         if result.status.get(v) != "ok":
             lines.append(f"{v}: {result.status.get(v)}: {result.reasons.get(v, '')}")
