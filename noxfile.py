@@ -8,6 +8,8 @@ are reused: installing torch is the slow part.
 from __future__ import annotations
 
 import nox
+import nox.command
+import nox.virtualenv
 
 nox.options.reuse_venv = "yes"
 nox.options.sessions = ["tests", "lint"]
@@ -16,6 +18,9 @@ PYTHON = "3.11"
 
 def _install(session: nox.Session) -> None:
     # the extras too: the tests cover the Lightning trainer and W&B, the bench measures Lightning
+    if isinstance(session.virtualenv, nox.virtualenv.PassthroughEnv):  # `nox --no-venv`
+        session.log("--no-venv: using the current environment as it is (nothing installed)")
+        return
     session.install("-e", ".[dev,lightning,wandb]")
 
 
@@ -48,10 +53,13 @@ def bench(session: nox.Session) -> None:
     """Measure, profile and report the ladder (or --workload REF) into reports/, then run the suites.
 
     `nox -s bench -- --quick` is a smoke run; `-- --workload examples/cnn.py:make` measures your
-    own training loop; other arguments after `--` go to `python -m bench profile`.
+    own training loop; `-- --no-instructions` skips the callgrind instruction counts (the slowest
+    stage for a heavy step); other arguments after `--` go to `python -m bench profile`.
     """
     _install(session)
     args = list(session.posargs)
+    counts = "--no-instructions" not in args
+    args = [a for a in args if a != "--no-instructions"]
     quick = "--quick" in args
     workload = _take(args, "--workload")
     chosen = ["--workload", workload] if workload else []
@@ -68,6 +76,7 @@ def bench(session: nox.Session) -> None:
         f"--benchmark-storage=file://{BENCH_STORAGE}", "--benchmark-autosave",
         "--benchmark-save-data", "--benchmark-columns=median,iqr,min,max,rounds",
         "--benchmark-sort=name", *(["--vb-quick"] if quick else []),
+        *([] if counts else ["--ignore=bench/suites/test_cost.py"]),
         *(["--vb-workload", workload] if workload else ["--vb-variants", "ladder,resident+fused"]),
         success_codes=[0, 1],  # one failed benchmark must not lose the others' results
     )
@@ -84,10 +93,22 @@ def bench(session: nox.Session) -> None:
 def regress(session: nox.Session) -> None:
     """Interleaved same-machine A/B of a base commit vs the work tree; fails on a regression.
 
-    `nox -s regress -- --base origin/main` (default base: origin/main, else HEAD~1).
+    `nox -s regress -- --base origin/main` (default base: origin/main, else HEAD~1). Ends with
+    regress's own exit code (0 pass, 1 regression, 2 bad input, 3 no verdict), not nox's 1.
     """
     _install(session)
-    session.run("python", "-m", "bench", "regress", *session.posargs)
+    try:
+        session.run("python", "-m", "bench", "regress", *session.posargs)
+    except nox.command.CommandFailed as exc:
+        code = exc.return_code or 1
+        session.log(f"bench regress exited {code}: " + REGRESS_CODES.get(code, "failed"))
+        # nox turns any failing command into its own exit 1; the codes are told apart in CI, so
+        # end the process with regress's (SystemExit passes through nox's runner).
+        raise SystemExit(code) from None
+
+
+REGRESS_CODES = {1: "a regression (see reports/regress/regress.md)", 2: "bad input",
+                 3: "no verdict: a benchmark too noisy to judge, with no instruction count"}
 
 
 @nox.session(python=PYTHON)

@@ -102,6 +102,9 @@ def _add_rule_arguments(p: argparse.ArgumentParser) -> None:
                    help="instruction counts (bench cost) above 1 + this times the baseline's are "
                         "'more work', a regression (unchanged code: steps within 0.01%%, small fetches "
                         "within ~0.4%%)")
+    p.add_argument("--timing-only", action="store_true",
+                   help="judge by the timings alone: the instruction counts neither fail a benchmark "
+                        "nor resolve a noisy one (without Valgrind this is what happens anyway)")
 
 
 def _add_compare_parser(commands: argparse._SubParsersAction) -> None:
@@ -111,7 +114,7 @@ def _add_compare_parser(commands: argparse._SubParsersAction) -> None:
                     "Mann-Whitney U p-value, verdict (slower/faster/unchanged/noisy) and any "
                     "change in the deterministic counters. Exit 1 on a regression, 2 on bad input "
                     "(a damaged file, a NaN or non-positive time, no benchmark in common), 3 when "
-                    "some benchmark is noisy (no verdict).",
+                    "some benchmark is noisy and no instruction count resolved it (no verdict).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("baseline", type=Path)
     p.add_argument("candidate", type=Path)
@@ -125,8 +128,11 @@ def _add_regress_parser(commands: argparse._SubParsersAction) -> None:
         "regress", help="same-machine interleaved A/B benchmark of a base commit vs the work tree",
         description="Check out --base into a temporary worktree, run the quick benchmark suites "
                     "of base and candidate alternately in --rounds short processes each, and "
-                    "compare the per-process medians. Exit 1 on a regression, 2 on bad input or a "
-                    "failed benchmark process, 3 when some benchmark is noisy (no verdict).",
+                    "compare the per-process medians, and count both sides' instructions under "
+                    "callgrind: a benchmark whose timing is too noisy is judged by its count. Writes "
+                    "regress.md and verdict.json into --out. Exit 1 on a regression, 2 on bad input "
+                    "or a failed benchmark process, 3 when some benchmark is noisy and no count "
+                    "resolved it (no verdict).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--base", default=None,
                    help="git ref of the baseline (default: origin/main if it exists, else HEAD~1)")

@@ -63,7 +63,7 @@ def test_compare_fails_on_more_work_whatever_the_timings_say(tmp_path: Path):
     cand = count_file(tmp_path / "cand.json", section(**{"step[a]": 1.03e6}), timing)
     code, out, _ = run_cli("compare", str(base), str(cand), "--markdown", str(tmp_path / "t.md"))
     assert code == 1
-    assert "REGRESSION: more work (instructions) in step[a]" in out
+    assert "REGRESSION: test_step[a] more work (by instruction count; timing unchanged" in out
     assert "MORE WORK" in out and "+30,000 (+3.00%)" in out and "unchanged" in out
     assert "step[a]" in (tmp_path / "t.md").read_text()
     # a looser threshold accepts it; counts alone (no timings) are judged too
@@ -71,6 +71,47 @@ def test_compare_fails_on_more_work_whatever_the_timings_say(tmp_path: Path):
     assert code == 0 and "same work" in out
     only = count_file(tmp_path / "only.json", section(**{"step[a]": 1e6}))
     assert run_cli("compare", str(only), str(only))[0] == 0
+
+
+NOISY = [0.010, 0.031, 0.004, 0.012, 0.025, 0.006, 0.018]  # IQR/median far above 0.25
+NOISIER = [0.012, 0.005, 0.029, 0.009, 0.021, 0.011, 0.007]
+
+
+def _noisy_pair(tmp_path: Path, base_n: float | None, cand_n: float | None) -> tuple[Path, Path]:
+    files = []
+    for name, data, n in (("base", NOISY, base_n), ("cand", NOISIER, cand_n)):
+        timing = [{"name": "test_step[a]", "group": "step", "stats": {"data": data}}]
+        if n is None:
+            path = tmp_path / f"{name}.json"
+            path.write_text(json.dumps({"benchmarks": timing}))
+        else:
+            path = count_file(tmp_path / f"{name}.json", section(**{"step[a]": n}), timing)
+        files.append(path)
+    return files[0], files[1]
+
+
+def test_a_noisy_timing_with_the_same_count_is_unchanged_by_count(tmp_path: Path):
+    base, cand = _noisy_pair(tmp_path, 1e6, 1.0001e6)
+    code, out, _ = run_cli("compare", str(base), str(cand))
+    assert code == 0
+    assert out.startswith("No regression. (1 benchmark(s) judged by instruction count")
+    assert "by instruction count; timing too noisy: ratio" in out
+    # --timing-only keeps the timing's own verdict: no verdict, exit 3
+    code, out, _ = run_cli("compare", str(base), str(cand), "--timing-only")
+    assert code == 3 and out.startswith("NO VERDICT: 1 benchmark(s) too noisy")
+
+
+def test_a_noisy_timing_without_counts_is_no_verdict(tmp_path: Path):
+    base, cand = _noisy_pair(tmp_path, None, None)
+    code, out, _ = run_cli("compare", str(base), str(cand))
+    assert code == 3 and "too noisy to judge and without instruction counts: test_step[a]" in out
+
+
+def test_a_noisy_timing_with_more_work_is_a_regression(tmp_path: Path):
+    base, cand = _noisy_pair(tmp_path, 1e6, 1.05e6)
+    code, out, _ = run_cli("compare", str(base), str(cand))
+    assert code == 1 and out.startswith("REGRESSION: test_step[a] more work (by instruction count; "
+                                        "timing noisy")
 
 
 def test_one_side_without_counts_is_said_not_hidden(tmp_path: Path):

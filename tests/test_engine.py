@@ -258,3 +258,23 @@ def test_chatter_inside_a_progress_bar_line_is_cut_and_the_bar_kept():
     data = (b"\rmeasuring:  31%| 1303/4200USDT:2026-11-23 04:39:07 1:1 SyncActivityProfilerHandler.cpp:46]"
             b" profiler_stop\n\rmeasuring:  32%| 1340/4200")
     assert strip_chatter(data) == b"\rmeasuring:  31%| 1303/4200\rmeasuring:  32%| 1340/4200"
+
+
+def test_parts_come_out_in_the_order_the_step_labels_them():
+    """Not a set's order (which changes with the process's string hashing): the same workload
+    gives the same columns in every run."""
+    labels = ["zeta", "alpha", "mid", "beta", "omega", "gamma", "delta", "kappa"]
+
+    class Labelled:
+        device = torch.device("cpu")
+
+        def fetch(self) -> int:
+            return 0
+
+        def step(self, batch: int, part) -> None:
+            for name in labels:
+                with part(name):
+                    pass
+
+    t = time_steps(Labelled(), 2)
+    assert list(t.parts) == ["data", *labels]

@@ -161,10 +161,16 @@ def test_regress_judges_both_sides_counts_beside_the_timings(tmp_path: Path, mon
     monkeypatch.setattr(worktree, "_count_sides", counted)
     assert cli.main(["regress", "--base", "HEAD", "--out", "out", "--rounds", "7"]) == 1
     printed = capsys.readouterr().out
-    assert "more work (instructions) in step[resident]" in printed and "+2.40%" in printed
+    assert "REGRESSION: test_step[resident] more work" in printed and "+2.40%" in printed
     merged = json.loads((repo / "out" / "candidate.json").read_text())
     assert merged["instructions"]["counts"]["step[resident]"]["instructions"] == 256_000_000
     assert "MORE WORK" in (repo / "out" / "regress.md").read_text()
+    # the machine-readable verdict a CI job acts on
+    verdict = json.loads((repo / "out" / "verdict.json").read_text())
+    assert verdict["exit_code"] == 1 and verdict["headline"].startswith("REGRESSION: test_step[resident]")
+    (row,) = verdict["benchmarks"]
+    assert row["name"] == "test_step[resident]" and row["verdict"] == "more work" and row["regression"]
+    assert row["timing"]["verdict"] == "unchanged" and row["instructions"]["verdict"] == "more work"
 
 
 def test_regress_without_valgrind_says_the_counts_were_skipped(tmp_path: Path, monkeypatch, capsys):
@@ -184,4 +190,47 @@ def test_regress_without_valgrind_says_the_counts_were_skipped(tmp_path: Path, m
     assert code in (0, 3)
     captured = capsys.readouterr()
     assert "Instruction counts skipped: valgrind not found" in captured.err
+    assert "the verdict falls back to the timings alone" in captured.err
     assert "apt-get install valgrind" in (repo / "out" / "regress.md").read_text()
+    assert json.loads((repo / "out" / "verdict.json").read_text())["exit_code"] == code
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_nox_regress_ends_with_regress_exit_code(tmp_path: Path):
+    """nox turns a failing command into its own exit 1; the session re-raises regress's code.
+    A real nox process (its venv skipped: the test's own Python runs bench) with a bad --base."""
+    proc = subprocess.run([sys.executable, "-m", "nox", "-f", str(ROOT / "noxfile.py"), "-s", "regress",
+                           "--no-venv", "--", "--base", "no-such-ref-anywhere", "--out", str(tmp_path / "o")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "bench regress exited 2: bad input" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("code", [1, 3])
+def test_the_nox_session_passes_each_code_on(code: int, monkeypatch):
+    import importlib.util
+
+    import nox.command
+
+    spec = importlib.util.spec_from_file_location("vb_noxfile", ROOT / "noxfile.py")
+    noxfile = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(noxfile)
+
+    class Session:
+        posargs = ()
+        virtualenv = None
+
+        def install(self, *args: str) -> None:
+            pass
+
+        def run(self, *args: str, **kw: object) -> None:
+            raise nox.command.CommandFailed(f"exit {code}", return_code=code)
+
+        def log(self, text: str) -> None:
+            self.said = text
+
+    with pytest.raises(SystemExit) as stopped:
+        noxfile.regress.func(Session()) if hasattr(noxfile.regress, "func") else noxfile.regress(Session())
+    assert stopped.value.code == code

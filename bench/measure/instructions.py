@@ -162,10 +162,13 @@ def _child_command(options: dict[str, Any], out_file: Path) -> list[str]:
 def count(workload: str, variants: list[str] | None, *, data_dir: Path, dataset: str = "auto",
           limit: int = 2000, batch_size: int = 100, repeats: int = 3, fetches: int = 10,
           workdir: Path,
-          on_event: Callable[[str], None] | None = None) -> Counts:
+          on_event: Callable[[str], None] | None = None,
+          on_progress: Callable[[str], None] | None = None) -> Counts:
     """Count ``fetches`` fetches and one step of each variant (``repeats`` times each) under callgrind.
 
-    ``workdir`` receives the dump files and valgrind's log. Raises CountError with the reason.
+    ``workdir`` receives the dump files and valgrind's log. ``on_progress`` gets a line each time
+    a variant is counted, with the time it took and an estimate of what is left (from the
+    variants counted so far). Raises CountError with the reason.
     """
     reason = missing_tool()
     if reason:
@@ -186,6 +189,7 @@ def count(workload: str, variants: list[str] | None, *, data_dir: Path, dataset:
     regions: list[dict[str, Any]] = []
     skipped: dict[str, str] = {}
     meta: dict[str, Any] = {}
+    eta = _Eta(on_progress)
     with open(log, "w") as log_file, subprocess.Popen(
             _child_command(options, out_file), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=log_file, text=True, env=env) as child:
@@ -205,6 +209,9 @@ def count(workload: str, variants: list[str] | None, *, data_dir: Path, dataset:
                     meta.update(event.get("meta", {}))
                 elif kind == "region":
                     regions.append(event)
+                    eta.region(event["key"].partition("[")[2].rstrip("]"))
+                elif kind == "built":
+                    eta.variants += 1
                 elif kind == "skipped":
                     skipped[event["variant"]] = event["reason"]
                 elif kind == "error":
@@ -215,6 +222,7 @@ def count(workload: str, variants: list[str] | None, *, data_dir: Path, dataset:
             child.kill()
             raise
         code = child.wait()
+    eta.done()
     if code != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-8:])
         raise CountError(f"the counting process under valgrind failed (exit {code}); end of {log}:\n{tail}")
@@ -224,6 +232,40 @@ def count(workload: str, variants: list[str] | None, *, data_dir: Path, dataset:
                                       text=True).stdout.strip()
     meta["seconds"] = round(time.perf_counter() - started, 1)
     return Counts(counts, skipped, meta)
+
+
+class _Eta:
+    """Progress of the counting: each variant's time, and what is left estimated from them."""
+
+    def __init__(self, say: Callable[[str], None] | None):
+        self.say, self.variants, self.counted = say, 0, 0
+        self.current: str | None = None
+        self.started = self.mark = time.perf_counter()
+
+    def region(self, variant: str) -> None:
+        if variant != self.current:
+            if self.current is not None:
+                self._finished()
+            else:
+                self.started = self.mark = time.perf_counter()  # the first region: counting began
+            self.current = variant
+
+    def done(self) -> None:
+        if self.current is not None:
+            self._finished()
+            self.current = None
+
+    def _finished(self) -> None:
+        self.counted += 1
+        now = time.perf_counter()
+        took, self.mark = now - self.mark, now
+        if self.say is None:
+            return
+        left = max(self.variants - self.counted, 0)
+        per = (now - self.started) / self.counted
+        rest = f"; about {per * left:.0f} s left for {left} more" if left else ""
+        self.say(f"instructions of `{self.current}` counted in {took:.0f} s "
+                 f"({self.counted} of {self.variants or '?'} variants){rest}")
 
 
 def _collect(regions: list[dict[str, Any]], out_file: Path) -> dict[str, Count]:

@@ -1,12 +1,17 @@
 """``python -m bench compare BASELINE.json CANDIDATE.json``: the regression table.
 
-Two verdicts per change: the timings' (``slower``/``faster``/``unchanged``/``noisy``, a
-statistical test) and, where both files hold instruction counts (``bench cost``), the
-counts' (``more work``/``less work``/``same work``, exact).
+Each benchmark gets two signals -- the timings' (``slower``/``faster``/``unchanged``/``noisy``,
+a statistical test) and, where both files hold instruction counts (``bench cost``), the
+counts' (``more work``/``less work``/``same work``, exact) -- and one verdict from both
+(:func:`finals`): ``slower`` when the timing says so, ``more work`` when the counts do;
+``unchanged`` when the timing says so, or when the timing is too noisy and the counts say the
+work is the same (exact counts have no noise: the one signal a busy runner cannot blur);
+``noisy`` only where the timing is noisy and no count resolves it.
 
 Exit status: 0 no regression, 1 at least one benchmark ``slower`` or ``more work``, 2 bad
 input (a missing or damaged file, a NaN, zero or negative time, no benchmark in common), 3 no
-regression but some benchmark ``noisy``: no verdict, which must not read as a pass.
+regression but some benchmark ``noisy`` that no count resolved: no verdict, which must not
+read as a pass. ``timing_only`` ignores the counts (today's rule for users without Valgrind).
 """
 
 from __future__ import annotations
@@ -31,6 +36,54 @@ class Judged:
     only_cand: list[str] = field(default_factory=list)
     count_threshold: float = DEFAULT_COUNT_THRESHOLD
     notes: list[str] = field(default_factory=list)
+    timing_only: bool = False  # the counts do not take part in the verdict
+
+
+@dataclass(frozen=True)
+class Final:
+    """One benchmark's verdict from both signals."""
+
+    name: str
+    timing: Comparison | None
+    count: CountComparison | None
+    verdict: str  # slower | more work | faster | less work | unchanged | noisy
+    how: str = ""  # how it was reached, when not by the timing alone
+
+    @property
+    def regression(self) -> bool:
+        return self.verdict in ("slower", "more work", "slower, more work")
+
+    @property
+    def unresolved(self) -> bool:
+        return self.verdict == "noisy"
+
+
+def count_key(benchmark: str) -> str:
+    """The counts' name of a timed benchmark: ``test_step[naive]`` -> ``step[naive]``."""
+    return benchmark.removeprefix("test_")
+
+
+def finals(judged: Judged) -> list[Final]:
+    """One verdict per benchmark (see the module docstring for the rule)."""
+    counts = {} if judged.timing_only else {c.name: c for c in judged.counts}
+    out: list[Final] = []
+    for r in judged.timings:
+        c = counts.pop(count_key(r.name), None)
+        more = c is not None and c.verdict == "more work"
+        ratio = f"ratio {r.ratio:.3f} [{r.ci[0]:.3f}, {r.ci[1]:.3f}]"
+        if r.verdict == "slower":
+            out.append(Final(r.name, r, c, "slower, more work" if more else "slower"))
+        elif more:
+            out.append(Final(r.name, r, c, "more work", f"by instruction count; timing {r.verdict}: {ratio}"))
+        elif r.verdict == "noisy" and c is not None:
+            verdict = "unchanged" if c.verdict == "same work" else "less work"
+            out.append(Final(r.name, r, c, verdict, f"by instruction count; timing too noisy: {ratio}"))
+        else:
+            out.append(Final(r.name, r, c, r.verdict))
+    for c in counts.values():  # counted, not timed
+        verdict = {"same work": "unchanged"}.get(c.verdict, c.verdict)
+        out.append(Final(c.name, None, c, verdict, "by instruction count"))
+    return out
 
 
 def table(results: list[Comparison]) -> pd.DataFrame:
@@ -48,30 +101,56 @@ def table(results: list[Comparison]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+RULE = ("Verdict per benchmark, from both signals: `slower` when the timing says so, `more work` "
+        "when the instruction counts do (either is a regression); `unchanged` when the timing says "
+        "so, or when the timing is too noisy and the counts say the same work; `noisy` (no verdict) "
+        "only where the timing is noisy and there are no counts to resolve it.")
+
+
+def verdict_table(found: list[Final]) -> pd.DataFrame:
+    return pd.DataFrame([{
+        "benchmark": f.name, "timing": f.timing.verdict if f.timing else "-",
+        "instructions": f.count.verdict if f.count else "-",
+        "verdict": f.verdict.upper() if f.regression else f.verdict, "how": f.how or "by timing",
+    } for f in found])
+
+
+def headline(judged: Judged, rule: Rule) -> str:
+    found = finals(judged)
+    regressions = [f for f in found if f.regression]
+    noisy = [f.name for f in found if f.unresolved]
+    family = judged.timings[0].family if judged.timings else 0
+    if regressions:
+        return "REGRESSION: " + "; ".join(f"{f.name} {f.verdict}" + (f" ({f.how})" if f.how else "")
+                                          for f in regressions)
+    if noisy:
+        need = min_samples_for(rule.alpha, family)
+        return (f"NO VERDICT: {len(noisy)} benchmark(s) too noisy to judge and without instruction "
+                f"counts: {', '.join(noisy)}. Get one with the counts (valgrind; drop --timing-only), "
+                f"more --rounds (a family of {family} benchmarks needs at least {need} samples a "
+                "side to reach alpha after Holm), or a quieter machine.")
+    resolved = [f for f in found if f.how.startswith("by instruction count; timing too noisy")]
+    return "No regression." + (f" ({len(resolved)} benchmark(s) judged by instruction count: their "
+                               "timing was too noisy.)" if resolved else "")
+
+
 def render(judged: Judged, rule: Rule, markdown: bool) -> str:
     results = judged.timings
-    slower = [r.name for r in results if r.verdict == "slower"]
-    more = [c.name for c in judged.counts if c.verdict == "more work"]
-    noisy = [r.name for r in results if r.verdict == "noisy"]
     family = results[0].family if results else 0
-    if slower or more:
-        parts = ([f"{len(slower)} benchmark(s) slower: {', '.join(slower)}"] if slower else []) + \
-                ([f"more work (instructions) in {', '.join(more)}"] if more else [])
-        head = "REGRESSION: " + "; ".join(parts)
-    elif noisy:
-        need = min_samples_for(rule.alpha, family)
-        head = (f"NO VERDICT: {len(noisy)} benchmark(s) too noisy to judge: {', '.join(noisy)}. "
-                f"Get one with more --rounds (a family of {family} benchmarks needs at least {need} "
-                "samples a side to reach alpha after Holm), a quieter machine, or the instruction "
-                "counts (python -m bench cost).")
-    else:
-        head = "No regression."
-    lines = [("## " if markdown else "") + head]
+    lines = [("## " if markdown else "") + headline(judged, rule)]
+    found = finals(judged)
+    if found:
+        frame = verdict_table(found)
+        lines += ["", RULE if not judged.timing_only else
+                  "Verdict per benchmark by its timing alone (--timing-only: the instruction counts "
+                  "are not used).", "",
+                  frame.to_markdown(index=False) if markdown else frame.to_string(index=False)]
     if results:
         frame = table(results)
         body = (frame.to_markdown(index=False, floatfmt=".3f") if markdown
                 else frame.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-        lines += ["", f"Rule: slower = median ratio > {1 + rule.threshold:.2f} and one-sided "
+        lines += ["", ("### " if markdown else "") + "Timings", "",
+                  f"Rule: slower = median ratio > {1 + rule.threshold:.2f} and one-sided "
                   f"Mann-Whitney U p < {rule.alpha} (Holm-adjusted over the {family} benchmarks "
                   "compared, so the chance of any false alarm stays below alpha) and the ratio's "
                   f"95% bootstrap interval above 1 (above {1 + rule.threshold:.2f} when IQR/median > "
@@ -87,6 +166,28 @@ def render(judged: Judged, rule: Rule, markdown: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
+def verdict_doc(judged: Judged, rule: Rule) -> dict[str, object]:
+    """What a CI job acts on: the exit code, the headline, and per benchmark the timing verdict,
+    the count verdict and the final one (verdict.json)."""
+    def nan_free(x: float) -> float | None:
+        return None if x != x else x
+
+    return {
+        "exit_code": exit_code(judged), "headline": headline(judged, rule),
+        "rule": "timing only" if judged.timing_only else RULE,
+        "benchmarks": [{
+            "name": f.name, "verdict": f.verdict, "regression": f.regression, "how": f.how or "by timing",
+            "timing": None if f.timing is None else {
+                "verdict": f.timing.verdict, "ratio": nan_free(f.timing.ratio),
+                "ci": [nan_free(f.timing.ci[0]), nan_free(f.timing.ci[1])],
+                "p_slower_holm": nan_free(f.timing.p_slower)},
+            "instructions": None if f.count is None else {
+                "verdict": f.count.verdict, "base": f.count.base, "candidate": f.count.cand,
+                "ratio": f.count.ratio},
+        } for f in finals(judged)],
+    }
+
+
 def run_compare(args: argparse.Namespace) -> int:
     from bench.errors import UsageError
 
@@ -97,7 +198,8 @@ def run_compare(args: argparse.Namespace) -> int:
         rule = Rule(args.threshold, args.alpha, args.min_samples, args.max_spread)
         base = load_file(args.baseline)
         cand = load_file(args.candidate)
-        judged = checked_compare(base, cand, rule, args.baseline, args.candidate, args.count_threshold)
+        judged = checked_compare(base, cand, rule, args.baseline, args.candidate, args.count_threshold,
+                                 timing_only=args.timing_only)
     except (ResultsError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     print(render(judged, rule, markdown=False))
@@ -110,7 +212,7 @@ def run_compare(args: argparse.Namespace) -> int:
 
 
 def checked_compare(base: Loaded, cand: Loaded, rule: Rule, base_name: object, cand_name: object,
-                    count_threshold: float = DEFAULT_COUNT_THRESHOLD) -> Judged:
+                    count_threshold: float = DEFAULT_COUNT_THRESHOLD, timing_only: bool = False) -> Judged:
     """Timings and counts compared; refuses two files with nothing in common (nothing was compared)."""
     from bench.errors import UsageError
 
@@ -130,16 +232,18 @@ def checked_compare(base: Loaded, cand: Loaded, rule: Rule, base_name: object, c
         raise UsageError(f"{base_name} and {cand_name} have no benchmark in common (baseline: "
                          f"{', '.join(only_base[:3])}...; candidate: {', '.join(only_cand[:3])}...): "
                          "compare runs of the same suites")
-    return Judged(results, counts, only_base, only_cand, count_threshold, notes)
+    if timing_only and counts:
+        notes.append("--timing-only: the instruction counts are shown but not used in the verdict.")
+    return Judged(results, counts, only_base, only_cand, count_threshold, notes, timing_only)
 
 
 REGRESSION, NOISY = 1, 3
 
 
 def exit_code(judged: Judged) -> int:
-    """1 on a regression (slower, or more work); 3 when any benchmark is `noisy` (no verdict is
-    not a pass); else 0."""
-    if any(r.verdict == "slower" for r in judged.timings) or \
-            any(c.verdict == "more work" for c in judged.counts):
+    """1 on a regression (slower, or more work); 3 when a benchmark is `noisy` and no count
+    resolved it (no verdict is not a pass); else 0."""
+    found = finals(judged)
+    if any(f.regression for f in found):
         return REGRESSION
-    return NOISY if any(r.verdict == "noisy" for r in judged.timings) else 0
+    return NOISY if any(f.unresolved for f in found) else 0

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bench.defaults import BUILTIN, BUILTIN_SUITE_VARIANTS
 from bench.regress.benchjson import ResultsError, load, load_file
-from bench.regress.compare import checked_compare, exit_code, render
+from bench.regress.compare import checked_compare, exit_code, render, verdict_doc
 from bench.regress.rule import Rule, min_samples_for
 from bench.staging import check_writable_dir, publish, staging
 
@@ -150,13 +150,16 @@ def run_regress(args: argparse.Namespace) -> int:
     if args.variants is None and args.workload == BUILTIN:
         args.variants = BUILTIN_SUITE_VARIANTS
     args.cost_skipped = "--no-cost"
+    if args.timing_only:
+        args.cost, args.cost_skipped = False, "--timing-only"
     if args.cost:
         from bench.measure.instructions import missing_tool
 
         reason = missing_tool()
         if reason:  # said in the table and here, never silently dropped
-            print(f"Instruction counts skipped: {reason}", file=sys.stderr)
-            args.cost, args.cost_skipped = False, reason
+            print(f"Instruction counts skipped: {reason}; the verdict falls back to the timings "
+                  "alone", file=sys.stderr)
+            args.cost, args.cost_skipped = False, f"{reason}; the verdict is by timing alone"
     needed = min_samples_for(args.alpha)
     if args.rounds < needed:
         raise UsageError(f"--rounds {args.rounds}: at least {needed} per side are needed for the U "
@@ -224,11 +227,13 @@ def _measure_and_compare(args: argparse.Namespace, repo: Path, name: str, sha: s
                                 *files.get("candidate-cost", []))
     try:
         base, cand = load_file(base_json), load_file(cand_json)
-        judged = checked_compare(base, cand, rule, "base", "candidate", args.count_threshold)
+        judged = checked_compare(base, cand, rule, "base", "candidate", args.count_threshold,
+                                 timing_only=args.timing_only)
     except (ResultsError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     if not args.cost:
         judged.notes.append(f"Instruction counts: not taken ({args.cost_skipped}).")
     print(render(judged, rule, markdown=False))
     (stage / "regress.md").write_text(render(judged, rule, markdown=True))
+    (stage / "verdict.json").write_text(json.dumps(verdict_doc(judged, rule), indent=1))
     return exit_code(judged)

@@ -24,6 +24,15 @@ def counted(pytestconfig, settings, tmp_path_factory):
     reason = missing_tool()
     if reason:
         pytest.skip(f"instruction counts not taken: {reason}")
+    terminal = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+
+    def say(line: str) -> None:  # straight to the terminal: the fixture's output is captured
+        if terminal is not None:
+            terminal.write_line(f"[instructions] {line}")
+
+    say(f"counting the instructions of {len(settings.variants)} variant(s) under callgrind (slow: "
+        "each variant's time and an estimate of the rest follow as they finish); skip this stage "
+        "with `nox -s bench -- --no-instructions`")
     try:
         counts = count(settings.workload, list(settings.variants),
                        data_dir=Path(pytestconfig.getoption("--vb-data-dir")),
@@ -31,7 +40,7 @@ def counted(pytestconfig, settings, tmp_path_factory):
                        limit=max(2000, pytestconfig.getoption("--vb-limit")),
                        batch_size=pytestconfig.getoption("--vb-batch-size"),
                        repeats=2 if settings.quick else 3,
-                       workdir=tmp_path_factory.mktemp("callgrind"))
+                       workdir=tmp_path_factory.mktemp("callgrind"), on_progress=say)
     except CountError as exc:
         pytest.fail(f"counting instructions failed: {exc}", pytrace=False)
     pytestconfig.stash[COUNTS] = counts
