@@ -189,10 +189,52 @@ def _add_history_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("reports/history"))
 
 
+def _add_run_parser(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "run", help="observe a training script unchanged: steps, parts, throughput, memory, profiles",
+        usage="vaebench run [options] train.py [its arguments]\n       "
+              "vaebench run [options] -m package.module [its arguments]",
+        description="Run the script as `python train.py` would, find its training steps (each "
+                    "optimizer.step(), or each backward() where it updates by hand) and their parts "
+                    "(data, copy, forward, backward, optimizer, other) with PyTorch's global hooks, "
+                    "measure a window of steps, run each profiler in windows alternated with plain "
+                    "ones, then stop the script. Writes run.json, summary.md/.csv, figures, .prof "
+                    "and traces into --out. --nproc N runs it under torchrun, one capture per rank.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--warmup", type=non_negative_int, default=5, help="steps left out first")
+    p.add_argument("--steps", type=non_negative_int, default=100,
+                   help="steps measured, then the profiler windows, then the script is stopped; 0: "
+                        "measure every step until the script ends (no profilers)")
+    p.add_argument("--step-on", choices=("auto", "optimizer", "backward"), default="auto",
+                   help="what ends a step: optimizer.step(), or backward() for a script with no "
+                        "optimizer (auto: the optimizer where the script makes one)")
+    p.add_argument("--tools", type=comma_list, default=["cprofile", "kineto"],
+                   help="profilers, comma list from: cprofile, kineto (or 'none')")
+    p.add_argument("--profile-windows", type=positive_int, default=5,
+                   help="pairs of (plain, profiled) windows per profiler: its overhead's samples")
+    p.add_argument("--profile-steps", type=positive_int, default=5, help="steps per profiler window")
+    p.add_argument("--wait", type=positive_float, default=30.0,
+                   help="seconds to wait for the first step before saying it is no training script")
+    p.add_argument("--nproc", type=positive_int, default=None,
+                   help="run N processes with torchrun (torch.distributed.run), one capture per rank")
+    p.add_argument("--torchrun", default="", help="more torchrun options, e.g. '--nnodes 2 "
+                   "--rdzv-endpoint host:29400'")
+    p.add_argument("--compare", nargs=2, metavar=("A", "B"), default=None,
+                   help="what a change buys on your script: run the two command lines (quoted) in "
+                        "alternating processes and state B/A with its interval and a verdict")
+    p.add_argument("--repeats", type=positive_int, default=5, help="--compare: processes a side")
+    p.add_argument("--out", type=Path, default=Path("reports/run"))
+    p.add_argument("-m", dest="module", default=None, metavar="MODULE",
+                   help="run a module as `python -m MODULE` does")
+    p.add_argument("script_args", nargs=argparse.REMAINDER, metavar="script.py [args]",
+                   help="the script and its own arguments")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_profile_parser(commands)
+    _add_run_parser(commands)
     _add_report_parser(commands)
     _add_compare_parser(commands)
     _add_regress_parser(commands)
@@ -209,6 +251,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from bench.commands import run_profile
 
             return run_profile(args)
+        if args.command == "run":
+            from bench.capture.command import run_capture
+
+            return run_capture(args)
         if args.command == "report":
             from bench.commands import run_report
 

@@ -123,6 +123,18 @@ def difference(num: Sequence[float], den: Sequence[float], *, seed: int = 0) -> 
     return Ratio(value, float(res.confidence_interval.low), float(res.confidence_interval.high))
 
 
+def median_ci(samples: Sequence[float], *, seed: int = 0) -> Ratio:
+    """The median of ``samples`` with its 95% percentile-bootstrap interval (in their unit; held in
+    a :class:`Ratio` for its fields only)."""
+    x = np.asarray(samples, dtype=float)
+    value = float(np.median(x))
+    if len(x) < MIN_SAMPLES:
+        return Ratio(value, float("nan"), float("nan"))
+    res = sps.bootstrap((x,), np.median, vectorized=True, n_resamples=RESAMPLES, method="percentile",
+                        confidence_level=CONFIDENCE, rng=np.random.default_rng(seed))
+    return Ratio(value, float(res.confidence_interval.low), float(res.confidence_interval.high))
+
+
 def speed_verdict(speedup: Ratio) -> str:
     """For a speedup (old time / new time): ``faster``, ``slower``, ``same`` (interval holds 1) or
     ``not measurable`` (the interval's assumptions failed)."""

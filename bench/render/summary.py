@@ -11,7 +11,7 @@ import pandas as pd
 
 from bench.measure import derive, stats
 from bench.measure.result import Result
-from bench.render import statements
+from bench.render import capture, statements
 
 
 def _ratio_cell(r: stats.Ratio | None, digits: int = 2) -> str:
@@ -179,7 +179,19 @@ def _not_measured(result: Result) -> list[str]:
     return ["## Not measured", "", *lines, ""] if lines else []
 
 
+def _captured(result: Result) -> str:
+    """A `vaebench run` of a script: how it ran, the headline, ranks, parts, profilers."""
+    env = result.machine
+    took = f" (took {_duration(result.duration_s)})" if result.duration_s else ""
+    lines = ["# Summary", "", f"Started {result.created}{took} on {env.describe()}, Python {env.python}.",
+             *capture.how_it_ran(result), "", capture.headline(result), "", *capture.ranks(result),
+             *_parts(result), *_profilers(result), *_not_measured(result)]
+    return "\n".join(lines).rstrip() + "\n"
+
+
 def markdown(result: Result) -> str:
+    if capture.is_capture(result):
+        return _captured(result)
     lines = ["# Summary", "", *_header(result), "", statements.headline(result), "",
              *statements.noise(result), "", *_variants(result), *_changes(result), *_parts(result),
              *_profilers(result), *workload_section(result), *_not_measured(result)]

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from bench.measure.result import Result
-from bench.render import statements
+from bench.render import capture, statements
 from bench.render.tables import variants_frame
 
 
 def text(result: Result) -> str:
+    if capture.is_capture(result):
+        return "\n".join([*capture.how_it_ran(result), capture.headline(result),
+                          *[line for line in capture.ranks(result) if line.startswith("**")
+                            or line.startswith("No straggler")]])
     frame = variants_frame(result)
     lines = [statements.headline(result), *statements.noise(result)]
     if not frame.empty:

@@ -1,0 +1,208 @@
+"""``vaebench run [options] train.py [its arguments]``: observe a training script unchanged.
+
+One process runs the script here, under the recorder; ``--nproc N`` launches it with
+PyTorch's own elastic launcher (torchrun), each rank capturing itself, and merges the ranks.
+Either way the run is saved as run.json (the one Result format) and rendered by the same
+renderers as ``profile``. The script's own failure keeps its traceback and exit code, and what
+was measured before it is written; our errors are one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.errors import UsageError
+
+log = logging.getLogger("bench")
+
+
+def spec_from(args: argparse.Namespace):  # -> CaptureSpec
+    from bench.capture.script import TOOLS, CaptureSpec
+
+    command = tuple(["-m", args.module, *args.script_args] if args.module else args.script_args)
+    tools = () if args.tools == ["none"] else tuple(args.tools)
+    bad = [t for t in tools if t not in TOOLS]
+    if bad:
+        raise UsageError(f"--tools: unknown tool {bad[0]!r}: choose from {', '.join(TOOLS)} (or none)")
+    if args.steps == 0 and tools:
+        log.info("--steps 0: the script runs to its end, every step after the warm-up is measured; "
+                 "no profiler windows (they need steps after the measured window)")
+        tools = ()
+    return CaptureSpec(command=command, warmup=args.warmup, steps=args.steps, step_on=args.step_on,
+                       tools=tools, profile_windows=args.profile_windows,
+                       profile_steps=args.profile_steps, wait=args.wait)
+
+
+def run_capture(args: argparse.Namespace) -> int:
+    from bench.capture.script import check_target
+    from bench.commands import fresh_out, setup_logging
+
+    setup_logging()
+    if args.compare:
+        return run_compare(args)
+    spec = spec_from(args)
+    check_target(spec.command)
+    if args.nproc and args.nproc > (os.cpu_count() or 1):
+        log.warning("--nproc %d is more than this machine's %d cores: the ranks will share cores "
+                    "and their times will say so", args.nproc, os.cpu_count() or 1)
+    with fresh_out(args.out):
+        return _capture_into(args, spec)
+
+
+def _capture_into(args: argparse.Namespace, spec) -> int:  # spec: CaptureSpec
+    from bench.staging import out_lock, publish, staging
+
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    begin = time.perf_counter()
+    with out_lock(args.out), staging(args.out) as stage:
+        records, script_code = (_ranks(args, spec, stage) if args.nproc else _one(spec, stage))
+        from bench.capture.ranks import merge
+
+        result = merge(spec, records, started=started, duration_s=time.perf_counter() - begin)
+        _check(result, spec, script_code)
+        from bench.commands import _render_into
+
+        try:
+            _render_into(result, stage)
+            publish(stage, args.out)
+        except OSError as exc:
+            raise UsageError(f"cannot write the reports into {args.out} ({exc.strerror or exc}); "
+                             "free some space or pass another --out") from None
+    from bench.render.terminal import text
+
+    print(f"\n{text(result)}")
+    print(f"\nWrote the run into {args.out}/ (start with {args.out}/summary.md; raw steps: "
+          f"{args.out}/run.json)")
+    failed = [(n, why) for n, why in result.reasons.items() if result.status.get(n) == "failed"]
+    for name, why in failed:
+        print(f"vaebench run: {name}: {why}; what was measured before is in {args.out}/", file=sys.stderr)
+    return script_code
+
+
+def _one(spec, stage: Path):  # -> (records, exit code)
+    from bench.capture.ranks import record
+    from bench.capture.script import run_script
+
+    outcome = run_script(spec, stage)
+    if outcome.stopped:
+        log.info("stopped the script after %d steps: the measured window and the profiler windows "
+                 "are complete", outcome.recorder.steps_seen)
+    code = 130 if outcome.interrupted else (outcome.exit_code or 0)
+    return {spec.name: record(spec, outcome)}, code
+
+
+def _ranks(args: argparse.Namespace, spec, stage: Path):  # -> (records, exit code)
+    """torchrun with our rank entry; each rank writes rankN.json into the staging folder."""
+    given = {k: v for k, v in asdict(spec).items() if k != "command"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(args.nproc),
+               *shlex.split(args.torchrun), "-m", "bench.capture.rank", str(stage), json.dumps(given),
+               "--", *spec.command]
+    log.info("launching %d ranks with torchrun: %s", args.nproc, spec.shell())
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).resolve().parents[2]), os.getcwd(), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run(command, env=env)
+    records = {}
+    for rank in range(args.nproc):
+        path = stage / f"rank{rank}.json"
+        if path.is_file():
+            records[f"rank{rank}"] = json.loads(path.read_text())
+            path.unlink()
+        else:
+            log.error("rank %d wrote no record: it died (torchrun's exit code %d); the other ranks' "
+                      "results are kept", rank, proc.returncode)
+    if not records:
+        raise UsageError(f"no rank wrote a record (torchrun exit code {proc.returncode}); see its "
+                         "output above")
+    missing = [f"rank{r}" for r in range(args.nproc) if f"rank{r}" not in records]
+    for name in missing:
+        records[name] = {"rank": int(name[4:]), "measure": [], "profiles": {}, "artifacts": [],
+                         "info": {"error": "the rank died without writing its record", "parts": []}}
+    return records, proc.returncode
+
+
+def _check(result, spec, script_code: int) -> None:  # result: Result
+    """Our one-line errors: nothing was measured, and why."""
+    infos = list(result.info.values())
+    if all(i.get("no_step") for i in infos):
+        raise UsageError(f"no optimizer.step() or backward() in {spec.wait:g} s of running: is this a "
+                         "training script? (--wait to wait longer for a slow start)")
+    if result.measured:
+        return
+    seen = max(int(i.get("steps_seen") or 0) for i in infos)
+    why = next((i.get("error") for i in infos if i.get("error")), "")
+    if seen == 0 and not why:
+        raise UsageError("the script ended without an optimizer.step() or backward(): is this a "
+                         "training script?")
+    if why:  # the script's own failure: its traceback was printed above, its code is kept
+        print(f"vaebench run: {why} (in the warm-up of {spec.warmup} steps: nothing was measured)",
+              file=sys.stderr)
+        raise SystemExit(script_code or 1)
+    raise UsageError(f"the script ran {seen} step(s), fewer than --warmup {spec.warmup} + 1: nothing "
+                     "was measured; lower --warmup or let it run longer")
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    """``--compare "A" "B"``: the two command lines in alternating processes (A B, B A, ...), each
+    process's median step one sample; the ratio B/A with its interval and a verdict, by the same
+    rule ``regress`` applies to commits."""
+    import tempfile
+
+    from bench.capture.script import check_target
+    from bench.regress.rule import Rule, decide, min_samples_for
+
+    if args.script_args or args.module:
+        raise UsageError("--compare takes the two command lines itself: vaebench run --compare "
+                         "\"train.py --num-workers 0\" \"train.py --num-workers 2\"")
+    sides = {"A": shlex.split(args.compare[0]), "B": shlex.split(args.compare[1])}
+    for words in sides.values():
+        check_target(tuple(words))
+    need = min_samples_for(Rule().alpha)
+    if args.repeats < need:
+        raise UsageError(f"--repeats {args.repeats}: at least {need} processes a side are needed for a "
+                         f"verdict at p < {Rule().alpha}")
+    samples: dict[str, list[float]] = {"A": [], "B": []}
+    steps = args.steps or 50
+    with tempfile.TemporaryDirectory(prefix="vaebench-compare-") as tmp:
+        for i in range(args.repeats):
+            for side in ("A", "B") if i % 2 == 0 else ("B", "A"):
+                out = Path(tmp) / f"{side}{i}"
+                log.info("process %d of %d: %s", 2 * i + (1 if samples[side] else 0) + 1,
+                         2 * args.repeats, args.compare[0 if side == "A" else 1])
+                proc = subprocess.run([sys.executable, "-m", "bench", "run", "--tools", "none",
+                                       "--steps", str(steps), "--warmup", str(args.warmup),
+                                       "--wait", str(args.wait), "--out", str(out), *sides[side]],
+                                      capture_output=True, text=True)
+                run_json = out / "run.json"
+                if proc.returncode != 0 or not run_json.is_file():
+                    tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
+                    raise UsageError(f"{args.compare[0 if side == 'A' else 1]!r} failed (exit "
+                                     f"{proc.returncode}); the samples so far: A {len(samples['A'])}, "
+                                     f"B {len(samples['B'])}:\n{tail}")
+                from bench.measure import derive
+                from bench.measure.result import Result
+
+                result = Result.load(run_json)
+                samples[side].append(derive.step_seconds(result, result.measured[0]))
+    verdict, ratio, p, (low, high) = decide(samples["A"], samples["B"])
+    said = {"slower": "B is measurably slower than A", "faster": "B is measurably faster than A",
+            "unchanged": "no measurable difference between A and B",
+            "noisy": "no verdict: the processes' medians spread too much (more --repeats, or a quieter "
+                     "machine)"}[verdict]
+    lines = [f"A: {args.compare[0]}", f"B: {args.compare[1]}",
+             f"median step per process (ms): A {', '.join(f'{s * 1e3:.2f}' for s in samples['A'])}; "
+             f"B {', '.join(f'{s * 1e3:.2f}' for s in samples['B'])}",
+             f"B / A = {ratio:.3f} (95% CI {low:.3f}-{high:.3f}, one-sided Mann-Whitney p={p:.3g}): {said}."]
+    print("\n".join(lines))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "compare.md").write_text("# vaebench run --compare\n\n" + "\n\n".join(lines) + "\n")
+    return 0

@@ -1,0 +1,38 @@
+"""The entry each torchrun rank runs: capture the script in this process, write the record.
+
+    python -m torch.distributed.run --nproc_per_node 2 -m bench.capture.rank DIR SPEC_JSON -- train.py ...
+
+(`vaebench run --nproc N` writes this command; nobody types it.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+
+def main(argv: list[str]) -> int:
+    from bench.capture.ranks import record, save_record
+    from bench.capture.script import CaptureSpec, run_script
+
+    folder, spec_json, sep, *command = argv
+    assert sep == "--", "usage: DIR SPEC_JSON -- COMMAND..."
+    given = json.loads(spec_json)
+    spec = CaptureSpec(command=tuple(command), **{f.name: (tuple(given[f.name]) if f.name == "tools"
+                                                           else given[f.name])
+                                                  for f in fields(CaptureSpec)
+                                                  if f.name in given and f.name != "command"})
+    rank = int(os.environ.get("RANK", "0"))
+    out = Path(folder)
+    outcome = run_script(spec, out, worker=f"rank{rank}", label=f"{spec.name}.rank{rank}")
+    save_record(record(spec, outcome, rank), out / f"rank{rank}.json")
+    if outcome.interrupted:
+        return 130
+    return outcome.exit_code or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,142 @@
+"""One process's capture as a plain record (what each torchrun rank writes), and the merge of
+the records into the one Result every renderer reads.
+
+A single process is one "variant" named after the script; under torchrun each rank is one,
+``rank0`` ... ``rankN-1``, and their steps are paired by step index (synchronous data-parallel
+training keeps the ranks in step). Across ranks the report also states the **skew** and names
+a **straggler** -- see :func:`stragglers`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.capture.recorder import PARTS, peak_memory
+from bench.capture.script import CaptureSpec, Outcome
+from bench.measure import stats
+from bench.measure.clock import Timing
+from bench.measure.environment import Environment
+from bench.measure.result import Result, ToolTiming
+
+
+def record(spec: CaptureSpec, outcome: Outcome, rank: int | None = None) -> dict[str, Any]:
+    """Everything one process measured, JSON-ready (raw samples only)."""
+    rec = outcome.recorder
+    profiles = {}
+    for tool in spec.tools if spec.steps else ():
+        plain, used = rec.pairs(tool)
+        if plain:
+            profiles[tool] = {"plain": [t.as_dict() for t in plain], "tool": [t.as_dict() for t in used]}
+    device = "cuda" if rec.cuda else "cpu"
+    return {
+        "rank": rank, "measure": [t.as_dict() for t in rec.window("measure")], "profiles": profiles,
+        "info": {
+            "parts": list(PARTS), "batch_size": rec.batch_size(), "description": spec.shell(),
+            "device": device, "step_rule": rec.rule, "steps_seen": rec.steps_seen,
+            "warmup": spec.warmup, "memory": peak_memory(), "pid": os.getpid(),
+            "stopped": outcome.stopped, "exit_code": outcome.exit_code, "error": outcome.error,
+            "interrupted": outcome.interrupted, "no_step": outcome.no_step,
+        },
+        "artifacts": outcome.artifacts,
+    }
+
+
+def save_record(doc: dict[str, Any], path: Path) -> None:
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(json.dumps(doc))
+    os.replace(tmp, path)
+
+
+def merge(spec: CaptureSpec, records: dict[str, dict[str, Any]], *, started: str,
+          duration_s: float) -> Result:
+    """The records of one run (name -> record) as one Result."""
+    device = next((r["info"]["device"] for r in records.values()), "cpu")
+    result = Result(
+        spec={"workload": spec.shell(), "kind": "capture", "command": list(spec.command),
+              "warmup": spec.warmup, "steps": spec.steps, "step_on": spec.step_on,
+              "tools": list(spec.tools), "profile_windows": spec.profile_windows,
+              "profile_steps": spec.profile_steps, "ranks": len(records)},
+        plan={}, machine=Environment.capture(torch.device(device)), variants=list(records),
+        status={}, created=started, duration_s=duration_s)
+    for name, rec in records.items():
+        info = rec["info"]
+        result.info[name] = info
+        timings = [Timing.from_dict(t) for t in rec["measure"]]
+        if timings:
+            result.rounds[name] = timings
+        for tool, tt in rec.get("profiles", {}).items():
+            result.profiles.setdefault(name, {})[tool] = ToolTiming(
+                [Timing.from_dict(t) for t in tt["plain"]], [Timing.from_dict(t) for t in tt["tool"]])
+        if rec.get("artifacts"):
+            result.artifacts[name] = list(rec["artifacts"])
+        failed = info.get("error") or info.get("no_step") or info.get("interrupted")
+        result.status[name] = "failed" if failed else "ok"
+        if failed:
+            result.reasons[name] = status_line(info)
+    result.orders = []
+    return result
+
+
+def status_line(info: dict[str, Any]) -> str:
+    if info.get("no_step"):
+        return "no optimizer.step() or backward() seen: is this a training script?"
+    if info.get("interrupted"):
+        return f"interrupted (Ctrl-C) after {info.get('steps_seen', 0)} steps: the results are partial"
+    return str(info.get("error") or "")
+
+
+@dataclass(frozen=True)
+class Straggler:
+    """The rank whose own work (the step without its backward, where the others wait for it in
+    the gradient all-reduce) is measurably longer than the median rank's."""
+
+    rank: str
+    reference: str  # the median rank
+    skew: stats.Ratio  # busy(rank) / busy(reference), paired by step
+    part: str  # the part that explains most of the gap
+    explains: float  # that part's share of the gap
+    waits_in: str  # where the other ranks wait for it
+
+
+def busy(t: Timing) -> float:
+    """A step's own work: everything but backward, where a fast rank waits for the slow one's
+    gradients (DDP's all-reduce runs inside backward)."""
+    return t.seconds - sum(t.parts.get("backward", [0.0]))
+
+
+def stragglers(result: Result) -> tuple[list[Straggler], dict[str, stats.Ratio]]:
+    """The skew of each rank against the median rank (paired by step index), and the stragglers
+    among them: a rank is named only when its skew's 95% interval lies above 1 and holds what the
+    interval assumes."""
+    names = [n for n in result.measured if n.startswith("rank")]
+    if len(names) < 2:
+        return [], {}
+    by_step = {n: {t.round: t for t in result.rounds[n]} for n in names}
+    common = sorted(set.intersection(*(set(d) for d in by_step.values())))
+    medians = {n: float(np.median([busy(by_step[n][r]) for r in common])) for n in names}
+    reference = sorted(names, key=lambda n: medians[n])[(len(names) - 1) // 2]
+    skews, found = {}, []
+    for name in names:
+        if name == reference:
+            continue
+        own = [busy(by_step[name][r]) for r in common]
+        ref = [busy(by_step[reference][r]) for r in common]
+        skew = stats.checked_ratio(own, ref, None)
+        skews[name] = skew
+        if skew.verdict != "above":
+            continue
+        gaps = {p: float(np.median([sum(by_step[name][r].parts.get(p, [0.0]))
+                                    - sum(by_step[reference][r].parts.get(p, [0.0])) for r in common]))
+                for p in PARTS if p != "backward"}
+        total = sum(max(g, 0.0) for g in gaps.values())
+        part = max(gaps, key=lambda p: gaps[p])
+        found.append(Straggler(name, reference, skew, part, gaps[part] / total if total > 0 else 0.0,
+                               "backward"))
+    return found, skews

@@ -1,0 +1,387 @@
+"""Observing an unmodified training script: PyTorch's global hooks find its steps and parts.
+
+A **step** ends at each ``optimizer.step()`` (the global optimizer step hooks: any optimizer,
+fused ones and Lightning's closure included) -- or, for a script that updates its parameters
+by hand, at each outermost ``backward()``. A step spans from the end of the previous one to
+its own end, so the fetch of its batch is inside it. Its **parts**:
+
+- ``data``: inside a DataLoader iterator's ``__next__`` (single- and multi-process iterators
+  both subclass ``_BaseDataLoaderIter``);
+- ``copy``: host-to-device ``Tensor.to()``/``.cuda()`` (on CUDA only: on the CPU there is none);
+- ``forward``: the outermost module's forward (global module hooks, depth counted);
+- ``backward``: the outermost ``Tensor.backward``/``torch.autograd.backward``;
+- ``optimizer``: ``optimizer.step()``;
+- ``other``: the rest of the step (logging, ``.item()``, metrics).
+
+Parts nest (Lightning runs forward and backward inside ``optimizer.step``'s closure): each
+part's time is its own, without the parts inside it, so the parts and ``other`` add up to the
+step. On CUDA the boundaries are CUDA events, read after a synchronize at the end of a window
+-- never a synchronize inside a step. Steps are grouped in **windows**: ``warmup`` steps left
+out, then the measured window, then each profiler's windows alternated with plain ones (so its
+overhead has an interval); after the last window the script is stopped with :class:`Stop`.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from bench.measure.clock import Timing
+
+PARTS = ("data", "copy", "forward", "backward", "optimizer", "other")
+
+
+class Stop(BaseException):  # not an error: the capture has what it needs
+    """Raised from a hook after the last window: unwinds the script (its ``finally`` blocks run;
+    ``except Exception`` does not catch it)."""
+
+
+@dataclass
+class Window:
+    """A stretch of consecutive steps: ``kind`` is ``warmup``, ``measure``, ``plain`` or a tool's
+    name; its steps are kept as Timings (one step each)."""
+
+    kind: str
+    steps: int
+    tool: str | None = None  # the tool whose overhead a plain window is paired with
+    timings: list[Timing] = field(default_factory=list)
+
+
+def _batch_size(batch: Any) -> int | None:
+    """The first dimension of the first tensor in a batch (a tensor, or a tuple/list/dict of them)."""
+    if isinstance(batch, torch.Tensor):
+        return int(batch.shape[0]) if batch.dim() else None
+    if isinstance(batch, (list, tuple)):
+        for item in batch:
+            found = _batch_size(item)
+            if found is not None:
+                return found
+    if isinstance(batch, dict):
+        return _batch_size(list(batch.values()))
+    return None
+
+
+class Tool:
+    """A profiler as a window needs it."""
+
+    def start(self) -> None: ...
+
+    def step(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class _Marks:
+    """Host clock on the CPU; CUDA events on a GPU (resolved after the window's synchronize)."""
+
+    def __init__(self, cuda: bool, clock: Callable[[], float]):
+        self.cuda, self.clock = cuda, clock
+
+    def mark(self) -> Any:
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            return event
+        return self.clock()
+
+    def elapsed(self, start: Any, end: Any) -> float:
+        return start.elapsed_time(end) / 1e3 if self.cuda else end - start
+
+
+class Recorder:
+    """Installs the hooks, cuts the script's run into steps and windows, keeps the raw times.
+
+    ``windows``: the plan after the warm-up (measure, then the profilers' alternated windows);
+    ``tools``: name -> a :class:`Tool` started at its windows' first step, told of each step's
+    end, stopped after its last step.
+    """
+
+    def __init__(self, *, warmup: int, windows: list[Window], step_on: str = "auto",
+                 tools: dict[str, Tool] | None = None,
+                 clock: Callable[[], float] = time.perf_counter, cuda: bool | None = None):
+        self.cuda = torch.cuda.is_available() if cuda is None else cuda
+        self.marks = _Marks(self.cuda, clock)
+        self.windows = [Window("warmup", warmup), *windows] if warmup else list(windows)
+        self.tools = tools or {}
+        self.step_on = step_on
+        self.rule: str | None = None if step_on == "auto" else step_on
+        self.steps_seen = 0
+        self.batch_sizes: list[int] = []
+        self.optimizers_seen = 0  # optimizer steps seen
+        self.optimizers_made = 0  # optimizers constructed: a script with none updates by hand
+        self.backwards_seen = 0
+        self.forward_sizes: list[int] = []
+        self._index = 0  # the window being filled
+        self._step_start: Any = None
+        self._spans: list[list[Any]] = []  # [name, start, end, parent index] of the current step
+        self._stack: list[int] = []
+        self._forward_depth = 0
+        self._backward_depth = 0
+        self._pending: list[tuple[Window, Any, Any, list[list[Any]]]] = []  # CUDA: resolved at sync
+        self._handles: list[Any] = []
+        self._patched: list[tuple[Any, str, Any]] = []
+        self.finished = False
+        self.started = time.perf_counter()
+        # Profilers are started, stepped and stopped at the next step's first part, not inside
+        # the optimizer's hook: starting or stopping Kineto inside the optimizer's (or the
+        # DataLoader's) record_function scope corrupted the heap here, now and then (checked).
+        self._deferred: list[Callable[[], None]] = []
+
+    def _run_deferred(self) -> None:
+        calls, self._deferred = self._deferred, []
+        for call in calls:
+            call()
+
+    # --- parts ---------------------------------------------------------------------------
+    def _open(self, name: str) -> None:
+        if self._deferred and not self._stack and name != "optimizer":
+            self._run_deferred()
+        if self._step_start is None:
+            self._step_start = self.marks.mark()
+        parent = self._stack[-1] if self._stack else -1
+        self._spans.append([name, self.marks.mark(), None, parent])
+        self._stack.append(len(self._spans) - 1)
+
+    def _close(self, name: str) -> None:
+        # Close up to the matching part: one whose end a raised exception skipped is closed too.
+        while self._stack:
+            index = self._stack.pop()
+            self._spans[index][2] = self.marks.mark()
+            if self._spans[index][0] == name:
+                return
+
+    def _wrap(self, owner: Any, attr: str, name: str, after: Callable[[Any], None] | None = None) -> None:
+        original = getattr(owner, attr)
+        recorder = self
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            recorder._open(name)
+            try:
+                out = original(*args, **kwargs)
+            finally:
+                recorder._close(name)
+            if after is not None:
+                after(out)
+            return out
+
+        wrapper.__wrapped__ = original  # type: ignore[attr-defined]
+        setattr(owner, attr, wrapper)
+        self._patched.append((owner, attr, original))
+
+    # --- hooks -----------------------------------------------------------------------------
+    def install(self) -> None:
+        from torch.nn.modules import module as nn_module
+        from torch.optim import optimizer as optim
+        from torch.utils.data import dataloader
+
+        self._wrap(dataloader._BaseDataLoaderIter, "__next__", "data", after=self._saw_batch)
+        self._wrap_backward()
+        self._count_optimizers()
+        if self.cuda:
+            self._wrap_copy()
+        self._handles += [
+            nn_module.register_module_forward_pre_hook(self._forward_pre),
+            nn_module.register_module_forward_hook(self._forward_post),
+            optim.register_optimizer_step_pre_hook(self._optimizer_pre),
+            optim.register_optimizer_step_post_hook(self._optimizer_post),
+        ]
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        for owner, attr, original in reversed(self._patched):
+            setattr(owner, attr, original)
+        self._handles, self._patched = [], []
+
+    def _saw_batch(self, batch: Any) -> None:
+        size = _batch_size(batch)
+        if size is not None and len(self.batch_sizes) < 10_000:
+            self.batch_sizes.append(size)
+
+    def _forward_pre(self, module: Any, args: Any) -> None:
+        if self._forward_depth == 0:
+            self._open("forward")
+            if len(self.forward_sizes) < 10_000:
+                size = _batch_size(args)  # no DataLoader: the outermost module's input says it
+                if size is not None:
+                    self.forward_sizes.append(size)
+        self._forward_depth += 1
+
+    def _forward_post(self, module: Any, args: Any, output: Any) -> None:
+        self._forward_depth = max(self._forward_depth - 1, 0)
+        if self._forward_depth == 0:
+            self._close("forward")
+
+    def _wrap_backward(self) -> None:
+        recorder = self
+        for owner, attr in ((torch.Tensor, "backward"), (torch.autograd, "backward")):
+            original = getattr(owner, attr)
+
+            def wrapper(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+                outer = recorder._backward_depth == 0
+                recorder._backward_depth += 1
+                if outer:
+                    recorder._open("backward")
+                try:
+                    return _original(*args, **kwargs)
+                finally:
+                    recorder._backward_depth -= 1
+                    if outer:
+                        recorder._close("backward")
+                        recorder.backwards_seen += 1
+                        # auto: a script that made no optimizer updates its parameters by hand
+                        if recorder.rule is None and recorder.optimizers_made == 0:
+                            recorder.rule = "backward"
+                        if recorder.rule == "backward":
+                            recorder._end_step()
+
+            wrapper.__wrapped__ = original  # type: ignore[attr-defined]
+            setattr(owner, attr, wrapper)
+            self._patched.append((owner, attr, original))
+
+    def _count_optimizers(self) -> None:
+        recorder = self
+        original = torch.optim.Optimizer.__init__
+
+        def init(opt: Any, *args: Any, **kwargs: Any) -> None:
+            recorder.optimizers_made += 1
+            original(opt, *args, **kwargs)
+
+        torch.optim.Optimizer.__init__ = init  # type: ignore[method-assign]
+        self._patched.append((torch.optim.Optimizer, "__init__", original))
+
+    def _wrap_copy(self) -> None:
+        recorder = self
+        for attr in ("to", "cuda"):
+            original = getattr(torch.Tensor, attr)
+
+            def wrapper(tensor: torch.Tensor, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+                if tensor.device.type != "cpu":  # only host-to-device copies are a `copy`
+                    return _original(tensor, *args, **kwargs)
+                recorder._open("copy")
+                try:
+                    return _original(tensor, *args, **kwargs)
+                finally:
+                    recorder._close("copy")
+
+            setattr(torch.Tensor, attr, wrapper)
+            self._patched.append((torch.Tensor, attr, original))
+
+    def _optimizer_pre(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        self._open("optimizer")
+
+    def _optimizer_post(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        self._close("optimizer")
+        if self._stack:  # an optimizer stepped inside another part: not a training step's end
+            return
+        self.optimizers_seen += 1
+        if self.rule is None:
+            self.rule = "optimizer"
+        if self.rule == "optimizer":
+            self._end_step()
+
+    # --- steps and windows -----------------------------------------------------------------
+    def _end_step(self) -> None:
+        end = self.marks.mark()
+        self.steps_seen += 1
+        spans, self._spans, self._stack = self._spans, [], []
+        start, self._step_start = self._step_start, end
+        if start is None or self.finished:
+            return
+        window = self.windows[self._index]
+        if self.cuda:
+            self._pending.append((window, start, end, spans))
+        else:
+            window.timings.append(self._timing(start, end, spans))
+        if window.kind in self.tools:
+            self._deferred.append(self.tools[window.kind].step)
+        if len(window.timings) + sum(1 for w, *_ in self._pending if w is window) >= window.steps:
+            self._next_window()
+
+    def _timing(self, start: Any, end: Any, spans: list[list[Any]]) -> Timing:
+        step = self.marks.elapsed(start, end)
+        own: dict[str, float] = {}
+        children = [0.0] * len(spans)
+        durations = [self.marks.elapsed(s, e) if e is not None else 0.0 for _, s, e, _ in spans]
+        for i, (_, _, _, parent) in enumerate(spans):
+            if parent >= 0:
+                children[parent] += durations[i]
+        for i, (name, _, _, _) in enumerate(spans):
+            own[name] = own.get(name, 0.0) + max(durations[i] - children[i], 0.0)
+        parts = {p: [own[p]] for p in PARTS if p in own}
+        parts["other"] = [max(step - sum(own.values()), 0.0)]
+        return Timing(seconds=step, steps=[step], parts=parts, round=self.steps_seen)
+
+    def _resolve(self) -> None:
+        """CUDA: wait for the queued work once, then read the window's events."""
+        if not self._pending:
+            return
+        torch.cuda.synchronize()
+        for window, start, end, spans in self._pending:
+            window.timings.append(self._timing(start, end, spans))
+        self._pending = []
+
+    def _next_window(self) -> None:
+        self._resolve()
+        done = self.windows[self._index]
+        if done.kind in self.tools:
+            self._deferred.append(self.tools[done.kind].stop)  # its last step is over
+        self._index += 1
+        if self._index == len(self.windows):
+            self.finished = True
+            raise Stop
+        upcoming = self.windows[self._index]
+        if upcoming.kind in self.tools:
+            self._deferred.append(self.tools[upcoming.kind].start)
+
+    def close(self) -> None:
+        """The script ended (or stopped): resolve what is pending (a profiler still running is
+        stopped, outside every hook now); an unfinished window keeps its steps."""
+        if self.cuda and self._pending:
+            self._resolve()
+        self.remove()
+        current = self.windows[self._index] if self._index < len(self.windows) else None
+        pending_stop = [c for c in self._deferred if getattr(c, "__name__", "") == "stop"]
+        self._deferred = []
+        for call in pending_stop:
+            call()
+        if current is not None and current.kind in self.tools and not self.finished:
+            self.tools[current.kind].stop()
+
+    def batch_size(self) -> int | None:
+        """The most common batch size seen (DataLoader batches first, else forward inputs)."""
+        sizes = self.batch_sizes or self.forward_sizes
+        return max(set(sizes), key=sizes.count) if sizes else None
+
+    def window(self, kind: str) -> list[Timing]:
+        return [t for w in self.windows if w.kind == kind for t in w.timings]
+
+    def pairs(self, tool: str) -> tuple[list[Timing], list[Timing]]:
+        """A tool's windows and the plain windows alternated with them: per-window mean steps."""
+        plain = [w for w in self.windows if w.kind == "plain" and w.tool == tool and w.timings]
+        used = [w for w in self.windows if w.kind == tool and w.timings]
+        n = min(len(plain), len(used))
+        return [_merge(w.timings) for w in plain[:n]], [_merge(w.timings) for w in used[:n]]
+
+
+def _merge(timings: list[Timing]) -> Timing:
+    """One window as one sample: its steps one after another."""
+    parts: dict[str, list[float]] = {}
+    for t in timings:
+        for p, v in t.parts.items():
+            parts.setdefault(p, []).extend(v)
+    return Timing(seconds=sum(t.seconds for t in timings), steps=[s for t in timings for s in t.steps],
+                  parts=parts, round=timings[0].round)
+
+
+def peak_memory() -> dict[str, float]:
+    """The process's peak resident memory, and on CUDA the allocator's peak (MB)."""
+    out = {"max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return out

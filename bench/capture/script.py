@@ -1,0 +1,238 @@
+"""Run a user's script unchanged, as ``python train.py`` (or ``python -m pkg.mod``) would, with
+the recorder's hooks installed: its ``sys.argv``, ``__main__``, its folder first on
+``sys.path``. The script's own outcome is kept apart from ours: a script that raises keeps its
+traceback and exit code, and what was measured before is returned with it.
+"""
+
+from __future__ import annotations
+
+import _thread
+import cProfile
+import importlib.util
+import os
+import runpy
+import sys
+import tempfile
+import threading
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.capture.recorder import Recorder, Stop, Tool, Window
+from bench.errors import UsageError
+
+TOOLS = ("cprofile", "kineto")
+
+
+@dataclass(frozen=True)
+class CaptureSpec:
+    """What to run and how much to measure; saved in run.json."""
+
+    command: tuple[str, ...]  # ("train.py", *args) or ("-m", "pkg.mod", *args)
+    warmup: int = 5
+    steps: int = 100  # 0: measure every step until the script ends (no profiler windows)
+    step_on: str = "auto"  # auto | optimizer | backward
+    tools: tuple[str, ...] = TOOLS
+    profile_windows: int = 5  # pairs of (plain, profiled) windows per tool
+    profile_steps: int = 5  # steps per profiler window
+    wait: float = 30.0  # seconds to wait for the first step before calling it "no training script"
+
+    @property
+    def name(self) -> str:
+        """The run's name in the report: the script's file name or the module."""
+        return self.command[1] if self.command[0] == "-m" else Path(self.command[0]).name
+
+    def shell(self) -> str:
+        return "python " + " ".join(self.command)
+
+
+@dataclass
+class Outcome:
+    """What happened to the script, and the recorder with everything it measured."""
+
+    recorder: Recorder
+    stopped: bool = False  # we stopped it after the last window (the plan was complete)
+    exit_code: int | None = None  # the script's own: sys.exit(n), 1 on an exception, 130 on Ctrl-C
+    error: str = ""  # the script's exception, one line, with the step it happened at
+    interrupted: bool = False
+    no_step: bool = False  # the wait for a first step ran out
+    artifacts: list[str] = field(default_factory=list)  # paths relative to the output folder
+
+
+def check_target(command: tuple[str, ...]) -> None:
+    """UsageError (one line, exit 2) for a script that is not there or not Python."""
+    if not command:
+        raise UsageError("name a script to run: vaebench run train.py [its arguments] "
+                         "(or -m package.module)")
+    if command[0] == "-m":
+        if len(command) < 2:
+            raise UsageError("-m needs a module name: vaebench run -m package.module [its arguments]")
+        try:
+            found = importlib.util.find_spec(command[1])
+        except (ImportError, ValueError) as exc:
+            raise UsageError(f"-m {command[1]}: cannot find it ({exc})") from None
+        if found is None:
+            raise UsageError(f"-m {command[1]}: no such module; is it installed or on PYTHONPATH?")
+        return
+    path = Path(command[0])
+    if not path.is_file():
+        raise UsageError(f"{path}: no such script (run it as `vaebench run path/to/train.py`)")
+    try:
+        compile(path.read_bytes(), str(path), "exec")
+    except SyntaxError as exc:
+        raise UsageError(f"{path} is not a Python script: {exc.msg} (line {exc.lineno})") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise UsageError(f"{path} is not a Python script ({exc})") from None
+
+
+def plan(spec: CaptureSpec) -> list[Window]:
+    """The measured window, then each tool's windows alternated with plain ones (P T, T P, ...)."""
+    if spec.steps == 0:
+        return [Window("measure", sys.maxsize)]
+    windows = [Window("measure", spec.steps)]
+    for tool in spec.tools:
+        for i in range(spec.profile_windows):
+            pair = [Window("plain", spec.profile_steps, tool=tool), Window(tool, spec.profile_steps)]
+            windows += pair if i % 2 == 0 else pair[::-1]
+    return windows
+
+
+class _CProfile(Tool):
+    def __init__(self) -> None:
+        self.profiler = cProfile.Profile()
+
+    def start(self) -> None:
+        self.profiler.enable()
+
+    def stop(self) -> None:
+        self.profiler.disable()
+
+    def write(self, out: Path, name: str) -> list[Path]:
+        path = out / f"{name}.prof"
+        self.profiler.dump_stats(str(path))
+        return [path]
+
+
+class _Kineto(Tool):
+    """torch.profiler over each of its windows; the last window's trace is kept (its steps marked
+    with ProfilerStep#, categories fixed for TensorBoard's plugin)."""
+
+    def __init__(self, worker: str) -> None:
+        self.worker = worker
+        self.prof: Any = None
+        self.last: Any = None
+
+    def start(self) -> None:
+        from torch.profiler import ProfilerActivity, profile
+
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+        # A schedule that always records: without one, profile() marks no ProfilerStep#N, and
+        # TensorBoard's plugin needs those to see steps.
+        self.prof = profile(activities=activities, record_shapes=True, profile_memory=True,
+                            with_stack=True, schedule=_always_record)
+        self.prof.start()
+
+    def step(self) -> None:
+        if self.prof is not None:
+            self.prof.step()
+
+    def stop(self) -> None:
+        if self.prof is not None:
+            self.prof.stop()
+            self.last, self.prof = self.prof, None
+
+    def write(self, out: Path, name: str) -> list[Path]:
+        from bench.profile.traces import publish_traces
+
+        if self.last is None:
+            return []
+        with tempfile.TemporaryDirectory(prefix="vaebench-trace-") as raw:
+            self.last.export_chrome_trace(str(Path(raw) / f"{self.worker}.pt.trace.json"))
+            return publish_traces(Path(raw), out / "tb" / name)
+
+
+def _always_record(step: int) -> Any:
+    from torch.profiler import ProfilerAction
+
+    return ProfilerAction.RECORD
+
+
+def _tools(spec: CaptureSpec, worker: str) -> dict[str, Tool]:
+    made: dict[str, Tool] = {}
+    if spec.steps:
+        for tool in spec.tools:
+            made[tool] = _CProfile() if tool == "cprofile" else _Kineto(worker)
+    return made
+
+
+def run_script(spec: CaptureSpec, out: Path, *, worker: str = "rank0", label: str | None = None) -> Outcome:
+    """Run the script under the recorder; profiler files go into ``out``: ``<label>.prof`` and
+    ``tb/<script>/<worker>.pt.trace.json`` (label: the script's name, one per rank under torchrun)."""
+    from bench.measure.quiet import without_profiler_chatter
+
+    check_target(spec.command)
+    tools = _tools(spec, worker)
+    recorder = Recorder(warmup=spec.warmup, windows=plan(spec), step_on=spec.step_on, tools=tools)
+    outcome = Outcome(recorder)
+    watchdog = threading.Timer(spec.wait, _no_step, args=(outcome,))
+    watchdog.daemon = True
+    argv, path0 = sys.argv[:], sys.path[:]
+    recorder.install()
+    watchdog.start()
+    try:
+        with without_profiler_chatter():
+            _run(spec.command)
+    except Stop:
+        outcome.stopped = True
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        outcome.exit_code = code
+        if code:
+            outcome.error = f"the script exited with code {code} after {recorder.steps_seen} steps"
+    except KeyboardInterrupt:
+        if outcome.no_step:
+            outcome.exit_code = 2
+        else:
+            outcome.interrupted, outcome.exit_code = True, 130
+    except BaseException as exc:
+        outcome.exit_code = 1
+        outcome.error = (f"the script raised {type(exc).__name__}: {exc} at step "
+                         f"{recorder.steps_seen + 1}")
+        traceback.print_exc()  # the script's own traceback, as python would print it
+    finally:
+        watchdog.cancel()
+        recorder.close()
+        sys.argv[:], sys.path[:] = argv, path0
+    if outcome.no_step and outcome.exit_code == 130:
+        outcome.exit_code = 2
+    for name, tool in tools.items():
+        try:
+            written = tool.write(out, label or spec.name) if name == "cprofile" \
+                else tool.write(out, spec.name)  # type: ignore[attr-defined]
+        except Exception as exc:  # a profiler's file must not cost the measurements
+            outcome.error = outcome.error or f"writing the {name} output failed: {exc}"
+            continue
+        outcome.artifacts += [str(p.relative_to(out)) for p in written]
+    return outcome
+
+
+def _no_step(outcome: Outcome) -> None:
+    """The watchdog: no step yet after ``wait`` seconds -- stop the script (KeyboardInterrupt)."""
+    if outcome.recorder.steps_seen == 0:
+        outcome.no_step = True
+        _thread.interrupt_main()
+
+
+def _run(command: tuple[str, ...]) -> None:
+    if command[0] == "-m":
+        sys.argv[:] = [command[1], *command[2:]]
+        sys.path.insert(0, os.getcwd())
+        runpy.run_module(command[1], run_name="__main__", alter_sys=True)
+    else:
+        path = Path(command[0])
+        sys.argv[:] = [str(path), *command[1:]]
+        sys.path.insert(0, str(path.resolve().parent))  # its folder importable, as python does
+        runpy.run_path(str(path), run_name="__main__")

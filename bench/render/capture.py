@@ -1,0 +1,129 @@
+"""The parts of a report that are a captured script's own (``vaebench run``): how the run went,
+the headline (median step with its interval, samples/s, peak memory, a bottleneck verdict with
+what usually helps), and across torchrun ranks the skew and the straggler."""
+
+from __future__ import annotations
+
+from bench.measure import derive, stats
+from bench.measure.result import Result
+
+# The bottleneck a step's largest group of parts points to, and what usually helps. The advice
+# is given only where that group is a real share of the step (ADVISE_FROM), and always with the
+# way to check it on this script: a suggestion is a hypothesis until it is measured.
+GROUPS = {
+    "input-bound": (("data", "copy"), "more DataLoader workers (`num_workers`), pinned memory with "
+                    "`non_blocking` copies, or data kept as tensors (on the device)"),
+    "compute-bound": (("forward", "backward"), "a larger batch, mixed precision (on a GPU), "
+                      "`torch.compile`"),
+    "optimizer-bound": (("optimizer",), "a fused or foreach optimizer (e.g. `Adam(fused=True)`)"),
+    "host-bound": (("other",), "fewer `.item()`/`.cpu()` calls and less logging per step"),
+}
+ADVISE_FROM = 0.4
+
+
+def is_capture(result: Result) -> bool:
+    return result.spec.get("kind") == "capture"
+
+
+def verdict(result: Result, name: str) -> str:
+    shares = derive.shares(result, name)
+    if not shares:
+        return ""
+    grouped = {g: sum(shares.get(p, 0.0) for p in parts) for g, (parts, _) in GROUPS.items()}
+    top = max(grouped, key=lambda g: grouped[g])
+    parts, advice = GROUPS[top]
+    said = [p for p in parts if p in shares]
+    text = f"**{top}**: {' + '.join(f'`{p}`' for p in said)} take {grouped[top]:.0%} of the step"
+    if grouped[top] >= ADVISE_FROM:
+        text += (f"; what usually helps: {advice} -- measure it on this script "
+                 "(`vaebench run --compare \"train.py ...\" \"train.py ... --change\"`)")
+    return text + "."
+
+
+def headline(result: Result) -> str:
+    said = []
+    for name in result.measured:
+        info = result.info.get(name, {})
+        step = stats.median_ci(derive.samples(result, name))
+        batch = info.get("batch_size")
+        memory = info.get("memory") or {}
+        parts = [f"`{name}`: median step {step.value * 1e3:.2f} ms"
+                 + (f" (95% CI {step.low * 1e3:.2f}-{step.high * 1e3:.2f})" if step.has_interval else "")]
+        if batch:
+            parts.append(f"{batch / step.value:,.0f} samples/s (batch {batch}, from the batch's first "
+                         "dimension)")
+        if memory.get("cuda_max_allocated_mb"):
+            parts.append(f"peak memory {memory['cuda_max_allocated_mb']:,.0f} MB on the GPU "
+                         f"({memory['max_rss_mb']:,.0f} MB resident on the host)")
+        elif memory.get("max_rss_mb"):
+            parts.append(f"peak memory {memory['max_rss_mb']:,.0f} MB (the process's max RSS)")
+        said.append(", ".join(parts) + ". " + verdict(result, name))
+        if len(result.measured) > 1:
+            break  # ranks: the first one here, each in the ranks table
+    return " ".join(said)
+
+
+def how_it_ran(result: Result) -> list[str]:
+    spec = result.spec
+    rules = {r for r in (i.get("step_rule") for i in result.info.values()) if r}
+    rule = {"optimizer": "each `optimizer.step()`", "backward": "each `backward()` (no optimizer: "
+            "the script updates its parameters by hand)"}.get(next(iter(rules), ""), "none found")
+    lines = [f"Script: `{spec['workload']}`" + (f", {spec['ranks']} ranks under torchrun"
+                                               if spec.get("ranks", 1) > 1 else "") + ".",
+             f"A step ended at {rule}; {spec['warmup']} warm-up steps left out, "
+             + (f"{spec['steps']} measured" if spec.get("steps") else "every later step measured")
+             + "."]
+    for name, info in result.info.items():
+        seen = info.get("steps_seen", 0)
+        if info.get("stopped"):
+            how = f"stopped after {seen} steps, once the measured and profiler windows were complete"
+        elif info.get("interrupted"):
+            how = f"interrupted (Ctrl-C) after {seen} steps: **partial**"
+        elif info.get("error"):
+            how = f"**failed**: {info['error']}; what was measured before is kept"
+        elif info.get("no_step"):
+            how = "no step seen"
+        else:
+            how = f"ran to its end after {seen} steps"
+            if spec.get("steps") and len(result.rounds.get(name, [])) < spec["steps"]:
+                how += f" (before {spec['steps']} steps could be measured: fewer were)"
+            elif spec.get("steps") and spec.get("tools") and not result.profiles.get(name):
+                how += " (before the profiler windows)"
+        lines.append(f"- `{name}`: {how}.")
+    return lines
+
+
+def ranks(result: Result) -> list[str]:
+    """The ranks table, the skew and the straggler (several processes only)."""
+    from bench.capture.ranks import busy, stragglers
+
+    names = [n for n in result.measured if n.startswith("rank")]
+    if len(names) < 2:
+        return []
+    import pandas as pd
+
+    found, skews = stragglers(result)
+    rows = []
+    for name in names:
+        shares = derive.shares(result, name)
+        batch = result.info[name].get("batch_size")
+        step = derive.step_seconds(result, name)
+        skew = skews.get(name)
+        rows.append({"rank": name, "step ms": f"{step * 1e3:.2f}",
+                     "samples/s": f"{batch / step:,.0f}" if batch else "-",
+                     **{p: f"{shares[p]:.0%}" for p in ("data", "forward", "backward", "optimizer", "other")
+                        if p in shares},
+                     "own work ms": f"{stats.median([busy(t) for t in result.rounds[name]]) * 1e3:.2f}",
+                     "skew vs median rank (95% CI)": skew.text() if skew else "(the median rank)"})
+    lines = ["## Ranks", "", pd.DataFrame(rows).to_markdown(index=False), "",
+             "Own work = the step without `backward`, where DDP's gradient all-reduce makes a fast "
+             "rank wait for a slow one; skew = a rank's own work / the median rank's, paired by "
+             "step.", ""]
+    if found:
+        for s in found:
+            lines.append(f"**Straggler: `{s.rank}`** does {s.skew.text()} times the own work of "
+                         f"`{s.reference}`; its `{s.part}` part explains {s.explains:.0%} of the gap; "
+                         f"the other ranks wait for it in `{s.waits_in}`'s all-reduce.")
+    else:
+        lines.append("No straggler: no rank's own work is measurably longer than the median rank's.")
+    return [*lines, ""]

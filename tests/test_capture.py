@@ -1,0 +1,171 @@
+"""`vaebench run train.py`: steps and parts found in unmodified scripts, the report, the ranks
+under torchrun, and every way a script or its user can go wrong."""
+
+from __future__ import annotations
+
+import json
+import pstats
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench import cli
+from bench.measure.result import Result
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ROOT / "examples" / "scripts"
+
+
+def run(*argv: str) -> int:
+    return cli.main(["run", *argv])
+
+
+def write(tmp_path: Path, body: str, name: str = "train.py") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def test_a_dataloader_script_steps_and_parts(tmp_path: Path, data_root: Path):
+    out = tmp_path / "out"
+    assert run("--steps", "12", "--warmup", "2", "--profile-windows", "2", "--profile-steps", "2",
+               "--out", str(out), str(SCRIPTS / "mnist_classifier.py"), "--data-dir", str(data_root),
+               "--batch-size", "20") == 0
+    result = Result.load(out / "run.json")
+    info = result.info["mnist_classifier.py"]
+    assert info["step_rule"] == "optimizer" and info["batch_size"] == 20 and info["stopped"]
+    steps = result.rounds["mnist_classifier.py"]
+    assert len(steps) == 12  # exactly the measured window
+    for t in steps:  # the parts and `other` add up to the step
+        assert sum(v[0] for v in t.parts.values()) == pytest.approx(t.seconds, rel=0.02)
+        assert {"data", "forward", "backward", "optimizer", "other"} <= set(t.parts)
+    # 12 measured + 2 tools x 2 pairs x 2 windows x 2 steps, after 2 warm-up steps
+    assert info["steps_seen"] == 2 + 12 + 16
+    stats = pstats.Stats(str(out / "mnist_classifier.py.prof"))
+    assert any(name == "cross_entropy" for _, _, name in stats.stats)
+    trace = json.loads(next((out / "tb" / "mnist_classifier.py").glob("*.pt.trace.json")).read_text())
+    assert sum(1 for e in trace["traceEvents"] if str(e.get("name")).startswith("ProfilerStep#")) >= 2
+    summary = (out / "summary.md").read_text()
+    assert "samples/s (batch 20" in summary and "peak memory" in summary and "-bound**" in summary
+    assert torch.Tensor.backward is getattr(torch.Tensor.backward, "__wrapped__", torch.Tensor.backward)
+
+
+def test_a_script_without_an_optimizer_is_stepped_at_backward(tmp_path: Path):
+    out = tmp_path / "out"
+    assert run("--steps", "20", "--warmup", "3", "--tools", "none", "--out", str(out),
+               str(SCRIPTS / "manual_update.py"), "--steps", "60") == 0
+    result = Result.load(out / "run.json")
+    info = result.info["manual_update.py"]
+    assert info["step_rule"] == "backward" and info["batch_size"] == 128  # from the forward's input
+    assert len(result.rounds["manual_update.py"]) == 20
+    assert "each `backward()` (no optimizer" in (out / "summary.md").read_text()
+
+
+@pytest.mark.parametrize(("make", "phrase"), [
+    (lambda p: p / "missing.py", "no such script"),
+    (lambda p: write(p, "def broken(:\n    pass\n"), "is not a Python script"),
+])
+def test_bad_scripts_are_one_line_exit_2(tmp_path: Path, capsys, make, phrase: str):
+    out = tmp_path / "out"
+    assert run("--out", str(out), str(make(tmp_path))) == 2
+    err = capsys.readouterr().err
+    assert phrase in err and "Traceback" not in err and not out.exists()
+
+
+def test_no_training_step_is_said_so(tmp_path: Path, capsys):
+    script = write(tmp_path, "import time\nfor _ in range(100):\n    time.sleep(0.05)\n")
+    out = tmp_path / "out"
+    assert run("--wait", "1", "--out", str(out), str(script)) == 2
+    err = capsys.readouterr().err
+    assert "no optimizer.step() or backward() in 1 s of running: is this a training script?" in err
+    assert not out.exists()
+
+
+TINY = """
+    import sys
+    import torch
+    model = torch.nn.Linear(8, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for step in range(STEPS):
+        if step == FAIL:
+            raise ValueError("bad batch")
+        loss = model(torch.randn(16, 8)).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    """
+
+
+def test_fewer_steps_than_the_warm_up_is_one_line(tmp_path: Path, capsys):
+    script = write(tmp_path, TINY.replace("STEPS", "3").replace("FAIL", "-1"))
+    assert run("--warmup", "5", "--out", str(tmp_path / "out"), str(script)) == 2
+    assert "ran 3 step(s), fewer than --warmup 5 + 1" in capsys.readouterr().err
+
+
+def test_a_script_that_raises_keeps_its_traceback_code_and_what_was_measured(tmp_path: Path, capsys):
+    script = write(tmp_path, TINY.replace("STEPS", "100").replace("FAIL", "30"))
+    out = tmp_path / "out"
+    assert run("--warmup", "2", "--steps", "50", "--tools", "none", "--out", str(out), str(script)) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "ValueError: bad batch" in err  # the script's own
+    assert "the script raised ValueError: bad batch at step 31" in err
+    result = Result.load(out / "run.json")
+    assert len(result.rounds["train.py"]) == 28 and result.status["train.py"] == "failed"
+    assert "**failed**" in (out / "summary.md").read_text()
+
+
+def test_the_script_sees_its_own_argv_and_main(tmp_path: Path):
+    script = write(tmp_path, """
+        import sys, json, pathlib
+        import helper  # its own folder is importable, as under python
+        pathlib.Path(sys.argv[2]).write_text(json.dumps({"argv": sys.argv[1:], "name": __name__}))
+        """)
+    (tmp_path / "helper.py").write_text("")
+    seen = tmp_path / "seen.json"
+    assert run("--out", str(tmp_path / "out"), str(script), "--flag", str(seen)) == 2
+    assert json.loads(seen.read_text()) == {"argv": ["--flag", str(seen)], "name": "__main__"}
+
+
+def test_run_help_answers_without_torch():
+    code = ("import sys; from bench import cli\n"
+            "try:\n    cli.main(['run', '--help'])\nexcept SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "vaebench run [options] train.py [its arguments]" in proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("delay", "named"), [(20, True), (0, False)])
+def test_ddp_straggler_is_named_with_its_part(tmp_path: Path, delay: int, named: bool):
+    out = tmp_path / "out"
+    assert run("--nproc", "2", "--steps", "30", "--warmup", "3", "--tools", "kineto",
+               "--profile-windows", "1", "--profile-steps", "2", "--out", str(out),
+               str(SCRIPTS / "ddp_train.py"), "--slow-rank", "1", "--delay-ms", str(delay)) == 0
+    result = Result.load(out / "run.json")
+    assert result.measured == ["rank0", "rank1"] and len(result.rounds["rank1"]) == 30
+    summary = (out / "summary.md").read_text()
+    if named:
+        assert "**Straggler: `rank1`**" in summary and "its `data` part explains" in summary
+    else:
+        assert "No straggler" in summary
+    for rank in (0, 1):  # one trace per rank, with what Holistic Trace Analysis needs
+        trace = json.loads((out / "tb" / "ddp_train.py" / f"rank{rank}.pt.trace.json").read_text())
+        assert trace["distributedInfo"]["rank"] == rank and trace["distributedInfo"]["world_size"] == 2
+
+
+@pytest.mark.slow
+def test_compare_a_script_with_itself_finds_no_difference(tmp_path: Path, monkeypatch, capsys):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # two spinning threads on a busy 2-core machine swing 50x
+    script = str(SCRIPTS / "manual_update.py")
+    assert run("--compare", script, script, "--steps", "15", "--warmup", "3", "--out", str(tmp_path)) == 0
+    said = capsys.readouterr().out
+    # Never a finding: the same script is not measurably faster or slower than itself (a loaded
+    # machine may leave no verdict; a test must not judge the timing itself).
+    assert ("no measurable difference between A and B" in said or "no verdict" in said), said
+    assert "measurably slower" not in said and "measurably faster" not in said
+    assert said.count("median step per process") == 1 and (tmp_path / "compare.md").is_file()
