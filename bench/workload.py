@@ -107,6 +107,21 @@ class ModelWorkload:
         """Restart the data stream; the default leaves it where it is."""
 
 
+def as_device(value: Any) -> torch.device:
+    """A workload's ``device``, as a ``torch.device`` (a string such as "cpu" or "cuda:0" is one);
+    ValueError naming the value otherwise."""
+    if isinstance(value, torch.device):
+        return value
+    if isinstance(value, str):
+        try:
+            return torch.device(value)
+        except (RuntimeError, ValueError):
+            raise ValueError(f"device {value!r} is not a device name: use 'cpu', 'cuda' or "
+                             "'cuda:N'") from None
+    raise ValueError(f"device must be a torch.device or a name such as 'cpu', got "
+                     f"{type(value).__name__} {value!r}")
+
+
 def missing_members(obj: object) -> list[str]:
     """The required members ``obj`` lacks (empty: it is a workload)."""
     missing = [name for name in REQUIRED if not hasattr(obj, name)]
@@ -117,8 +132,6 @@ def missing_members(obj: object) -> list[str]:
 def check_workload(obj: object, where: str) -> None:
     """Raise WorkloadError unless ``obj`` is a workload; its ``device`` given as a string
     ("cpu", "cuda:0") is turned into the ``torch.device`` it names."""
-    from bench.measure.clock import as_device
-
     missing = missing_members(obj)
     if missing:
         raise WorkloadError(

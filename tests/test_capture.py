@@ -169,3 +169,15 @@ def test_compare_a_script_with_itself_finds_no_difference(tmp_path: Path, monkey
     assert ("no measurable difference between A and B" in said or "no verdict" in said), said
     assert "measurably slower" not in said and "measurably faster" not in said
     assert said.count("median step per process") == 1 and (tmp_path / "compare.md").is_file()
+
+
+def test_ctrl_c_keeps_what_was_measured_and_says_partial(tmp_path: Path, capsys):
+    """Ctrl-C half-way (the script gets KeyboardInterrupt, as from the terminal): exit 130, the
+    steps measured so far are written and the report says the run is partial."""
+    script = write(tmp_path, TINY.replace("STEPS", "100").replace("FAIL", "-1").replace(
+        "        loss = model", "        if step == 40:\n            raise KeyboardInterrupt\n        loss = model"))
+    out = tmp_path / "out"
+    assert run("--warmup", "2", "--steps", "80", "--tools", "none", "--out", str(out), str(script)) == 130
+    result = Result.load(out / "run.json")
+    assert len(result.rounds["train.py"]) == 38 and result.info["train.py"]["interrupted"]
+    assert "interrupted (Ctrl-C) after 40 steps: **partial**" in (out / "summary.md").read_text()

@@ -4,23 +4,20 @@ the records into the one Result every renderer reads.
 A single process is one "variant" named after the script; under torchrun each rank is one,
 ``rank0`` ... ``rankN-1``, and their steps are paired by step index (synchronous data-parallel
 training keeps the ranks in step). Across ranks the report also states the **skew** and names
-a **straggler** -- see :func:`stragglers`.
+a **straggler** (:mod:`bench.measure.skew`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from bench.capture.recorder import PARTS, peak_memory
 from bench.capture.script import CaptureSpec, Outcome
-from bench.measure import stats
 from bench.measure.clock import Timing
 from bench.measure.environment import Environment
 from bench.measure.result import Result, ToolTiming
@@ -90,53 +87,3 @@ def status_line(info: dict[str, Any]) -> str:
     if info.get("interrupted"):
         return f"interrupted (Ctrl-C) after {info.get('steps_seen', 0)} steps: the results are partial"
     return str(info.get("error") or "")
-
-
-@dataclass(frozen=True)
-class Straggler:
-    """The rank whose own work (the step without its backward, where the others wait for it in
-    the gradient all-reduce) is measurably longer than the median rank's."""
-
-    rank: str
-    reference: str  # the median rank
-    skew: stats.Ratio  # busy(rank) / busy(reference), paired by step
-    part: str  # the part that explains most of the gap
-    explains: float  # that part's share of the gap
-    waits_in: str  # where the other ranks wait for it
-
-
-def busy(t: Timing) -> float:
-    """A step's own work: everything but backward, where a fast rank waits for the slow one's
-    gradients (DDP's all-reduce runs inside backward)."""
-    return t.seconds - sum(t.parts.get("backward", [0.0]))
-
-
-def stragglers(result: Result) -> tuple[list[Straggler], dict[str, stats.Ratio]]:
-    """The skew of each rank against the median rank (paired by step index), and the stragglers
-    among them: a rank is named only when its skew's 95% interval lies above 1 and holds what the
-    interval assumes."""
-    names = [n for n in result.measured if n.startswith("rank")]
-    if len(names) < 2:
-        return [], {}
-    by_step = {n: {t.round: t for t in result.rounds[n]} for n in names}
-    common = sorted(set.intersection(*(set(d) for d in by_step.values())))
-    medians = {n: float(np.median([busy(by_step[n][r]) for r in common])) for n in names}
-    reference = sorted(names, key=lambda n: medians[n])[(len(names) - 1) // 2]
-    skews, found = {}, []
-    for name in names:
-        if name == reference:
-            continue
-        own = [busy(by_step[name][r]) for r in common]
-        ref = [busy(by_step[reference][r]) for r in common]
-        skew = stats.checked_ratio(own, ref, None)
-        skews[name] = skew
-        if skew.verdict != "above":
-            continue
-        gaps = {p: float(np.median([sum(by_step[name][r].parts.get(p, [0.0]))
-                                    - sum(by_step[reference][r].parts.get(p, [0.0])) for r in common]))
-                for p in PARTS if p != "backward"}
-        total = sum(max(g, 0.0) for g in gaps.values())
-        part = max(gaps, key=lambda p: gaps[p])
-        found.append(Straggler(name, reference, skew, part, gaps[part] / total if total > 0 else 0.0,
-                               "backward"))
-    return found, skews

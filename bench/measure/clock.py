@@ -44,21 +44,6 @@ class DataExhausted(Exception):
         self.fetched = fetched
 
 
-def as_device(value: Any) -> torch.device:
-    """A workload's ``device``, as a ``torch.device`` (a string such as "cpu" or "cuda:0" is one);
-    ValueError naming the value otherwise."""
-    if isinstance(value, torch.device):
-        return value
-    if isinstance(value, str):
-        try:
-            return torch.device(value)
-        except (RuntimeError, ValueError):
-            raise ValueError(f"device {value!r} is not a device name: use 'cpu', 'cuda' or "
-                             "'cuda:N'") from None
-    raise ValueError(f"device must be a torch.device or a name such as 'cpu', got "
-                     f"{type(value).__name__} {value!r}")
-
-
 @dataclass
 class Timing:
     """Raw times of one run of consecutive steps (seconds)."""

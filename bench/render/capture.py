@@ -95,7 +95,7 @@ def how_it_ran(result: Result) -> list[str]:
 
 def ranks(result: Result) -> list[str]:
     """The ranks table, the skew and the straggler (several processes only)."""
-    from bench.capture.ranks import busy, stragglers
+    from bench.measure.skew import busy, stragglers
 
     names = [n for n in result.measured if n.startswith("rank")]
     if len(names) < 2:
