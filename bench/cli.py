@@ -208,8 +208,11 @@ def _add_run_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--step-on", choices=("auto", "optimizer", "backward"), default="auto",
                    help="what ends a step: optimizer.step(), or backward() for a script with no "
                         "optimizer (auto: the optimizer where the script makes one)")
-    p.add_argument("--tools", type=comma_list, default=["cprofile", "kineto"],
-                   help="profilers, comma list from: cprofile, kineto (or 'none')")
+    p.add_argument("--tools", type=comma_list, default=["cprofile", "kineto", "lines"],
+                   help="profilers, comma list from: cprofile, kineto, lines (or 'none')")
+    p.add_argument("--lines", type=comma_list, default=[],
+                   help="line_profiler's functions: NAME (a function of the script) or module:function "
+                        "(default: the function that calls optimizer.step() and the dataset's __getitem__)")
     p.add_argument("--profile-windows", type=positive_int, default=5,
                    help="pairs of (plain, profiled) windows per profiler: its overhead's samples")
     p.add_argument("--profile-steps", type=positive_int, default=5, help="steps per profiler window")

@@ -174,10 +174,23 @@ def test_compare_a_script_with_itself_finds_no_difference(tmp_path: Path, monkey
 def test_ctrl_c_keeps_what_was_measured_and_says_partial(tmp_path: Path, capsys):
     """Ctrl-C half-way (the script gets KeyboardInterrupt, as from the terminal): exit 130, the
     steps measured so far are written and the report says the run is partial."""
+    stop = "        if step == 40:\n            raise KeyboardInterrupt\n"
     script = write(tmp_path, TINY.replace("STEPS", "100").replace("FAIL", "-1").replace(
-        "        loss = model", "        if step == 40:\n            raise KeyboardInterrupt\n        loss = model"))
+        "        loss = model", stop + "        loss = model"))
     out = tmp_path / "out"
     assert run("--warmup", "2", "--steps", "80", "--tools", "none", "--out", str(out), str(script)) == 130
     result = Result.load(out / "run.json")
     assert len(result.rounds["train.py"]) == 38 and result.info["train.py"]["interrupted"]
     assert "interrupted (Ctrl-C) after 40 steps: **partial**" in (out / "summary.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_rank_that_dies_is_named_and_the_others_are_kept(tmp_path: Path, capsys):
+    out = tmp_path / "out"
+    code = run("--nproc", "2", "--steps", "40", "--warmup", "3", "--tools", "none", "--out", str(out),
+               str(SCRIPTS / "ddp_train.py"), "--die-rank", "1", "--die-at", "25")
+    assert code != 0
+    err = capsys.readouterr().err
+    assert "rank1: the rank died without writing its record; nothing of it was measured" in err
+    result = Result.load(out / "run.json")
+    assert result.status["rank1"] == "failed" and len(result.rounds["rank0"]) >= 20

@@ -273,3 +273,46 @@ def test_restoring_twice_starts_from_the_same_optimizer_state():
     work.restore(snapshot)
     work.step()
     assert torch.equal(snapshot["optimizer"]["state"][0]["exp_avg"], moments)
+
+
+SHORT_DATA = """
+    import torch
+    from bench.workload import ModelWorkload
+
+    class Short(ModelWorkload):
+        batches_per_epoch = 6  # but one pass yields 4: the epoch phase runs out
+
+        def __init__(self):
+            self.device = torch.device("cpu")
+            self.model = torch.nn.Linear(4, 1)
+            self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.1)
+            self.rewind()
+
+        def rewind(self):
+            self.batches = iter([torch.ones(8, 4)] * 4)
+
+        def fetch(self):
+            return next(self.batches)
+
+        def step(self, batch, part):
+            self.optimizer.zero_grad()
+            self.model(batch).sum().backward()
+            self.optimizer.step()
+
+    def make(ctx):
+        return Short()
+    """
+
+
+def test_data_that_runs_out_in_the_epoch_keeps_the_rounds_and_says_why(tmp_path: Path, capsys):
+    path = write(tmp_path, SHORT_DATA)
+    out = tmp_path / "out"
+    assert cli.main(["profile", "--workload", f"{path}:make", "--out", str(out), "--rounds", "5",
+                     "--warmup", "1", "--tools", "none", "--no-progress", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert ("`fetch()` ran out of data after 4 batches in the full epoch (batches_per_epoch = 6); "
+            "`restore()` must rewind the data stream (see `rewind()`)") in err
+    result = Result.load(out / "run.json")
+    assert len(result.rounds["make"]) == 5 and result.status["make"] == "failed"
+    summary = (out / "summary.md").read_text()
+    assert "kept what it measured before: 5 interleaved rounds" in summary and "ms per step" in summary

@@ -40,7 +40,7 @@ def spec_from(args: argparse.Namespace):  # -> CaptureSpec
         tools = ()
     return CaptureSpec(command=command, warmup=args.warmup, steps=args.steps, step_on=args.step_on,
                        tools=tools, profile_windows=args.profile_windows,
-                       profile_steps=args.profile_steps, wait=args.wait)
+                       profile_steps=args.profile_steps, wait=args.wait, lines=tuple(args.lines))
 
 
 def run_capture(args: argparse.Namespace) -> int:
@@ -85,7 +85,9 @@ def _capture_into(args: argparse.Namespace, spec) -> int:  # spec: CaptureSpec
           f"{args.out}/run.json)")
     failed = [(n, why) for n, why in result.reasons.items() if result.status.get(n) == "failed"]
     for name, why in failed:
-        print(f"vaebench run: {name}: {why}; what was measured before is in {args.out}/", file=sys.stderr)
+        kept = (f"what was measured before is in {args.out}/" if result.rounds.get(name)
+                else "nothing of it was measured")
+        print(f"vaebench run: {name}: {why}; {kept}", file=sys.stderr)
     return script_code
 
 

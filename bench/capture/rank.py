@@ -21,10 +21,9 @@ def main(argv: list[str]) -> int:
     folder, spec_json, sep, *command = argv
     assert sep == "--", "usage: DIR SPEC_JSON -- COMMAND..."
     given = json.loads(spec_json)
-    spec = CaptureSpec(command=tuple(command), **{f.name: (tuple(given[f.name]) if f.name == "tools"
-                                                           else given[f.name])
-                                                  for f in fields(CaptureSpec)
-                                                  if f.name in given and f.name != "command"})
+    spec = CaptureSpec(command=tuple(command), **{
+        f.name: tuple(given[f.name]) if isinstance(given[f.name], list) else given[f.name]
+        for f in fields(CaptureSpec) if f.name in given and f.name != "command"})
     rank = int(os.environ.get("RANK", "0"))
     out = Path(folder)
     outcome = run_script(spec, out, worker=f"rank{rank}", label=f"{spec.name}.rank{rank}")

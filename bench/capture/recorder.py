@@ -23,7 +23,9 @@ overhead has an interval); after the last window the script is stopped with :cla
 
 from __future__ import annotations
 
+import os
 import resource
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -116,6 +118,8 @@ class Recorder:
         self.optimizers_made = 0  # optimizers constructed: a script with none updates by hand
         self.backwards_seen = 0
         self.forward_sizes: list[int] = []
+        self.dataset: Any = None  # the first DataLoader's dataset (line_profiler's default target)
+        self.step_caller: Any = None  # the code object that calls optimizer.step() (or backward)
         self._index = 0  # the window being filled
         self._step_start: Any = None
         self._spans: list[list[Any]] = []  # [name, start, end, parent index] of the current step
@@ -160,6 +164,8 @@ class Recorder:
         recorder = self
 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if name == "data" and recorder.dataset is None and args:
+                recorder.dataset = getattr(args[0], "_dataset", None)
             recorder._open(name)
             try:
                 out = original(*args, **kwargs)
@@ -273,6 +279,8 @@ class Recorder:
             self._patched.append((torch.Tensor, attr, original))
 
     def _optimizer_pre(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        if self.step_caller is None:
+            self.step_caller = _caller_code()
         self._open("optimizer")
 
     def _optimizer_post(self, optimizer: Any, args: Any, kwargs: Any) -> None:
@@ -367,6 +375,18 @@ class Recorder:
         used = [w for w in self.windows if w.kind == tool and w.timings]
         n = min(len(plain), len(used))
         return [_merge(w.timings) for w in plain[:n]], [_merge(w.timings) for w in used[:n]]
+
+
+def _caller_code() -> Any:
+    """The code object of the first frame outside torch and this package: the user's function
+    that called ``optimizer.step()``."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if f"{os.sep}torch{os.sep}" not in name and f"{os.sep}bench{os.sep}capture" not in name:
+            return frame.f_code
+        frame = frame.f_back
+    return None
 
 
 def _merge(timings: list[Timing]) -> Timing:

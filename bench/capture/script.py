@@ -24,7 +24,7 @@ import torch
 from bench.capture.recorder import Recorder, Stop, Tool, Window
 from bench.errors import UsageError
 
-TOOLS = ("cprofile", "kineto")
+TOOLS = ("cprofile", "kineto", "lines")
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ class CaptureSpec:
     profile_windows: int = 5  # pairs of (plain, profiled) windows per tool
     profile_steps: int = 5  # steps per profiler window
     wait: float = 30.0  # seconds to wait for the first step before calling it "no training script"
+    lines: tuple[str, ...] = ()  # line_profiler's functions: NAME (in the script) or module:function
 
     @property
     def name(self) -> str:
@@ -154,17 +155,83 @@ class _Kineto(Tool):
             return publish_traces(Path(raw), out / "tb" / name)
 
 
+class _Lines(Tool):
+    """line_profiler over its windows, on the functions named (``--lines``) or by default the
+    one that calls ``optimizer.step()`` and the DataLoader's dataset ``__getitem__``."""
+
+    def __init__(self, names: tuple[str, ...], recorder_ref: list[Any]) -> None:
+        from line_profiler import LineProfiler
+
+        self.profiler = LineProfiler()
+        self.names, self.recorder_ref = names, recorder_ref
+        self.added = False
+        self.skipped: list[str] = []
+
+    def _targets(self) -> list[Any]:
+        import gc
+        import types
+
+        found: list[Any] = []
+        for name in self.names:
+            module, _, attr = name.rpartition(":")
+            owner = sys.modules.get(module or "__main__")
+            fn = getattr(owner, attr, None) if owner is not None else None
+            if callable(fn) and hasattr(fn, "__code__"):
+                found.append(fn)
+            else:
+                self.skipped.append(f"{name}: no such function (NAME in the script, or module:function)")
+        if self.names:
+            return found
+        recorder = self.recorder_ref[0]
+        code = recorder.step_caller
+        if code is not None and code.co_name != "<module>":
+            found += [f for f in gc.get_referrers(code)
+                      if isinstance(f, types.FunctionType) and f.__code__ is code][:1]
+            self.skipped.append(f"{code.co_name} (calls optimizer.step()) is traced only in calls that "
+                                "begin after the first window starts: a training loop already running "
+                                "shows no lines; name the function called once per step with --lines")
+        elif code is not None:
+            self.skipped.append("the training loop is at the script's top level, not in a function: "
+                                "name one with --lines")
+        getitem = getattr(type(recorder.dataset), "__getitem__", None)
+        if getitem is not None and hasattr(getitem, "__code__"):
+            found.append(getitem)
+        return found
+
+    def start(self) -> None:
+        if not self.added:
+            for fn in self._targets():
+                self.profiler.add_function(fn)
+            self.added = True
+        self.profiler.enable_by_count()
+
+    def stop(self) -> None:
+        if self.added:
+            self.profiler.disable_by_count()
+
+    def write(self, out: Path, name: str) -> list[Path]:
+        lprof, text = out / f"{name}.lprof", out / f"{name}.lines.txt"
+        self.profiler.dump_stats(str(lprof))
+        with open(text, "w") as fh:
+            fh.write(f"# line_profiler of {name} (times in ms)\n")
+            for why in self.skipped:
+                fh.write(f"# not traced: {why}\n")
+            self.profiler.print_stats(stream=fh, output_unit=1e-3, stripzeros=True)
+        return [lprof, text]
+
+
 def _always_record(step: int) -> Any:
     from torch.profiler import ProfilerAction
 
     return ProfilerAction.RECORD
 
 
-def _tools(spec: CaptureSpec, worker: str) -> dict[str, Tool]:
+def _tools(spec: CaptureSpec, worker: str, recorder_ref: list[Any]) -> dict[str, Tool]:
     made: dict[str, Tool] = {}
     if spec.steps:
         for tool in spec.tools:
-            made[tool] = _CProfile() if tool == "cprofile" else _Kineto(worker)
+            made[tool] = (_CProfile() if tool == "cprofile" else _Kineto(worker) if tool == "kineto"
+                          else _Lines(spec.lines, recorder_ref))
     return made
 
 
@@ -174,8 +241,10 @@ def run_script(spec: CaptureSpec, out: Path, *, worker: str = "rank0", label: st
     from bench.measure.quiet import without_profiler_chatter
 
     check_target(spec.command)
-    tools = _tools(spec, worker)
+    ref: list[Any] = []
+    tools = _tools(spec, worker, ref)
     recorder = Recorder(warmup=spec.warmup, windows=plan(spec), step_on=spec.step_on, tools=tools)
+    ref.append(recorder)
     outcome = Outcome(recorder)
     watchdog = threading.Timer(spec.wait, _no_step, args=(outcome,))
     watchdog.daemon = True
@@ -210,8 +279,7 @@ def run_script(spec: CaptureSpec, out: Path, *, worker: str = "rank0", label: st
         outcome.exit_code = 2
     for name, tool in tools.items():
         try:
-            written = tool.write(out, label or spec.name) if name == "cprofile" \
-                else tool.write(out, spec.name)  # type: ignore[attr-defined]
+            written = tool.write(out, spec.name if name == "kineto" else label or spec.name)  # type: ignore[attr-defined]
         except Exception as exc:  # a profiler's file must not cost the measurements
             outcome.error = outcome.error or f"writing the {name} output failed: {exc}"
             continue

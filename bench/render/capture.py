@@ -80,7 +80,9 @@ def how_it_ran(result: Result) -> list[str]:
         elif info.get("interrupted"):
             how = f"interrupted (Ctrl-C) after {seen} steps: **partial**"
         elif info.get("error"):
-            how = f"**failed**: {info['error']}; what was measured before is kept"
+            kept = ("what was measured before is kept" if result.rounds.get(name)
+                    else "nothing of it was measured")
+            how = f"**failed**: {info['error']}; {kept}"
         elif info.get("no_step"):
             how = "no step seen"
         else:

@@ -5,7 +5,8 @@ gloo on the CPU, NCCL on GPUs (one process per GPU), a DistributedSampler, a DDP
     vaebench run --nproc 2 examples/scripts/ddp_train.py --slow-rank 1 --delay-ms 20
 
 ``--slow-rank R --delay-ms D`` adds D ms to every batch that rank R loads (a slow disk, a
-busy host): the straggler vaebench should name.
+busy host): the straggler vaebench should name. ``--die-rank R --die-at N`` makes rank R crash
+at its N-th batch.
 """
 
 import argparse
@@ -25,6 +26,8 @@ parser.add_argument("--batch-size", type=int, default=64)
 parser.add_argument("--samples", type=int, default=8192)
 parser.add_argument("--slow-rank", type=int, default=None)
 parser.add_argument("--delay-ms", type=float, default=0.0)
+parser.add_argument("--die-rank", type=int, default=None, help="this rank dies (a crash) at --die-at")
+parser.add_argument("--die-at", type=int, default=20)
 args = parser.parse_args()
 
 cuda = torch.cuda.is_available()
@@ -56,6 +59,8 @@ optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 for epoch in range(args.epochs):
     sampler.set_epoch(epoch)
     for step, (xb, yb) in enumerate(loader):
+        if rank == args.die_rank and step == args.die_at:
+            os._exit(1)  # a crash: no exception, no cleanup
         xb, yb = xb.to(device), yb.to(device)
         loss = F.cross_entropy(model(xb), yb)
         optimizer.zero_grad()

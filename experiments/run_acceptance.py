@@ -1,0 +1,93 @@
+"""The acceptance measurements of `vaebench run` (docs: README, "Your own script"):
+
+    python experiments/run_acceptance.py overhead   # vae train alone vs under `vaebench run`, alternating
+    python experiments/run_acceptance.py straggler  # DDP, 2 ranks: a 20 ms slow rank named 5/5, none 5/5
+    python experiments/run_acceptance.py breakdown  # `run` vs `profile` on naive and optimized
+
+Each prints what it measured; nothing here is part of the package.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+
+
+def _epoch_seconds(text: str) -> float:
+    found = re.findall(r"epoch 1/1 .*?([\d.]+) s ", text)
+    if not found:
+        raise SystemExit(f"no epoch time in the output:\n{text[-2000:]}")
+    return float(found[-1])
+
+
+def overhead(pairs: int = 5) -> None:
+    from bench.measure import stats
+
+    train = ["-m", "vae", "train", "--epochs", "1"]
+    alone, observed = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(pairs):
+            for side in ("alone", "observed") if i % 2 == 0 else ("observed", "alone"):
+                out = Path(tmp) / f"{side}{i}"
+                run = [PY, "-m", "bench", "run", "--tools", "none", "--steps", "0", "--out", str(out / "run")]
+                cmd = [PY] if side == "alone" else run
+                cmd = [*cmd, *train, "--out", str(out / "train")]
+                proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+                seconds = _epoch_seconds(proc.stderr + proc.stdout)
+                (alone if side == "alone" else observed).append(seconds)
+                print(f"pair {i + 1} {side}: epoch {seconds:.2f} s", flush=True)
+    r = stats.ratio(observed, alone)
+    print(f"epoch time under `vaebench run --tools none --steps 0` / alone: {r.text(3)}")
+
+
+def straggler(runs: int = 5) -> None:
+    for delay in (20, 0):
+        named = 0
+        for i in range(runs):
+            with tempfile.TemporaryDirectory() as tmp:
+                subprocess.run([PY, "-m", "bench", "run", "--nproc", "2", "--steps", "40", "--warmup", "5",
+                                "--tools", "none", "--out", tmp, "examples/scripts/ddp_train.py",
+                                "--slow-rank", "1", "--delay-ms", str(delay)],
+                               capture_output=True, text=True, cwd=ROOT, check=True)
+                summary = (Path(tmp) / "summary.md").read_text()
+                line = next((x for x in summary.splitlines() if "Straggler" in x or "No straggler" in x), "")
+                hit = "**Straggler: `rank1`**" in summary and "`data` part" in summary
+                named += hit
+                print(f"delay {delay} ms, run {i + 1}: {line}", flush=True)
+        print(f"delay {delay} ms: rank1 named with `data` in {named} of {runs} runs")
+
+
+def breakdown() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        shares = {}
+        for pipeline in ("naive", "optimized"):
+            out = Path(tmp) / pipeline
+            subprocess.run([PY, "-m", "bench", "run", "--tools", "none", "--steps", "200", "--out", str(out),
+                            "-m", "vae", "train", "--pipeline", pipeline, "--epochs", "1",
+                            "--out", str(Path(tmp) / f"train-{pipeline}")],
+                           capture_output=True, text=True, cwd=ROOT, check=True)
+            doc = json.loads((out / "run.json").read_text())
+            steps = doc["rounds"]["vae"]
+            total = sum(t["seconds"] for t in steps)
+            shares[pipeline] = {p: sum(sum(t["parts"].get(p, [0])) for t in steps) / total
+                                for p in ("data", "forward", "backward", "optimizer", "other")}
+            med = sorted(t["seconds"] for t in steps)[len(steps) // 2]
+            print(f"run {pipeline}: median step {med * 1e3:.2f} ms, shares "
+                  + ", ".join(f"{p} {s:.0%}" for p, s in shares[pipeline].items()), flush=True)
+        out = Path(tmp) / "profile"
+        subprocess.run([PY, "-m", "bench", "profile", "--variants", "naive,optimized", "--tools", "none",
+                        "--epochs", "0", "--rounds", "100", "--no-counters", "--no-progress",
+                        "--out", str(out)],
+                       capture_output=True, text=True, cwd=ROOT, check=True)
+        print((out / "summary.md").read_text())
+
+
+if __name__ == "__main__":
+    {"overhead": overhead, "straggler": straggler, "breakdown": breakdown}[sys.argv[1]]()
