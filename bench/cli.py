@@ -75,6 +75,11 @@ def _add_profile_parser(commands: argparse._SubParsersAction) -> None:
                    help="active steps of each Kineto trace (TensorBoard's profiler tab wants several)")
     p.add_argument("--no-bound", action="store_true", help="skip the compute-only bound")
     p.add_argument("--no-counters", action="store_true", help="skip the exact operator/call counts")
+    p.add_argument("--no-footprint", action="store_true",
+                   help="skip one step's FLOPs and peak memory per variant (and the machine's peak FLOP/s)")
+    p.add_argument("--memory-snapshot", action="store_true",
+                   help="CUDA only: record the allocator's history over a few steps of each variant and "
+                        "dump <variant>.memory.pickle (open at pytorch.org/memory_viz)")
     p.add_argument("--quick", action="store_true",
                    help="a smoke run: 60 rounds, 5 profile pairs of 3 steps, 5 traced steps, no full epoch")
     p.add_argument("--out", type=Path, default=Path("reports"))

@@ -69,7 +69,7 @@ def _plan_and_tools(args: argparse.Namespace):  # -> tuple[Plan, tuple[str, ...]
             raise UsageError(f"--{option.replace('_', '-')} {getattr(args, option)}: at least "
                              f"{MIN_SAMPLES} are needed for a 95% interval")
     plan = Plan(rounds=args.rounds, steps=args.steps, warmup=args.warmup,
-                bound=not args.no_bound, epochs=args.epochs)
+                bound=not args.no_bound, epochs=args.epochs, footprint=not args.no_footprint)
     return plan, tools
 
 
@@ -135,7 +135,7 @@ def _profile_into(args: argparse.Namespace, plan, tools, device) -> int:
                    data_dir=str(args.data_dir), dataset=args.dataset, limit=args.limit, tools=tools,
                    profile_rounds=args.profile_rounds, profile_steps=args.profile_steps,
                    trace_steps=args.trace_steps,
-                   counters=not args.no_counters)
+                   counters=not args.no_counters, memory_snapshot=args.memory_snapshot)
     log.info("Measuring %s: %s (%d rounds x %d step(s), interleaved)", args.workload,
              ", ".join(variants), plan.rounds, plan.steps)
     from tqdm.contrib.logging import logging_redirect_tqdm

@@ -45,6 +45,7 @@ class RunSpec:
     profile_steps: int = 5  # timed steps per profiler round
     trace_steps: int = 10  # active steps of the Kineto trace
     counters: bool = True
+    memory_snapshot: bool = False  # CUDA: the allocator's history of a few steps per variant
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,6 +94,18 @@ def _step_s(session: Session, name: str, rounds: dict[str, list[Any]] | None = N
     return float(session.info[session.target(name)].get("warm_step_s") or 0.0)
 
 
+def _memory_snapshot(session: Session, name: str, out: Path, steps: int = 3) -> Path:
+    """CUDA: the caching allocator's history over a few steps, as the pickle memory_viz opens."""
+    torch.cuda.memory._record_memory_history(max_entries=100_000)
+    try:
+        session.run_round(name, steps)
+        path = out / f"{name}.memory.pickle"
+        torch.cuda.memory._dump_snapshot(str(path))
+    finally:
+        torch.cuda.memory._record_memory_history(enabled=None)
+    return path
+
+
 def run(spec: RunSpec, plan: Plan, variants: Variants, out: Path, *,
         progress: Callable[[str, int], Callable[[], None]] | None = None,
         clock: Callable[[], float] = time.perf_counter) -> Result:
@@ -124,18 +137,31 @@ def run(spec: RunSpec, plan: Plan, variants: Variants, out: Path, *,
             (int(session.info[n]["batches_per_epoch"]) + plan.round_warmup) * _step_s(session, n, rounds)
             for n in session.epoch_names()))
     epochs = session.epochs(on_step=tick) if plan.epochs else {}
-    result = Result(spec=spec.as_dict(), plan=plan.as_dict(),
-                    machine=Environment.capture(torch.device(spec.device)),
+    machine = Environment.capture(torch.device(spec.device))
+    result = Result(spec=spec.as_dict(), plan=plan.as_dict(), machine=machine,
                     variants=list(variants), status={}, info=session.info, rounds=rounds,
                     orders=orders, bounds={b: v for b, v in session.bounds.items() if b in rounds},
                     ordered=variants.ordered, report=variants.report, epochs=epochs,
                     created=started.isoformat(timespec="seconds"))
+    if plan.footprint:
+        from bench.measure.footprint import machine_peak
+
+        result.peak = machine_peak(torch.device(spec.device), machine.describe())
     profiled = profiled_names(session)
     announce(f"the profilers ({', '.join(spec.tools)})", len(spec.tools) * sum(
         2 * spec.profile_rounds * (max(spec.profile_steps, int(session.info[n]["round_steps"]))
                                    + plan.round_warmup) * _step_s(session, n, rounds) * 1.5
         for n in profiled))
+    if spec.memory_snapshot and torch.device(spec.device).type != "cuda":
+        result.reasons["memory-snapshot/all"] = ("skipped: the allocator's memory history is CUDA-only "
+                                                 "(torch.cuda.memory._record_memory_history)")
     for name in list(session.works):
+        if spec.memory_snapshot and torch.device(spec.device).type == "cuda":
+            try:
+                path = _memory_snapshot(session, name, out)
+                result.artifacts.setdefault(name, []).append(str(path.relative_to(out)))
+            except Exception as exc:
+                result.reasons[f"{name}/memory-snapshot"] = describe_failure(exc, "the memory snapshot")
         if spec.counters:
             try:
                 result.counters[name] = count_step(session.works[name], session.snapshots[name]).as_dict()

@@ -34,7 +34,7 @@ def test_a_dataloader_script_steps_and_parts(tmp_path: Path, data_root: Path):
     out = tmp_path / "out"
     assert run("--steps", "12", "--warmup", "2", "--profile-windows", "2", "--profile-steps", "2",
                "--out", str(out), str(SCRIPTS / "mnist_classifier.py"), "--data-dir", str(data_root),
-               "--batch-size", "20") == 0
+               "--batch-size", "20", "--epochs", "2") == 0
     result = Result.load(out / "run.json")
     info = result.info["mnist_classifier.py"]
     assert info["step_rule"] == "optimizer" and info["batch_size"] == 20 and info["stopped"]
@@ -43,14 +43,19 @@ def test_a_dataloader_script_steps_and_parts(tmp_path: Path, data_root: Path):
     for t in steps:  # the parts and `other` add up to the step
         assert sum(v[0] for v in t.parts.values()) == pytest.approx(t.seconds, rel=0.02)
         assert {"data", "forward", "backward", "optimizer", "other"} <= set(t.parts)
-    # 12 measured + 2 tools x 2 pairs x 2 windows x 2 steps, after 2 warm-up steps
-    assert info["steps_seen"] == 2 + 12 + 16
+    # 2 warm-up steps, 12 measured, 1 counted (FLOPs), 3 tools x 2 pairs x 2 windows x 2 steps
+    assert info["steps_seen"] == 2 + 12 + 1 + 24
+    # the classifier's matmuls, by hand: forward 2*B*(784*256 + 256*10), weight gradients the
+    # same, input gradients of every layer but the first 2*B*256*10
+    b = 20
+    assert info["flops_per_step"] == 2 * b * (784 * 256 + 256 * 10) * 2 + 2 * b * 256 * 10
     stats = pstats.Stats(str(out / "mnist_classifier.py.prof"))
     assert any(name == "cross_entropy" for _, _, name in stats.stats)
     trace = json.loads(next((out / "tb" / "mnist_classifier.py").glob("*.pt.trace.json")).read_text())
     assert sum(1 for e in trace["traceEvents"] if str(e.get("name")).startswith("ProfilerStep#")) >= 2
     summary = (out / "summary.md").read_text()
     assert "samples/s (batch 20" in summary and "peak memory" in summary and "-bound**" in summary
+    assert "MFU" in summary and (out / "mnist_classifier.py.lines.txt").is_file()
     assert torch.Tensor.backward is getattr(torch.Tensor.backward, "__wrapped__", torch.Tensor.backward)
 
 

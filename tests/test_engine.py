@@ -104,7 +104,7 @@ def test_rounds_rotate_the_order_and_restore_every_round():
 
 def test_a_failing_step_drops_its_variant_and_keeps_the_others():
     clock, log = FakeClock(), []
-    plan = Plan(rounds=4, steps=2, warmup=1, round_warmup=0, bound=False, epochs=0)
+    plan = Plan(rounds=4, steps=2, warmup=1, round_warmup=0, bound=False, epochs=0, footprint=False)
     s = _session(clock, log, plan, a=Fake("a", clock, log, 0.001, 0.002),
                  bad=Fake("bad", clock, log, 0.001, 0.002, fail_after=4))
     s.prepare()

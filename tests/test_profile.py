@@ -112,12 +112,16 @@ def test_summary_ladder_and_headline(reports: Path):
     assert (frame["threads"] == 2).all() and frame["epoch_s_measured"].notna().all()
     ladder = pd.read_csv(reports / "ladder.csv")
     assert tuple(ladder.columns) == LADDER_COLUMNS and list(ladder["variant"]) == list(VARIANTS)
-    assert ladder.loc[1, "verdict_vs_previous"] in ("faster", "slower", "same")
+    assert ladder.loc[1, "verdict_vs_previous"] in ("faster", "slower", "same", "not measurable")
+    # what a step costs besides time, for every variant
+    assert (ladder["gflop_per_step"] == 0.52).all() and (ladder["peak_mb"] > 0).all()
+    assert ((ladder["mfu"] > 0) & (ladder["mfu"] <= 1)).all() and (ladder["samples_per_s"] > 0).all()
     md = (reports / "summary.md").read_text()
     assert "Noise: " in md and "## The ladder" in md and "compute-only bound" in md
     # the VAE's own section: its 5% target and the rung x step table are the VAE's, not everyone's
     assert "## The VAE ladder" in md and "of its compute-only bound:" in md
     assert "synthetic train (300 images" in md and "`naive` spends" in md
+    assert "samples/s" in md and "MFU" in md and "peak memory" in md
 
 
 def test_report_rerenders_the_same_files_without_measuring(reports: Path, tmp_path: Path, monkeypatch):

@@ -101,15 +101,16 @@ def test_a_step_that_raises_fails_its_variant_and_keeps_the_others(tmp_path: Pat
                      "--steps", "2", "--warmup", "1", "--tools", "none", "--no-progress", "--epochs", "0"])
     err = capsys.readouterr().err
     assert code == 2
-    assert ("variant 'bad' failed: round 3 of the interleaved rounds raised ValueError: shapes went "
+    assert ("variant 'bad' failed: round 2 of the interleaved rounds raised ValueError: shapes went "
             "wrong (at mine.py:") in err
     result = Result.load(out / "run.json")
     assert result.status == {"good": "ok", "bad": "failed"} and len(result.rounds["good"]) == 5
-    # 1 warm-up step, then 3 steps a round (1 unmeasured): the 9th call fails in round 3
-    assert len(result.rounds["bad"]) == 2
+    # 1 warm-up step and 2 counted ones (FLOPs, memory), then 3 steps a round (1 unmeasured):
+    # the 9th call fails in round 2, and round 1 is kept
+    assert len(result.rounds["bad"]) == 1
     summary = (out / "summary.md").read_text()
-    assert ("`bad` (failed): round 3 of the interleaved rounds raised ValueError: shapes went wrong"
-            in summary) and "kept what it measured before: 2 interleaved rounds" in summary
+    assert ("`bad` (failed): round 2 of the interleaved rounds raised ValueError: shapes went wrong"
+            in summary) and "kept what it measured before: 1 interleaved rounds" in summary
 
 
 def test_a_workload_that_cannot_be_imported_writes_nothing(tmp_path: Path, capsys):

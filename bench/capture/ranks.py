@@ -38,6 +38,7 @@ def record(spec: CaptureSpec, outcome: Outcome, rank: int | None = None) -> dict
             "parts": list(PARTS), "batch_size": rec.batch_size(), "description": spec.shell(),
             "device": device, "step_rule": rec.rule, "steps_seen": rec.steps_seen,
             "warmup": spec.warmup, "memory": peak_memory(), "pid": os.getpid(),
+            "flops_per_step": outcome.flops_per_step,
             "stopped": outcome.stopped, "exit_code": outcome.exit_code, "error": outcome.error,
             "interrupted": outcome.interrupted, "no_step": outcome.no_step,
         },
@@ -78,6 +79,10 @@ def merge(spec: CaptureSpec, records: dict[str, dict[str, Any]], *, started: str
         if failed:
             result.reasons[name] = status_line(info)
     result.orders = []
+    if any(i.get("flops_per_step") for i in result.info.values()):
+        from bench.measure.footprint import machine_peak
+
+        result.peak = machine_peak(torch.device(device), result.machine.describe())
     return result
 
 

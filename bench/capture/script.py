@@ -60,6 +60,7 @@ class Outcome:
     error: str = ""  # the script's exception, one line, with the step it happened at
     interrupted: bool = False
     no_step: bool = False  # the wait for a first step ran out
+    flops_per_step: int | None = None  # FlopCounterMode over the one step after the measured window
     artifacts: list[str] = field(default_factory=list)  # paths relative to the output folder
 
 
@@ -93,7 +94,7 @@ def plan(spec: CaptureSpec) -> list[Window]:
     """The measured window, then each tool's windows alternated with plain ones (P T, T P, ...)."""
     if spec.steps == 0:
         return [Window("measure", sys.maxsize)]
-    windows = [Window("measure", spec.steps)]
+    windows = [Window("measure", spec.steps), Window("flops", 1)]
     for tool in spec.tools:
         for i in range(spec.profile_windows):
             pair = [Window("plain", spec.profile_steps, tool=tool), Window(tool, spec.profile_steps)]
@@ -153,6 +154,29 @@ class _Kineto(Tool):
         with tempfile.TemporaryDirectory(prefix="vaebench-trace-") as raw:
             self.last.export_chrome_trace(str(Path(raw) / f"{self.worker}.pt.trace.json"))
             return publish_traces(Path(raw), out / "tb" / name)
+
+
+class _Flops(Tool):
+    """FlopCounterMode over one step: the matmuls and convolutions of forward, backward and the
+    optimizer (entered and left at the steps' safe points, outside every hook)."""
+
+    def __init__(self) -> None:
+        self.mode: Any = None
+        self.total: int | None = None
+
+    def start(self) -> None:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        self.mode = FlopCounterMode(display=False)
+        self.mode.__enter__()
+
+    def stop(self) -> None:
+        if self.mode is not None:
+            self.mode.__exit__(None, None, None)
+            self.total, self.mode = int(self.mode.get_total_flops()), None
+
+    def write(self, out: Path, name: str) -> list[Path]:
+        return []
 
 
 class _Lines(Tool):
@@ -229,6 +253,7 @@ def _always_record(step: int) -> Any:
 def _tools(spec: CaptureSpec, worker: str, recorder_ref: list[Any]) -> dict[str, Tool]:
     made: dict[str, Tool] = {}
     if spec.steps:
+        made["flops"] = _Flops()
         for tool in spec.tools:
             made[tool] = (_CProfile() if tool == "cprofile" else _Kineto(worker) if tool == "kineto"
                           else _Lines(spec.lines, recorder_ref))
@@ -277,6 +302,8 @@ def run_script(spec: CaptureSpec, out: Path, *, worker: str = "rank0", label: st
         sys.argv[:], sys.path[:] = argv, path0
     if outcome.no_step and outcome.exit_code == 130:
         outcome.exit_code = 2
+    flops = tools.get("flops")
+    outcome.flops_per_step = getattr(flops, "total", None)
     for name, tool in tools.items():
         try:
             written = tool.write(out, spec.name if name == "kineto" else label or spec.name)  # type: ignore[attr-defined]

@@ -91,6 +91,46 @@ def labelled(shares_: dict[str, float]) -> bool:
     return any(p != "data" for p in shares_)
 
 
+def samples_per_batch(result: Result, name: str) -> tuple[float | None, str]:
+    """How many samples one step consumes, and what a sample is (``tokens`` for a language model
+    that says so): the workload's ``samples_per_batch``, else its ``batch_size``."""
+    info = result.info.get(name, {})
+    n = info.get("samples_per_batch") or info.get("batch_size")
+    return (float(n) if n else None), str(info.get("sample_unit") or "samples")
+
+
+def throughput(result: Result, name: str) -> Ratio | None:
+    """Samples per second with its 95% interval: samples per batch / the median step (the
+    interval from the median step's), from the same samples as the step time."""
+    n, _ = samples_per_batch(result, name)
+    if not n:
+        return None
+    step = stats.median_ci(samples(result, name))
+    low = n / step.high if step.has_interval else float("nan")
+    high = n / step.low if step.has_interval else float("nan")
+    return Ratio(n / step.value, low, high)
+
+
+def peak_mb(result: Result, name: str) -> float | None:
+    """The peak of live bytes one step needed (MB), where it was measured."""
+    peak = result.info.get(name, {}).get("peak_bytes")
+    return peak / 2**20 if peak is not None else None
+
+
+def gflop_per_step(result: Result, name: str) -> float | None:
+    flops = result.info.get(name, {}).get("flops_per_step")
+    return flops / 1e9 if flops is not None else None
+
+
+def mfu(result: Result, name: str) -> float | None:
+    """Model FLOP utilization: the step's FLOPs / its median time / the machine's peak FLOP/s."""
+    flops = result.info.get(name, {}).get("flops_per_step")
+    peak = result.peak.get("flops")
+    if not flops or not peak:
+        return None
+    return flops / step_seconds(result, name) / peak
+
+
 def epoch_estimate(result: Result, name: str) -> float | None:
     """Median seconds per step x batches per epoch (None when the workload does not say)."""
     batches = result.info.get(name, {}).get("batches_per_epoch")

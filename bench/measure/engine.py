@@ -48,6 +48,7 @@ class Plan:
     bound: bool = True  # measure the compute-only bound of the variants that ask for it
     epochs: int = 1  # full epochs timed end to end, per epoch variant (0: none)
     epoch_variants: tuple[str, ...] = ()  # () = the first and the last variant
+    footprint: bool = True  # count one step's FLOPs and peak memory per variant
 
     def __post_init__(self) -> None:
         for name in ("rounds", "steps"):
@@ -115,6 +116,8 @@ class Session:
                 done = 1
                 warm = time_steps(work, self.plan.warmup - 1, clock=self.clock) \
                     if self.plan.warmup > 1 else None
+                done = max(self.plan.warmup, 1)
+                cost = self._footprint(work) if self.plan.footprint else {}
                 self.snapshots[name] = work.state()
             except DataExhausted as exc:
                 exc.fetched += done
@@ -132,10 +135,33 @@ class Session:
                 "warm_step_s": warm.per_step if warm is not None else first,
                 "reference": getattr(work, "reference", None), "notes": getattr(work, "notes", {}),
                 "round_steps": max(self.plan.steps, int(getattr(work, "min_round_steps", 1))),
+                "sample_unit": getattr(work, "sample_unit", "samples"),
+                "samples_per_batch": getattr(work, "samples_per_batch", None), **cost,
             }
         if self.plan.bound:
             for name in [n for n, w in self.works.items() if getattr(w, "measure_bound", False)]:
                 self._prepare_bound(name)
+
+    def _footprint(self, work: Any) -> dict[str, Any]:
+        """One step's FLOPs and its peak of live bytes (two more warm-up steps, before the
+        snapshot). A workload whose step the counters cannot follow keeps its timings."""
+        from bench.measure.footprint import flops_of, max_rss_mb, peak_bytes_of
+
+        out: dict[str, Any] = {}
+        try:
+            out["flops_per_step"] = flops_of(lambda: time_steps(work, 1))
+        except DataExhausted:
+            raise
+        except Exception as exc:
+            out["flops_error"] = describe_exception(exc)
+        try:
+            out["peak_bytes"] = peak_bytes_of(lambda: time_steps(work, 1), work.device)
+        except DataExhausted:
+            raise
+        except Exception as exc:
+            out["peak_error"] = describe_exception(exc)
+        out["max_rss_mb"] = max_rss_mb()
+        return out
 
     def _prepare_bound(self, name: str) -> None:
         work = self.works[name]

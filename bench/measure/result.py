@@ -47,6 +47,7 @@ class Result:
     bounds: dict[str, str] = field(default_factory=dict)  # bound name (in rounds) -> its variant
     ordered: bool = False  # the workload's variants form a ladder (each vs the one before)
     report: str | None = None  # module:function of the workload's own report section
+    peak: dict[str, Any] = field(default_factory=dict)  # the machine's peak FLOP/s and its source
     epochs: dict[str, list[Timing]] = field(default_factory=dict)
     profiles: dict[str, dict[str, ToolTiming]] = field(default_factory=dict)  # variant -> tool
     counters: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -76,7 +77,7 @@ class Result:
             "schema": SCHEMA, "created": self.created, "spec": self.spec, "plan": self.plan,
             "machine": self.machine.as_dict(), "variants": self.variants, "status": self.status,
             "reasons": self.reasons, "info": self.info, "bounds": self.bounds, "ordered": self.ordered,
-            "report": self.report, "duration_s": self.duration_s,
+            "report": self.report, "duration_s": self.duration_s, "peak": self.peak,
             "orders": self.orders, "rounds": timings(self.rounds), "epochs": timings(self.epochs),
             "profiles": {v: {t: {"plain": [x.as_dict() for x in tt.plain],
                                  "tool": [x.as_dict() for x in tt.tool]} for t, tt in tools.items()}
@@ -94,7 +95,7 @@ class Result:
             variants=list(d["variants"]), status=dict(d["status"]), reasons=dict(d.get("reasons", {})),
             info=d.get("info", {}), rounds=timings(d.get("rounds", {})), orders=d.get("orders", []),
             bounds=dict(d.get("bounds") or ({"compute-bound": d["bound_of"]} if d.get("bound_of") else {})),
-            ordered=bool(d.get("ordered", False)), report=d.get("report"),
+            ordered=bool(d.get("ordered", False)), report=d.get("report"), peak=dict(d.get("peak") or {}),
             duration_s=d.get("duration_s"), epochs=timings(d.get("epochs", {})),
             profiles={v: {t: ToolTiming([Timing.from_dict(x) for x in tt["plain"]],
                                         [Timing.from_dict(x) for x in tt["tool"]])

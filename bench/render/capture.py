@@ -52,6 +52,10 @@ def headline(result: Result) -> str:
         if batch:
             parts.append(f"{batch / step.value:,.0f} samples/s (batch {batch}, from the batch's first "
                          "dimension)")
+        mfu = derive.mfu(result, name)
+        if mfu is not None:
+            parts.append(f"{info['flops_per_step'] / 1e9:.3f} GFLOP per step, MFU {mfu:.1%} of the "
+                         f"machine's {result.peak['flops'] / 1e9:,.0f} GFLOP/s ({result.peak['source']})")
         if memory.get("cuda_max_allocated_mb"):
             parts.append(f"peak memory {memory['cuda_max_allocated_mb']:,.0f} MB on the GPU "
                          f"({memory['max_rss_mb']:,.0f} MB resident on the host)")

@@ -58,10 +58,18 @@ def speedup(result: Result, path: Path) -> None:
 
 
 def breakdown(result: Result, path: Path) -> None:
+    """Where each variant's step goes (stacked parts, ms) and, beside it where measured, the
+    peak memory one step needed."""
     names = result.measured
     shares = {n: derive.shares(result, n) for n in names}
     parts = list(dict.fromkeys(p for n in names for p in shares[n]))
-    fig, ax = plt.subplots(figsize=(max(7.0, 0.8 * len(names)), 4.5), layout="constrained")
+    memory = {n: derive.peak_mb(result, n) for n in names}
+    with_memory = any(v is not None for v in memory.values())
+    width = max(7.0, 0.8 * len(names))
+    fig, axes = plt.subplots(1, 2 if with_memory else 1, figsize=(width * (1.6 if with_memory else 1), 4.5),
+                             layout="constrained", squeeze=False,
+                             gridspec_kw={"width_ratios": [2, 1]} if with_memory else None)
+    ax = axes[0][0]
     bottom = [0.0] * len(names)
     for i, part in enumerate(parts):
         ms = [derive.step_seconds(result, n) * shares[n].get(part, 0.0) * 1e3 for n in names]
@@ -72,6 +80,13 @@ def breakdown(result: Result, path: Path) -> None:
     ax.set_ylabel("time per training step (ms, median)")
     ax.set_title(f"Where a step's time goes ({result.machine.device})")
     ax.legend(title="part")
+    if with_memory:
+        mem = axes[0][1]
+        mem.bar(names, [memory[n] or 0.0 for n in names], color="#7f7f7f")
+        mem.set_ylabel("peak memory of one step (MB)")
+        mem.set_title("What a step needs")
+        if len(names) > 3:
+            mem.tick_params(axis="x", labelrotation=35)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 

@@ -96,7 +96,7 @@ def efficiency(result: Result) -> str:
     for name, eff in derive.efficiencies(result).items():
         text = f"`{name}` runs at {eff.text()} times its compute-only bound"
         if not eff.measurable:
-            said.append(text + ".")
+            said.append(f"`{name}`'s ratio to its compute-only bound is {eff.ci()}.")
         elif eff.verdict == "same":
             said.append(text + ": no measurable data cost is left.")
         elif eff.verdict == "below":
@@ -133,5 +133,25 @@ def noise(result: Result) -> list[str]:
     return lines
 
 
+def footprint(result: Result) -> str:
+    """The fastest variant's throughput, MFU and peak memory, where they were measured."""
+    if not result.measured:
+        return ""
+    best = min(result.measured, key=lambda n: derive.step_seconds(result, n))
+    rate, mfu, peak = derive.throughput(result, best), derive.mfu(result, best), derive.peak_mb(result, best)
+    unit = derive.samples_per_batch(result, best)[1]
+    said = []
+    if rate is not None:
+        said.append(f"{rate.value:,.0f} {unit}/s" + (f" (95% CI {rate.low:,.0f}-{rate.high:,.0f})"
+                                                     if rate.has_interval else ""))
+    if mfu is not None:
+        kind = "datasheet" if "datasheet" in result.peak.get("source", "") else "measured matmul"
+        said.append(f"MFU {mfu:.1%} of {result.peak['flops'] / 1e9:,.0f} GFLOP/s ({kind} peak)")
+    if peak is not None:
+        said.append(f"a step's peak memory {peak:,.1f} MB")
+    return f"`{best}`: {', '.join(said)}." if said else ""
+
+
 def headline(result: Result) -> str:
-    return " ".join(s for s in (fastest(result), biggest_cost(result), efficiency(result)) if s)
+    return " ".join(s for s in (fastest(result), footprint(result), biggest_cost(result), efficiency(result))
+                    if s)

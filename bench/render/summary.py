@@ -20,6 +20,36 @@ def _ratio_cell(r: stats.Ratio | None, digits: int = 2) -> str:
     return r.text(digits) if r.measurable else "not measurable (see below)"
 
 
+def _cost_cells(result: Result, names: list[str]) -> dict[str, list[str]]:
+    """samples/s (95% CI), peak MB, GFLOP/step and MFU, for the columns some variant has."""
+    unit = derive.samples_per_batch(result, names[0])[1] if names else "samples"
+    cells: dict[str, list[str]] = {}
+    rates = [derive.throughput(result, n) for n in names]
+    if any(rates):
+        cells[f"{unit}/s (95% CI)"] = [
+            "-" if r is None else f"{r.value:,.0f}"
+            + (f" ({r.low:,.0f}-{r.high:,.0f})" if r.has_interval else "") for r in rates]
+    for title, fn, fmt in (("peak MB", derive.peak_mb, "{:,.1f}"),
+                           ("GFLOP/step", derive.gflop_per_step, "{:.3f}"), ("MFU", derive.mfu, "{:.1%}")):
+        values = [fn(result, n) for n in names]
+        if any(v is not None for v in values):
+            cells[title] = ["-" if v is None else fmt.format(v) for v in values]
+    return cells
+
+
+def _cost_note(result: Result) -> list[str]:
+    if not result.peak:
+        return []
+    peak = result.peak
+    return [f"Throughput = samples per step / the median step (its interval from the median's). Peak MB: "
+            "the most live bytes one step needed (on the CPU as PyTorch's allocator reported them in "
+            "one profiled step; on CUDA max_memory_allocated). GFLOP/step: FlopCounterMode over one "
+            "step (matmuls and convolutions). MFU = FLOPs / median step / the machine's peak, "
+            f"{peak['flops'] / 1e9:,.1f} GFLOP/s ({peak['source']}"
+            + (f"; measured matmul peak {peak['measured_flops'] / 1e9:,.1f} GFLOP/s"
+               if peak.get("measured_flops") and peak["measured_flops"] != peak["flops"] else "") + ")."]
+
+
 def _variants(result: Result) -> list[str]:
     found = derive.rows(result)
     if not found:
@@ -32,6 +62,7 @@ def _variants(result: Result) -> list[str]:
     }
     if any(r.efficiency is not None for r in found):
         table["vs its compute-only bound (95% CI)"] = [_ratio_cell(r.efficiency) for r in found]
+    table.update(_cost_cells(result, [r.variant for r in found]))
     if result.ordered:
         table["vs previous (95% CI)"] = [_ratio_cell(r.vs_previous, 3) if r.vs_previous else ""
                                          for r in found]
@@ -47,7 +78,7 @@ def _variants(result: Result) -> list[str]:
             "95% interval holds 1: no measurable difference, so no ranking. Each sample is one "
             "round's mean step time; the rounds of all variants were interleaved (order rotated "
             "every round) and are paired in the bootstrap, after checking that the pairs show no "
-            "trend and no order effect.", ""]
+            "trend and no order effect.", *_cost_note(result), ""]
 
 
 COUNTERS = {"ops/step": "op_calls_per_step", "Python calls/step": "python_calls_per_step",
@@ -88,6 +119,13 @@ def _added(d: stats.Ratio | None) -> str:
     return f"{d.value * 1e3:+.3f} ({d.low * 1e3:+.3f} to {d.high * 1e3:+.3f})"
 
 
+def _more_memory(result: Result, name: str, reference: str) -> str:
+    own, ref = derive.peak_mb(result, name), derive.peak_mb(result, reference)
+    if own is None or ref is None:
+        return "-"
+    return f"{own - ref:+,.1f}" + (" (needs more: its price)" if own > ref * 1.05 + 0.1 else "")
+
+
 def _changes(result: Result) -> list[str]:
     found = derive.changes(result)
     if not found:
@@ -99,6 +137,7 @@ def _changes(result: Result) -> list[str]:
             "verdict": c.verdict, "ms per step vs it (95% CI)": _added(c.added_s),
             "one-off s": f"{round(c.one_off_s, 2) + 0.0:.2f}",
             "pays off after": ("-" if c.payoff_steps is None else f"{c.payoff_steps:,.0f} steps"),
+            "peak MB vs it": _more_memory(result, c.variant, c.reference),
         })
     pays = [c for c in found if c.verdict == "faster"]
     costs = [c for c in found if c.verdict == "slower"]

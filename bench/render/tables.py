@@ -10,11 +10,14 @@ import pandas as pd
 from bench.measure import derive, stats
 from bench.measure.result import Result
 
+COST_COLUMNS = ("samples_per_s", "samples_per_s_ci_low", "samples_per_s_ci_high", "peak_mb",
+                "gflop_per_step", "mfu")
 VARIANT_COLUMNS = ("variant", "median_ms", "speedup_vs_baseline", "ci_low", "ci_high", "verdict",
-                   "vs_bound", "vs_bound_ci_low", "vs_bound_ci_high", "not_measurable_because")
+                   "vs_bound", "vs_bound_ci_low", "vs_bound_ci_high", *COST_COLUMNS,
+                   "not_measurable_because")
 # The built-in ladder's own table, under its own name for one more release (variants.csv has it all).
 LADDER_COLUMNS = ("variant", "median_ms", "speedup_vs_baseline", "ci_low", "ci_high", "vs_previous",
-                  "vs_previous_ci_low", "vs_previous_ci_high", "verdict_vs_previous")
+                  "vs_previous_ci_low", "vs_previous_ci_high", "verdict_vs_previous", *COST_COLUMNS)
 NAN = float("nan")
 
 
@@ -37,6 +40,7 @@ def variants_frame(result: Result) -> pd.DataFrame:
             "variant": row.variant, "median_ms": row.median_ms,
             "speedup_vs_baseline": up[0], "ci_low": up[1], "ci_high": up[2], "verdict": row.verdict,
             "vs_bound": bound[0], "vs_bound_ci_low": bound[1], "vs_bound_ci_high": bound[2],
+            **cost_fields(result, row.variant),
             "not_measurable_because": "; ".join(dict.fromkeys(caveats)),
             "vs_previous": prev[0], "vs_previous_ci_low": prev[1], "vs_previous_ci_high": prev[2],
             "verdict_vs_previous": row.verdict_vs_previous,
@@ -44,6 +48,18 @@ def variants_frame(result: Result) -> pd.DataFrame:
     columns = [*VARIANT_COLUMNS, *([c for c in LADDER_COLUMNS if c not in VARIANT_COLUMNS]
                                    if result.ordered else [])]
     return pd.DataFrame(rows, columns=columns)
+
+
+def cost_fields(result: Result, name: str) -> dict[str, float]:
+    """Throughput with its interval, peak memory, FLOPs and MFU of one variant (NaN: not measured)."""
+    value, low, high = _fields(derive.throughput(result, name))
+
+    def nan(x: float | None) -> float:
+        return NAN if x is None else x
+
+    return {"samples_per_s": value, "samples_per_s_ci_low": low, "samples_per_s_ci_high": high,
+            "peak_mb": nan(derive.peak_mb(result, name)),
+            "gflop_per_step": nan(derive.gflop_per_step(result, name)), "mfu": nan(derive.mfu(result, name))}
 
 
 def ladder_frame(result: Result) -> pd.DataFrame:
@@ -71,7 +87,7 @@ def summary_frame(result: Result) -> pd.DataFrame:
             **{f"{p}_share": shares.get(p, NAN) for p in parts},
             "epoch_s_est": derive.epoch_estimate(result, name),
             "epoch_s_measured": stats.median(measured) if measured else None,
-            "samples_per_s": (info.get("batch_size") or NAN) / stats.median(per_step),
+            **cost_fields(result, name), "max_rss_mb": info.get("max_rss_mb", NAN),
             "speedup_vs_baseline": value, "speedup_ci_low": low, "speedup_ci_high": high,
         }
         for tool in tools:

@@ -1,0 +1,107 @@
+"""What a step costs besides time: FLOPs (exact, against counts derived by hand), throughput
+(exact on an injected clock), peak memory, and MFU against a cached machine peak."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench.measure import derive, footprint
+from bench.measure.clock import time_steps
+from bench.workload import Context
+
+
+def _vae_by_hand(b: int) -> int:
+    """The course VAE's matmuls: 784-400-400-(20, 20) encoder, 20-400-400-784 decoder."""
+    layers = [(784, 400), (400, 400), (400, 20), (400, 20), (20, 400), (400, 400), (400, 784)]
+    forward = sum(2 * b * i * o for i, o in layers)
+    weight_grads = forward
+    input_grads = forward - 2 * b * 784 * 400  # every layer but the first passes a gradient back
+    return forward + weight_grads + input_grads
+
+
+def test_vae_step_flops_equal_the_count_by_hand(train_split):
+    from bench.workloads.ladder import LadderWorkload
+
+    work = LadderWorkload("batched", train_split, Context(device=torch.device("cpu")))
+    assert footprint.flops_of(lambda: time_steps(work, 1)) == _vae_by_hand(100) == 520_000_000
+
+
+def test_cnn_step_flops_equal_the_count_by_hand(data_root: Path):
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "examples" / "cnn.py"
+    spec = importlib.util.spec_from_file_location("cnn_example", path)
+    cnn = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cnn)
+    b = 50
+    work = cnn.CNNWorkload(Context(device=torch.device("cpu"), batch_size=b, data_dir=data_root, limit=200),
+                           preloaded=True)
+    conv1 = 2 * b * 8 * 26 * 26 * (1 * 3 * 3)  # out channels x positions x (in channels x kernel)
+    conv2 = 2 * b * 16 * 11 * 11 * (8 * 3 * 3)
+    fc = 2 * b * 400 * 10
+    # forward, weight gradients of every layer, input gradients of all but the first
+    expected = (conv1 + conv2 + fc) * 2 + conv2 + fc
+    assert footprint.flops_of(lambda: time_steps(work, 1)) == expected
+
+
+class Allocates:
+    """A workload whose step holds ``extra`` more bytes alive at its peak."""
+
+    device = torch.device("cpu")
+
+    def __init__(self, extra: int):
+        self.extra = extra
+
+    def fetch(self) -> torch.Tensor:
+        return torch.ones(64, 64)
+
+    def step(self, batch: torch.Tensor, part) -> None:
+        held = torch.empty(self.extra // 4) if self.extra else None  # float32: 4 bytes each
+        (batch @ batch).sum()
+        del held
+
+
+def test_a_step_that_holds_more_reports_at_least_that_much_more():
+    base = footprint.peak_bytes_of(lambda: time_steps(Allocates(0), 1), torch.device("cpu"))
+    more = footprint.peak_bytes_of(lambda: time_steps(Allocates(8 << 20), 1), torch.device("cpu"))
+    assert more - base >= 8 << 20
+
+
+def test_samples_per_second_is_batch_over_the_median_step_exactly():
+    from tests.test_result import make_result
+
+    r = make_result({"a": [10.0, 20.0, 10.0, 20.0, 10.0]})  # ms per step; median 10 ms
+    r.info["a"]["batch_size"] = 50
+    assert derive.throughput(r, "a").value == pytest.approx(50 / 0.010)
+    r.info["a"]["samples_per_batch"], r.info["a"]["sample_unit"] = 50 * 35, "tokens"
+    assert derive.throughput(r, "a").value == pytest.approx(1750 / 0.010)
+    assert derive.samples_per_batch(r, "a") == (1750.0, "tokens")
+
+
+def test_mfu_lies_in_0_1_and_the_peak_is_measured_once(tmp_path: Path, monkeypatch, train_split):
+    """A real VAE step against the real matmul peak of this machine (both measured here)."""
+    from bench.workloads.ladder import LadderWorkload
+    from tests.test_result import make_result
+
+    monkeypatch.setattr(footprint, "CACHE", tmp_path)
+    calls = []
+    real = footprint._matmul_peak
+
+    def counted(device: torch.device) -> float:
+        calls.append(device)
+        return real(device)
+
+    monkeypatch.setattr(footprint, "_matmul_peak", counted)
+    first = footprint.machine_peak(torch.device("cpu"), "test machine")
+    second = footprint.machine_peak(torch.device("cpu"), "test machine")
+    assert len(calls) == 1 and not first["cached"] and second["cached"]  # cached: measured once
+    assert second["flops"] == first["flops"] > 0 and "measured" in second["source"]
+    work = LadderWorkload("batched", train_split, Context(device=torch.device("cpu")))
+    steps = time_steps(work, 10).steps
+    r = make_result({"a": [s * 1e3 for s in steps]})
+    r.info["a"]["flops_per_step"] = 520_000_000
+    r.peak = first
+    assert 0 < derive.mfu(r, "a") <= 1
