@@ -33,7 +33,8 @@ def verdict(result: Result, name: str) -> str:
     top = max(grouped, key=lambda g: grouped[g])
     parts, advice = GROUPS[top]
     said = [p for p in parts if p in shares]
-    text = f"**{top}**: {' + '.join(f'`{p}`' for p in said)} take {grouped[top]:.0%} of the step"
+    verb = "takes" if len(said) == 1 else "take"
+    text = f"**{top}**: {' + '.join(f'`{p}`' for p in said)} {verb} {grouped[top]:.0%} of the step"
     if grouped[top] >= ADVISE_FROM:
         text += (f"; what usually helps: {advice} -- measure it on this script "
                  "(`vaebench run --compare \"train.py ...\" \"train.py ... --change\"`)")
@@ -42,7 +43,12 @@ def verdict(result: Result, name: str) -> str:
 
 def headline(result: Result) -> str:
     said = []
-    for name in result.measured:
+    names = result.measured
+    if len(names) > 1:  # ranks: the one with the most work of its own (the others wait for it)
+        from bench.measure.skew import busy
+
+        names = [max(names, key=lambda n: stats.median([busy(t) for t in result.rounds[n]]))]
+    for name in names:
         info = result.info.get(name, {})
         step = stats.median_ci(derive.samples(result, name))
         batch = info.get("batch_size")
@@ -62,8 +68,6 @@ def headline(result: Result) -> str:
         elif memory.get("max_rss_mb"):
             parts.append(f"peak memory {memory['max_rss_mb']:,.0f} MB (the process's max RSS)")
         said.append(", ".join(parts) + ". " + verdict(result, name))
-        if len(result.measured) > 1:
-            break  # ranks: the first one here, each in the ranks table
     return " ".join(said)
 
 

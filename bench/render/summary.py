@@ -99,11 +99,13 @@ def _parts(result: Result) -> list[str]:
                         for label, key in COUNTERS.items()}})
     if not rows:
         return []
+    frame = pd.DataFrame(rows).fillna("-")
+    frame = frame[[c for c in frame.columns if c == "variant" or (frame[c] != "-").any()]]
     unlabelled = [n for n in result.measured if not derive.labelled(derive.shares(result, n))]
     hint = ([f"No parts labelled in the step of {statements.names(unlabelled)}: label them with "
              "`part(...)` to see the breakdown (`data` is the harness's own label of `fetch()`).", ""]
             if unlabelled else [])
-    return ["## Where the step goes", "", pd.DataFrame(rows).fillna("-").to_markdown(index=False), "", *hint,
+    return ["## Where the step goes", "", frame.to_markdown(index=False), "", *hint,
             "Shares split the step into its labelled parts (on a GPU from CUDA events, so overlapped "
             "copies are not serialized). The epoch estimate is the median step x batches per epoch; "
             "measured epochs ran end to end over the whole training set. Counters are exact (no "
