@@ -145,19 +145,18 @@ def test_run_help_answers_without_torch():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("delay", "named"), [(20, True), (0, False)])
-def test_ddp_straggler_is_named_with_its_part(tmp_path: Path, delay: int, named: bool):
+def test_ddp_straggler_is_named_with_its_part(tmp_path: Path):
+    """A 20 ms delay in rank 1's data loading, on a ~5 ms step: a gap no load can hide. (The
+    no-delay case names no straggler 5 of 5 on a quiet machine -- experiments/run_acceptance.py;
+    on a loaded one a rank really can be slower, so it is not judged here.)"""
     out = tmp_path / "out"
     assert run("--nproc", "2", "--steps", "30", "--warmup", "3", "--tools", "kineto",
                "--profile-windows", "1", "--profile-steps", "2", "--out", str(out),
-               str(SCRIPTS / "ddp_train.py"), "--slow-rank", "1", "--delay-ms", str(delay)) == 0
+               str(SCRIPTS / "ddp_train.py"), "--slow-rank", "1", "--delay-ms", "20") == 0
     result = Result.load(out / "run.json")
     assert result.measured == ["rank0", "rank1"] and len(result.rounds["rank1"]) == 30
     summary = (out / "summary.md").read_text()
-    if named:
-        assert "**Straggler: `rank1`**" in summary and "its `data` part explains" in summary
-    else:
-        assert "No straggler" in summary
+    assert "**Straggler: `rank1`**" in summary and "its `data` part explains" in summary
     for rank in (0, 1):  # one trace per rank, with what Holistic Trace Analysis needs
         trace = json.loads((out / "tb" / "ddp_train.py" / f"rank{rank}.pt.trace.json").read_text())
         assert trace["distributedInfo"]["rank"] == rank and trace["distributedInfo"]["world_size"] == 2
@@ -183,6 +182,10 @@ def test_compare_a_script_with_itself_finds_no_difference(tmp_path: Path, monkey
 
     monkeypatch.setattr(command.subprocess, "run", in_process)
     script = write(tmp_path, TINY.replace("STEPS", "60").replace("FAIL", "-1"))
+    # One untimed run first: in one process the first run pays the warm-up every real process pays
+    in_process(["python", "-m", "bench", "run", "--tools", "none", "--out", str(tmp_path / "warm"),
+                str(script)])
+    calls.clear()
     assert run("--compare", str(script), f"{script} --same", "--steps", "20", "--warmup", "3",
                "--out", str(tmp_path / "cmp")) == 0
     said = capsys.readouterr().out
@@ -223,3 +226,32 @@ def test_a_rank_that_dies_is_named_and_the_others_are_kept(tmp_path: Path, capsy
     assert "rank1: the rank died without writing its record; nothing of it was measured" in err
     result = Result.load(out / "run.json")
     assert result.status["rank1"] == "failed" and len(result.rounds["rank0"]) >= 20
+    assert result.status["rank0"] == "failed"  # stopped by torchrun, or by the lost connection
+
+
+def _rank_result(data_ms: dict[str, list[float]]):
+    from bench.measure.clock import Timing
+    from tests.test_result import make_result
+
+    r = make_result({n: [10.0] * len(v) for n, v in data_ms.items()})
+    for name, data in data_ms.items():
+        # the same 30 ms step on every rank (they wait for each other): a slow rank's data is
+        # long, and the others spend that time waiting in backward
+        r.rounds[name] = [Timing(seconds=0.03, steps=[0.03], round=i, parts={
+            "data": [d / 1e3], "forward": [0.005], "backward": [0.03 - 0.005 - 0.002 - d / 1e3],
+            "optimizer": [0.002]}) for i, d in enumerate(data)]
+    return r
+
+
+def test_stragglers_from_the_ranks_own_work():
+    import numpy as np
+
+    from bench.measure.skew import stragglers
+
+    rng = np.random.default_rng(0)
+    even = _rank_result({"rank0": list(2 + rng.random(30)), "rank1": list(2 + rng.random(30))})
+    found, skews = stragglers(even)
+    assert not found and skews["rank1" if "rank1" in skews else "rank0"].verdict != "above"
+    slow = _rank_result({"rank0": list(2 + rng.random(30)), "rank1": list(20 + rng.random(30))})
+    (s,) = stragglers(slow)[0]
+    assert s.rank == "rank1" and s.part == "data" and s.explains > 0.9 and s.skew.low > 1

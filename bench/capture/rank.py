@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -26,11 +27,18 @@ def main(argv: list[str]) -> int:
         for f in fields(CaptureSpec) if f.name in given and f.name != "command"})
     rank = int(os.environ.get("RANK", "0"))
     out = Path(folder)
+    # torchrun stops the other ranks (SIGTERM) when one dies: take it as an interrupt, so this
+    # rank writes what it measured before it goes.
+    signal.signal(signal.SIGTERM, _terminated)
     outcome = run_script(spec, out, worker=f"rank{rank}", label=f"{spec.name}.rank{rank}")
     save_record(record(spec, outcome, rank), out / f"rank{rank}.json")
     if outcome.interrupted:
         return 130
     return outcome.exit_code or 0
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt("stopped by torchrun (SIGTERM): another rank failed")
 
 
 if __name__ == "__main__":
