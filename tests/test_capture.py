@@ -255,3 +255,21 @@ def test_stragglers_from_the_ranks_own_work():
     slow = _rank_result({"rank0": list(2 + rng.random(30)), "rank1": list(20 + rng.random(30))})
     (s,) = stragglers(slow)[0]
     assert s.rank == "rank1" and s.part == "data" and s.explains > 0.9 and s.skew.low > 1
+
+
+@pytest.mark.parametrize("trainer", ["plain", pytest.param("lightning", marks=pytest.mark.slow)])
+def test_the_projects_own_training_cli_runs_unchanged(tmp_path: Path, data_root: Path, trainer: str):
+    """`vaebench run -m vae train`: the plain loop, and Lightning (whose optimizer.step runs forward
+    and backward inside its closure: the parts still add up to the step)."""
+    out = tmp_path / "out"
+    # 600 training images: 6 steps an epoch (2 warm-up, 3 measured, 1 counted)
+    assert run("--steps", "3", "--warmup", "2", "--tools", "none", "--out", str(out), "-m", "vae", "train",
+               "--trainer", trainer, "--epochs", "1", "--data-dir", str(data_root), "--limit", "1000",
+               "--out", str(tmp_path / "train")) == 0
+    result = Result.load(out / "run.json")
+    steps = result.rounds["vae"]
+    assert len(steps) == 3 and result.info["vae"]["step_rule"] == "optimizer"
+    assert result.info["vae"]["batch_size"] == 100 and result.info["vae"]["flops_per_step"] == 520_000_000
+    for t in steps:
+        assert sum(v[0] for v in t.parts.values()) == pytest.approx(t.seconds, rel=0.02)
+        assert t.parts["forward"][0] > 0 and t.parts["backward"][0] > 0

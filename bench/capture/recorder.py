@@ -69,7 +69,10 @@ def _batch_size(batch: Any) -> int | None:
 
 
 class Tool:
-    """A profiler as a window needs it."""
+    """A profiler as a window needs it. ``deferred``: started, stepped and stopped at the next
+    step's first part (outside every record_function scope), not inside the hook that ends a step."""
+
+    deferred = True
 
     def start(self) -> None: ...
 
@@ -135,6 +138,13 @@ class Recorder:
         # the optimizer's hook: starting or stopping Kineto inside the optimizer's (or the
         # DataLoader's) record_function scope corrupted the heap here, now and then (checked).
         self._deferred: list[Callable[[], None]] = []
+
+    def _call(self, method: Callable[[], None]) -> None:
+        tool = getattr(method, "__self__", None)
+        if getattr(tool, "deferred", True):
+            self._deferred.append(method)
+        else:
+            method()
 
     def _run_deferred(self) -> None:
         calls, self._deferred = self._deferred, []
@@ -307,7 +317,7 @@ class Recorder:
         else:
             window.timings.append(self._timing(start, end, spans))
         if window.kind in self.tools:
-            self._deferred.append(self.tools[window.kind].step)
+            self._call(self.tools[window.kind].step)
         if len(window.timings) + sum(1 for w, *_ in self._pending if w is window) >= window.steps:
             self._next_window()
 
@@ -338,14 +348,14 @@ class Recorder:
         self._resolve()
         done = self.windows[self._index]
         if done.kind in self.tools:
-            self._deferred.append(self.tools[done.kind].stop)  # its last step is over
+            self._call(self.tools[done.kind].stop)  # its last step is over
         self._index += 1
         if self._index == len(self.windows):
             self.finished = True
             raise Stop
         upcoming = self.windows[self._index]
         if upcoming.kind in self.tools:
-            self._deferred.append(self.tools[upcoming.kind].start)
+            self._call(self.tools[upcoming.kind].start)
 
     def close(self) -> None:
         """The script ended (or stopped): resolve what is pending (a profiler still running is

@@ -158,7 +158,10 @@ class _Kineto(Tool):
 
 class _Flops(Tool):
     """FlopCounterMode over one step: the matmuls and convolutions of forward, backward and the
-    optimizer (entered and left at the steps' safe points, outside every hook)."""
+    optimizer. A dispatch mode, not a tracer: it is entered and left right at the step's ends
+    (Lightning fetches the next batch before a step, so a deferred start would come too late)."""
+
+    deferred = False
 
     def __init__(self) -> None:
         self.mode: Any = None
