@@ -27,7 +27,7 @@ def _epoch_seconds(text: str) -> float:
     return float(found[-1])
 
 
-def overhead(pairs: int = 5) -> None:
+def overhead(pairs: int = 10) -> None:
     from bench.measure import stats
 
     train = ["-m", "vae", "train", "--epochs", "1"]

@@ -4,7 +4,10 @@ and the **straggler** it points to, with the part that explains the gap.
 In synchronous data-parallel training every rank's step takes as long as the slowest one's: a
 fast rank waits inside ``backward``, where DDP's gradient all-reduce runs. A rank's *own work*
 is therefore its step without ``backward``; a straggler is a rank whose own work is measurably
-longer (the 95% interval of the paired ratio above 1, its assumptions checked).
+longer (the 95% interval of the paired ratio above 1, its assumptions checked) **and** whose
+extra work costs the others a real share of the step in waiting (at least ``MATERIAL`` of the
+median step). Two ranks sharing a small machine differ by a few percent in any run; that is a
+measurable skew, said as such, not a straggler.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from bench.measure.clock import Timing
 from bench.measure.result import Result
 
 PARTS = ("data", "copy", "forward", "backward", "optimizer", "other")
+MATERIAL = 0.10  # a straggler's extra own work, as a share of the median step
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,8 @@ class Straggler:
     part: str  # the part that explains most of the gap
     explains: float  # that part's share of the gap
     waits_in: str  # where the other ranks wait for it
+    gap_share: float = 0.0  # the extra own work per step / the median step
+    named: bool = True  # False: measurable but below MATERIAL -- a skew, not a straggler
 
 
 def busy(t: Timing) -> float:
@@ -40,9 +46,9 @@ def busy(t: Timing) -> float:
 
 
 def stragglers(result: Result) -> tuple[list[Straggler], dict[str, stats.Ratio]]:
-    """The skew of each rank against the median rank (paired by step index), and the stragglers
-    among them: a rank is named only when its skew's 95% interval lies above 1 and holds what the
-    interval assumes."""
+    """The skew of each rank against the median rank (paired by step index), and the ranks whose
+    skew is measurable (its 95% interval above 1, what the interval assumes checked): each one
+    ``named`` a straggler when its extra work is at least MATERIAL of the step."""
     names = [n for n in result.measured if n.startswith("rank")]
     if len(names) < 2:
         return [], {}
@@ -65,6 +71,9 @@ def stragglers(result: Result) -> tuple[list[Straggler], dict[str, stats.Ratio]]
                 for p in PARTS if p != "backward"}
         total = sum(max(g, 0.0) for g in gaps.values())
         part = max(gaps, key=lambda p: gaps[p])
+        step = float(np.median([by_step[name][r].seconds for r in common]))
+        gap = medians[name] - medians[reference]
+        share = gap / step if step > 0 else 0.0
         found.append(Straggler(name, reference, skew, part, gaps[part] / total if total > 0 else 0.0,
-                               "backward"))
+                               "backward", share, share >= MATERIAL))
     return found, skews

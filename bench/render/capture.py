@@ -105,7 +105,7 @@ def how_it_ran(result: Result) -> list[str]:
 
 def ranks(result: Result) -> list[str]:
     """The ranks table, the skew and the straggler (several processes only)."""
-    from bench.measure.skew import busy, stragglers
+    from bench.measure.skew import MATERIAL, busy, stragglers
 
     names = [n for n in result.measured if n.startswith("rank")]
     if len(names) < 2:
@@ -129,11 +129,16 @@ def ranks(result: Result) -> list[str]:
              "Own work = the step without `backward`, where DDP's gradient all-reduce makes a fast "
              "rank wait for a slow one; skew = a rank's own work / the median rank's, paired by "
              "step.", ""]
-    if found:
-        for s in found:
+    for s in found:
+        if s.named:
             lines.append(f"**Straggler: `{s.rank}`** does {s.skew.text()} times the own work of "
-                         f"`{s.reference}`; its `{s.part}` part explains {s.explains:.0%} of the gap; "
-                         f"the other ranks wait for it in `{s.waits_in}`'s all-reduce.")
-    else:
-        lines.append("No straggler: no rank's own work is measurably longer than the median rank's.")
+                         f"`{s.reference}`, {s.gap_share:.0%} of a step more; its `{s.part}` part "
+                         f"explains {s.explains:.0%} of the gap; the other ranks wait for it in "
+                         f"`{s.waits_in}`'s all-reduce.")
+        else:
+            lines.append(f"`{s.rank}` does measurably more own work than `{s.reference}` ({s.skew.text()}), "
+                         f"but only {s.gap_share:.0%} of a step: a small skew, not a straggler.")
+    if not any(s.named for s in found):
+        lines.append("No straggler: no rank's own work is longer than the median rank's by "
+                     f"{MATERIAL:.0%} of a step or more, measurably.")
     return [*lines, ""]
