@@ -138,3 +138,38 @@ def test_pin_memory_rung_yields_the_same_batches_on_the_gpu(train_split):
     plain = torch.cat(list(make_pipeline("naive", train_split, device="cuda", seed=3)))
     pinned = torch.cat(list(make_pipeline("naive", train_split, device="cuda", seed=3, pin_memory=True)))
     assert torch.equal(plain, pinned)
+
+
+def test_cuda_peak_memory_flops_and_the_datasheet_peak(train_split, tmp_path: Path, monkeypatch):
+    from bench.measure import footprint
+
+    work = LadderWorkload("resident", train_split, Context(device=torch.device("cuda")))
+    time_steps(work, 2)
+    peak = footprint.peak_bytes_of(lambda: time_steps(work, 1), torch.device("cuda"))
+    assert peak > 0 and footprint.flops_of(lambda: time_steps(work, 1)) == 520_000_000
+    monkeypatch.setattr(footprint, "CACHE", tmp_path)
+    machine = footprint.machine_peak(torch.device("cuda"), "test gpu")
+    assert machine["measured_flops"] > 0
+    if any(k in torch.cuda.get_device_name() for k in footprint.DATASHEET):
+        assert "datasheet" in machine["source"]
+
+
+def test_memory_snapshot_is_written_for_memory_viz(data_root: Path, tmp_path: Path):
+    out = tmp_path / "out"
+    assert cli.main(["profile", "--data-dir", str(data_root), "--out", str(out), "--rounds", "5",
+                     "--variants", "resident", "--tools", "none", "--epochs", "0", "--limit", "300",
+                     "--memory-snapshot", "--no-progress"]) == 0
+    assert (out / "resident.memory.pickle").stat().st_size > 0
+
+
+def test_run_times_parts_with_events_and_sees_the_copies(data_root: Path, tmp_path: Path):
+    from bench.measure.result import Result
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "scripts" / "mnist_classifier.py"
+    out = tmp_path / "out"
+    assert cli.main(["run", "--steps", "10", "--warmup", "2", "--tools", "none", "--out", str(out),
+                     str(script), "--data-dir", str(data_root), "--batch-size", "20"]) == 0
+    result = Result.load(out / "run.json")
+    steps = result.rounds["mnist_classifier.py"]
+    assert all(t.parts.get("copy", [0])[0] > 0 for t in steps)  # host-to-device .to(device)
+    assert result.info["mnist_classifier.py"]["memory"]["cuda_max_allocated_mb"] > 0
