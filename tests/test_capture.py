@@ -157,6 +157,9 @@ def test_ddp_straggler_is_named_with_its_part(tmp_path: Path):
     assert result.measured == ["rank0", "rank1"] and len(result.rounds["rank1"]) == 30
     summary = (out / "summary.md").read_text()
     assert "**Straggler: `rank1`**" in summary and "its `data` part explains" in summary
+    # DDP's own timing of the all-reduce: the fast rank waits there for the slow one's gradients
+    assert result.info["rank0"]["allreduce_ms"] > result.info["rank1"]["allreduce_ms"] > 0
+    assert "`rank0`'s all-reduce:" in summary
     for rank in (0, 1):  # one trace per rank, with what Holistic Trace Analysis needs
         trace = json.loads((out / "tb" / "ddp_train.py" / f"rank{rank}.pt.trace.json").read_text())
         assert trace["distributedInfo"]["rank"] == rank and trace["distributedInfo"]["world_size"] == 2

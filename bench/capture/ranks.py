@@ -38,7 +38,7 @@ def record(spec: CaptureSpec, outcome: Outcome, rank: int | None = None) -> dict
             "parts": list(PARTS), "batch_size": rec.batch_size(), "description": spec.shell(),
             "device": device, "step_rule": rec.rule, "steps_seen": rec.steps_seen,
             "warmup": spec.warmup, "memory": peak_memory(), "pid": os.getpid(),
-            "flops_per_step": outcome.flops_per_step,
+            "flops_per_step": outcome.flops_per_step, **rec.allreduce(),
             "stopped": outcome.stopped, "exit_code": outcome.exit_code, "error": outcome.error,
             "interrupted": outcome.interrupted, "no_step": outcome.no_step,
         },

@@ -122,6 +122,7 @@ class Recorder:
         self.backwards_seen = 0
         self.forward_sizes: list[int] = []
         self.dataset: Any = None  # the first DataLoader's dataset (line_profiler's default target)
+        self.ddp: list[Any] = []  # DistributedDataParallel models made (read for their all-reduce times)
         self.step_caller: Any = None  # the code object that calls optimizer.step() (or backward)
         self._index = 0  # the window being filled
         self._step_start: Any = None
@@ -198,6 +199,7 @@ class Recorder:
         self._wrap(dataloader._BaseDataLoaderIter, "__next__", "data", after=self._saw_batch)
         self._wrap_backward()
         self._count_optimizers()
+        self._keep_ddp()
         if self.cuda:
             self._wrap_copy()
         self._handles += [
@@ -270,6 +272,34 @@ class Recorder:
 
         torch.optim.Optimizer.__init__ = init  # type: ignore[method-assign]
         self._patched.append((torch.optim.Optimizer, "__init__", original))
+
+    def _keep_ddp(self) -> None:
+        """Remember each DistributedDataParallel model (nothing else changes): DDP times its own
+        gradient all-reduce on sampled iterations, and the record reads it at the end."""
+        from torch.nn.parallel import DistributedDataParallel
+
+        recorder = self
+        original = DistributedDataParallel.__init__
+
+        def init(model: Any, *args: Any, **kwargs: Any) -> None:
+            original(model, *args, **kwargs)
+            recorder.ddp.append(model)
+
+        DistributedDataParallel.__init__ = init  # type: ignore[method-assign]
+        self._patched.append((DistributedDataParallel, "__init__", original))
+
+    def allreduce(self) -> dict[str, float]:
+        """DDP's own sampled timing of the backward pass's all-reduce (ms; empty without DDP)."""
+        for model in self.ddp:
+            try:
+                data = model._get_ddp_logging_data()
+            except Exception:  # an older torch, or a model torn down: nothing to read
+                continue
+            if data.get("avg_backward_comm_time"):
+                return {"allreduce_ms": data["avg_backward_comm_time"] / 1e6,
+                        "allreduce_overlap_ms": data.get("avg_backward_compute_comm_overlap_time", 0) / 1e6,
+                        "allreduce_sampled_iterations": float(data.get("iteration", 0))}
+        return {}
 
     def _wrap_copy(self) -> None:
         recorder = self

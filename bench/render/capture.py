@@ -124,17 +124,25 @@ def ranks(result: Result) -> list[str]:
                      **{p: f"{shares[p]:.0%}" for p in ("data", "forward", "backward", "optimizer", "other")
                         if p in shares},
                      "own work ms": f"{stats.median([busy(t) for t in result.rounds[name]]) * 1e3:.2f}",
+                     **({"all-reduce ms (share)": f"{result.info[name]['allreduce_ms']:.2f} "
+                                                  f"({result.info[name]['allreduce_ms'] / 1e3 / step:.0%})"}
+                        if result.info[name].get("allreduce_ms") else {}),
                      "skew vs median rank (95% CI)": skew.text() if skew else "(the median rank)"})
     lines = ["## Ranks", "", pd.DataFrame(rows).to_markdown(index=False), "",
              "Own work = the step without `backward`, where DDP's gradient all-reduce makes a fast "
              "rank wait for a slow one; skew = a rank's own work / the median rank's, paired by "
-             "step.", ""]
+             "step. All-reduce: DDP's own timing of its backward communication (sampled "
+             "iterations, waiting included), and its share of the median step.", ""]
     for s in found:
         if s.named:
+            waited = result.info[s.reference].get("allreduce_ms")
+            step = derive.step_seconds(result, s.reference)
             lines.append(f"**Straggler: `{s.rank}`** does {s.skew.text()} times the own work of "
                          f"`{s.reference}`, {s.gap_share:.0%} of a step more; its `{s.part}` part "
                          f"explains {s.explains:.0%} of the gap; the other ranks wait for it in "
-                         f"`{s.waits_in}`'s all-reduce.")
+                         f"`{s.waits_in}`'s all-reduce"
+                         + (f" (`{s.reference}`'s all-reduce: {waited:.1f} ms, {waited / 1e3 / step:.0%} "
+                            "of its step, by DDP's own timing)" if waited else "") + ".")
         else:
             lines.append(f"`{s.rank}` does measurably more own work than `{s.reference}` ({s.skew.text()}), "
                          f"but only {s.gap_share:.0%} of a step: a small skew, not a straggler.")
