@@ -251,9 +251,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _take_compare(argv: list[str]) -> tuple[list[str], list[str] | None]:
+    """``run --compare A B`` taken out before argparse, which would read a command line that
+    starts with ``-m`` as an option of its own."""
+    if len(argv) < 2 or argv[0] != "run" or "--compare" not in argv:
+        return argv, None
+    i = argv.index("--compare")
+    script = next((k for k, a in enumerate(argv) if a == "-m" or a.endswith(".py")), len(argv))
+    if script < i or len(argv) < i + 3:
+        return argv, None  # the script's own --compare, or incomplete: argparse says so
+    return argv[:i] + argv[i + 3:], argv[i + 1:i + 3]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    rest, compare = _take_compare(list(sys.argv[1:] if argv is None else argv))
+    args = parser.parse_args(rest)
+    if compare is not None:
+        args.compare = compare
     try:
         if args.command == "profile":
             from bench.commands import run_profile

@@ -3,6 +3,7 @@
     python experiments/run_acceptance.py overhead   # vae train alone vs under `vaebench run`, alternating
     python experiments/run_acceptance.py straggler  # DDP, 2 ranks: a 20 ms slow rank named 5/5, none 5/5
     python experiments/run_acceptance.py breakdown  # `run` vs `profile` on naive and optimized
+    python experiments/run_acceptance.py ratio      # naive/optimized: `run --compare` vs `profile`
 
 Each prints what it measured; nothing here is part of the package.
 """
@@ -89,5 +90,21 @@ def breakdown() -> None:
         print((out / "summary.md").read_text())
 
 
+def ratio() -> None:
+    """naive / optimized step ratio: `vaebench run --compare` (alternating processes of the
+    training CLI) beside the engine's interleaved rounds, one after the other."""
+    with tempfile.TemporaryDirectory() as tmp:
+        sides = [f"-m vae train --pipeline {p} --epochs 1 --overwrite --out {tmp}/train-{p}"
+                 for p in ("optimized", "naive")]
+        proc = subprocess.run([PY, "-m", "bench", "run", "--compare", *sides, "--steps", "200",
+                               "--out", str(Path(tmp) / "cmp")], capture_output=True, text=True, cwd=ROOT)
+        print(proc.stdout.strip() or proc.stderr[-2000:], flush=True)
+        out = Path(tmp) / "profile"
+        subprocess.run([PY, "-m", "bench", "profile", "--variants", "naive,optimized", "--tools", "none",
+                        "--epochs", "0", "--rounds", "200", "--no-counters", "--no-progress",
+                        "--out", str(out)], capture_output=True, text=True, cwd=ROOT, check=True)
+        print(next(x for x in (out / "summary.md").read_text().splitlines() if x.startswith("Fastest")))
+
+
 if __name__ == "__main__":
-    {"overhead": overhead, "straggler": straggler, "breakdown": breakdown}[sys.argv[1]]()
+    {"overhead": overhead, "straggler": straggler, "breakdown": breakdown, "ratio": ratio}[sys.argv[1]]()

@@ -200,6 +200,19 @@ def test_compare_a_script_with_itself_finds_no_difference(tmp_path: Path, monkey
     assert (tmp_path / "cmp" / "compare.md").is_file()
 
 
+def test_compare_takes_command_lines_that_start_with_dash_m(monkeypatch):
+    seen = {}
+    monkeypatch.setattr("bench.capture.command.run_compare",
+                        lambda args: seen.setdefault("c", args.compare) and 0)
+    assert run("--compare", "-m vae train --pipeline naive", "-m vae train --pipeline optimized",
+               "--repeats", "5") == 0
+    assert seen["c"] == ["-m vae train --pipeline naive", "-m vae train --pipeline optimized"]
+    from bench.cli import _take_compare  # a script's own --compare stays the script's
+
+    assert _take_compare(["run", "train.py", "--compare", "a", "b"]) == (
+        ["run", "train.py", "--compare", "a", "b"], None)
+
+
 def test_compare_needs_enough_processes_for_a_verdict(tmp_path: Path, capsys):
     script = str(SCRIPTS / "manual_update.py")
     assert run("--compare", script, script, "--repeats", "3", "--out", str(tmp_path)) == 2
