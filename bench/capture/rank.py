@@ -30,7 +30,17 @@ def main(argv: list[str]) -> int:
     # torchrun stops the other ranks (SIGTERM) when one dies: take it as an interrupt, so this
     # rank writes what it measured before it goes.
     signal.signal(signal.SIGTERM, _terminated)
-    outcome = run_script(spec, out, worker=f"rank{rank}", label=f"{spec.name}.rank{rank}")
+    holder: list = []
+    try:
+        outcome = run_script(spec, out, worker=f"rank{rank}", label=f"{spec.name}.rank{rank}",
+                             holder=holder)
+    except KeyboardInterrupt:  # torchrun's SIGTERM came while the script's own failure was handled
+        if not holder:
+            raise
+        outcome = holder[0]
+        outcome.interrupted, outcome.exit_code = True, 130
+        outcome.recorder.close()
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # what was measured is written, whatever comes
     save_record(record(spec, outcome, rank), out / f"rank{rank}.json")
     if outcome.interrupted:
         return 130
@@ -38,6 +48,7 @@ def main(argv: list[str]) -> int:
 
 
 def _terminated(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a second one must not cut the record short
     raise KeyboardInterrupt("stopped by torchrun (SIGTERM): another rank failed")
 
 

@@ -263,7 +263,8 @@ def _tools(spec: CaptureSpec, worker: str, recorder_ref: list[Any]) -> dict[str,
     return made
 
 
-def run_script(spec: CaptureSpec, out: Path, *, worker: str = "rank0", label: str | None = None) -> Outcome:
+def run_script(spec: CaptureSpec, out: Path, *, worker: str = "rank0", label: str | None = None,
+               holder: list[Outcome] | None = None) -> Outcome:
     """Run the script under the recorder; profiler files go into ``out``: ``<label>.prof`` and
     ``tb/<script>/<worker>.pt.trace.json`` (label: the script's name, one per rank under torchrun)."""
     from bench.measure.quiet import without_profiler_chatter
@@ -274,6 +275,8 @@ def run_script(spec: CaptureSpec, out: Path, *, worker: str = "rank0", label: st
     recorder = Recorder(warmup=spec.warmup, windows=plan(spec), step_on=spec.step_on, tools=tools)
     ref.append(recorder)
     outcome = Outcome(recorder)
+    if holder is not None:  # the caller keeps it even if a signal cuts this function short
+        holder.append(outcome)
     watchdog = threading.Timer(spec.wait, _no_step, args=(outcome,))
     watchdog.daemon = True
     argv, path0 = sys.argv[:], sys.path[:]
