@@ -234,3 +234,16 @@ def test_parts_keep_the_workloads_order_in_every_table():
 
     cols = [c for c in summary_frame(r).columns if c.endswith("_share")]
     assert cols == ["data_share", "forward_share", "backward_share"]
+
+
+def test_a_drift_that_cannot_change_the_verdict_does_not_hide_a_large_effect():
+    """A rank 7x slower whose ratio drifts by 20% over the run: still 7x, measurably."""
+    rng = np.random.default_rng(7)
+    n = 40
+    base = list(3 * (1 + 0.05 * rng.standard_normal(n)))
+    slow = [b * 7 * (1 + 0.2 * i / n) for i, b in enumerate(base)]
+    r = stats.checked_ratio(slow, base, None)
+    assert r.measurable and r.verdict == "above" and 7 < r.value < 8.5
+    # the same drift on a ratio near 1 could change the verdict: not measurable
+    near = [b * (1 + 0.2 * i / n) for i, b in enumerate(base)]
+    assert not stats.checked_ratio(near, base, None).measurable

@@ -166,15 +166,22 @@ def pair_problems(num: Sequence[float], den: Sequence[float], num_first: Sequenc
     - a **trend**: the ratio itself drifts over the rounds (the machine's speed changed for one
       variant more than the other); Kendall's tau against the round index, the size of the
       change from Theil-Sen's slope.
-    - a **spread** so wide (IQR/median of the ratios above MAX_PAIR_SPREAD) that the median of
-      the pairs says little.
+    - a **spread** so wide (IQR/median of the ratios above MAX_PAIR_SPREAD, and above the ratio's
+      own distance from 1) that the median of the pairs says little.
+
+    Each problem counts only when it is large next to the interval (EFFECT_FACTOR x its
+    half-width, at least MIN_EFFECT) and next to the ratio's distance from 1: it must be able to
+    change what the report says.
     """
     a, b = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
     n = len(a)
     if n < 2 * MIN_SAMPLES:
         return ""
     logs = np.log(a / b)
-    bar = max(EFFECT_FACTOR * (half_width if math.isfinite(half_width) else 0.0), MIN_EFFECT)
+    # A problem matters when it could change what is said: large next to the interval, and next
+    # to the ratio's own distance from 1 (a 20% drift does not blur a rank that is 7x slower).
+    distance = abs(math.expm1(abs(float(np.median(logs)))))
+    bar = max(EFFECT_FACTOR * (half_width if math.isfinite(half_width) else 0.0), MIN_EFFECT, distance / 2)
     if num_first is not None:
         first = np.asarray(num_first, dtype=bool)
         x, y = logs[first], logs[~first]
@@ -195,7 +202,7 @@ def pair_problems(num: Sequence[float], den: Sequence[float], num_first: Sequenc
                     "quieter machine")
     ratios = a / b
     spread = relative_spread(ratios)
-    if spread > MAX_PAIR_SPREAD:
+    if spread > max(MAX_PAIR_SPREAD, distance):
         return (f"the paired rounds' ratios spread by {spread:.0%} (IQR/median), too wide for an "
                 "interval to mean anything; re-run on a quieter machine or with more rounds")
     return ""
