@@ -233,6 +233,9 @@ class Variants:
     def __iter__(self) -> Iterator[str]:
         return iter(self.builders)
 
+    def __len__(self) -> int:
+        return len(self.builders)
+
     def build(self, name: str) -> Any:
         """Build one variant; raises Unavailable (skip it) or WorkloadError (it is broken)."""
         try:

@@ -57,6 +57,11 @@ def test_not_a_workload_lists_what_is_missing(tmp_path: Path):
         variants_of(f"{path}:make", Context(device=torch.device("cpu")))
 
 
+def test_variants_know_how_many_they_are():
+    variants = variants_of(EXAMPLE, Context(device=torch.device("cpu")))
+    assert len(variants) == 2 and list(variants) == ["dataloader", "preloaded"]
+
+
 def test_unknown_variant_lists_the_valid_ones():
     ctx = Context(device=torch.device("cpu"), variants=("dataloader", "gpu-magic"))
     with pytest.raises(WorkloadError, match=r"unknown variant 'gpu-magic'.*dataloader, preloaded"):
