@@ -105,3 +105,14 @@ def test_mfu_lies_in_0_1_and_the_peak_is_measured_once(tmp_path: Path, monkeypat
     r.info["a"]["flops_per_step"] = 520_000_000
     r.peak = first
     assert 0 < derive.mfu(r, "a") <= 1
+
+
+def test_a_cached_peak_that_a_step_beats_is_measured_again(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(footprint, "CACHE", tmp_path)
+    rates = iter([50e9, 120e9])
+    monkeypatch.setattr(footprint, "_matmul_peak", lambda device: next(rates))
+    first = footprint.machine_peak(torch.device("cpu"), "busy machine")
+    assert first["flops"] == 50e9  # measured while the machine was busy
+    again = footprint.machine_peak(torch.device("cpu"), "busy machine", at_least=80e9)
+    assert again["flops"] == 120e9 and not again["cached"]
+    assert footprint.machine_peak(torch.device("cpu"), "busy machine", at_least=80e9)["cached"]

@@ -93,17 +93,21 @@ def _matmul_peak(device: torch.device, n: int = MATMUL_N, repeats: int = 5) -> f
     return best
 
 
-def machine_peak(device: torch.device, describe: str) -> dict[str, Any]:
-    """The peak FLOP/s MFU is measured against, and where it came from (cached per machine)."""
+def machine_peak(device: torch.device, describe: str, at_least: float = 0.0) -> dict[str, Any]:
+    """The peak FLOP/s MFU is measured against, and where it came from (cached per machine).
+
+    ``at_least``: FLOP/s a real step reached in this run. A cached peak below it was measured
+    while the machine was busy, and is no peak: it is measured again (the larger one is kept).
+    """
     key = f"{describe}|{torch.__version__}|{torch.get_num_threads()}".replace("/", "_")
     cache = CACHE / "peak.json"
     try:
         known = json.loads(cache.read_text()) if cache.is_file() else {}
     except (OSError, json.JSONDecodeError):
         known = {}
-    if key in known:
+    if key in known and known[key].get("measured_flops", 0) >= at_least:
         return {**known[key], "cached": True}
-    measured = _matmul_peak(device)
+    measured = max(_matmul_peak(device), known.get(key, {}).get("measured_flops", 0.0))
     entry: dict[str, Any] = {"measured_flops": measured, "flops": measured,
                              "source": f"measured: a {MATMUL_N}x{MATMUL_N} float32 matmul, best of 5"}
     if device.type == "cuda":

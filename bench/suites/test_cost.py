@@ -25,9 +25,15 @@ def counted(pytestconfig, settings, tmp_path_factory):
     if reason:
         pytest.skip(f"instruction counts not taken: {reason}")
     terminal = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
 
-    def say(line: str) -> None:  # straight to the terminal: the fixture's output is captured
-        if terminal is not None:
+    def say(line: str) -> None:  # straight to the terminal, past pytest's capture of fixtures
+        if terminal is None:
+            return
+        if capture is None:
+            terminal.write_line(f"[instructions] {line}")
+            return
+        with capture.global_and_fixture_disabled():
             terminal.write_line(f"[instructions] {line}")
 
     say(f"counting the instructions of {len(settings.variants)} variant(s) under callgrind (slow: "
