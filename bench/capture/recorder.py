@@ -113,7 +113,6 @@ class Recorder:
         self.marks = _Marks(self.cuda, clock)
         self.windows = [Window("warmup", warmup), *windows] if warmup else list(windows)
         self.tools = tools or {}
-        self.step_on = step_on
         self.rule: str | None = None if step_on == "auto" else step_on
         self.steps_seen = 0
         self.batch_sizes: list[int] = []
@@ -134,7 +133,6 @@ class Recorder:
         self._handles: list[Any] = []
         self._patched: list[tuple[Any, str, Any]] = []
         self.finished = False
-        self.started = time.perf_counter()
         # Profilers are started, stepped and stopped at the next step's first part, not inside
         # the optimizer's hook: starting or stopping Kineto inside the optimizer's (or the
         # DataLoader's) record_function scope corrupted the heap here, now and then (checked).
