@@ -114,13 +114,7 @@ def difference(num: Sequence[float], den: Sequence[float], *, seed: int = 0) -> 
     """The median of paired differences ``num - den`` (same rounds) with its 95% percentile-
     bootstrap interval, in the samples' unit; held in a :class:`Ratio` for its fields only
     (its ``verdict`` compares with 1 and does not apply)."""
-    d = np.asarray(num, dtype=float) - np.asarray(den, dtype=float)
-    value = float(np.median(d))
-    if len(d) < MIN_SAMPLES:
-        return Ratio(value, float("nan"), float("nan"))
-    res = sps.bootstrap((d,), np.median, vectorized=True, n_resamples=RESAMPLES, method="percentile",
-                        confidence_level=CONFIDENCE, rng=np.random.default_rng(seed))
-    return Ratio(value, float(res.confidence_interval.low), float(res.confidence_interval.high))
+    return median_ci(np.asarray(num, dtype=float) - np.asarray(den, dtype=float), seed=seed)
 
 
 def median_ci(samples: Sequence[float], *, seed: int = 0) -> Ratio:
