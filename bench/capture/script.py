@@ -128,13 +128,14 @@ class _Kineto(Tool):
         self.last: Any = None
 
     def start(self) -> None:
-        from torch.profiler import ProfilerActivity, profile
+        from torch.profiler import profile
 
-        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+        from bench.profile.passes import kineto_kwargs
+
         # A schedule that always records: without one, profile() marks no ProfilerStep#N, and
         # TensorBoard's plugin needs those to see steps.
-        self.prof = profile(activities=activities, record_shapes=True, profile_memory=True,
-                            with_stack=True, schedule=_always_record)
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.prof = profile(**kineto_kwargs(device), schedule=_always_record)
         self.prof.start()
 
     def step(self) -> None:
@@ -237,14 +238,9 @@ class _Lines(Tool):
             self.profiler.disable_by_count()
 
     def write(self, out: Path, name: str) -> list[Path]:
-        lprof, text = out / f"{name}.lprof", out / f"{name}.lines.txt"
-        self.profiler.dump_stats(str(lprof))
-        with open(text, "w") as fh:
-            fh.write(f"# line_profiler of {name} (times in ms)\n")
-            for why in self.skipped:
-                fh.write(f"# not traced: {why}\n")
-            self.profiler.print_stats(stream=fh, output_unit=1e-3, stripzeros=True)
-        return [lprof, text]
+        from bench.profile.passes import write_lines
+
+        return write_lines(self.profiler, out, name, self.skipped)
 
 
 def _always_record(step: int) -> Any:

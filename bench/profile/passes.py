@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import cProfile
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ TOOLS: tuple[str, ...] = ("cprofile", "lines", "kineto")
 KINETO_WAIT, KINETO_WARMUP, KINETO_ACTIVE = 1, 2, 10
 
 
-def _kineto_kwargs(device: torch.device) -> dict[str, Any]:
+def kineto_kwargs(device: torch.device) -> dict[str, Any]:
     from torch.profiler import ProfilerActivity
 
     activities = [ProfilerActivity.CPU]
@@ -98,12 +98,19 @@ class _Lines(_Tool):
             self.profiler.disable_by_count()
 
     def write(self, out: Path) -> list[Path]:
-        lprof, text = out / f"{self.name}.lprof", out / f"{self.name}.lines.txt"
-        self.profiler.dump_stats(str(lprof))
-        with open(text, "w") as fh:
-            fh.write(f"# line_profiler of {self.name} (times in ms)\n")
-            self.profiler.print_stats(stream=fh, output_unit=1e-3, stripzeros=True)
-        return [lprof, text]
+        return write_lines(self.profiler, out, self.name)
+
+
+def write_lines(profiler: Any, out: Path, name: str, notes: Sequence[str] = ()) -> list[Path]:
+    """``<name>.lprof`` (python -m line_profiler reads it) and ``<name>.lines.txt`` (in ms)."""
+    lprof, text = out / f"{name}.lprof", out / f"{name}.lines.txt"
+    profiler.dump_stats(str(lprof))
+    with open(text, "w") as fh:
+        fh.write(f"# line_profiler of {name} (times in ms)\n")
+        for note in notes:
+            fh.write(f"# not traced: {note}\n")
+        profiler.print_stats(stream=fh, output_unit=1e-3, stripzeros=True)
+    return [lprof, text]
 
 
 class _Kineto(_Tool):
@@ -111,7 +118,7 @@ class _Kineto(_Tool):
 
     def __init__(self, session: Session, name: str):
         super().__init__(session, name)
-        self.kwargs = _kineto_kwargs(torch.device(self.work.device))
+        self.kwargs = kineto_kwargs(torch.device(self.work.device))
 
     @contextmanager
     def round(self) -> Iterator[None]:
