@@ -16,12 +16,12 @@ nox.options.sessions = ["tests", "lint"]
 PYTHON = "3.11"
 
 
-def _install(session: nox.Session) -> None:
+def _install(session: nox.Session, extras: str = "dev,lightning,wandb") -> None:
     # the extras too: the tests cover the Lightning trainer and W&B, the bench measures Lightning
     if isinstance(session.virtualenv, nox.virtualenv.PassthroughEnv):  # `nox --no-venv`
         session.log("--no-venv: using the current environment as it is (nothing installed)")
         return
-    session.install("-e", ".[dev,lightning,wandb]")
+    session.install("-e", f".[{extras}]")
 
 
 @nox.session(python=PYTHON)
@@ -56,7 +56,7 @@ def bench(session: nox.Session) -> None:
     own training loop; `-- --no-instructions` skips the callgrind instruction counts (the slowest
     stage for a heavy step); other arguments after `--` go to `python -m bench profile`.
     """
-    _install(session)
+    _install(session, "dev,lightning,wandb,viewers")  # the viewers, to open what it writes
     args = list(session.posargs)
     counts = "--no-instructions" not in args
     args = [a for a in args if a != "--no-instructions"]
@@ -76,7 +76,7 @@ def bench(session: nox.Session) -> None:
         f"--benchmark-storage=file://{BENCH_STORAGE}", "--benchmark-autosave",
         "--benchmark-save-data", "--benchmark-columns=median,iqr,min,max,rounds",
         "--benchmark-sort=name", *(["--vb-quick"] if quick else []),
-        *([] if counts else ["--ignore=bench/suites/test_cost.py"]),
+        *([] if counts else ["--ignore=bench/suites/test_instructions.py"]),
         *(["--vb-workload", workload] if workload else ["--vb-variants", "ladder,resident+fused"]),
         success_codes=[0, 1],  # one failed benchmark must not lose the others' results
     )

@@ -13,37 +13,27 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.defaults import BUILTIN
 from bench.errors import UsageError
-from vae.argtypes import non_negative_int, positive_float, positive_int
+from bench.options import RUN_OPTIONS, WORKLOAD_OPTIONS, add_options
+from plumbing.argtypes import comma_list, non_negative_int, positive_float, positive_int
+from plumbing.files import OutInUse
 
 TOOLS = ("cprofile", "lines", "kineto")
 
 
 
-def comma_list(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
+class Deprecated(argparse.Action):
+    """An old flag name, kept working for one release: it says its new name once and stores
+    into the new one's dest."""
 
+    def __init__(self, option_strings, dest, new: str, **kwargs):  # type: ignore[no-untyped-def]
+        self.new = new
+        super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kwargs)
 
-def _add_workload_arguments(p: argparse.ArgumentParser, *, timed: bool = True) -> None:
-    """The workload and its data; with ``timed``, also where and how it runs (counting runs on
-    one CPU thread, always)."""
-    p.add_argument("--workload", default=BUILTIN,
-                   help="the training loop to measure: a factory named module:function or "
-                        "path/to/file.py:function (see README, 'Your own workload')")
-    p.add_argument("--data-dir", type=Path, default=Path("data"),
-                   help="data folder handed to the workload (built-in: MNIST/raw/*-ubyte in "
-                        "torchvision's layout, else a generated MNIST-shaped set cached there)")
-    p.add_argument("--dataset", default="auto", help="built-in workload: auto | mnist | synthetic")
-    p.add_argument("--limit", type=positive_int, default=None,
-                   help="use only the first LIMIT training samples (a small debug set)")
-    p.add_argument("--batch-size", type=positive_int, default=100)
-    if not timed:
-        return
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--threads", type=positive_int, default=None,
-                   help="torch intra-op threads (default: torch's choice; recorded either way)")
-    p.add_argument("--seed", type=int, default=0)
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
+        print(f"warning: {option_string} is deprecated and goes in the next release; use {self.new}",
+              file=sys.stderr)
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
 
 
 def _add_profile_parser(commands: argparse._SubParsersAction) -> None:
@@ -52,13 +42,11 @@ def _add_profile_parser(commands: argparse._SubParsersAction) -> None:
         description="Measure the workload's variants in interleaved rounds (order rotated each "
                     "round), time full epochs of the first and last, count operators, then run "
                     "cProfile, line_profiler and torch.profiler passes. Writes run.json (raw "
-                    "samples) and, from it, summary.md/.csv, ladder.csv, speedup.png, "
-                    "breakdown.png, .prof, .lprof, tb/ traces into --out.",
+                    "samples) and, from it, summary.md/.csv, variants.csv, speedup.png, "
+                    "breakdown.png, .prof, .lprof, tb/ traces and a README.md that says how to "
+                    "open each into --out.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    _add_workload_arguments(p)
-    p.add_argument("--variants", type=comma_list, default=None,
-                   help="comma list of the workload's variants (default: all; the first is the "
-                        "baseline). Built-in: naive,tensor,batched,pinned,resident (optimized)")
+    add_options(p.add_argument, [*WORKLOAD_OPTIONS, *RUN_OPTIONS])
     p.add_argument("--rounds", type=positive_int, default=200,
                    help="interleaved rounds (each visits every variant once, order rotated)")
     p.add_argument("--steps", type=positive_int, default=1,
@@ -88,7 +76,7 @@ def _add_profile_parser(commands: argparse._SubParsersAction) -> None:
 
 def _add_report_parser(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
-        "report", help="re-render summary.md/.csv, ladder.csv and figures from a saved run.json",
+        "report", help="re-render summary.md/.csv, variants.csv and figures from a saved run.json",
         description="Read a run.json written by `profile` and write its reports again, measuring "
                     "nothing.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("run", type=Path, nargs="?", default=Path("reports/run.json"))
@@ -103,10 +91,12 @@ def _add_rule_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-spread", type=float, default=0.25,
                    help="IQR/median above this on either side: the ratio's 95%% interval must "
                         "clear 1 + threshold, else the verdict is noisy")
-    p.add_argument("--count-threshold", type=positive_float, default=0.01,
-                   help="instruction counts (bench cost) above 1 + this times the baseline's are "
-                        "'more work', a regression (unchanged code: steps within 0.01%%, small fetches "
-                        "within ~0.4%%)")
+    p.add_argument("--instructions-threshold", type=positive_float, default=0.01,
+                   help="instruction counts (bench instructions) above 1 + this times the baseline's "
+                        "are 'slower', a regression (unchanged code: steps within 0.01%%, small "
+                        "fetches within ~0.4%%)")
+    p.add_argument("--count-threshold", type=positive_float, dest="instructions_threshold",
+                   action=Deprecated, new="--instructions-threshold")
     p.add_argument("--timing-only", action="store_true",
                    help="judge by the timings alone: the instruction counts neither fail a benchmark "
                         "nor resolve a noisy one (without Valgrind this is what happens anyway)")
@@ -132,7 +122,7 @@ def _add_regress_parser(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "regress", help="same-machine interleaved A/B benchmark of a base commit vs the work tree",
         description="Check out --base into a temporary worktree, run the quick benchmark suites "
-                    "of base and candidate alternately in --rounds short processes each, and "
+                    "of base and candidate alternately in --processes short processes each, and "
                     "compare the per-process medians, and count both sides' instructions under "
                     "callgrind: a benchmark whose timing is too noisy is judged by its count. Writes "
                     "regress.md and verdict.json into --out. Exit 1 on a regression, 2 on bad input "
@@ -141,43 +131,38 @@ def _add_regress_parser(commands: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--base", default=None,
                    help="git ref of the baseline (default: origin/main if it exists, else HEAD~1)")
-    p.add_argument("--workload", default=BUILTIN,
-                   help="the workload both sides benchmark (a file path is read in each side's tree)")
-    p.add_argument("--variants", default=None,
-                   help="comma list of variants to benchmark (default: for the built-in workload "
-                        "its five ladder rungs and resident+fused; else the workload's own default)")
-    p.add_argument("--rounds", type=int, default=7,
+    # both sides benchmark the workload (a file path is read in each side's tree); the built-in
+    # one's default variants: its five ladder rungs and resident+fused
+    add_options(p.add_argument, ["workload", "variants", "data-dir", "dataset", "limit", "batch-size"],
+                limit=10_000)
+    p.add_argument("--processes", type=positive_int, default=7,
                    help="benchmark processes per side (7 lets ~10 benchmarks reach alpha 0.01 after Holm)")
+    p.add_argument("--rounds", type=positive_int, dest="processes", action=Deprecated, new="--processes")
     p.add_argument("--select", default="step or fetch", help="pytest -k expression of benchmarks")
     p.add_argument("--out", type=Path, default=Path("reports/regress"))
-    p.add_argument("--data-dir", type=Path, default=Path("data"))
-    p.add_argument("--limit", type=int, default=10_000, help="training samples the workload holds")
     _add_rule_arguments(p)
-    p.add_argument("--no-cost", dest="cost", action="store_false",
-                   help="skip the instruction counts (bench cost) of both sides, which callgrind "
-                        "takes side by side before the timings (~1.5 min on a 2-core machine)")
-    p.add_argument("--candidate-pytest-args", default="",
-                   help="extra pytest arguments for the candidate side only (experiments: e.g. "
-                        "'-p my_plugin' to inject a change without committing it)")
+    p.add_argument("--no-instructions", dest="instructions", action="store_false",
+                   help="skip the instruction counts (bench instructions) of both sides, which "
+                        "callgrind takes side by side before the timings (~1.5 min on a 2-core machine)")
+    p.add_argument("--no-cost", dest="instructions", action=Deprecated, nargs=0, const=False,
+                   new="--no-instructions")
 
 
-def _add_cost_parser(commands: argparse._SubParsersAction) -> None:
+def _add_instructions_parser(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
-        "cost", help="count the CPU instructions of one fetch and one step of each variant (callgrind)",
+        "instructions", help="count the CPU instructions of one fetch and one step of each variant "
+                             "(callgrind)",
         description="Run the workload under Valgrind's callgrind and count the instructions of "
                     "--fetches fetches and of one training step of each variant, --repeats times "
                     "(one thread, on the CPU). Counts are exact where timings are noisy: compare "
                     "two count files with `bench compare`; `bench regress` runs this for both "
                     "sides. Needs valgrind (apt-get install valgrind).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    _add_workload_arguments(p, timed=False)
-    p.set_defaults(limit=2000)
-    p.add_argument("--variants", type=comma_list, default=None,
-                   help="variants to count (default: for the built-in workload the ladder's five "
-                        "rungs and resident+fused; else the workload's default)")
+    # default variants of the built-in workload: its five ladder rungs and resident+fused
+    add_options(p.add_argument, WORKLOAD_OPTIONS, limit=2000)
     p.add_argument("--repeats", type=positive_int, default=3, help="counts of each region (median kept)")
     p.add_argument("--fetches", type=positive_int, default=10, help="fetches in one fetch region")
-    p.add_argument("--json", type=Path, default=Path("reports/cost.json"), help="where the counts go")
+    p.add_argument("--json", type=Path, default=Path("reports/instructions.json"), help="where the counts go")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -246,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report_parser(commands)
     _add_compare_parser(commands)
     _add_regress_parser(commands)
-    _add_cost_parser(commands)
+    _add_instructions_parser(commands)
     _add_history_parser(commands)
     return parser
 
@@ -263,9 +248,16 @@ def _take_compare(argv: list[str]) -> tuple[list[str], list[str] | None]:
     return argv[:i] + argv[i + 3:], argv[i + 1:i + 3]
 
 
+RENAMED = {"cost": "instructions"}  # old command -> new, kept for one release
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     rest, compare = _take_compare(list(sys.argv[1:] if argv is None else argv))
+    if rest and rest[0] in RENAMED:
+        print(f"warning: `{rest[0]}` is deprecated and goes in the next release; use "
+              f"`{RENAMED[rest[0]]}`", file=sys.stderr)
+        rest = [RENAMED[rest[0]], *rest[1:]]
     args = parser.parse_args(rest)
     if compare is not None:
         args.compare = compare
@@ -286,10 +278,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from bench.regress.history import run_history
 
             return run_history(args)
-        if args.command == "cost":
-            from bench.cost import run_cost
+        if args.command == "instructions":
+            from bench.commands import run_instructions
 
-            return run_cost(args)
+            return run_instructions(args)
         if args.command == "regress":
             from bench.regress.worktree import run_regress
 
@@ -297,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench.regress.compare import run_compare
 
         return run_compare(args)
-    except UsageError as exc:
+    except (UsageError, OutInUse) as exc:
         print(f"{parser.prog} {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,4 +1,5 @@
-"""The ``profile`` and ``report`` commands: validate, run, write through a staging folder.
+"""The ``profile``, ``report`` and ``instructions`` commands: validate, run, write through a
+staging folder (profile) or atomically (the instruction counts' JSON).
 
 Files are written into a staging folder beside ``--out`` and moved in only when complete, so
 a run that fails or is interrupted half-way leaves the previous reports as they were.
@@ -7,40 +8,26 @@ a run that fails or is interrupted half-way leaves the previous reports as they 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
+import platform
 import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+from bench.defaults import BUILTIN, BUILTIN_SUITE_VARIANTS
 from bench.errors import UsageError
-from bench.staging import LOCK_NAME
+from plumbing.files import write_atomic
+from plumbing.logs import setup_logging
 
 log = logging.getLogger("bench")
-LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-
-
-class _CurrentStderr(logging.StreamHandler):
-    """Writes to the ``sys.stderr`` of the moment, so a second run in one process (or a captured
-    one) does not write into a stream that is gone."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.stream = sys.stderr
-        super().emit(record)
-
-
-def setup_logging() -> None:
-    root = logging.getLogger()
-    root.setLevel(logging.INFO)
-    if not any(isinstance(h, _CurrentStderr) for h in root.handlers):
-        handler = _CurrentStderr()
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
-        root.addHandler(handler)
-
-
 def _device(name: str):  # -> torch.device
-    from vae.device import DeviceError, resolve_device
+    from plumbing.devices import DeviceError, resolve_device
 
     try:
         return resolve_device(name)
@@ -95,11 +82,10 @@ def run_profile(args: argparse.Namespace) -> int:
 def fresh_out(out: Path) -> Iterator[None]:
     """Create ``out`` for a run; when the run ends without publishing anything (bad input, nothing
     measured, Ctrl-C), leave no trace: a folder this run made is removed, and a folder that was
-    there keeps what it held (the lock file this run added is removed)."""
+    there keeps what it held."""
     from bench.staging import check_writable_dir
 
-    existed, lock = out.is_dir(), out / LOCK_NAME
-    lock_existed = lock.exists()
+    existed = out.is_dir()
     try:
         check_writable_dir(out)
     except ValueError as exc:
@@ -109,8 +95,6 @@ def fresh_out(out: Path) -> Iterator[None]:
     except BaseException:
         if not existed and not (out / "run.json").exists():  # nothing of this run was published
             shutil.rmtree(out, ignore_errors=True)
-        elif existed and not lock_existed:
-            lock.unlink(missing_ok=True)
         raise
 
 
@@ -140,7 +124,8 @@ def _profile_into(args: argparse.Namespace, plan, tools, device) -> int:
              ", ".join(variants), plan.rounds, plan.steps)
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from bench.staging import out_lock, publish, remove_stale, staging
+    from bench.staging import publish, remove_stale, staging
+    from plumbing.files import out_lock
 
     bars: list = []
     with out_lock(args.out), logging_redirect_tqdm(), staging(args.out) as stage:
@@ -152,7 +137,7 @@ def _profile_into(args: argparse.Namespace, plan, tools, device) -> int:
             for bar in bars:
                 bar.close()
         try:
-            written = _render_into(result, stage)
+            written = _render_into(result, stage, args.out)
             previous = _previous_artifacts(args.out / "run.json")
             moved = publish(stage, args.out)
         except OSError as exc:
@@ -173,10 +158,10 @@ def _previous_artifacts(run_json: Path) -> list[str]:
         return []
 
 
-def _render_into(result, folder: Path) -> list[Path]:  # result: Result
+def _render_into(result, folder: Path, final: Path | None = None) -> list[Path]:  # result: Result
     from bench.render import render_all
 
-    return [result.save(folder / "run.json"), *render_all(result, folder)]
+    return [result.save(folder / "run.json"), *render_all(result, folder, final)]
 
 
 def _finish(result, out: Path, files: int) -> int:
@@ -222,8 +207,83 @@ def run_report(args: argparse.Namespace) -> int:
     from bench.render.terminal import text
 
     with staging(out) as stage:
-        written = render_all(result, stage)
+        written = render_all(result, stage, out, rerender=True)
         publish(stage, out)
     print(text(result))
     print(f"\nRe-rendered {len(written)} files from {args.run} into {out}/ (nothing was measured)")
+    return 0
+
+
+# --- `instructions`: the CPU instructions of one fetch and one step of each variant, counted
+# under callgrind into a pytest-benchmark file with an ``instructions`` section and no timed
+# benchmarks, which `compare` judges with the exact rule of bench.regress.instructions.
+
+def instructions_document(counts: Any) -> dict[str, Any]:  # counts: bench.measure.instructions.Counts
+    """The JSON a counting run is saved as: readable by pytest-benchmark's tools and by compare."""
+    return {"machine_info": {"node": platform.node(), "processor": platform.processor(),
+                             "machine": platform.machine(), "cpu_count": os.cpu_count()},
+            "benchmarks": [], "instructions": counts.as_dict()}
+
+
+def write_json(doc: dict[str, Any], path: Path) -> None:
+    """Write whole or not at all: a full disk or Ctrl-C leaves the earlier file as it was."""
+    try:
+        write_atomic(path, json.dumps(doc, indent=1))
+    except OSError as exc:
+        raise UsageError(f"cannot write {path} ({exc.strerror or exc}); the earlier file, if any, "
+                         "is unchanged") from None
+
+
+def instructions_table(counts: Any) -> str:
+    import pandas as pd
+
+    rows = [{"counted": name, "instructions per call": f"{c.instructions:,.0f}",
+             "calls per region": c.calls, "repeats": len(c.repeats),
+             "spread": f"{c.spread * 100:.3f}%",
+             "top function": next(iter(c.functions), "-")[:60]}
+            for name, c in counts.counts.items()]
+    return pd.DataFrame(rows).to_string(index=False)
+
+
+def run_instructions(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from bench.measure.instructions import CountError, count, missing_tool
+
+    reason = missing_tool()
+    if reason:
+        raise UsageError(f"cannot count instructions: {reason}")
+    if args.json.is_dir() or not args.json.parent.is_dir():
+        raise UsageError(f"--json {args.json}: name a file in an existing folder")
+    variants = args.variants
+    if variants is None and args.workload == BUILTIN:
+        variants = BUILTIN_SUITE_VARIANTS.split(",")
+    print(f"Counting instructions under callgrind ({args.workload}); starting torch under "
+          "Valgrind takes ~30 s, each variant ~10 s more on this kind of machine")
+    bar = tqdm(desc="variants ready", unit="variant", disable=args.no_progress)
+
+    def on_event(kind: str) -> None:
+        if kind in ("built", "skipped"):
+            bar.update()
+        elif kind == "ready":
+            bar.set_description("counting regions")
+            bar.reset(total=None)
+        elif kind == "region":
+            bar.update()
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="vaebench-callgrind-") as tmp:
+            counts = count(args.workload, variants, data_dir=args.data_dir, dataset=args.dataset,
+                           limit=args.limit, batch_size=args.batch_size, repeats=args.repeats,
+                           fetches=args.fetches, workdir=Path(tmp), on_event=on_event)
+    except CountError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        bar.close()
+    write_json(instructions_document(counts), args.json)
+    print(instructions_table(counts))
+    for name, why in counts.skipped.items():
+        print(f"not counted: {name}: {why}")
+    print(f"Counts in {args.json} ({counts.meta['seconds']:.0f} s; one thread, MKL held to "
+          f"{counts.meta['mkl_isa']}); compare two with python -m bench compare A.json B.json")
     return 0

@@ -13,37 +13,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.errors import UsageError
-
-LOCK_NAME = ".vaebench.lock"
-
-
-class OutInUse(UsageError):
-    """Another run is writing into the same --out."""
-
-
-@contextmanager
-def out_lock(out: Path) -> Iterator[None]:
-    """Hold ``out/.vaebench.lock`` for the whole run: a second run into the same folder is
-    refused at once instead of mixing its files with this one's."""
-    import fcntl
-
-    handle = open(out / LOCK_NAME, "a+")  # noqa: SIM115 -- held for the whole block
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise OutInUse(f"--out {out} is in use by another run ({holder}); wait for it to "
-                           "finish or pass another --out") from None
-        handle.truncate(0)
-        handle.write(f"pid {os.getpid()}")
-        handle.flush()
-        yield
-    finally:
-        handle.close()
-
 
 def check_writable_dir(out: Path) -> None:
     """Raise ValueError (naming the path and the fix) unless ``out`` can be made and written."""

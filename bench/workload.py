@@ -1,6 +1,7 @@
 """The interface a training loop implements to be measured, and loading one by name.
 
-A workload is any object with these members (a :class:`typing.Protocol`; nothing to inherit)::
+A workload is any object with these members (nothing to inherit; ``check_workload`` says
+which are missing)::
 
     device: torch.device                 # where it trains
     def fetch(self) -> Batch             # the next batch, on the device; the engine labels it "data"
@@ -36,12 +37,13 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import torch
 
+from plumbing.devices import as_device
+
 Part = Callable[[str], AbstractContextManager[Any]]
-DEFAULT_PARTS: tuple[str, ...] = ("data", "forward", "backward", "optimizer")
 REQUIRED: tuple[str, ...] = ("device", "fetch", "step", "state", "restore")
 
 
@@ -51,19 +53,6 @@ class WorkloadError(ValueError):
 
 class Unavailable(Exception):
     """Raised by a variant's builder when it cannot run here (e.g. needs CUDA); the reason is shown."""
-
-
-@runtime_checkable
-class Workload(Protocol):
-    device: torch.device
-
-    def fetch(self) -> Any: ...
-
-    def step(self, batch: Any, part: Part) -> None: ...
-
-    def state(self) -> Any: ...
-
-    def restore(self, state: Any) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -105,21 +94,6 @@ class ModelWorkload:
 
     def rewind(self) -> None:
         """Restart the data stream; the default leaves it where it is."""
-
-
-def as_device(value: Any) -> torch.device:
-    """A workload's ``device``, as a ``torch.device`` (a string such as "cpu" or "cuda:0" is one);
-    ValueError naming the value otherwise."""
-    if isinstance(value, torch.device):
-        return value
-    if isinstance(value, str):
-        try:
-            return torch.device(value)
-        except (RuntimeError, ValueError):
-            raise ValueError(f"device {value!r} is not a device name: use 'cpu', 'cuda' or "
-                             "'cuda:N'") from None
-    raise ValueError(f"device must be a torch.device or a name such as 'cpu', got "
-                     f"{type(value).__name__} {value!r}")
 
 
 def missing_members(obj: object) -> list[str]:
@@ -219,7 +193,7 @@ Builder = Callable[[], Any]
 class Variants:
     """The named variants of one factory call: lazy builders, in order (the first is the baseline).
 
-    ``ordered``: the factory says its variants form a ladder, each one a step on from the one
+    ``ordered``: the factory says its variants are ordered, each one a step on from the one
     before (``make.ordered = True``): the report then also compares each with the previous.
     ``report``: ``module:function`` of the factory's own report section (``make.report = fn``),
     called with the Result; it returns markdown lines for summary.md.

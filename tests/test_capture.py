@@ -7,7 +7,6 @@ import json
 import pstats
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ import torch
 
 from bench import cli
 from bench.measure.result import Result
+from tests import helpers
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "examples" / "scripts"
@@ -25,9 +25,7 @@ def run(*argv: str) -> int:
 
 
 def write(tmp_path: Path, body: str, name: str = "train.py") -> Path:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(body))
-    return path
+    return helpers.write(tmp_path, body, name)
 
 
 def test_a_dataloader_script_steps_and_parts(tmp_path: Path, data_root: Path):
@@ -168,8 +166,6 @@ def test_ddp_straggler_is_named_with_its_part(tmp_path: Path):
 def test_compare_a_script_with_itself_finds_no_difference(tmp_path: Path, monkeypatch, capsys):
     """Both command lines go through the real `vaebench run` (in this process, to keep the test
     fast: each "process" is a cli.main call), alternating A B, B A, ..."""
-    import contextlib
-    import io
 
     from bench.capture import command
 
@@ -178,10 +174,7 @@ def test_compare_a_script_with_itself_finds_no_difference(tmp_path: Path, monkey
     def in_process(args: list[str], **kw: object) -> subprocess.CompletedProcess:
         assert args[1:3] == ["-m", "bench"]
         calls.append("B" if args[-1] == "--same" else "A")
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = cli.main(args[3:])
-        return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+        return helpers.run_bench(*args[3:])
 
     monkeypatch.setattr(command.subprocess, "run", in_process)
     script = write(tmp_path, TINY.replace("STEPS", "60").replace("FAIL", "-1"))
@@ -247,7 +240,7 @@ def test_a_rank_that_dies_is_named_and_the_others_are_kept(tmp_path: Path, capsy
 
 def _rank_result(data_ms: dict[str, list[float]]):
     from bench.measure.clock import Timing
-    from tests.test_result import make_result
+    from tests.helpers import make_result
 
     r = make_result({n: [10.0] * len(v) for n, v in data_ms.items()})
     for name, data in data_ms.items():

@@ -3,43 +3,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
-
-
-def run_vae(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    """``vae.cli.main`` in this process, its exit status and output shaped like a subprocess's."""
-    from vae.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main([str(a) for a in args])
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 2
-    return subprocess.CompletedProcess(list(map(str, args)), code, out.getvalue(), err.getvalue())
-
-
-def run_vae_process(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "vae", *map(str, args)], capture_output=True,
-                          text=True, env=ENV, timeout=300)
-
-
-def assert_clean_error(proc: subprocess.CompletedProcess[str], *phrases: str) -> None:
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr, proc.stderr
-    assert "error:" in proc.stderr
-    for phrase in phrases:
-        assert phrase in proc.stderr, proc.stderr
+from tests.helpers import assert_clean_error, run_vae, run_vae_process
 
 
 @pytest.mark.parametrize(

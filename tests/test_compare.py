@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import subprocess
 from pathlib import Path
@@ -11,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import cli
 from bench.regress.benchjson import Benchmark
 from bench.regress.rule import Rule, compare, decide, ratio_ci
+from tests.helpers import run_bench
 
 rng = np.random.default_rng(42)
 
@@ -118,11 +116,7 @@ def _write(path: Path, data: dict[str, list[float]], counters: dict | None = Non
 
 
 def _compare(*args) -> subprocess.CompletedProcess[str]:
-    """``bench compare`` in this process; its exit status and output shaped like a subprocess's."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main(["compare", *map(str, args)])
-    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+    return run_bench("compare", *args)
 
 
 def test_cli_exit_codes_and_markdown(tmp_path: Path):
@@ -211,7 +205,7 @@ def test_noisy_is_its_own_exit_code_with_a_way_out(tmp_path: Path):
     b = _write(tmp_path / "b.json", {"t": [1.0, 1.2, 0.8]})
     proc = _compare(a, b)
     assert proc.returncode == 3
-    assert "NO VERDICT" in proc.stdout and "more --rounds" in proc.stdout
+    assert "NO VERDICT" in proc.stdout and "more samples (`regress --processes`" in proc.stdout
     assert "No regression" not in proc.stdout
 
 

@@ -71,7 +71,7 @@ def test_a_step_that_holds_more_reports_at_least_that_much_more():
 
 
 def test_samples_per_second_is_batch_over_the_median_step_exactly():
-    from tests.test_result import make_result
+    from tests.helpers import make_result
 
     r = make_result({"a": [10.0, 20.0, 10.0, 20.0, 10.0]})  # ms per step; median 10 ms
     r.info["a"]["batch_size"] = 50
@@ -84,7 +84,7 @@ def test_samples_per_second_is_batch_over_the_median_step_exactly():
 def test_mfu_lies_in_0_1_and_the_peak_is_measured_once(tmp_path: Path, monkeypatch, train_split):
     """A real VAE step against the real matmul peak of this machine (both measured here)."""
     from bench.workloads.ladder import LadderWorkload
-    from tests.test_result import make_result
+    from tests.helpers import make_result
 
     monkeypatch.setattr(footprint, "CACHE", tmp_path)
     calls = []

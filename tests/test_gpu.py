@@ -111,7 +111,7 @@ def test_cuda_graph_step_trains_the_same_model_as_eager():
     test_speedups.py states for compiled steps."""
     import torch._inductor.config as inductor
 
-    from tests.test_speedups import LOSS_RTOL, PARAM_ATOL
+    from tests.helpers import assert_same_training
     from vae.model import VAE
     from vae.speedups import make_optimizer, step_functions
     from vae.train import train_step
@@ -130,8 +130,7 @@ def test_cuda_graph_step_trains_the_same_model_as_eager():
 
     with inductor.patch(fallback_random=True):
         eager, captured = run("none"), run("cudagraphs")
-    assert torch.allclose(captured[0], eager[0], atol=PARAM_ATOL, rtol=0)
-    assert captured[1] == pytest.approx(eager[1], rel=LOSS_RTOL)
+    assert_same_training((captured[0].cpu(), captured[1]), (eager[0].cpu(), eager[1]))
 
 
 def test_pin_memory_rung_yields_the_same_batches_on_the_gpu(train_split):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.test_cli import run_vae
+from tests.helpers import run_vae
 
 L = pytest.importorskip("lightning", reason="the [lightning] extra is not installed")
 

@@ -18,7 +18,7 @@ from PIL import Image
 from bench import cli
 from bench.measure.result import Result
 from bench.profile.traces import fix_categories
-from bench.render.tables import LADDER_COLUMNS
+from bench.render.tables import PREVIOUS_COLUMNS, VARIANT_COLUMNS
 
 VARIANTS = ("naive", "batched")
 
@@ -102,7 +102,7 @@ def test_run_json_holds_the_raw_samples(reports: Path):
     assert all((reports / p).is_file() for paths in result.artifacts.values() for p in paths)
 
 
-def test_summary_ladder_and_headline(reports: Path):
+def test_summary_variants_and_headline(reports: Path):
     frame = pd.read_csv(reports / "summary.csv")
     assert list(frame["variant"]) == list(VARIANTS)
     shares = frame[["data_share", "forward_share", "backward_share", "optimizer_share"]].sum(axis=1)
@@ -110,14 +110,20 @@ def test_summary_ladder_and_headline(reports: Path):
     assert (frame["step_ms_median"] > 0).all() and (frame["rounds"] == 5).all()
     assert frame.loc[0, "speedup_vs_baseline"] == pytest.approx(1.0)
     assert (frame["threads"] == 2).all() and frame["epoch_s_measured"].notna().all()
-    ladder = pd.read_csv(reports / "ladder.csv")
-    assert tuple(ladder.columns) == LADDER_COLUMNS and list(ladder["variant"]) == list(VARIANTS)
-    assert ladder.loc[1, "verdict_vs_previous"] in ("faster", "slower", "same", "not measurable")
+    ladder = pd.read_csv(reports / "variants.csv", keep_default_na=False, na_values=[""])
+    assert tuple(ladder.columns) == (*VARIANT_COLUMNS, *PREVIOUS_COLUMNS)  # the rungs are ordered
+    assert list(ladder["variant"]) == list(VARIANTS)
+    # each verdict is the one its interval states (timings here are real: any of them may hold)
+    for _, row in ladder.iloc[1:].iterrows():
+        low, high = row["vs_previous_ci_low"], row["vs_previous_ci_high"]
+        expected = ("noisy" if pd.isna(low) and row["not_measurable_because"]
+                    else "faster" if low > 1 else "slower" if high < 1 else "unchanged")
+        assert row["verdict_vs_previous"] == expected, row.to_dict()
     # what a step costs besides time, for every variant
     assert (ladder["gflop_per_step"] == 0.52).all() and (ladder["peak_mb"] > 0).all()
     assert ((ladder["mfu"] > 0) & (ladder["mfu"] <= 1)).all() and (ladder["samples_per_s"] > 0).all()
     md = (reports / "summary.md").read_text()
-    assert "Noise: " in md and "## The ladder" in md and "compute-only bound" in md
+    assert "Noise: " in md and "## Variants" in md and "compute-only bound" in md
     # the VAE's own section: its 5% target and the rung x step table are the VAE's, not everyone's
     assert "## The VAE ladder" in md and "of its compute-only bound:" in md
     assert "synthetic train (300 images" in md and "`naive` spends" in md
@@ -129,8 +135,10 @@ def test_report_rerenders_the_same_files_without_measuring(reports: Path, tmp_pa
 
     monkeypatch.setattr(bench.runner, "run", lambda *a, **k: pytest.fail("report must not measure"))
     assert cli.main(["report", str(reports / "run.json"), "--out", str(tmp_path)]) == 0
-    for name in ("summary.md", "summary.csv", "variants.csv", "ladder.csv"):
+    for name in ("summary.md", "summary.csv", "variants.csv"):
         assert (tmp_path / name).read_text() == (reports / name).read_text(), name
+    # the re-rendered folder gets its own README.md (the run's folder keeps the user's)
+    assert "`summary.md`" in (tmp_path / "README.md").read_text()
 
 
 def test_plots_are_images(reports: Path):
@@ -140,8 +148,8 @@ def test_plots_are_images(reports: Path):
     assert not (reports / "bench.png").exists()  # one speedup figure, not two
 
 
-def test_readme_and_nothing_else_is_left(reports: Path):
-    assert (reports / "README.md").read_text() == "kept"
+def test_a_users_readme_and_nothing_else_is_left(reports: Path):
+    assert (reports / "README.md").read_text() == "kept"  # theirs: the run does not write one
     assert not list(reports.parent.glob(f".{reports.name}.staging-*"))
 
 
@@ -280,7 +288,7 @@ def test_a_new_run_removes_the_files_of_variants_it_did_not_measure(data_root: P
 
 
 def test_a_second_run_into_an_out_in_use_is_refused(data_root: Path, tmp_path: Path, capsys):
-    from bench.staging import out_lock
+    from plumbing.files import out_lock
 
     out = tmp_path / "r"
     out.mkdir()

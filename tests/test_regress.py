@@ -26,7 +26,7 @@ def _repo(tmp_path: Path) -> Path:
     """A throwaway git repository holding this project's code, one commit."""
     repo = tmp_path / "repo"
     repo.mkdir()
-    for name in ("vae", "bench", "tests", "examples", "pyproject.toml"):
+    for name in ("plumbing", "vae", "bench", "tests", "examples", "experiments", "pyproject.toml"):
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
@@ -39,36 +39,40 @@ def _repo(tmp_path: Path) -> Path:
     return repo
 
 
-def _regress(repo: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bench", "regress", *args], cwd=repo,
-                          capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "PYTHONPATH": str(repo), **(env or {})})
-
-
 @pytest.mark.slow
-def test_regress_runs_both_sides_interleaved_and_compares(tmp_path: Path, data_root: Path):
+def test_regress_runs_both_sides_interleaved_and_compares(tmp_path: Path, data_root: Path, monkeypatch,
+                                                          capsys):
+    from bench.regress.worktree import run_regress
+
     repo = _repo(tmp_path)
-    proc = _regress(repo, "--base", "HEAD", "--rounds", "3", "--alpha", "0.1",
-                    "--select", "step", "--variants", "resident",
-                    "--data-dir", str(data_root), "--limit", "300", "--out", "out", "--no-cost",
-                    "--candidate-pytest-args", "-p slow_variant",
-                    env={"PYTHONPATH": f"{repo}{os.pathsep}{repo / 'tests'}", "VB_EXTRA_COPIES": "20"})
-    assert proc.returncode in (0, 1, 3), proc.stdout + proc.stderr
-    assert ("REGRESSION" in proc.stdout) == (proc.returncode == 1)
-    assert "test_step[resident]" in proc.stdout and "ratio" in proc.stdout
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("PYTHONPATH", str(repo / "experiments"))  # slow_variant, for the candidate
+    monkeypatch.setenv("VB_EXTRA_COPIES", "20")
+    args = cli.build_parser().parse_args([
+        "regress", "--base", "HEAD", "--processes", "3", "--alpha", "0.1", "--select", "step",
+        "--variants", "resident", "--data-dir", str(data_root), "--limit", "300", "--out", "out",
+        "--no-instructions"])
+    code = run_regress(args, candidate_extra=["-p", "slow_variant"])
+    stdout = capsys.readouterr().out
+    # The timing verdict of 3 processes a side on a shared 2-core machine may honestly be any of
+    # slower / unchanged / noisy (verdicts are unit-tested on fixed samples in test_compare.py);
+    # what must hold is that the exit code is the one the headline states.
+    headline = {1: "REGRESSION", 3: "NO VERDICT", 0: "No regression"}[code]
+    assert headline in stdout, stdout
+    assert "test_step[resident]" in stdout and "ratio" in stdout
     # the injection took effect where it is measured: 20 more clones per step (3 operators each:
     # aten::clone, empty_like, copy_), counted exactly
     base_ops, cand_ops = (json.loads((repo / "out" / f"{side}.json").read_text())["benchmarks"][0]
                           ["extra_info"]["op_calls_per_step"] for side in ("base", "candidate"))
     assert cand_ops == pytest.approx(base_ops + 3 * 20), (base_ops, cand_ops)
-    assert "op_calls" in proc.stdout
+    assert "op_calls" in stdout
     out = repo / "out"
     assert sorted(p.name for p in out.glob("base-*.json")) == [f"base-{i}.json" for i in range(3)]
     merged = json.loads((out / "candidate.json").read_text())["benchmarks"]
     assert [len(b["stats"]["data"]) for b in merged] == [3]
     table = (out / "regress.md").read_text()
     assert "| benchmark" in table
-    assert "Instruction counts: not taken (--no-cost)" in table  # said, not silently dropped
+    assert "Instruction counts: not taken (--no-instructions)" in table  # said, not silently dropped
     worktrees = subprocess.run(["git", "worktree", "list"], cwd=repo, capture_output=True, text=True)
     assert len(worktrees.stdout.strip().splitlines()) == 1, "the base worktree was not removed"
 
@@ -81,10 +85,22 @@ def test_unknown_base_is_a_clear_error(tmp_path: Path, monkeypatch, capsys):
     assert "no-such-branch" in err and "Traceback" not in err
 
 
+def test_old_names_still_work_for_one_release_and_say_their_new_name(capsys):
+    parse = cli.build_parser().parse_args
+    args = parse(["regress", "--rounds", "9", "--no-cost", "--count-threshold", "0.02"])
+    assert (args.processes, args.instructions, args.instructions_threshold) == (9, False, 0.02)
+    err = capsys.readouterr().err
+    for old, new in (("--rounds", "--processes"), ("--no-cost", "--no-instructions"),
+                     ("--count-threshold", "--instructions-threshold")):
+        assert f"warning: {old} is deprecated and goes in the next release; use {new}" in err
+    assert "--candidate-pytest-args" not in cli.build_parser()._subparsers._group_actions[0] \
+        .choices["regress"].format_help()  # an experiment's hook is not a user option
+
+
 def test_too_few_rounds_is_a_clear_error(tmp_path: Path, monkeypatch, capsys):
     repo = _repo(tmp_path)
     monkeypatch.chdir(repo)
-    assert cli.main(["regress", "--base", "HEAD", "--rounds", "2"]) == 2
+    assert cli.main(["regress", "--base", "HEAD", "--processes", "2"]) == 2
     assert "at least 5 per side" in capsys.readouterr().err
 
 
@@ -127,7 +143,7 @@ def test_interrupted_regress_keeps_the_earlier_files(tmp_path: Path, monkeypatch
         raise KeyboardInterrupt
 
     monkeypatch.setattr(worktree, "_run_side", interrupted)
-    assert cli.main(["regress", "--base", "HEAD", "--out", "out", "--no-cost"]) == 130
+    assert cli.main(["regress", "--base", "HEAD", "--out", "out", "--no-instructions"]) == 130
     assert (out / "base-0.json").read_text() == "earlier"
     assert "left as they were" in capsys.readouterr().err
     assert not list(repo.glob(".out.staging-*"))
@@ -135,7 +151,8 @@ def test_interrupted_regress_keeps_the_earlier_files(tmp_path: Path, monkeypatch
 
 def test_regress_judges_both_sides_counts_beside_the_timings(tmp_path: Path, monkeypatch, capsys):
     """The counting and timing processes are replaced by files; the merge, the verdict and the
-    exit code are the real ones: more work fails the check even when the timings say nothing."""
+    exit code are the real ones: more instructions fail the check even when the timings say
+    nothing."""
     from bench.regress import worktree
 
     repo = _repo(tmp_path)
@@ -150,7 +167,7 @@ def test_regress_judges_both_sides_counts_beside_the_timings(tmp_path: Path, mon
     def counted(args, roots, stage):
         out = {}
         for side_, n in (("base", 250_000_000), ("candidate", 256_000_000)):
-            path = stage / f"{side_}-cost.json"
+            path = stage / f"{side_}-instructions.json"
             path.write_text(json.dumps({"benchmarks": [], "instructions": {"counts": {
                 "step[resident]": {"per": "step", "instructions": n, "repeats": [n], "calls": 1,
                                    "functions": {"gemm (libtorch_cpu.so)": n // 2}}}}}))
@@ -159,18 +176,18 @@ def test_regress_judges_both_sides_counts_beside_the_timings(tmp_path: Path, mon
 
     monkeypatch.setattr(worktree, "_run_side", side)
     monkeypatch.setattr(worktree, "_count_sides", counted)
-    assert cli.main(["regress", "--base", "HEAD", "--out", "out", "--rounds", "7"]) == 1
+    assert cli.main(["regress", "--base", "HEAD", "--out", "out", "--processes", "7"]) == 1
     printed = capsys.readouterr().out
-    assert "REGRESSION: test_step[resident] more work" in printed and "+2.40%" in printed
+    assert "REGRESSION: test_step[resident] slower (by instruction count" in printed and "+2.40%" in printed
     merged = json.loads((repo / "out" / "candidate.json").read_text())
     assert merged["instructions"]["counts"]["step[resident]"]["instructions"] == 256_000_000
-    assert "MORE WORK" in (repo / "out" / "regress.md").read_text()
+    assert "SLOWER" in (repo / "out" / "regress.md").read_text()
     # the machine-readable verdict a CI job acts on
     verdict = json.loads((repo / "out" / "verdict.json").read_text())
     assert verdict["exit_code"] == 1 and verdict["headline"].startswith("REGRESSION: test_step[resident]")
     (row,) = verdict["benchmarks"]
-    assert row["name"] == "test_step[resident]" and row["verdict"] == "more work" and row["regression"]
-    assert row["timing"]["verdict"] == "unchanged" and row["instructions"]["verdict"] == "more work"
+    assert row["name"] == "test_step[resident]" and row["verdict"] == "slower" and row["regression"]
+    assert row["timing"]["verdict"] == "unchanged" and row["instructions"]["verdict"] == "slower"
 
 
 def test_regress_without_valgrind_says_the_counts_were_skipped(tmp_path: Path, monkeypatch, capsys):
@@ -186,16 +203,13 @@ def test_regress_without_valgrind_says_the_counts_were_skipped(tmp_path: Path, m
             {"name": "test_step[resident]", "group": "step", "stats": {"data": [0.01] * 3 + [0.011] * 4}}]}))
 
     monkeypatch.setattr(worktree, "_run_side", side)
-    code = cli.main(["regress", "--base", "HEAD", "--out", "out", "--rounds", "7"])
-    assert code in (0, 3)
+    code = cli.main(["regress", "--base", "HEAD", "--out", "out", "--processes", "7"])
+    assert code == 0  # both sides the same fixed samples: unchanged, by timing alone
     captured = capsys.readouterr()
     assert "Instruction counts skipped: valgrind not found" in captured.err
     assert "the verdict falls back to the timings alone" in captured.err
     assert "apt-get install valgrind" in (repo / "out" / "regress.md").read_text()
     assert json.loads((repo / "out" / "verdict.json").read_text())["exit_code"] == code
-
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_nox_regress_ends_with_regress_exit_code(tmp_path: Path):

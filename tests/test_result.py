@@ -11,66 +11,39 @@ import numpy as np
 import pytest
 
 from bench.measure import derive, stats
-from bench.measure.clock import Timing
-from bench.measure.environment import Environment
 from bench.measure.result import Result, ResultError, ToolTiming
 from bench.render import render_all, statements
-from bench.render.tables import LADDER_COLUMNS, VARIANT_COLUMNS, ladder_frame, variants_frame
-
-ENV = Environment(cpu="Test CPU", cores=2, threads=2, torch="2.x", python="3.11", device="cpu", gpu="none")
-
-
-def rounds(ms: list[float], parts: dict[str, float] | None = None) -> list[Timing]:
-    """One Timing per value: a round of 2 steps at ``ms`` milliseconds per step."""
-    out = []
-    for v in ms:
-        s = v / 1e3
-        p = {k: [s * share] * 2 for k, share in (parts or {"data": 0.5, "compute": 0.5}).items()}
-        out.append(Timing(seconds=2 * s, steps=[s, s], parts=p))
-    return out
-
-
-def make_result(per_variant: dict[str, list[float]], bound: list[float] | None = None,
-                ordered: bool = False) -> Result:
-    names = list(per_variant)
-    r = Result(spec={"workload": "t:make"}, plan={}, machine=ENV, variants=names, ordered=ordered,
-               status=dict.fromkeys(names, "ok"),
-               info={n: {"parts": ["data", "compute"], "batch_size": 10, "batches_per_epoch": 100,
-                         "data": "fake", "device": "cpu"} for n in names},
-               rounds={n: rounds(v) for n, v in per_variant.items()})
-    if bound is not None:
-        r.rounds[f"{names[-1]}:bound"] = rounds(bound, {"compute": 1.0})
-        r.bounds = {f"{names[-1]}:bound": names[-1]}
-    return r
+from bench.render.tables import PREVIOUS_COLUMNS, VARIANT_COLUMNS, variants_frame
+from tests.helpers import make_result, rounds
 
 
 def test_ratio_of_paired_rounds_exact():
     r = stats.ratio([2, 4, 6, 8, 10], [1, 2, 3, 4, 5])
     assert r.value == 2.0 and r.low == 2.0 and r.high == 2.0  # every pair has ratio 2
-    assert r.verdict == "above" and stats.speed_verdict(r) == "faster"
+    assert r.verdict == "slower" and stats.speed_verdict(r) == "faster"  # r: a ratio of times
 
 
 def test_ratio_interval_holds_one_when_pairs_disagree():
     r = stats.ratio([1.1, 0.9, 1.05, 0.95, 1.0, 1.02], [1.0] * 6)
-    assert r.low < 1 < r.high and r.verdict == "same"
+    assert r.low < 1 < r.high and r.verdict == "unchanged"
     assert stats.speed_verdict(stats.ratio([1.0] * 5, [2.0, 2.1, 1.9, 2.0, 2.05])) == "slower"
 
 
 def test_too_few_samples_give_no_interval():
     r = stats.ratio([2, 2, 2, 2], [1, 1, 1, 1])
-    assert r.value == 2.0 and math.isnan(r.low) and r.verdict == "same"
+    assert r.value == 2.0 and math.isnan(r.low) and r.verdict == "unchanged"
     assert r.ci() == "too few rounds for an interval"
     with pytest.raises(ValueError, match="equal lengths"):
         stats.ratio([1, 2, 3, 4, 5], [1, 2, 3, 4, 5, 6])
 
 
-def test_ladder_rows_and_verdicts():
+def test_ordered_variants_rows_and_verdicts():
     rng = np.random.default_rng(0)
     noise = lambda c: list(c * (1 + 0.01 * rng.standard_normal(10)))  # noqa: E731
     result = make_result({"slow": noise(20), "fast": noise(10), "same": noise(10)}, ordered=True)
-    frame = ladder_frame(result)
-    assert tuple(frame.columns) == LADDER_COLUMNS
-    assert list(frame["verdict_vs_previous"]) == ["", "faster", "same"]
+    frame = variants_frame(result)
+    assert tuple(frame.columns) == (*VARIANT_COLUMNS, *PREVIOUS_COLUMNS)
+    assert list(frame["verdict_vs_previous"]) == ["", "faster", "unchanged"]
     assert frame.loc[1, "speedup_vs_baseline"] == pytest.approx(2.0, rel=0.03)
     assert frame.loc[1, "ci_low"] > 1.9
     assert frame.loc[2, "vs_previous_ci_low"] < 1 < frame.loc[2, "vs_previous_ci_high"]
@@ -167,7 +140,7 @@ def test_ratios_pair_samples_by_round_when_a_variant_skips_rounds():
     assert derive.speedup(r, "b", "a").value == pytest.approx(2.0)
 
 
-def test_a_comparison_that_is_not_a_ladder_has_no_ladder_words_or_columns(tmp_path: Path):
+def test_a_comparison_that_is_not_ordered_has_no_ladder_words_or_columns(tmp_path: Path):
     rng = np.random.default_rng(3)
     noise = lambda c: list(c * (1 + 0.01 * rng.standard_normal(12)))  # noqa: E731
     r = make_result({"lstm": noise(20), "transformer": noise(12), "adamw": noise(19)})
@@ -176,7 +149,7 @@ def test_a_comparison_that_is_not_a_ladder_has_no_ladder_words_or_columns(tmp_pa
     assert list(frame["verdict"]) == ["", "faster", "faster"]  # each against the baseline only
     render_all(r, tmp_path)
     md = (tmp_path / "summary.md").read_text()
-    assert not (tmp_path / "ladder.csv").exists() and (tmp_path / "variants.csv").is_file()
+    assert "vs_previous" not in (tmp_path / "variants.csv").read_text()
     for word in ("ladder", "vs previous", "straddles 1.05", "within 5%", "bound"):
         assert word not in md.lower(), word
     ordered = make_result({"a": noise(20), "b": noise(10)}, ordered=True)
@@ -206,7 +179,7 @@ def test_a_spread_too_wide_for_an_interval_is_not_measurable():
     r = make_result({"a": [10.0] * 40, "b": wild})
     up = derive.speedup(r, "b", "a")
     assert not up.measurable and "too wide for an interval" in up.caveat
-    assert stats.speed_verdict(up) == "not measurable"
+    assert stats.speed_verdict(up) == "noisy"
 
 
 def test_a_step_with_no_labelled_parts_has_no_largest_part():
@@ -243,7 +216,7 @@ def test_a_drift_that_cannot_change_the_verdict_does_not_hide_a_large_effect():
     base = list(3 * (1 + 0.05 * rng.standard_normal(n)))
     slow = [b * 7 * (1 + 0.2 * i / n) for i, b in enumerate(base)]
     r = stats.checked_ratio(slow, base, None)
-    assert r.measurable and r.verdict == "above" and 7 < r.value < 8.5
+    assert r.measurable and r.verdict == "slower" and 7 < r.value < 8.5
     # the same drift on a ratio near 1 could change the verdict: not measurable
     near = [b * (1 + 0.2 * i / n) for i, b in enumerate(base)]
     assert not stats.checked_ratio(near, base, None).measurable

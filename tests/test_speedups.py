@@ -10,15 +10,11 @@ import torch
 
 from bench.workload import Context, WorkloadError
 from bench.workloads.ladder import GROUPS, expand, parse, reference_of
+from tests.helpers import assert_same_training
 from vae.model import VAE
 from vae.pipelines import make_pipeline
 from vae.speedups import graph_breaks, make_optimizer, step_functions
 from vae.train import train_step
-
-# Tolerances, measured: after 5 Adam steps (lr 1e-3) fused differs from the for-loop default by
-# ~1e-7 and the compiled step by ~4e-5 in the parameters (inductor reorders float arithmetic);
-# the losses agree to ~5e-7 relative.
-PARAM_ATOL, LOSS_RTOL = 2e-4, 1e-5
 
 
 def _train(impl: str = "default", compile: str = "none", k: int = 5) -> tuple[torch.Tensor, list[float]]:
@@ -41,9 +37,7 @@ def eager() -> tuple[torch.Tensor, list[float]]:
 
 @pytest.mark.parametrize("impl", ["foreach", "fused"])
 def test_optimizer_implementations_train_the_same_model(eager, impl):
-    params, losses = _train(impl)
-    assert torch.allclose(params, eager[0], atol=PARAM_ATOL, rtol=0)
-    assert losses == pytest.approx(eager[1], rel=LOSS_RTOL)
+    assert_same_training(_train(impl), eager)
 
 
 @pytest.mark.slow
@@ -55,8 +49,7 @@ def test_the_compiled_step_trains_the_same_model(eager, mode):
     # so the reparameterization noise is the same and the comparison is about the arithmetic.
     with inductor.patch(fallback_random=True):
         params, losses = _train(compile=mode)
-    assert torch.allclose(params, eager[0], atol=PARAM_ATOL, rtol=0)
-    assert losses == pytest.approx(eager[1], rel=LOSS_RTOL)
+    assert_same_training((params, losses), eager)
     assert not torch.equal(params, eager[0])  # it really ran compiled code, not eager
 
 
@@ -147,7 +140,7 @@ def test_worker_variants_drain_the_prefetch_and_join_fewer_rounds(data_root: Pat
     ],
 )
 def test_training_cli_validates_the_step_options(tmp_path: Path, data_root: Path, args, phrase):
-    from tests.test_cli import run_vae
+    from tests.helpers import run_vae
 
     if args == ["--cuda-graphs"] and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
@@ -157,7 +150,7 @@ def test_training_cli_validates_the_step_options(tmp_path: Path, data_root: Path
 
 
 def test_training_cli_trains_with_fused_adam_and_workers(tmp_path: Path, data_root: Path):
-    from tests.test_cli import run_vae
+    from tests.helpers import run_vae
 
     proc = run_vae("train", "--data-dir", data_root, "--out", tmp_path / "o", "--epochs", "1",
                    "--limit", "200", "--pipeline", "naive", "--num-workers", "1",

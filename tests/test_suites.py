@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.test_workload import BROKEN, write
+from tests.helpers import BROKEN
+from tests.helpers import write as write_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,7 +54,7 @@ def test_builtin_suites_record_raw_rounds_counters_and_skips(data_root: Path, tm
 
 @pytest.mark.slow
 def test_a_user_workload_with_a_crashing_variant_keeps_the_others(tmp_path: Path):
-    path = write(tmp_path, BROKEN)
+    path = write_file(tmp_path, BROKEN, "mine.py")
     json_path = tmp_path / "run.json"
     proc = run_suites("--vb-workload", f"{path}:make", "-k", "step", f"--benchmark-json={json_path}")
     assert proc.returncode == 1, proc.stdout[-2000:]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -12,15 +11,15 @@ import torch
 from bench import cli
 from bench.measure.result import Result
 from bench.workload import Context, WorkloadError, load_factory, variants_of
+from tests import helpers
+from tests.helpers import BROKEN
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = f"{ROOT / 'examples' / 'cnn.py'}:make"
 
 
 def write(tmp_path: Path, body: str, name: str = "mine.py") -> Path:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(body))
-    return path
+    return helpers.write(tmp_path, body, name)
 
 
 @pytest.mark.parametrize(
@@ -68,35 +67,6 @@ def test_unknown_variant_lists_the_valid_ones():
         variants_of(EXAMPLE, ctx)
 
 
-BROKEN = """
-    import torch
-    from bench.workload import ModelWorkload
-
-    class Tiny(ModelWorkload):
-        def __init__(self, fail):
-            self.device = torch.device("cpu")
-            self.model = torch.nn.Linear(4, 1)
-            self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.1)
-            self.fail, self.calls = fail, 0
-
-        def fetch(self):
-            return torch.ones(8, 4)
-
-        def step(self, batch, part):
-            self.calls += 1
-            if self.fail and self.calls > 8:
-                raise ValueError("shapes went wrong")
-            with part("forward"):
-                loss = self.model(batch).sum()
-            with part("backward"):
-                self.optimizer.zero_grad()
-                loss.backward()
-            with part("optimizer"):
-                self.optimizer.step()
-
-    def make(ctx):
-        return {"good": lambda: Tiny(False), "bad": lambda: Tiny(True)}
-    """
 
 
 def test_a_step_that_raises_fails_its_variant_and_keeps_the_others(tmp_path: Path, capsys):

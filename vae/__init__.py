@@ -4,10 +4,8 @@ Public interface (used by ``bench``'s built-in workload and anyone else):
 
 - ``vae.data.load_mnist(root, *, train, dataset="auto", download=False, limit=None)``
 - ``vae.pipelines.PIPELINES``, ``vae.pipelines.LADDER``, ``vae.pipelines.make_pipeline(...)``
-- ``vae.model.VAE``, ``vae.model.vae_loss``
+- ``vae.model.VAE``, ``vae.model.vae_loss``, ``vae.model.model_loss`` (forward + loss)
 - ``vae.train.train_step``, ``train_epoch``, ``evaluate``, ``save_images``
-- ``vae.device.resolve_device``, ``synchronize``
-- ``vae.argtypes``: argparse types (no torch import)
 
-This package never imports ``bench``.
+It imports ``plumbing`` (devices, argparse types, atomic files, logging) and never ``bench``.
 """

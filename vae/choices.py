@@ -7,7 +7,6 @@ from __future__ import annotations
 PIPELINE_NAMES: tuple[str, ...] = ("naive", "tensor", "batched", "pinned", "resident", "optimized")
 DATALOADER_PIPELINES: tuple[str, ...] = ("naive", "tensor")  # take --num-workers
 DATASETS: tuple[str, ...] = ("auto", "mnist", "synthetic")
-DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 TRAINERS: tuple[str, ...] = ("plain", "lightning")
 PROFILERS: tuple[str, ...] = ("none", "simple", "advanced", "pytorch")  # Lightning's own
 LOGGERS: tuple[str, ...] = ("tensorboard", "wandb", "both")

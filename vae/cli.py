@@ -12,21 +12,21 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
-import fcntl
 import importlib.util
 import logging
-import logging.handlers
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from vae.argtypes import non_negative_int, positive_float, positive_int, seed_int
+from plumbing.argtypes import non_negative_int, positive_float, positive_int, seed_int
+from plumbing.devices import DEVICES
+from plumbing.files import OutInUse, out_lock
+from plumbing.logs import close_logging, setup_logging
 from vae.choices import (
     DATALOADER_PIPELINES,
     DATASETS,
-    DEVICES,
     EXTRAS,
     LOGGERS,
     PIPELINE_NAMES,
@@ -35,7 +35,6 @@ from vae.choices import (
 )
 
 log = logging.getLogger("vae")
-LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 NON_FINITE, INTERRUPTED = 3, 130
 # What a run writes into --out: --overwrite removes exactly these, nothing a user put there.
 RUN_FILES = ("train.log", "tb", "orig_data.png", "reconstructions.png", "generated_samples.png",
@@ -112,60 +111,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _StderrHandler(logging.StreamHandler):
-    """Writes to the ``sys.stderr`` of the moment (not the one at set-up): a second run in one
-    process, or a captured one, must not write into a stream that is gone."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.stream = sys.stderr
-        super().emit(record)
-
-
-def setup_logging(log_file: Path | None = None) -> None:
-    """Log to stderr and, when given, to ``log_file`` -- replacing an earlier run's log file.
-
-    Until the log file exists (``--out`` is created only once the data are checked), records
-    are held in memory and written into it first, so train.log has the run from its start.
-    """
-    root = logging.getLogger()
-    root.setLevel(logging.INFO)
-    if not any(getattr(h, "_vae", False) for h in root.handlers):
-        console = _StderrHandler()
-        console.setFormatter(logging.Formatter(LOG_FORMAT))
-        console._vae = True  # type: ignore[attr-defined]
-        root.addHandler(console)
-    early = [h for h in root.handlers if getattr(h, "_vae_early", False)]
-    for old in _run_handlers(root):
-        root.removeHandler(old)  # a second run in one process must not write into the first's log
-        if old not in early or log_file is None:
-            old.close()
-    if log_file is None:
-        buffer = logging.handlers.MemoryHandler(capacity=10_000, flushLevel=logging.CRITICAL + 1)
-        buffer._vae_early = True  # type: ignore[attr-defined]
-        root.addHandler(buffer)
-        return
-    handler = logging.FileHandler(log_file, mode="w")
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    handler._vae_file = True  # type: ignore[attr-defined]
-    for h in early:  # what was said before the file existed goes in first
-        h.setTarget(handler)
-        h.flush()
-        h.close()
-    root.addHandler(handler)
-
-
-def _run_handlers(root: logging.Logger) -> list[logging.Handler]:
-    """This run's train.log handler and the memory buffer that precedes it."""
-    return [h for h in root.handlers if getattr(h, "_vae_file", False) or getattr(h, "_vae_early", False)]
-
-
-def close_logging() -> None:
-    root = logging.getLogger()
-    for h in _run_handlers(root):
-        root.removeHandler(h)
-        h.close()
-
-
 class OutError(ValueError):
     """--out cannot take this run; the message says why and what to do."""
 
@@ -190,23 +135,6 @@ def check_out_dir(out: Path, overwrite: bool) -> None:
     parent = next((p for p in [out, *out.parents] if p.exists()), Path("."))
     if not parent.is_dir():
         raise OutError(f"--out {out}: {parent} is a file, not a folder")
-
-
-@contextlib.contextmanager
-def out_lock(out: Path) -> Iterator[None]:
-    """Hold --out for this run: a second run into the same folder is refused, not mixed in."""
-    path = out / LOCK
-    handle = open(path, "w")  # noqa: SIM115  (held for the whole run)
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise OutError(f"--out {out} is in use by another training run; wait for it or "
-                             "pass another --out") from None
-        yield
-    finally:
-        handle.close()
-        path.unlink(missing_ok=True)
 
 
 def remove_previous_run(out: Path) -> list[str]:
@@ -261,10 +189,10 @@ def _check_arguments(args: argparse.Namespace, parser: _Fail) -> None:
 
 def run_train(args: argparse.Namespace, parser: _Fail) -> int:
     _check_arguments(args, parser)
-    setup_logging()  # held in memory until train.log exists
+    setup_logging(hold=True)  # held in memory until train.log exists
     # torch, torchvision and tensorboard load here, after the arguments were checked
+    from plumbing.devices import DeviceError, resolve_device
     from vae.data import DataError, load_mnist
-    from vae.device import DeviceError, resolve_device
 
     try:
         device = resolve_device(args.device)
@@ -293,14 +221,14 @@ def run_train(args: argparse.Namespace, parser: _Fail) -> int:
     except OSError as exc:
         parser.error(f"cannot create --out {out}: {exc.strerror or exc}")
     try:
-        with out_lock(out):
+        with out_lock(out, LOCK):
             check_out_dir(out, args.overwrite)  # again, now that no one else can write here
             removed = remove_previous_run(out) if args.overwrite else []
             setup_logging(out / "train.log")
             if removed:
                 log.info("--overwrite: removed the earlier run's %s", ", ".join(removed))
             return _train(args, device, train, test, out, progress)
-    except OutError as exc:
+    except (OutError, OutInUse) as exc:
         parser.error(str(exc))
     except OSError as exc:
         if exc.errno not in WRITE_ERRORS:

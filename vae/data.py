@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -22,6 +21,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from tqdm.auto import tqdm
 
+from plumbing.files import atomic_path
 from vae.choices import DATASETS
 from vae.idx import IdxError, check_idx, write_idx
 
@@ -211,19 +211,15 @@ def _gunzip(gz: Path, path: Path) -> None:
     import shutil
     import zlib
 
-    tmp = path.with_name(path.name + ".partial")
     try:
-        with gzip.open(gz, "rb") as src, open(tmp, "wb") as dst:
+        with atomic_path(path) as tmp, gzip.open(gz, "rb") as src, open(tmp, "wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
-        os.replace(tmp, path)
     except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
         raise DataError(f"{gz} is damaged or cut short ({exc}); download it again, or delete it "
                         "to use the generated data set") from None
     except OSError as exc:
         raise DataError(f"cannot unpack {gz} into {path.parent} ({exc.strerror or exc}); free some "
                         "space or pass another --data-dir") from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _prepare_mnist(root: Path, download: bool) -> None:

@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from plumbing.devices import describe, synchronize
 from vae.data import MnistSplit
-from vae.device import describe, synchronize
 from vae.guard import LossGuard, is_nan_input_error
 from vae.model import VAE
 from vae.pipelines import Pipeline, make_pipeline

@@ -10,11 +10,12 @@ short file; :func:`check_idx` looks first so the user gets a message that names 
 
 from __future__ import annotations
 
-import os
 import struct
 from pathlib import Path
 
 import numpy as np
+
+from plumbing.files import atomic_path
 
 UBYTE = 0x08
 
@@ -29,14 +30,9 @@ def write_idx(path: Path, array: np.ndarray) -> None:
         raise TypeError(f"IDX writer takes uint8 arrays, got {array.dtype}")
     header = struct.pack(">BBBB", 0, 0, UBYTE, array.ndim)
     header += struct.pack(f">{array.ndim}I", *array.shape)
-    tmp = path.with_name(path.name + ".partial")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(header)
-            fh.write(np.ascontiguousarray(array).tobytes())
-        os.replace(tmp, path)
-    finally:  # a full disk or Ctrl-C half-way leaves no partial file behind
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # a full disk or Ctrl-C: no half file
+        fh.write(header)
+        fh.write(np.ascontiguousarray(array).tobytes())
 
 
 def check_idx(path: Path, ndim: int) -> tuple[int, ...]:

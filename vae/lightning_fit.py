@@ -27,13 +27,12 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from vae.data import MnistSplit
 from vae.fit import FitResult, TrainConfig, finish, hyperparameters, log_epoch
 from vae.guard import LossGuard, is_nan_input_error
-from vae.model import VAE, vae_loss
+from vae.model import VAE, model_loss
 from vae.pipelines import make_pipeline
 from vae.runlog import RunLog
 from vae.speedups import make_optimizer
 
 log = logging.getLogger(__name__)
-PROFILER_FILES = {"simple": "simple", "advanced": "advanced", "pytorch": "pytorch"}
 
 
 def quiet_lightning() -> None:
@@ -59,14 +58,12 @@ class LitVAE(L.LightningModule):
         return self.vae(x)  # (batch, 784), (batch, latent) x2
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        x_hat, mean, log_var = self.vae(batch)
-        loss = vae_loss(x_hat, batch, mean, log_var)  # summed over the batch, like the plain loop
+        loss = model_loss(self.vae, batch)  # summed over the batch, like the plain loop
         self.log("train_loss", loss / len(batch), on_step=False, on_epoch=True, batch_size=len(batch))
         return loss
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
-        x_hat, mean, log_var = self.vae(batch)
-        self.log("val_loss", vae_loss(x_hat, batch, mean, log_var) / len(batch), on_epoch=True,
+        self.log("val_loss", model_loss(self.vae, batch) / len(batch), on_epoch=True,
                  batch_size=len(batch))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:

@@ -97,3 +97,10 @@ def vae_loss(x_hat: torch.Tensor, x: torch.Tensor, mean: torch.Tensor, log_var: 
     reproduction = F.binary_cross_entropy(x_hat, x, reduction="sum")
     kld = -0.5 * torch.sum(1 + log_var - mean.pow(2) - log_var.exp())
     return reproduction + kld
+
+
+def model_loss(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    """Forward and the summed negative ELBO of ``batch`` (batch, 784): what every loop (plain,
+    compiled, Lightning, evaluation) computes."""
+    x_hat, mean, log_var = model(batch)  # (batch, 784), (batch, latent) x2
+    return vae_loss(x_hat, batch, mean, log_var)

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from vae.model import VAE, vae_loss
+from vae.model import VAE, model_loss
 
 OPTIMIZER_IMPLS: tuple[str, ...] = ("default", "foreach", "fused")
 COMPILE_MODES: tuple[str, ...] = ("none", "model", "step", "cudagraphs")
@@ -32,12 +32,6 @@ def make_optimizer(params: Iterable[torch.nn.Parameter], lr: float = 1e-3,
     if impl == "default":
         return torch.optim.Adam(params, lr=lr)
     return torch.optim.Adam(params, lr=lr, **{impl: True})
-
-
-def model_loss(model: torch.nn.Module, batch: torch.Tensor) -> torch.Tensor:
-    """Forward and the summed negative ELBO of ``batch`` (batch, 784)."""
-    x_hat, mean, log_var = model(batch)  # (batch, 784), (batch, latent) x2
-    return vae_loss(x_hat, batch, mean, log_var)
 
 
 def step_functions(model: VAE, optimizer: torch.optim.Optimizer, compile: str = "none"

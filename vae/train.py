@@ -15,7 +15,7 @@ import torch
 from torch.profiler import record_function
 from torchvision.utils import save_image
 
-from vae.model import VAE, vae_loss
+from vae.model import VAE, model_loss
 
 StepCallback = Callable[[torch.Tensor, int], None]
 # phase(name) -> a context manager around one part of a step ("forward", "backward",
@@ -38,11 +38,7 @@ def train_step(model: VAE, batch: torch.Tensor, optimizer: torch.optim.Optimizer
     """
     optimizer.zero_grad(set_to_none=True)
     with phase("forward"):
-        if loss_fn is None:
-            x_hat, mean, log_var = model(batch)  # (batch, 784), (batch, latent) x2
-            loss = vae_loss(x_hat, batch, mean, log_var)
-        else:
-            loss = loss_fn(batch)
+        loss = model_loss(model, batch) if loss_fn is None else loss_fn(batch)
     with phase("backward"):
         loss.backward()
     with phase("optimizer"):
@@ -80,8 +76,7 @@ def evaluate(model: VAE, pipeline: Iterable[torch.Tensor]) -> float:
     total = torch.zeros(())
     samples = 0
     for batch in pipeline:
-        x_hat, mean, log_var = model(batch)
-        total = total.to(batch.device) + vae_loss(x_hat, batch, mean, log_var)
+        total = total.to(batch.device) + model_loss(model, batch)
         samples += batch.size(0)
     if samples == 0:
         raise ValueError("the pipeline yielded no batches")

@@ -45,7 +45,8 @@ def spec_from(args: argparse.Namespace):  # -> CaptureSpec
 
 def run_capture(args: argparse.Namespace) -> int:
     from bench.capture.script import check_target
-    from bench.commands import fresh_out, setup_logging
+    from bench.commands import fresh_out
+    from plumbing.logs import setup_logging
 
     setup_logging()
     if args.compare:
@@ -60,7 +61,8 @@ def run_capture(args: argparse.Namespace) -> int:
 
 
 def _capture_into(args: argparse.Namespace, spec) -> int:  # spec: CaptureSpec
-    from bench.staging import out_lock, publish, staging
+    from bench.staging import publish, staging
+    from plumbing.files import out_lock
 
     started = datetime.now(UTC).isoformat(timespec="seconds")
     begin = time.perf_counter()
@@ -73,7 +75,7 @@ def _capture_into(args: argparse.Namespace, spec) -> int:  # spec: CaptureSpec
         from bench.commands import _render_into
 
         try:
-            _render_into(result, stage)
+            _render_into(result, stage, args.out)
             publish(stage, args.out)
         except OSError as exc:
             raise UsageError(f"cannot write the reports into {args.out} ({exc.strerror or exc}); "

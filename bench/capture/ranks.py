@@ -21,6 +21,7 @@ from bench.capture.script import CaptureSpec, Outcome
 from bench.measure.clock import Timing
 from bench.measure.environment import Environment
 from bench.measure.result import Result, ToolTiming
+from plumbing.files import write_atomic
 
 
 def record(spec: CaptureSpec, outcome: Outcome, rank: int | None = None) -> dict[str, Any]:
@@ -47,9 +48,7 @@ def record(spec: CaptureSpec, outcome: Outcome, rank: int | None = None) -> dict
 
 
 def save_record(doc: dict[str, Any], path: Path) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(doc))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(doc))
 
 
 def merge(spec: CaptureSpec, records: dict[str, dict[str, Any]], *, started: str,

@@ -25,14 +25,10 @@ from typing import Any
 import torch
 from torch.profiler import record_function
 
+from plumbing.devices import synchronize
+
 Clock = Callable[[], float]
 NO_BATCH = object()
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for queued device work, so that a host clock reads finished work, not launches."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 class DataExhausted(Exception):

@@ -2,8 +2,8 @@
 
 A slowdown that comes with more operator calls, more host-to-device copies or more Python
 calls per step is explained by them; one that comes with none is machine noise or a change
-inside the kernels. Counted over steady steps: the workload is restored (for the built-in
-ladder: a fresh epoch, the same batches every time) and one step runs uncounted first, so
+inside the kernels. Counted over steady steps: the workload is restored (a fresh data stream,
+the same batches every time) and one step runs uncounted first, so
 the epoch's start-up work and the optimizer's lazily created state are left out.
 """
 

@@ -1,7 +1,7 @@
 """Figures derived from a Result's raw samples: medians, ratios with 95% intervals, verdicts.
 
 Every ratio a report states comes from here, with its interval: speedup over the baseline (and,
-for a workload whose variants form a ladder, over the previous variant), efficiency (a variant
+for a workload whose variants are ordered, over the previous variant), efficiency (a variant
 over its compute-only bound), profiler overhead. A sample is one round's seconds per step;
 rounds of the same run are paired, and every paired ratio is checked for what its interval
 assumes (:func:`bench.measure.stats.pair_problems`) before it is stated.
@@ -158,7 +158,7 @@ def noise(result: Result) -> float:
 
 def resolution(result: Result) -> float:
     """The median relative half-width of the run's variant-to-variant intervals (vs the previous
-    variant in a ladder, else vs the baseline): differences much smaller were not resolved."""
+    variant when they are ordered, else vs the baseline): differences much smaller were not resolved."""
     ratios = [r.vs_previous if result.ordered else r.speedup for r in rows(result)[1:]]
     widths = [r.half_width() for r in ratios if r is not None and r.has_interval and r.measurable]
     return float(np.median(widths)) if widths else float("nan")
@@ -171,9 +171,9 @@ class Row:
     variant: str
     median_ms: float
     speedup: Ratio  # vs the baseline
-    vs_previous: Ratio | None  # vs the variant before it: only in a ladder (None otherwise)
-    verdict: str  # faster | slower | same | not measurable vs the baseline ("" for the baseline)
-    verdict_vs_previous: str  # the same vs the previous variant ("" outside a ladder)
+    vs_previous: Ratio | None  # vs the variant before it: only for ordered variants (None otherwise)
+    verdict: str  # a Verdict of its speedup vs the baseline ("" for the baseline)
+    verdict_vs_previous: str  # the same vs the previous variant ("" unless ordered)
     efficiency: Ratio | None  # time / its compute-only bound (None: no bound measured)
 
 
@@ -197,7 +197,8 @@ def fastest_group(result: Result) -> tuple[str, list[str]]:
     the ratio is not measurable on this run)."""
     names = result.measured
     best = min(names, key=lambda n: step_seconds(result, n))
-    tied = [n for n in names if n != best and speedup(result, best, n).verdict in ("same", "unknown")]
+    undecided = (stats.Verdict.UNCHANGED, stats.Verdict.NOISY)
+    tied = [n for n in names if n != best and speedup(result, best, n).verdict in undecided]
     return best, tied
 
 
@@ -208,7 +209,7 @@ class Change:
     variant: str
     reference: str
     speedup: Ratio  # time(reference) / time(variant)
-    verdict: str  # faster | slower | same | not measurable
+    verdict: str  # a Verdict
     one_off_s: float  # its first step minus the reference's first step: compile, capture, start-up
     payoff_steps: float | None  # steps after which the one-off cost is repaid (None: never)
     added_s: stats.Ratio | None = None  # time(variant) - time(reference) per step, paired rounds
@@ -224,7 +225,7 @@ def changes(result: Result) -> list[Change]:
         verdict = stats.speed_verdict(up)
         one_off = (result.info[name].get("first_step_s", 0.0) - result.info[ref].get("first_step_s", 0.0))
         saving = step_seconds(result, ref) - step_seconds(result, name)
-        payoff = (max(one_off, 0.0) / saving) if verdict == "faster" and saving > 0 else None
+        payoff = (max(one_off, 0.0) / saving) if verdict == stats.Verdict.FASTER and saving > 0 else None
         ref_s, own_s = paired(result, ref, name)
         added = stats.difference(own_s, ref_s) if up.measurable else None
         out.append(Change(name, ref, up, verdict, one_off, payoff, added))

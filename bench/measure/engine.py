@@ -24,8 +24,9 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bench.measure.clock import NO_BATCH, Clock, DataExhausted, Timing, synchronize, time_steps
+from bench.measure.clock import NO_BATCH, Clock, DataExhausted, Timing, time_steps
 from bench.workload import Unavailable, Variants, WorkloadError
+from plumbing.devices import synchronize
 
 log = logging.getLogger(__name__)
 BOUND_SUFFIX = ":bound"

@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 
+from plumbing.files import write_atomic
+
 # Dense datasheet peaks, TFLOP/s (no sparsity): fp32, tf32 (tensor cores), bf16.
 DATASHEET = {
     "H200": {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4},
@@ -119,9 +121,7 @@ def machine_peak(device: torch.device, describe: str, at_least: float = 0.0) -> 
     known[key] = entry
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(cache.name + f".{os.getpid()}")
-        tmp.write_text(json.dumps(known, indent=1))
-        os.replace(tmp, cache)
+        write_atomic(cache, json.dumps(known, indent=1))
     except OSError:
         pass  # an unwritable cache costs a re-measurement next time, nothing else
     return {**entry, "cached": False}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 from bench.measure.clock import Timing
 from bench.measure.environment import Environment
+from plumbing.files import write_atomic
 
 SCHEMA = "vaebench.run/1"
 
@@ -45,7 +45,7 @@ class Result:
     rounds: dict[str, list[Timing]] = field(default_factory=dict)  # interleaved; bound included
     orders: list[list[str]] = field(default_factory=list)  # the order of each round
     bounds: dict[str, str] = field(default_factory=dict)  # bound name (in rounds) -> its variant
-    ordered: bool = False  # the workload's variants form a ladder (each vs the one before)
+    ordered: bool = False  # the workload's variants are ordered (each vs the one before)
     report: str | None = None  # module:function of the workload's own report section
     peak: dict[str, Any] = field(default_factory=dict)  # the machine's peak FLOP/s and its source
     epochs: dict[str, list[Timing]] = field(default_factory=dict)
@@ -105,10 +105,7 @@ class Result:
 
     def save(self, path: Path) -> Path:
         """Write atomically: a reader never sees half a file."""
-        tmp = path.with_name(path.name + ".partial")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False))
-        os.replace(tmp, path)
-        return path
+        return write_atomic(path, json.dumps(self.to_dict(), indent=1, allow_nan=False))
 
     @classmethod
     def load(cls, path: Path) -> Result:

@@ -64,7 +64,7 @@ def stragglers(result: Result) -> tuple[list[Straggler], dict[str, stats.Ratio]]
         ref = [busy(by_step[reference][r]) for r in common]
         skew = stats.checked_ratio(own, ref, None)
         skews[name] = skew
-        if skew.verdict != "above":
+        if skew.verdict != stats.Verdict.SLOWER:  # a ratio of times: its interval above 1
             continue
         gaps = {p: float(np.median([sum(by_step[name][r].parts.get(p, [0.0]))
                                     - sum(by_step[reference][r].parts.get(p, [0.0])) for r in common]))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 from scipy import stats as sps
@@ -36,6 +37,17 @@ def relative_spread(samples: Sequence[float]) -> float:
     return iqr(samples) / m if m else float("inf")
 
 
+class Verdict(StrEnum):
+    """The one vocabulary of every comparison here -- variants, profilers' overheads, a change
+    under `regress` or `run --compare`, instruction counts. ``noisy``: no verdict, because the
+    samples spread too much or broke what the interval assumes ("not measurable on this run")."""
+
+    SLOWER = "slower"
+    FASTER = "faster"
+    UNCHANGED = "unchanged"
+    NOISY = "noisy"
+
+
 @dataclass(frozen=True)
 class Ratio:
     """median(num) / median(den) with its 95% bootstrap interval.
@@ -55,16 +67,17 @@ class Ratio:
         return not self.caveat
 
     @property
-    def verdict(self) -> str:
-        """``above`` / ``below`` 1 when the interval excludes 1, ``same`` when it holds 1,
-        ``unknown`` when the interval's assumptions failed on this run."""
+    def verdict(self) -> Verdict:
+        """For a ratio of *times* (new / reference): ``slower`` when the interval lies above 1,
+        ``faster`` below it, ``unchanged`` when it holds 1 (or there is none), ``noisy`` when its
+        assumptions failed on this run. A speedup (reference / new) reads :func:`speed_verdict`."""
         if self.caveat:
-            return "unknown"
+            return Verdict.NOISY
         if self.low > 1:
-            return "above"
+            return Verdict.SLOWER
         if self.high < 1:
-            return "below"
-        return "same"
+            return Verdict.FASTER
+        return Verdict.UNCHANGED
 
     @property
     def has_interval(self) -> bool:
@@ -129,11 +142,10 @@ def median_ci(samples: Sequence[float], *, seed: int = 0) -> Ratio:
     return Ratio(value, float(res.confidence_interval.low), float(res.confidence_interval.high))
 
 
-def speed_verdict(speedup: Ratio) -> str:
-    """For a speedup (old time / new time): ``faster``, ``slower``, ``same`` (interval holds 1) or
-    ``not measurable`` (the interval's assumptions failed)."""
-    return {"above": "faster", "below": "slower", "same": "same",
-            "unknown": "not measurable"}[speedup.verdict]
+def speed_verdict(speedup: Ratio) -> Verdict:
+    """For a speedup (old time / new time), whose interval above 1 means ``faster``."""
+    flip = {Verdict.SLOWER: Verdict.FASTER, Verdict.FASTER: Verdict.SLOWER}
+    return flip.get(speedup.verdict, speedup.verdict)
 
 
 # What the paired bootstrap assumes, and the limits past which a run breaks it. The tests are

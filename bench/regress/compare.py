@@ -1,14 +1,14 @@
 """``python -m bench compare BASELINE.json CANDIDATE.json``: the regression table.
 
-Each benchmark gets two signals -- the timings' (``slower``/``faster``/``unchanged``/``noisy``,
-a statistical test) and, where both files hold instruction counts (``bench cost``), the
-counts' (``more work``/``less work``/``same work``, exact) -- and one verdict from both
-(:func:`finals`): ``slower`` when the timing says so, ``more work`` when the counts do;
+Each benchmark gets two signals, each a :class:`~bench.measure.stats.Verdict` -- the timings'
+(``slower``/``faster``/``unchanged``/``noisy``, a statistical test) and, where both files hold
+instruction counts (``bench instructions``), the counts' (``slower``/``faster``/``unchanged``,
+exact) -- and one verdict from both (:func:`finals`): ``slower`` when either says so;
 ``unchanged`` when the timing says so, or when the timing is too noisy and the counts say the
 work is the same (exact counts have no noise: the one signal a busy runner cannot blur);
 ``noisy`` only where the timing is noisy and no count resolves it.
 
-Exit status: 0 no regression, 1 at least one benchmark ``slower`` or ``more work``, 2 bad
+Exit status: 0 no regression, 1 at least one benchmark ``slower``, 2 bad
 input (a missing or damaged file, a NaN, zero or negative time, no benchmark in common), 3 no
 regression but some benchmark ``noisy`` that no count resolved: no verdict, which must not
 read as a pass. ``timing_only`` ignores the counts (today's rule for users without Valgrind).
@@ -21,8 +21,14 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from bench.regress.benchjson import Loaded, ResultsError, load_file
-from bench.regress.counts import DEFAULT_COUNT_THRESHOLD, CountComparison, compare_counts, count_lines
+from bench.measure.stats import Verdict
+from bench.regress.benchjson import BenchFileError, Loaded, load_file
+from bench.regress.instructions import (
+    DEFAULT_INSTRUCTIONS_THRESHOLD,
+    InstructionComparison,
+    compare_instructions,
+    instruction_lines,
+)
 from bench.regress.rule import Comparison, Rule, compare, min_samples_for
 
 
@@ -31,10 +37,10 @@ class Judged:
     """Everything one comparison found: timings and counts, and what only one side had."""
 
     timings: list[Comparison]
-    counts: list[CountComparison] = field(default_factory=list)
+    counts: list[InstructionComparison] = field(default_factory=list)
     only_base: list[str] = field(default_factory=list)
     only_cand: list[str] = field(default_factory=list)
-    count_threshold: float = DEFAULT_COUNT_THRESHOLD
+    instructions_threshold: float = DEFAULT_INSTRUCTIONS_THRESHOLD
     notes: list[str] = field(default_factory=list)
     timing_only: bool = False  # the counts do not take part in the verdict
 
@@ -45,17 +51,17 @@ class Final:
 
     name: str
     timing: Comparison | None
-    count: CountComparison | None
-    verdict: str  # slower | more work | faster | less work | unchanged | noisy
+    count: InstructionComparison | None
+    verdict: Verdict
     how: str = ""  # how it was reached, when not by the timing alone
 
     @property
     def regression(self) -> bool:
-        return self.verdict in ("slower", "more work", "slower, more work")
+        return self.verdict == Verdict.SLOWER
 
     @property
     def unresolved(self) -> bool:
-        return self.verdict == "noisy"
+        return self.verdict == Verdict.NOISY
 
 
 def count_key(benchmark: str) -> str:
@@ -69,20 +75,19 @@ def finals(judged: Judged) -> list[Final]:
     out: list[Final] = []
     for r in judged.timings:
         c = counts.pop(count_key(r.name), None)
-        more = c is not None and c.verdict == "more work"
+        more = c is not None and c.verdict == Verdict.SLOWER
         ratio = f"ratio {r.ratio:.3f} [{r.ci[0]:.3f}, {r.ci[1]:.3f}]"
-        if r.verdict == "slower":
-            out.append(Final(r.name, r, c, "slower, more work" if more else "slower"))
+        if r.verdict == Verdict.SLOWER:
+            out.append(Final(r.name, r, c, Verdict.SLOWER, "by timing and instruction count" if more else ""))
         elif more:
-            out.append(Final(r.name, r, c, "more work", f"by instruction count; timing {r.verdict}: {ratio}"))
-        elif r.verdict == "noisy" and c is not None:
-            verdict = "unchanged" if c.verdict == "same work" else "less work"
-            out.append(Final(r.name, r, c, verdict, f"by instruction count; timing too noisy: {ratio}"))
+            out.append(Final(r.name, r, c, Verdict.SLOWER,
+                             f"by instruction count; timing {r.verdict}: {ratio}"))
+        elif r.verdict == Verdict.NOISY and c is not None:
+            out.append(Final(r.name, r, c, c.verdict, f"by instruction count; timing too noisy: {ratio}"))
         else:
-            out.append(Final(r.name, r, c, r.verdict))
+            out.append(Final(r.name, r, c, Verdict(r.verdict)))
     for c in counts.values():  # counted, not timed
-        verdict = {"same work": "unchanged"}.get(c.verdict, c.verdict)
-        out.append(Final(c.name, None, c, verdict, "by instruction count"))
+        out.append(Final(c.name, None, c, c.verdict, "by instruction count"))
     return out
 
 
@@ -95,23 +100,23 @@ def table(results: list[Comparison]) -> pd.DataFrame:
             "benchmark": r.name, "base_ms": r.base_median * 1e3, "cand_ms": r.cand_median * 1e3,
             "ratio": f"{r.ratio:.3f} [{r.ci[0]:.3f}, {r.ci[1]:.3f}]",
             "p_slower (Holm)": f"{r.p_slower:.3g}", "n": f"{r.n_base}/{r.n_cand}",
-            "verdict": r.verdict.upper() if r.verdict == "slower" else r.verdict,
+            "verdict": r.verdict.upper() if r.verdict == Verdict.SLOWER else str(r.verdict),
             "counters changed": changes or "-",
         })
     return pd.DataFrame(rows)
 
 
-RULE = ("Verdict per benchmark, from both signals: `slower` when the timing says so, `more work` "
-        "when the instruction counts do (either is a regression); `unchanged` when the timing says "
-        "so, or when the timing is too noisy and the counts say the same work; `noisy` (no verdict) "
-        "only where the timing is noisy and there are no counts to resolve it.")
+RULE = ("Verdict per benchmark, from both signals: `slower` (a regression) when the timing or the "
+        "instruction counts say so; `unchanged` when the timing says so, or when the timing is too "
+        "noisy and the counts are unchanged; `noisy` (no verdict) only where the timing is noisy "
+        "and there are no counts to resolve it.")
 
 
 def verdict_table(found: list[Final]) -> pd.DataFrame:
     return pd.DataFrame([{
-        "benchmark": f.name, "timing": f.timing.verdict if f.timing else "-",
-        "instructions": f.count.verdict if f.count else "-",
-        "verdict": f.verdict.upper() if f.regression else f.verdict, "how": f.how or "by timing",
+        "benchmark": f.name, "timing": str(f.timing.verdict) if f.timing else "-",
+        "instructions": str(f.count.verdict) if f.count else "-",
+        "verdict": f.verdict.upper() if f.regression else str(f.verdict), "how": f.how or "by timing",
     } for f in found])
 
 
@@ -127,7 +132,8 @@ def headline(judged: Judged, rule: Rule) -> str:
         need = min_samples_for(rule.alpha, family)
         return (f"NO VERDICT: {len(noisy)} benchmark(s) too noisy to judge and without instruction "
                 f"counts: {', '.join(noisy)}. Get one with the counts (valgrind; drop --timing-only), "
-                f"more --rounds (a family of {family} benchmarks needs at least {need} samples a "
+                f"more samples (`regress --processes`; a family of {family} benchmarks needs at "
+                f"least {need} samples a "
                 "side to reach alpha after Holm), or a quieter machine.")
     resolved = [f for f in found if f.how.startswith("by instruction count; timing too noisy")]
     return "No regression." + (f" ({len(resolved)} benchmark(s) judged by instruction count: their "
@@ -156,7 +162,7 @@ def render(judged: Judged, rule: Rule, markdown: bool) -> str:
                   f"95% bootstrap interval above 1 (above {1 + rule.threshold:.2f} when IQR/median > "
                   f"{rule.max_spread}); ratio = candidate / baseline.", "", body]
     if judged.counts:
-        lines += ["", *count_lines(judged.counts, judged.count_threshold, markdown)]
+        lines += ["", *instruction_lines(judged.counts, judged.instructions_threshold, markdown)]
     for note in judged.notes:
         lines += ["", note]
     for label, names in (("only in the baseline", judged.only_base),
@@ -198,9 +204,9 @@ def run_compare(args: argparse.Namespace) -> int:
         rule = Rule(args.threshold, args.alpha, args.min_samples, args.max_spread)
         base = load_file(args.baseline)
         cand = load_file(args.candidate)
-        judged = checked_compare(base, cand, rule, args.baseline, args.candidate, args.count_threshold,
+        judged = checked_compare(base, cand, rule, args.baseline, args.candidate, args.instructions_threshold,
                                  timing_only=args.timing_only)
-    except (ResultsError, ValueError) as exc:
+    except (BenchFileError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     print(render(judged, rule, markdown=False))
     if args.markdown:
@@ -212,16 +218,17 @@ def run_compare(args: argparse.Namespace) -> int:
 
 
 def checked_compare(base: Loaded, cand: Loaded, rule: Rule, base_name: object, cand_name: object,
-                    count_threshold: float = DEFAULT_COUNT_THRESHOLD, timing_only: bool = False) -> Judged:
+                    instructions_threshold: float = DEFAULT_INSTRUCTIONS_THRESHOLD,
+                    timing_only: bool = False) -> Judged:
     """Timings and counts compared; refuses two files with nothing in common (nothing was compared)."""
     from bench.errors import UsageError
 
     results, only_base, only_cand = compare(base.benchmarks, cand.benchmarks, rule)
-    counts: list[CountComparison] = []
+    counts: list[InstructionComparison] = []
     notes = []
     if base.counts and cand.counts:
-        counts, count_only_base, count_only_cand = compare_counts(base.counts, cand.counts,
-                                                                  count_threshold)
+        counts, count_only_base, count_only_cand = compare_instructions(base.counts, cand.counts,
+                                                                        instructions_threshold)
         only_base += count_only_base
         only_cand += count_only_cand
     elif base.counts or cand.counts:
@@ -234,7 +241,7 @@ def checked_compare(base: Loaded, cand: Loaded, rule: Rule, base_name: object, c
                          "compare runs of the same suites")
     if timing_only and counts:
         notes.append("--timing-only: the instruction counts are shown but not used in the verdict.")
-    return Judged(results, counts, only_base, only_cand, count_threshold, notes, timing_only)
+    return Judged(results, counts, only_base, only_cand, instructions_threshold, notes, timing_only)
 
 
 REGRESSION, NOISY = 1, 3

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.regress.benchjson import Benchmark, ResultsError, load
+from bench.regress.benchjson import BenchFileError, Benchmark, load
 
 PENALTY = 4.0  # x noise variance x log(runs): conservative, a change must stand out of the noise
 MIN_SEGMENT = 2  # runs on each side of a step
@@ -67,15 +67,11 @@ class History:
 
 
 def median_interval(data: tuple[float, ...]) -> tuple[float, float]:
-    """95% percentile-bootstrap interval of the median (the point itself with under 5 rounds)."""
-    from scipy import stats as sps
+    """95% interval of the median (the point itself with too few rounds for one)."""
+    from bench.measure.stats import median_ci
 
-    if len(data) < 5:
-        m = float(np.median(data))
-        return m, m
-    res = sps.bootstrap((np.asarray(data),), np.median, n_resamples=1000, method="percentile",
-                        rng=np.random.default_rng(0))
-    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+    m = median_ci(data)
+    return (m.low, m.high) if m.has_interval else (m.value, m.value)
 
 
 def _run(path: Path) -> Run:
@@ -100,16 +96,16 @@ def load_history(paths: list[Path]) -> History:
         elif p.is_file():
             files.append(p)
         else:
-            raise ResultsError(f"{p}: no such file or folder; `nox -s bench` saves runs under "
+            raise BenchFileError(f"{p}: no such file or folder; `nox -s bench` saves runs under "
                                "reports/benchmarks/")
     runs, skipped = [], {}
     for f in files:
         try:
             runs.append(_run(f))
-        except (ResultsError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (BenchFileError, json.JSONDecodeError, UnicodeDecodeError) as exc:
             skipped[str(f)] = str(exc)
     if not runs:
-        raise ResultsError(f"no pytest-benchmark runs under {', '.join(map(str, paths))}"
+        raise BenchFileError(f"no pytest-benchmark runs under {', '.join(map(str, paths))}"
                            + (f" ({len(skipped)} file(s) were not benchmark runs)" if skipped else "")
                            + "; `nox -s bench` saves them")
     runs.sort(key=lambda r: r.when.timestamp())
@@ -222,7 +218,7 @@ def run_history(args) -> int:  # args: argparse.Namespace
     try:
         history = load_history(list(args.paths))
         check_writable_dir(args.out)
-    except (ResultsError, ValueError) as exc:
+    except (BenchFileError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     names = [n for n in history.names if args.select in n]
     if not names:

@@ -24,10 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats as sps
 
-from bench.measure.stats import relative_spread
+from bench.measure.stats import Verdict, ratio, relative_spread
 from bench.regress.benchjson import Benchmark
-
-VERDICTS = ("slower", "faster", "unchanged", "noisy")
 
 
 @dataclass(frozen=True)
@@ -56,7 +54,7 @@ class Comparison:
     ratio: float
     ci: tuple[float, float]
     p_slower: float
-    verdict: str
+    verdict: Verdict
     n_base: int
     n_cand: int
     counters: dict[str, tuple[float, float]] = field(default_factory=dict)  # changed only
@@ -64,17 +62,10 @@ class Comparison:
 
 
 def ratio_ci(base: Sequence[float], cand: Sequence[float], *, seed: int = 0) -> tuple[float, float]:
-    """95% percentile-bootstrap interval of median(cand) / median(base)."""
-    if len(base) < 2 or len(cand) < 2:
-        return float("nan"), float("nan")
-
-    def statistic(c, b, axis):
-        return np.median(c, axis=axis) / np.median(b, axis=axis)
-
-    res = sps.bootstrap((np.asarray(cand), np.asarray(base)), statistic, vectorized=True,
-                        n_resamples=2000, method="percentile", confidence_level=0.95,
-                        rng=np.random.default_rng(seed))
-    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+    """95% percentile-bootstrap interval of median(cand) / median(base) (independent samples;
+    NaN with too few of them): the one bootstrap of :func:`bench.measure.stats.ratio`."""
+    r = ratio(cand, base, paired=False, seed=seed)
+    return r.low, r.high
 
 
 def min_attainable_p(n1: int, n2: int) -> float:
@@ -130,16 +121,16 @@ def _evidence(base: Sequence[float], cand: Sequence[float], rule: Rule, family: 
     return _Evidence(ratio, ci, p_slower, p_faster, spread)
 
 
-def _verdict(ev: _Evidence, p_slower: float, p_faster: float, rule: Rule) -> str:
+def _verdict(ev: _Evidence, p_slower: float, p_faster: float, rule: Rule) -> Verdict:
     if math.isnan(p_slower):
-        return "noisy"
+        return Verdict.NOISY
     # With a wide spread, ask more: the whole interval beyond the threshold, not just beyond 1.
     slower_bound = 1 + rule.threshold if ev.spread else 1.0
     if ev.ratio > 1 + rule.threshold and p_slower < rule.alpha and ev.ci[0] > slower_bound:
-        return "slower"
+        return Verdict.SLOWER
     if ev.ratio < 1 / (1 + rule.threshold) and p_faster < rule.alpha and ev.ci[1] < 1 / slower_bound:
-        return "faster"
-    return "noisy" if ev.spread else "unchanged"
+        return Verdict.FASTER
+    return Verdict.NOISY if ev.spread else Verdict.UNCHANGED
 
 
 def decide(base: Sequence[float], cand: Sequence[float], rule: Rule = Rule()

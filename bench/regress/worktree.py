@@ -12,16 +12,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from bench.defaults import BUILTIN, BUILTIN_SUITE_VARIANTS
-from bench.regress.benchjson import ResultsError, load, load_file
+from bench.regress.benchjson import BenchFileError, load, load_file
 from bench.regress.compare import checked_compare, exit_code, render, verdict_doc
 from bench.regress.rule import Rule, min_samples_for
 from bench.staging import check_writable_dir, publish, staging
@@ -50,7 +50,7 @@ def resolve_base(ref: str | None, repo: Path) -> tuple[str, str]:
 
 def merge_processes(paths: list[Path], target: Path, counts: Path | None = None) -> Path:
     """One JSON per side whose 'rounds' are the per-process medians of each benchmark, with the
-    side's instruction counts (``counts``, from ``bench cost``) beside them."""
+    side's instruction counts (``counts``, from ``bench instructions``) beside them."""
     per_name: dict[str, dict] = {}
     for path in paths:
         _, benchmarks = load(path)
@@ -71,7 +71,8 @@ def _run_side(root: Path, json_path: Path, args: argparse.Namespace, extra: list
     cmd = [sys.executable, "-m", "pytest", SUITES, "-q", "-p", "no:cacheprovider",
            "-k", args.select, "--vb-quick", "--vb-data-dir", str(args.data_dir.resolve()),
            "--vb-limit", str(args.limit), "--vb-workload", args.workload, "--benchmark-json",
-           str(json_path), *(["--vb-variants", args.variants] if args.variants else []), *extra]
+           str(json_path), *(["--vb-variants", ",".join(args.variants)] if args.variants else []),
+           *_data_options(args, "--vb-"), *extra]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
     if proc.returncode != 0 or not json_path.exists():
@@ -79,7 +80,18 @@ def _run_side(root: Path, json_path: Path, args: argparse.Namespace, extra: list
         raise RuntimeError(f"benchmark process in {root} failed (exit {proc.returncode}):\n{tail}")
 
 
-COST_LIMIT = 2000  # samples the counting workload loads: counts do not depend on it, start-up does
+def _data_options(args: argparse.Namespace, prefix: str) -> list[str]:
+    """--dataset and --batch-size as given, for a side's process (left out at their defaults, so
+    a base from before these options runs too)."""
+    out = []
+    if args.dataset != "auto":
+        out += [prefix + "dataset", args.dataset]
+    if args.batch_size != 100:
+        out += [prefix + "batch-size", str(args.batch_size)]
+    return out
+
+
+INSTRUCTIONS_LIMIT = 2000  # samples the counting workload loads: counts do not depend on it, start-up does
 
 
 def _count_sides(args: argparse.Namespace, roots: dict[str, Path], stage: Path) -> dict[str, Path]:
@@ -95,20 +107,23 @@ def _count_sides(args: argparse.Namespace, roots: dict[str, Path], stage: Path) 
     from bench.errors import UsageError
 
     procs = {}
-    links = Path(tempfile.mkdtemp(prefix="vaebench-cost-"))
+    links = Path(tempfile.mkdtemp(prefix="vaebench-instructions-"))
     for (side, root), letter in zip(roots.items(), "ab", strict=True):
-        if not (root / "bench" / "cost.py").is_file():
-            raise UsageError(f"the {side} ({root}) has no `bench cost`: pick a newer --base, or "
-                             "pass --no-cost")
+        # `instructions` was `cost` until this release: a base from before the rename counts too
+        command = "cost" if (root / "bench" / "cost.py").is_file() else "instructions"
+        if not (root / "bench" / "measure" / "instructions.py").is_file():
+            raise UsageError(f"the {side} ({root}) cannot count instructions: pick a newer --base, "
+                             "or pass --no-instructions")
         link = links / letter
         link.symlink_to(root.resolve(), target_is_directory=True)
         path = links / f"{letter}.json"
         workload = args.workload  # a file path is read in this side's tree, through the link
         if ".py:" in workload and not Path(workload).is_absolute():
             workload = str(link / workload)
-        cmd = [sys.executable, "-m", "bench", "cost", "--no-progress", "--workload", workload,
-               "--data-dir", str(args.data_dir.resolve()), "--limit", str(COST_LIMIT),
-               "--json", str(path), *(["--variants", args.variants] if args.variants else [])]
+        cmd = [sys.executable, "-m", "bench", command, "--no-progress", "--workload", workload,
+               "--data-dir", str(args.data_dir.resolve()), "--limit", str(INSTRUCTIONS_LIMIT),
+               "--json", str(path), *(["--variants", ",".join(args.variants)] if args.variants else []),
+               *_data_options(args, "--")]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(link), os.environ.get("PYTHONPATH", "")])}
         # cwd: the links' folder, the same for both (a cwd through a link would resolve to the
         # tree's real path, whose length differs)
@@ -122,7 +137,7 @@ def _count_sides(args: argparse.Namespace, roots: dict[str, Path], stage: Path) 
                 tail = "\n".join(text.splitlines()[-6:])
                 raise UsageError(f"counting instructions of the {side} failed (exit "
                                  f"{proc.returncode}):\n{tail}")
-            out[side] = stage / f"{side}-cost.json"
+            out[side] = stage / f"{side}-instructions.json"
             shutil.move(path, out[side])
     finally:
         for _, proc in procs.values():
@@ -132,9 +147,13 @@ def _count_sides(args: argparse.Namespace, roots: dict[str, Path], stage: Path) 
     return out
 
 
-def run_regress(args: argparse.Namespace) -> int:
+def run_regress(args: argparse.Namespace, candidate_extra: Sequence[str] = ()) -> int:
     """Exit 0 no regression, 1 a regression, 2 bad input or a failed benchmark process, 3 no
-    regression but some benchmark ``noisy`` (no verdict)."""
+    regression but some benchmark ``noisy`` (no verdict).
+
+    ``candidate_extra``: more pytest arguments for the candidate's processes only -- how the
+    experiments (``experiments/regress_experiments.py``) inject a known change without a commit;
+    not a user option."""
     from bench.errors import UsageError
 
     repo = Path.cwd()
@@ -148,28 +167,28 @@ def run_regress(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if args.variants is None and args.workload == BUILTIN:
-        args.variants = BUILTIN_SUITE_VARIANTS
-    args.cost_skipped = "--no-cost"
+        args.variants = BUILTIN_SUITE_VARIANTS.split(",")
+    args.instructions_skipped = "--no-instructions"
     if args.timing_only:
-        args.cost, args.cost_skipped = False, "--timing-only"
-    if args.cost:
+        args.instructions, args.instructions_skipped = False, "--timing-only"
+    if args.instructions:
         from bench.measure.instructions import missing_tool
 
         reason = missing_tool()
         if reason:  # said in the table and here, never silently dropped
             print(f"Instruction counts skipped: {reason}; the verdict falls back to the timings "
                   "alone", file=sys.stderr)
-            args.cost, args.cost_skipped = False, f"{reason}; the verdict is by timing alone"
+            args.instructions, args.instructions_skipped = False, f"{reason}; the verdict is by timing alone"
     needed = min_samples_for(args.alpha)
-    if args.rounds < needed:
-        raise UsageError(f"--rounds {args.rounds}: at least {needed} per side are needed for the U "
+    if args.processes < needed:
+        raise UsageError(f"--processes {args.processes}: at least {needed} per side are needed for the U "
                          f"test to reach p < {args.alpha}")
     try:
         check_writable_dir(args.out)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     args.out = args.out.resolve()
-    extra = shlex.split(args.candidate_pytest_args)
+    extra = list(candidate_extra)
     # Everything is written into a staging folder and moved into --out only at the end: an
     # interrupted run leaves the earlier run's files as they were.
     with staging(args.out) as stage, tempfile.TemporaryDirectory(prefix="vaebench-base-") as tmp:
@@ -191,17 +210,17 @@ def _interleave(args: argparse.Namespace, repo: Path, name: str, sha: str, extra
         if not (base_root / SUITES).is_dir():
             raise UsageError(f"base {name} ({sha[:10]}) has no {SUITES}: pick a newer --base")
         print(f"Base {name} ({sha[:10]}) vs candidate (work tree {repo}); "
-              f"{args.rounds} interleaved processes per side")
+              f"{args.processes} interleaved processes per side")
         files: dict[str, list[Path]] = {"base": [], "candidate": []}
-        if args.cost:
+        if args.instructions:
             print("Counting instructions of both sides under callgrind, side by side (~2 min)...",
                   flush=True)
             started = time.perf_counter()
             for side, path in _count_sides(args, {"base": base_root, "candidate": repo}, stage).items():
-                files[f"{side}-cost"] = [path]
+                files[f"{side}-instructions"] = [path]
             print(f"Counted both sides in {time.perf_counter() - started:.0f} s", flush=True)
-        with tqdm(total=2 * args.rounds, unit="process") as bar:
-            for i in range(args.rounds):
+        with tqdm(total=2 * args.processes, unit="process") as bar:
+            for i in range(args.processes):
                 for side in ("base", "candidate") if i % 2 == 0 else ("candidate", "base"):
                     bar.set_description(side)
                     path = stage / f"{side}-{i}.json"
@@ -222,17 +241,17 @@ def _measure_and_compare(args: argparse.Namespace, repo: Path, name: str, sha: s
     from bench.errors import UsageError
 
     files = _interleave(args, repo, name, sha, extra, stage, base_root)
-    base_json = merge_processes(files["base"], stage / "base.json", *files.get("base-cost", []))
+    base_json = merge_processes(files["base"], stage / "base.json", *files.get("base-instructions", []))
     cand_json = merge_processes(files["candidate"], stage / "candidate.json",
-                                *files.get("candidate-cost", []))
+                                *files.get("candidate-instructions", []))
     try:
         base, cand = load_file(base_json), load_file(cand_json)
-        judged = checked_compare(base, cand, rule, "base", "candidate", args.count_threshold,
+        judged = checked_compare(base, cand, rule, "base", "candidate", args.instructions_threshold,
                                  timing_only=args.timing_only)
-    except (ResultsError, ValueError) as exc:
+    except (BenchFileError, ValueError) as exc:
         raise UsageError(str(exc)) from None
-    if not args.cost:
-        judged.notes.append(f"Instruction counts: not taken ({args.cost_skipped}).")
+    if not args.instructions:
+        judged.notes.append(f"Instruction counts: not taken ({args.instructions_skipped}).")
     print(render(judged, rule, markdown=False))
     (stage / "regress.md").write_text(render(judged, rule, markdown=True))
     (stage / "verdict.json").write_text(json.dumps(verdict_doc(judged, rule), indent=1))

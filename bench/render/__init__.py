@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.measure.result import Result
-from bench.render import figures, summary, tables
+from bench.render import figures, readme, summary, tables
 
 Renderer = Callable[[Result, Path], list[Path]]
 
@@ -18,13 +18,15 @@ RENDERERS: dict[str, Renderer] = {
     "summary.md": summary.write,
     "summary.csv": tables.write_summary_csv,
     "variants.csv": tables.write_variants,
-    "ladder.csv": tables.write_ladder,  # only for a workload whose variants form a ladder
     "figures": figures.write,
 }
 
 
-def render_all(result: Result, out: Path) -> list[Path]:
+def render_all(result: Result, out: Path, final: Path | None = None, *, rerender: bool = False
+               ) -> list[Path]:
+    """Every renderer into ``out``, then README.md, which lists what they (and the profilers)
+    wrote; ``final`` is where ``out``'s files will be moved (a staging folder's target)."""
     written: list[Path] = []
     for renderer in RENDERERS.values():
         written.extend(renderer(result, out))
-    return written
+    return written + readme.write(result, out, final, rerender=rerender)

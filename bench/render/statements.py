@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from bench.measure import derive
 from bench.measure.result import Result
-from bench.measure.stats import Ratio
+from bench.measure.stats import Ratio, Verdict
 
 
 def names(items: list[str]) -> str:
@@ -25,11 +25,11 @@ def speedup_text(r: Ratio) -> str:
 def overhead_text(r: Ratio) -> str:
     if not r.measurable:
         return r.ci()
-    if r.verdict == "below":
+    if r.verdict == Verdict.FASTER:
         return (f"biased measurement: {r.value:.2f}x ({r.ci()}) -- a profiler cannot make a step faster; "
                 "the plain rounds were slowed by something else (the machine's load changed between "
                 "them, or the profiled rounds found warmer caches)")
-    if r.verdict == "same" and r.has_interval:
+    if r.verdict == Verdict.UNCHANGED and r.has_interval:
         return f"no measurable overhead ({r.ci()})"
     return f"{r.value:.2f}x ({r.ci()})"
 
@@ -43,8 +43,9 @@ def fastest(result: Result) -> str:
         return f"`{base}`: {derive.step_seconds(result, base) * 1e3:.2f} ms per step."
     best, tied = derive.fastest_group(result)
     verdicts = {n: derive.speedup(result, best, n) for n in tied}
-    same = [n for n in measured if n in tied and verdicts[n].verdict == "same"]  # order asked: stable
-    unknown = [n for n in measured if n in tied and verdicts[n].verdict == "unknown"]
+    # in the order asked: stable
+    same = [n for n in measured if n in tied and verdicts[n].verdict == Verdict.UNCHANGED]
+    unknown = [n for n in measured if n in tied and verdicts[n].verdict == Verdict.NOISY]
     best_ms = f"{derive.step_seconds(result, best) * 1e3:.2f} ms per step"
     unranked = ""
     if unknown:
@@ -97,9 +98,9 @@ def efficiency(result: Result) -> str:
         text = f"`{name}` runs at {eff.text()} times its compute-only bound"
         if not eff.measurable:
             said.append(f"`{name}`'s ratio to its compute-only bound is {eff.ci()}.")
-        elif eff.verdict == "same":
+        elif eff.verdict == Verdict.UNCHANGED:
             said.append(text + ": no measurable data cost is left.")
-        elif eff.verdict == "below":
+        elif eff.verdict == Verdict.FASTER:
             said.append(text + ": below its bound, which a step cannot be -- a biased measurement "
                         "(the machine's speed changed between them).")
         else:

@@ -1,5 +1,5 @@
-"""summary.md: the finding in a few sentences, the variants with intervals (a ladder's rungs also
-against the rung before), what each change buys, where the time goes, the measured epochs, the
+"""summary.md: the finding in a few sentences, the variants with intervals (ordered variants also
+against the one before), what each change buys, where the time goes, the measured epochs, the
 profilers' overhead and files, the workload's own section, what was skipped or failed -- all
 from run.json."""
 
@@ -11,6 +11,7 @@ import pandas as pd
 
 from bench.measure import derive, stats
 from bench.measure.result import Result
+from bench.measure.stats import Verdict
 from bench.render import capture, statements
 
 
@@ -69,13 +70,14 @@ def _variants(result: Result) -> list[str]:
         table["verdict vs previous"] = [r.verdict_vs_previous or "-" for r in found]
     caveats = {f"`{r.variant}`: {x.caveat}" for r in found
                for x in (r.speedup, r.efficiency, r.vs_previous) if x is not None and x.caveat}
-    title = "## The ladder" if result.ordered else "## Variants"
-    against = ("each rung against the baseline and the rung before it" if result.ordered
+    title = "## Variants"
+    against = ("each variant against the baseline and the variant before it" if result.ordered
                else "each variant against the baseline (the first)")
     return [title, "", pd.DataFrame(table).to_markdown(index=False), "",
             *([f"Not measurable on this run: {'; '.join(sorted(caveats))}.", ""] if caveats else []),
-            f"Speedup = baseline's step time / this one's (above 1: faster), {against}. `same` = the "
-            "95% interval holds 1: no measurable difference, so no ranking. Each sample is one "
+            f"Speedup = baseline's step time / this one's (above 1: faster), {against}. `unchanged` = "
+            "the 95% interval holds 1: no measurable difference, so no ranking; `noisy` = the "
+            "rounds broke what the interval assumes: not measurable on this run. Each sample is one "
             "round's mean step time; the rounds of all variants were interleaved (order rotated "
             "every round) and are paired in the bootstrap, after checking that the pairs show no "
             "trend and no order effect.", *_cost_note(result), ""]
@@ -141,10 +143,10 @@ def _changes(result: Result) -> list[str]:
             "pays off after": ("-" if c.payoff_steps is None else f"{c.payoff_steps:,.0f} steps"),
             "peak MB vs it": _more_memory(result, c.variant, c.reference),
         })
-    pays = [c for c in found if c.verdict == "faster"]
-    costs = [c for c in found if c.verdict == "slower"]
-    same = [c for c in found if c.verdict == "same"]
-    unknown = [c for c in found if c.verdict == "not measurable"]
+    pays = [c for c in found if c.verdict == Verdict.FASTER]
+    costs = [c for c in found if c.verdict == Verdict.SLOWER]
+    same = [c for c in found if c.verdict == Verdict.UNCHANGED]
+    unknown = [c for c in found if c.verdict == Verdict.NOISY]
     said = []
     if pays:
         said.append("Pays off on this machine: " + ", ".join(

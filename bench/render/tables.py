@@ -1,5 +1,4 @@
-"""Tables of a Result: variants.csv, summary.csv (and ladder.csv for a workload whose variants
-form a ladder), and the frames the other renderers show."""
+"""Tables of a Result: variants.csv, summary.csv, and the frames the other renderers show."""
 
 from __future__ import annotations
 
@@ -15,9 +14,8 @@ COST_COLUMNS = ("samples_per_s", "samples_per_s_ci_low", "samples_per_s_ci_high"
 VARIANT_COLUMNS = ("variant", "median_ms", "speedup_vs_baseline", "ci_low", "ci_high", "verdict",
                    "vs_bound", "vs_bound_ci_low", "vs_bound_ci_high", *COST_COLUMNS,
                    "not_measurable_because")
-# The built-in ladder's own table, under its own name for one more release (variants.csv has it all).
-LADDER_COLUMNS = ("variant", "median_ms", "speedup_vs_baseline", "ci_low", "ci_high", "vs_previous",
-                  "vs_previous_ci_low", "vs_previous_ci_high", "verdict_vs_previous", *COST_COLUMNS)
+# For a workload whose variants are ordered (each one a step on from the one before): each vs it.
+PREVIOUS_COLUMNS = ("vs_previous", "vs_previous_ci_low", "vs_previous_ci_high", "verdict_vs_previous")
 NAN = float("nan")
 
 
@@ -30,7 +28,7 @@ def _fields(r: stats.Ratio | None) -> tuple[float, float, float]:
 
 def variants_frame(result: Result) -> pd.DataFrame:
     """One row per measured variant: its median step, speedup vs the baseline with the interval,
-    the verdict, its compute-only bound ratio; in a ladder also vs the previous variant."""
+    the verdict, its compute-only bound ratio; for ordered variants also vs the previous one."""
     rows = []
     for row in derive.rows(result):
         up, bound, prev = _fields(row.speedup), _fields(row.efficiency), _fields(row.vs_previous)
@@ -45,8 +43,7 @@ def variants_frame(result: Result) -> pd.DataFrame:
             "vs_previous": prev[0], "vs_previous_ci_low": prev[1], "vs_previous_ci_high": prev[2],
             "verdict_vs_previous": row.verdict_vs_previous,
         })
-    columns = [*VARIANT_COLUMNS, *([c for c in LADDER_COLUMNS if c not in VARIANT_COLUMNS]
-                                   if result.ordered else [])]
+    columns = [*VARIANT_COLUMNS, *(PREVIOUS_COLUMNS if result.ordered else ())]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -60,10 +57,6 @@ def cost_fields(result: Result, name: str) -> dict[str, float]:
     return {"samples_per_s": value, "samples_per_s_ci_low": low, "samples_per_s_ci_high": high,
             "peak_mb": nan(derive.peak_mb(result, name)),
             "gflop_per_step": nan(derive.gflop_per_step(result, name)), "mfu": nan(derive.mfu(result, name))}
-
-
-def ladder_frame(result: Result) -> pd.DataFrame:
-    return variants_frame(result).reindex(columns=list(LADDER_COLUMNS))
 
 
 def summary_frame(result: Result) -> pd.DataFrame:
@@ -109,11 +102,6 @@ def _csv(frame: pd.DataFrame, path: Path) -> list[Path]:
 
 def write_variants(result: Result, out: Path) -> list[Path]:
     return _csv(variants_frame(result), out / "variants.csv")
-
-
-def write_ladder(result: Result, out: Path) -> list[Path]:
-    """ladder.csv: only for a workload that declares its variants a ladder (the built-in VAE)."""
-    return _csv(ladder_frame(result), out / "ladder.csv") if result.ordered else []
 
 
 def write_summary_csv(result: Result, out: Path) -> list[Path]:

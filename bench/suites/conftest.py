@@ -1,7 +1,8 @@
 """Fixtures and options of the benchmark suites (run by `nox -s bench`, not by `nox -s tests`).
 
-Options: --vb-workload (a factory, default the built-in VAE ladder), --vb-variants,
---vb-device, --vb-data-dir, --vb-dataset, --vb-limit, --vb-batch-size, --vb-threads, --vb-quick.
+Options: the workload's own (bench/options.py) with a ``--vb-`` prefix -- --vb-workload,
+--vb-variants, --vb-data-dir, --vb-dataset, --vb-limit, --vb-batch-size, --vb-device,
+--vb-threads, --vb-seed -- and --vb-quick.
 The variants are read from the workload at collection, so each becomes a parametrized
 benchmark; one that cannot run here is skipped with its reason. Every benchmark records the
 workload, variant, device, torch version, data and thread count in its ``extra_info``.
@@ -9,54 +10,40 @@ workload, variant, device, torch version, data and thread count in its ``extra_i
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-from bench.defaults import BUILTIN
 from bench.measure.environment import Environment
+from bench.options import RUN_OPTIONS, WORKLOAD_OPTIONS, add_options, context_options
 from bench.workload import Context, Unavailable, Variants, WorkloadError, variants_of
+from plumbing.devices import DeviceError, resolve_device
 
 _VARIANTS = pytest.StashKey[Variants]()
-COUNTS = pytest.StashKey[Any]()  # the cost suite's Counts, saved into the benchmark JSON
+COUNTS = pytest.StashKey[Any]()  # the instructions suite's Counts, saved into the benchmark JSON
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("vaebench")
-    group.addoption("--vb-workload", default=BUILTIN, help="workload factory, module:make or file.py:make")
-    group.addoption("--vb-variants", default=None, help="comma list of variants (default: all)")
-    group.addoption("--vb-data-dir", default="data", help="MNIST folder (see python -m vae train --help)")
-    group.addoption("--vb-dataset", default="auto", help="auto | mnist | synthetic (built-in workload)")
-    group.addoption("--vb-device", default="auto", choices=("auto", "cpu", "cuda"))
-    group.addoption("--vb-limit", type=int, default=10_000, help="training samples the workload holds")
-    group.addoption("--vb-batch-size", type=int, default=100)
-    group.addoption("--vb-threads", type=int, default=None, help="torch intra-op threads")
+    add_options(group.addoption, [*WORKLOAD_OPTIONS, *RUN_OPTIONS], prefix="--vb-", limit=10_000)
     group.addoption("--vb-quick", action="store_true", help="fewer rounds: a smoke run")
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise pytest.UsageError("--vb-device cuda: no CUDA device here; use cpu or auto")
-    return torch.device(name)
 
 
 def _variants(config: pytest.Config) -> Variants:
     if _VARIANTS not in config.stash:
-        threads = config.getoption("--vb-threads")
+        threads = config.getoption("vb_threads")
         if threads:
             torch.set_num_threads(threads)
-        asked = config.getoption("--vb-variants")
-        ctx = Context(device=_device(config.getoption("--vb-device")),
-                      batch_size=config.getoption("--vb-batch-size"),
-                      data_dir=Path(config.getoption("--vb-data-dir")),
-                      dataset=config.getoption("--vb-dataset"), limit=config.getoption("--vb-limit"),
-                      variants=tuple(v.strip() for v in asked.split(",")) if asked else None)
         try:
-            config.stash[_VARIANTS] = variants_of(config.getoption("--vb-workload"), ctx)
+            device = resolve_device(config.getoption("vb_device"))
+        except DeviceError as exc:
+            raise pytest.UsageError(f"--vb-device: {exc}") from None
+        values = {k: config.getoption(k) for k in ("vb_batch_size", "vb_data_dir", "vb_dataset",
+                                                   "vb_limit", "vb_variants")}
+        ctx = Context(device=device, seed=config.getoption("vb_seed"), **context_options(values, "vb_"))
+        try:
+            config.stash[_VARIANTS] = variants_of(config.getoption("vb_workload"), ctx)
         except WorkloadError as exc:
             raise pytest.UsageError(str(exc)) from None
     return config.stash[_VARIANTS]
@@ -73,7 +60,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_benchmark_update_json(config: pytest.Config, benchmarks: Any, output_json: dict) -> None:
-    """Store the cost suite's instruction counts beside the timings, where compare finds them."""
+    """Store the instructions suite's counts beside the timings, where compare finds them."""
     if COUNTS in config.stash:
         output_json["instructions"] = config.stash[COUNTS].as_dict()
 
@@ -83,8 +70,8 @@ class Settings:
 
     def __init__(self, config: pytest.Config):
         self.variants = _variants(config)
-        self.quick = bool(config.getoption("--vb-quick"))
-        self.workload = config.getoption("--vb-workload")
+        self.quick = bool(config.getoption("vb_quick"))
+        self.workload = config.getoption("vb_workload")
         self._built: dict[str, Any] = {}
 
     def rounds(self, full: int, quick: int) -> int:

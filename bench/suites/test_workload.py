@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import torch
 
-from bench.measure.clock import synchronize, time_steps
+from bench.measure.clock import time_steps
 from bench.measure.counters import count_step
+from plumbing.devices import synchronize
 
 
 def test_fetch(benchmark, record, settings, variant):

@@ -1,7 +1,8 @@
 """A pytest plugin for A/B experiments: makes the `resident` (optimized) fetch do extra work.
 
-Test-only code, never imported by the product. Load it on the candidate side of a regress run:
-    python -m bench regress --candidate-pytest-args "-p slow_variant"   (with tests/ on PYTHONPATH)
+Experiment and test code, never imported by the product. Loaded on the candidate side of a
+regress run by ``run_regress(args, candidate_extra=["-p", "slow_variant"])`` with experiments/
+on PYTHONPATH (experiments/regress_experiments.py, tests/test_regress.py).
 VB_EXTRA_COPIES (default 20) sets how many extra copies of each batch the fetch makes; the
 copies are real operator calls, so the deterministic counters show the change too.
 """

@@ -1,10 +1,8 @@
-"""Instruction counts: reading callgrind's files, the exact `more work` rule, `bench cost` and
+"""Instruction counts: reading callgrind's files, the exact `slower` rule, `bench instructions` and
 `bench compare` on count files, and (slow) a real count of a known change under Valgrind."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import shutil
 import subprocess
@@ -12,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import cli
 from bench.measure import instructions
 from bench.measure.instructions import Count, Counts, count, functions, missing_tool, totals
-from bench.regress.counts import compare_counts
+from bench.regress.instructions import DEFAULT_INSTRUCTIONS_THRESHOLD, compare_instructions
+from tests.helpers import run_bench
 
 HAVE_VALGRIND = missing_tool() is None
 needs_valgrind = pytest.mark.skipif(not HAVE_VALGRIND, reason=f"{missing_tool()}")
@@ -35,24 +33,22 @@ def count_file(path: Path, counts: dict, benchmarks: list | None = None) -> Path
 
 
 def run_cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main(list(argv))
-    return code, out.getvalue(), err.getvalue()
+    proc = run_bench(*argv)
+    return proc.returncode, proc.stdout, proc.stderr
 
 
 def test_counts_beyond_the_threshold_are_more_or_less_work_and_name_the_functions():
     base = section(**{"step[a]": 1_000_000, "fetch[a]": 10_000, "step[b]": 1_000_000})
     cand = section(**{"step[a]": 1_020_000, "fetch[a]": 10_050, "step[b]": 980_000})
     cand["step[a]"]["functions"] = {"memcpy (libc.so.6)": 500_000, "gemm (libtorch_cpu.so)": 520_000}
-    results, only_base, only_cand = compare_counts(base, cand, threshold=0.01)
+    results, only_base, only_cand = compare_instructions(base, cand, threshold=0.01)
     verdicts = {r.name: r.verdict for r in results}
-    assert verdicts == {"step[a]": "more work", "fetch[a]": "same work", "step[b]": "less work"}
+    assert verdicts == {"step[a]": "slower", "fetch[a]": "unchanged", "step[b]": "faster"}
     more = next(r for r in results if r.name == "step[a]")
     assert more.change == 20_000 and more.moved[0] == ("gemm (libtorch_cpu.so)", 500_000, 520_000)
     assert only_base == only_cand == []
     # the threshold is the user's: 0.5% catches the fetch's +0.5%... and not below it
-    assert {r.name for r in compare_counts(base, cand, 0.004)[0] if r.verdict == "more work"} == \
+    assert {r.name for r in compare_instructions(base, cand, 0.004)[0] if r.verdict == "slower"} == \
         {"step[a]", "fetch[a]"}
 
 
@@ -63,12 +59,12 @@ def test_compare_fails_on_more_work_whatever_the_timings_say(tmp_path: Path):
     cand = count_file(tmp_path / "cand.json", section(**{"step[a]": 1.03e6}), timing)
     code, out, _ = run_cli("compare", str(base), str(cand), "--markdown", str(tmp_path / "t.md"))
     assert code == 1
-    assert "REGRESSION: test_step[a] more work (by instruction count; timing unchanged" in out
-    assert "MORE WORK" in out and "+30,000 (+3.00%)" in out and "unchanged" in out
+    assert "REGRESSION: test_step[a] slower (by instruction count; timing unchanged" in out
+    assert "SLOWER" in out and "+30,000 (+3.00%)" in out and "unchanged" in out
     assert "step[a]" in (tmp_path / "t.md").read_text()
     # a looser threshold accepts it; counts alone (no timings) are judged too
-    code, out, _ = run_cli("compare", str(base), str(cand), "--count-threshold", "0.05")
-    assert code == 0 and "same work" in out
+    code, out, _ = run_cli("compare", str(base), str(cand), "--instructions-threshold", "0.05")
+    assert code == 0 and "unchanged" in out
     only = count_file(tmp_path / "only.json", section(**{"step[a]": 1e6}))
     assert run_cli("compare", str(only), str(only))[0] == 0
 
@@ -110,7 +106,7 @@ def test_a_noisy_timing_without_counts_is_no_verdict(tmp_path: Path):
 def test_a_noisy_timing_with_more_work_is_a_regression(tmp_path: Path):
     base, cand = _noisy_pair(tmp_path, 1e6, 1.05e6)
     code, out, _ = run_cli("compare", str(base), str(cand))
-    assert code == 1 and out.startswith("REGRESSION: test_step[a] more work (by instruction count; "
+    assert code == 1 and out.startswith("REGRESSION: test_step[a] slower (by instruction count; "
                                         "timing noisy")
 
 
@@ -138,24 +134,24 @@ def test_damaged_counts_are_refused_with_one_line(tmp_path: Path, bad: dict, say
     assert code == 2 and says in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
-def test_without_valgrind_cost_says_what_to_install(monkeypatch, tmp_path: Path):
+def test_without_valgrind_instructions_says_what_to_install(monkeypatch, tmp_path: Path):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     reason = missing_tool()
     assert reason and "apt-get install valgrind" in reason
-    code, _, err = run_cli("cost", "--json", str(tmp_path / "c.json"))
+    code, _, err = run_cli("instructions", "--json", str(tmp_path / "c.json"))
     assert code == 2 and "apt-get install valgrind" in err and not (tmp_path / "c.json").exists()
 
 
-def test_cost_json_into_a_missing_folder_is_refused(tmp_path: Path):
-    code, _, err = run_cli("cost", "--json", str(tmp_path / "no" / "c.json"))
+def test_instructions_json_into_a_missing_folder_is_refused(tmp_path: Path):
+    code, _, err = run_cli("instructions", "--json", str(tmp_path / "no" / "c.json"))
     assert code == 2 and "existing folder" in err
 
 
 def test_a_failed_write_keeps_the_earlier_count_file(tmp_path: Path, monkeypatch):
-    from bench import cost
+    from bench import commands
     from bench.errors import UsageError
 
-    target = tmp_path / "cost.json"
+    target = tmp_path / "instructions.json"
     target.write_text("earlier")
     counts = Counts({"step[a]": Count("step", (10, 10, 11))}, {}, {})
 
@@ -164,7 +160,7 @@ def test_a_failed_write_keeps_the_earlier_count_file(tmp_path: Path, monkeypatch
 
     monkeypatch.setattr(Path, "write_text", full_disk)
     with pytest.raises(UsageError, match="No space left on device"):
-        cost.write_json(cost.document(counts), target)
+        commands.write_json(commands.instructions_document(counts), target)
     monkeypatch.undo()
     assert target.read_text() == "earlier" and list(tmp_path.iterdir()) == [target]
 
@@ -190,18 +186,22 @@ def test_callgrind_files_are_read_as_callgrind_writes_them(tmp_path: Path):
 @needs_valgrind
 @pytest.mark.slow
 def test_callgrind_counts_are_exact_and_see_one_extra_copy(tmp_path: Path):
-    """The real thing, on a tiny workload: repeats agree, one extra clone per fetch is more work."""
+    """The real thing, on a tiny workload: repeats agree, one extra clone per fetch is slower."""
     here = Path(__file__).parent
     counts = count(f"{here / 'counted_workload.py'}:make", None, data_dir=tmp_path, limit=100,
                    repeats=2, fetches=10, workdir=tmp_path / "cg")
     assert set(counts.counts) == {"fetch[plain]", "step[plain]", "fetch[copy]", "step[copy]"}
-    assert all(c.spread < 0.005 for c in counts.counts.values()), \
+    # Repeats must agree better than the smallest change the rule calls (1%): on this tiny
+    # workload a region is ~100k-600k instructions, and the allocator's state moves a region by a
+    # few hundred between repeats (0.1-0.6% measured on two machines); the VAE's 252M-instruction
+    # step agrees to 0.01% (docs/results.md).
+    assert all(c.spread < DEFAULT_INSTRUCTIONS_THRESHOLD for c in counts.counts.values()), \
         {k: (c.repeats, c.calls) for k, c in counts.counts.items()}
     assert counts.meta["threads"] == 1 and counts.meta["mkl_isa"] == "SSE4_2"
     plain = {k.replace("[plain]", "[x]"): v.as_dict() for k, v in counts.counts.items() if "plain" in k}
     copy = {k.replace("[copy]", "[x]"): v.as_dict() for k, v in counts.counts.items() if "copy" in k}
-    verdicts = {r.name: r for r in compare_counts(plain, copy)[0]}
-    assert verdicts["fetch[x]"].verdict == "more work", verdicts["fetch[x]"]
+    verdicts = {r.name: r for r in compare_instructions(plain, copy)[0]}
+    assert verdicts["fetch[x]"].verdict == "slower", verdicts["fetch[x]"]
     # Same step code; the two variants' heaps have different histories in one process, which
     # moves a step this small (~600k instructions) by ~1% in malloc (the VAE's 252M: 0.01%).
     assert abs(verdicts["step[x]"].ratio - 1) < 0.03, verdicts["step[x]"]

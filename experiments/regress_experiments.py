@@ -1,20 +1,20 @@
 """The acceptance measurements of the regression rule: false alarms (A/A) and detection (A/B).
 
-    python -m bench.regress.experiments aa --runs 10            # base = candidate = HEAD
-    python -m bench.regress.experiments ab --copies 5,20,80 --runs 3
-    python -m bench.regress.experiments evaluate                # re-judge saved runs with today's rule
+    python experiments/regress_experiments.py aa --runs 10            # base = candidate = HEAD
+    python experiments/regress_experiments.py ab --copies 5,20,80 --runs 3
+    python experiments/regress_experiments.py evaluate                # re-judge saved runs with today's rule
 
-    python -m bench.regress.experiments counts --runs 10        # instruction counts: how exact
-    python -m bench.regress.experiments count-ab --change copy --runs 10   # ... what they catch
+    python experiments/regress_experiments.py counts --runs 10        # instruction counts: how exact
+    python experiments/regress_experiments.py count-ab --change copy --runs 10   # ... what they catch
 
 Each run is one ``python -m bench regress`` (interleaved processes). For A/A the same
 per-process files are also judged by pytest-benchmark's own rule,
 ``--benchmark-compare-fail=median:5%`` (fail when a run's median is > 5% above the previous
 run's), applied to consecutive processes, so both rules see identical timings. The A/B
-candidate loads ``tests/slow_variant.py`` (test-only), which makes the optimized fetch clone
+candidate loads ``experiments/slow_variant.py``, which makes the optimized fetch clone
 each batch VB_EXTRA_COPIES more times. Results go to reports/experiments/*.json and stdout.
 
-The count experiments run ``python -m bench cost`` (two processes at a time: callgrind is
+The count experiments run ``python -m bench instructions`` (two processes at a time: callgrind is
 single-threaded). ``count-ab`` checks HEAD out twice into temporary worktrees and edits the
 candidate's source (:data:`CHANGES`: the kind of change a pull request makes), so both sides
 run real, committed-looking code.
@@ -38,12 +38,24 @@ OUT = Path("reports/experiments")
 
 def _regress(out: Path, select: str, extra_env: dict[str, str], candidate_args: str,
              rounds: int = 7) -> int:
-    cmd = [sys.executable, "-m", "bench", "regress", "--base", "HEAD", "--rounds", str(rounds),
-           "--select", select, "--out", str(out)]
-    if candidate_args:
-        cmd += ["--candidate-pytest-args", candidate_args]
-    env = {**os.environ, **extra_env}
-    return subprocess.run(cmd, env=env, capture_output=True, text=True).returncode
+    """One `bench regress` in this process (the candidate's extra pytest arguments are not a user
+    option: they are how a known change is injected without a commit)."""
+    import contextlib
+    import io
+
+    from bench.cli import build_parser
+    from bench.regress.worktree import run_regress
+
+    args = build_parser().parse_args(["regress", "--base", "HEAD", "--processes", str(rounds),
+                                      "--select", select, "--out", str(out)])
+    saved = dict(os.environ)
+    os.environ.update(extra_env)  # read by the benchmark processes (VB_EXTRA_COPIES, PYTHONPATH)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return run_regress(args, candidate_extra=candidate_args.split())
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def _verdicts(out: Path) -> list[dict]:
@@ -91,13 +103,13 @@ def aa(runs: int, select: str) -> dict:
 
 
 def ab(copies: list[int], runs: int, select: str, rounds: int = 7) -> dict:
-    tests = str(Path("tests").resolve())
+    here = str(Path(__file__).resolve().parent)  # slow_variant.py
     rows = []
     for n in copies:
         for i in range(runs):
             out = OUT / (f"ab-{n}-{i}" if rounds == 7 else f"ab-{n}-{i}-r{rounds}")
             env = {"VB_EXTRA_COPIES": str(n),
-                   "PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])}
+                   "PYTHONPATH": os.pathsep.join([here, os.environ.get("PYTHONPATH", "")])}
             _regress(out, select, env, "-p slow_variant", rounds)
             for v in _verdicts(out):
                 rows.append({"copies": n, "run": i, **v})
@@ -150,18 +162,18 @@ CHANGES: dict[str, tuple[str, str, str]] = {
 
 
 def _cost_pair(roots: list[Path], outs: list[Path], variants: str) -> None:
-    """``bench cost`` in each root at once (one per core)."""
+    """``bench instructions`` in each root at once (one per core)."""
     procs = []
     for root, out in zip(roots, outs, strict=True):
         env = {**os.environ, "PYTHONPATH": str(root)}
-        cmd = [sys.executable, "-m", "bench", "cost", "--no-progress", "--json", str(out.resolve()),
+        cmd = [sys.executable, "-m", "bench", "instructions", "--no-progress", "--json", str(out.resolve()),
                "--data-dir", str(Path("data").resolve()), "--variants", variants]
         procs.append(subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.PIPE, text=True))
     for proc in procs:
         _, err = proc.communicate()
         if proc.returncode != 0:
-            raise SystemExit(f"bench cost failed: {err[-500:]}")
+            raise SystemExit(f"bench instructions failed: {err[-500:]}")
 
 
 def _counts_of(path: Path) -> dict:
@@ -191,7 +203,7 @@ def count_ab(change: str, runs: int, variants: str, threshold: float = 0.01) -> 
     """Base = HEAD, candidate = HEAD with one of :data:`CHANGES`; counted ``runs`` times."""
     import tempfile
 
-    from bench.regress.counts import compare_counts
+    from bench.regress.instructions import compare_instructions
 
     file, old, new = CHANGES[change]
     rows = []
@@ -208,12 +220,12 @@ def count_ab(change: str, runs: int, variants: str, threshold: float = 0.01) -> 
             for i in range(runs):
                 outs = [OUT / f"count-ab-{change}-{i}-{side}.json" for side in ("a", "b")]  # a = base
                 _cost_pair(roots, outs, variants)
-                results, _, _ = compare_counts(_counts_of(outs[0]), _counts_of(outs[1]), threshold)
+                results, _, _ = compare_instructions(_counts_of(outs[0]), _counts_of(outs[1]), threshold)
                 for r in results:
                     rows.append({"run": i, "name": r.name, "base": r.base, "cand": r.cand,
                                  "change_pct": 100 * (r.ratio - 1), "verdict": r.verdict,
                                  "moved": r.moved})
-                    if r.verdict != "same work":
+                    if r.verdict != "unchanged":
                         print(f"{change} run {i}: {r.name} {r.base:,.0f} -> {r.cand:,.0f} "
                               f"({100 * (r.ratio - 1):+.2f}%) {r.verdict}", flush=True)
         finally:
@@ -223,7 +235,7 @@ def count_ab(change: str, runs: int, variants: str, threshold: float = 0.01) -> 
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.regress.experiments", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python experiments/regress_experiments.py", description=__doc__)
     sub = parser.add_subparsers(dest="kind", required=True)
     p_aa = sub.add_parser("aa", help="false alarms: the same commit on both sides")
     p_aa.add_argument("--runs", type=int, default=10)

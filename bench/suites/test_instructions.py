@@ -1,4 +1,4 @@
-"""The ``cost`` suite: exact CPU instruction counts of one fetch and one step of each variant.
+"""The ``instructions`` suite: exact CPU instruction counts of one fetch and one step of each variant.
 
 Callgrind counts them once per session for all variants (one Valgrind process: starting
 torch under it is the slow part); each variant's test checks its counts came out exact, and
@@ -16,7 +16,7 @@ import pytest
 from bench.measure.instructions import CountError, count, missing_tool
 from bench.suites.conftest import COUNTS
 
-EXACT = 0.005  # repeats of one region agree far better than this (README: counts)
+EXACT = 0.005  # repeats of one region agree far better than this (docs/method.md: instruction counts)
 
 
 @pytest.fixture(scope="session")
@@ -41,10 +41,10 @@ def counted(pytestconfig, settings, tmp_path_factory):
         "with `nox -s bench -- --no-instructions`")
     try:
         counts = count(settings.workload, list(settings.variants),
-                       data_dir=Path(pytestconfig.getoption("--vb-data-dir")),
-                       dataset=pytestconfig.getoption("--vb-dataset"),
-                       limit=max(2000, pytestconfig.getoption("--vb-limit")),
-                       batch_size=pytestconfig.getoption("--vb-batch-size"),
+                       data_dir=Path(pytestconfig.getoption("vb_data_dir")),
+                       dataset=pytestconfig.getoption("vb_dataset"),
+                       limit=max(2000, pytestconfig.getoption("vb_limit") or 0),
+                       batch_size=pytestconfig.getoption("vb_batch_size"),
                        repeats=2 if settings.quick else 3,
                        workdir=tmp_path_factory.mktemp("callgrind"), on_progress=say)
     except CountError as exc:

@@ -42,3 +42,8 @@ def seed_int(text: str) -> int:
     if not 0 <= value <= SEED_MAX:
         raise argparse.ArgumentTypeError(f"must be between 0 and 2**32 - 1 ({SEED_MAX}), got {value}")
     return value
+
+
+def comma_list(text: str) -> list[str]:
+    """``a, b,c`` -> ``["a", "b", "c"]`` (empty parts dropped)."""
+    return [part.strip() for part in text.split(",") if part.strip()]
