@@ -7,6 +7,12 @@ are reused: installing torch is the slow part.
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+import time
+
 import nox
 import nox.command
 import nox.virtualenv
@@ -27,8 +33,10 @@ def _install(session: nox.Session, extras: str = "dev,lightning,wandb") -> None:
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Run the test suite (small generated data, CPU; GPU tests skip without CUDA)."""
-    _install(session)
-    session.run("pytest", *session.posargs)
+    _install(session, "dev,lightning,wandb,viewers")  # a test reads our traces with the TB plugin
+    # Two workers, a test file each at a time (a file's module fixtures are built once); each
+    # pins torch to one thread, so the two share the machine's two cores.
+    session.run("pytest", "-n", "2", "--dist", "loadfile", *session.posargs)
 
 
 BENCH_STORAGE = "reports/benchmarks"
@@ -48,13 +56,22 @@ def _take(args: list[str], flag: str) -> str | None:
     return None
 
 
+INSTRUCTIONS = "reports/instructions.json"
+SUITE_VARIANTS = "ladder,resident+fused"  # the built-in workload's benchmarked variants
+
+
 @nox.session(python=PYTHON, default=False)
 def bench(session: nox.Session) -> None:
     """Measure, profile and report the ladder (or --workload REF) into reports/, then run the suites.
 
-    `nox -s bench -- --quick` is a smoke run; `-- --workload examples/cnn.py:make` measures your
-    own training loop; `-- --no-instructions` skips the callgrind instruction counts (the slowest
-    stage for a heavy step); other arguments after `--` go to `python -m bench profile`.
+    `nox -s bench -- --quick` is a smoke run (fewer rounds; for the built-in workload its ladder
+    and fused Adam only; no instruction counts); `-- --workload examples/cnn.py:make` measures
+    your own training loop; `-- --no-instructions` skips the callgrind instruction counts; other
+    arguments after `--` go to `python -m bench profile`.
+
+    The instruction counts (Valgrind, one core, about three minutes for the built-in workload)
+    run niced beside the timed stages: at the lowest priority they take only what the timings
+    leave idle, and an instruction count does not depend on what else runs.
     """
     _install(session, "dev,lightning,wandb,viewers")  # the viewers, to open what it writes
     args = list(session.posargs)
@@ -63,30 +80,86 @@ def bench(session: nox.Session) -> None:
     quick = "--quick" in args
     workload = _take(args, "--workload")
     chosen = ["--workload", workload] if workload else []
-    # 1. interleaved rounds, epochs, counters, profilers -> reports/run.json and every report
-    session.run("python", "-m", "bench", "profile", *chosen, *args)
-    if not workload:
-        # 1b. what Lightning's loop costs per step: plain loop vs lightning.Trainer, interleaved
-        session.run("python", "-m", "bench", "profile", "--workload", LIGHTNING, "--tools", "none",
-                    "--epochs", "0", "--out", "reports/lightning", *(["--quick"] if quick else []))
-    # 2. the pytest-benchmark suites (timings; instruction counts when Valgrind is here): raw
-    # rounds saved for `bench compare` / `bench regress`
+    suite_variants = [] if workload else ["--variants", SUITE_VARIANTS]
+    if quick and not workload and not any(a.startswith("--variants") for a in args):
+        args += suite_variants  # the smoke run: the ladder and fused Adam, not every step variant
+    if quick and counts:
+        session.log("--quick: no instruction counts (about three minutes of Valgrind); run "
+                    "without --quick for them")
+        counts = False
+    counting = _count_beside(session, [*chosen, *suite_variants]) if counts else None
+    try:
+        # 1. interleaved rounds, epochs, counters, profilers -> reports/run.json and every report
+        session.run("python", "-m", "bench", "profile", *chosen, *args)
+        if not workload:
+            # 1b. what Lightning's loop costs per step: plain loop vs lightning.Trainer, interleaved
+            session.run("python", "-m", "bench", "profile", "--workload", LIGHTNING, "--tools", "none",
+                        "--epochs", "0", "--out", "reports/lightning", *(["--quick"] if quick else []))
+        instructions = _finish_counting(session, counting)
+    finally:
+        if counting is not None and counting.poll() is None:  # Ctrl-C or a failed stage
+            counting.kill()
+    # 2. the pytest-benchmark suites (timings, and the counts beside them): raw rounds saved for
+    # `bench compare` / `bench regress`
     session.run(
         "pytest", "bench/suites", "-p", "no:cacheprovider", "-o", "addopts=-ra", "-q",
         f"--benchmark-storage=file://{BENCH_STORAGE}", "--benchmark-autosave",
         "--benchmark-save-data", "--benchmark-columns=median,iqr,min,max,rounds",
         "--benchmark-sort=name", *(["--vb-quick"] if quick else []),
-        *([] if counts else ["--ignore=bench/suites/test_instructions.py"]),
-        *(["--vb-workload", workload] if workload else ["--vb-variants", "ladder,resident+fused"]),
+        *(["--vb-instructions", instructions] if instructions else
+          ["--ignore=bench/suites/test_instructions.py"]),
+        *(["--vb-workload", workload] if workload else ["--vb-variants", SUITE_VARIANTS]),
         success_codes=[0, 1],  # one failed benchmark must not lose the others' results
     )
-    session.log("Reports in reports/ (summary.md first; raw samples in run.json). Open them with:")
+    session.log("Reports in reports/ (README.md lists every file; summary.md first). Open them with:")
     session.log("  snakeviz reports/<variant>.prof")
     session.log("  python -m line_profiler reports/<variant>.lprof")
     session.log("  tensorboard --logdir reports/tb")
     if not workload:
         session.log("Lightning's cost per step: reports/lightning/summary.md")
     session.log(f"Benchmark JSON for `python -m bench compare`: {BENCH_STORAGE}/")
+
+
+def _python(session: nox.Session) -> str:
+    if isinstance(session.virtualenv, nox.virtualenv.PassthroughEnv):
+        return sys.executable
+    return os.path.join(session.bin, "python")
+
+
+def _count_beside(session: nox.Session, workload: list[str]) -> subprocess.Popen | None:
+    """Start `bench instructions` at the lowest priority; None (and why) without Valgrind."""
+    if shutil.which("valgrind") is None:
+        session.log("Instruction counts skipped: valgrind not found (apt-get install valgrind)")
+        return None
+    if not workload or workload[0] != "--workload":  # the built-in data, made once, before both
+        session.run("python", "-c", "from vae.data import load_mnist; load_mnist('data', train=True); "
+                    "load_mnist('data', train=False)", silent=True)
+    os.makedirs("reports", exist_ok=True)
+    cmd = [_python(session), "-m", "bench", "instructions", "--no-progress", "--json", INSTRUCTIONS,
+           *workload]
+    session.log("Counting instructions under callgrind beside the timings, niced: " + " ".join(cmd[1:]))
+    with open("reports/instructions.log", "w") as log:
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                preexec_fn=lambda: os.nice(19))
+
+
+def _finish_counting(session: nox.Session, counting: subprocess.Popen | None) -> str | None:
+    """Wait for the counts; their JSON, or None (the suites then leave them out, and say why)."""
+    if counting is None:
+        return None
+    started = time.monotonic()
+    if counting.poll() is None:
+        session.log("Waiting for the instruction counts (reports/instructions.log)...")
+    code = counting.wait()
+    with open("reports/instructions.log") as log:
+        text = log.read()
+    if code != 0 or not os.path.isfile(INSTRUCTIONS):
+        session.warn(f"Instruction counts failed (exit {code}); the suites leave them out:\n"
+                     + "\n".join(text.splitlines()[-8:]))
+        return None
+    session.log(f"Instruction counts in {INSTRUCTIONS} (waited {time.monotonic() - started:.0f} s "
+                "after the timed stages)")
+    return INSTRUCTIONS
 
 
 @nox.session(python=PYTHON, default=False)

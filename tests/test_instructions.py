@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.measure import instructions
-from bench.measure.instructions import Count, Counts, count, functions, missing_tool, totals
+from bench.measure.instructions import Count, Counts, functions, missing_tool, totals
 from bench.regress.instructions import DEFAULT_INSTRUCTIONS_THRESHOLD, compare_instructions
 from tests.helpers import run_bench
 
@@ -185,11 +185,17 @@ def test_callgrind_files_are_read_as_callgrind_writes_them(tmp_path: Path):
 
 @needs_valgrind
 @pytest.mark.slow
-def test_callgrind_counts_are_exact_and_see_one_extra_copy(tmp_path: Path):
-    """The real thing, on a tiny workload: repeats agree, one extra clone per fetch is slower."""
-    here = Path(__file__).parent
-    counts = count(f"{here / 'counted_workload.py'}:make", None, data_dir=tmp_path, limit=100,
-                   repeats=2, fetches=10, workdir=tmp_path / "cg")
+def test_callgrind_counts_are_exact_and_see_one_extra_copy(counted_in_background):
+    """The real thing, on a tiny workload, through `python -m bench instructions` (started when
+    the session began: Valgrind runs on one core while the other tests run on the other):
+    repeats agree, one extra clone per fetch is slower."""
+    code, path, log = counted_in_background
+    assert code == 0, log
+    assert "Counts in" in log and "compare two with python -m bench compare" in log
+    section_ = json.loads(path.read_text())["instructions"]
+    counts = Counts({k: Count.from_dict(v) for k, v in section_["counts"].items()}, section_["skipped"],
+                    {k: v for k, v in section_.items() if k not in ("counts", "skipped", "schema")})
+    assert section_["schema"] == instructions.SCHEMA
     assert set(counts.counts) == {"fetch[plain]", "step[plain]", "fetch[copy]", "step[copy]"}
     # Repeats must agree better than the smallest change the rule calls (1%): on this tiny
     # workload a region is ~100k-600k instructions, and the allocator's state moves a region by a

@@ -49,12 +49,12 @@ def test_regress_runs_both_sides_interleaved_and_compares(tmp_path: Path, data_r
     monkeypatch.setenv("PYTHONPATH", str(repo / "experiments"))  # slow_variant, for the candidate
     monkeypatch.setenv("VB_EXTRA_COPIES", "20")
     args = cli.build_parser().parse_args([
-        "regress", "--base", "HEAD", "--processes", "3", "--alpha", "0.1", "--select", "step",
+        "regress", "--base", "HEAD", "--processes", "2", "--alpha", "0.2", "--select", "step",
         "--variants", "resident", "--data-dir", str(data_root), "--limit", "300", "--out", "out",
         "--no-instructions"])
     code = run_regress(args, candidate_extra=["-p", "slow_variant"])
     stdout = capsys.readouterr().out
-    # The timing verdict of 3 processes a side on a shared 2-core machine may honestly be any of
+    # The timing verdict of 2 processes a side on a shared 2-core machine may honestly be any of
     # slower / unchanged / noisy (verdicts are unit-tested on fixed samples in test_compare.py);
     # what must hold is that the exit code is the one the headline states.
     headline = {1: "REGRESSION", 3: "NO VERDICT", 0: "No regression"}[code]
@@ -67,9 +67,9 @@ def test_regress_runs_both_sides_interleaved_and_compares(tmp_path: Path, data_r
     assert cand_ops == pytest.approx(base_ops + 3 * 20), (base_ops, cand_ops)
     assert "op_calls" in stdout
     out = repo / "out"
-    assert sorted(p.name for p in out.glob("base-*.json")) == [f"base-{i}.json" for i in range(3)]
+    assert sorted(p.name for p in out.glob("base-*.json")) == [f"base-{i}.json" for i in range(2)]
     merged = json.loads((out / "candidate.json").read_text())["benchmarks"]
-    assert [len(b["stats"]["data"]) for b in merged] == [3]
+    assert [len(b["stats"]["data"]) for b in merged] == [2]
     table = (out / "regress.md").read_text()
     assert "| benchmark" in table
     assert "Instruction counts: not taken (--no-instructions)" in table  # said, not silently dropped

@@ -4,6 +4,7 @@ record what a reader needs, and one crashing variant does not lose the others.""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,8 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_suites(*extra: str) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "pytest", "bench/suites", "-p", "no:cacheprovider", "-rs",
-           "--vb-quick", "--vb-threads", "2", *extra]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+           "--vb-quick", "--vb-threads", "1", *extra]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}  # its own session
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
 
 
 def test_suites_are_not_collected_by_the_tests_command():
@@ -46,7 +48,7 @@ def test_builtin_suites_record_raw_rounds_counters_and_skips(data_root: Path, tm
     for b in doc["benchmarks"]:
         assert len(b["stats"]["data"]) == b["stats"]["rounds"]
         info = b["extra_info"]
-        assert info["threads"] == 2 and info["workload"] == "bench.workloads.ladder:make"
+        assert info["threads"] == 1 and info["workload"] == "bench.workloads.ladder:make"
         assert "synthetic train (300 images" in info["data"]
         if b["group"] == "step":
             assert info["op_calls_per_step"] > 100 and info["python_calls_per_step"] > 100

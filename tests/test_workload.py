@@ -102,7 +102,7 @@ def test_the_example_cnn_goes_through_profile_with_the_full_report_set(tmp_path:
     assert cli.main(["profile", "--workload", "examples/cnn.py:make", "--data-dir", str(data_root),
                      "--out", str(out), "--rounds", "5", "--steps", "3", "--warmup", "1",
                      "--profile-rounds", "5", "--profile-steps", "2", "--trace-steps", "3", "--limit", "300",
-                     "--threads", "2",
+                     "--threads", "1",
                      "--no-progress"]) == 0
     for name in ("run.json", "summary.md", "summary.csv", "variants.csv", "speedup.png", "breakdown.png",
                  "dataloader.prof", "dataloader.lprof", "dataloader.lines.txt", "dataloader.ops.txt",
@@ -114,7 +114,7 @@ def test_the_example_cnn_goes_through_profile_with_the_full_report_set(tmp_path:
     result = Result.load(out / "run.json")
     assert result.bounds == {"preloaded:bound": "preloaded"} and result.epochs["dataloader"][0].steps
     # A user's comparison is not the VAE's ladder: none of its words, targets or tables.
-    assert not (out / "ladder.csv").exists() and "vs_previous" not in table.columns
+    assert "vs_previous" not in table.columns
     summary = (out / "summary.md").read_text()
     for vae_only in ("ladder", "vs previous", "within 5%", "straddles 1.05", "rung"):
         assert vae_only not in summary.lower(), vae_only
@@ -198,13 +198,13 @@ def test_the_stateful_example_measures_its_full_epochs(tmp_path: Path):
     out = tmp_path / "out"
     assert cli.main(["profile", "--workload", RNN, "--limit", "6000", "--out", str(out), "--rounds", "5",
                      "--warmup", "2", "--tools", "cprofile", "--profile-rounds", "5", "--profile-steps", "1",
-                     "--no-progress", "--threads", "2"]) == 0
+                     "--no-progress", "--threads", "1"]) == 0
     result = Result.load(out / "run.json")
     assert result.status == {"lstm": "ok", "gru": "ok"}
     bpe = result.info["lstm"]["batches_per_epoch"]
     assert [len(result.epochs[v][0].steps) for v in ("lstm", "gru")] == [bpe, bpe]
     assert result.info["lstm"]["batch_size"] == 20  # its own, not the harness's suggestion of 100
-    assert not result.bounds and not (out / "ladder.csv").exists()
+    assert not result.bounds
     assert "LSTM language model" in (out / "summary.md").read_text()
 
 

@@ -108,8 +108,11 @@ def _one(spec, stage: Path):  # -> (records, exit code)
 def _ranks(args: argparse.Namespace, spec, stage: Path):  # -> (records, exit code)
     """torchrun with our rank entry; each rank writes rankN.json into the staging folder."""
     given = {k: v for k, v in asdict(spec).items() if k != "command"}
+    extra = shlex.split(args.torchrun)
+    if not any(a.startswith(("--rdzv", "--master", "--nnodes", "--standalone")) for a in extra):
+        extra = ["--standalone", *extra]  # a free port: two runs at once do not collide on 29500
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(args.nproc),
-               *shlex.split(args.torchrun), "-m", "bench.capture.rank", str(stage), json.dumps(given),
+               *extra, "-m", "bench.capture.rank", str(stage), json.dumps(given),
                "--", *spec.command]
     log.info("launching %d ranks with torchrun: %s", args.nproc, spec.shell())
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(

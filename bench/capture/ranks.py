@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from bench.capture.recorder import PARTS, peak_memory
 from bench.capture.script import CaptureSpec, Outcome
+from bench.capture.windows import PARTS, peak_memory
 from bench.measure.clock import Timing
 from bench.measure.environment import Environment
 from bench.measure.result import Result, ToolTiming

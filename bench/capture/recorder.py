@@ -24,78 +24,15 @@ overhead has an interval); after the last window the script is stopped with :cla
 from __future__ import annotations
 
 import os
-import resource
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from bench.capture.windows import PARTS, Marks, Stop, Tool, Window, batch_size_of, merge_window
 from bench.measure.clock import Timing
-
-PARTS = ("data", "copy", "forward", "backward", "optimizer", "other")
-
-
-class Stop(BaseException):  # not an error: the capture has what it needs
-    """Raised from a hook after the last window: unwinds the script (its ``finally`` blocks run;
-    ``except Exception`` does not catch it)."""
-
-
-@dataclass
-class Window:
-    """A stretch of consecutive steps: ``kind`` is ``warmup``, ``measure``, ``plain`` or a tool's
-    name; its steps are kept as Timings (one step each)."""
-
-    kind: str
-    steps: int
-    tool: str | None = None  # the tool whose overhead a plain window is paired with
-    timings: list[Timing] = field(default_factory=list)
-
-
-def _batch_size(batch: Any) -> int | None:
-    """The first dimension of the first tensor in a batch (a tensor, or a tuple/list/dict of them)."""
-    if isinstance(batch, torch.Tensor):
-        return int(batch.shape[0]) if batch.dim() else None
-    if isinstance(batch, (list, tuple)):
-        for item in batch:
-            found = _batch_size(item)
-            if found is not None:
-                return found
-    if isinstance(batch, dict):
-        return _batch_size(list(batch.values()))
-    return None
-
-
-class Tool:
-    """A profiler as a window needs it. ``deferred``: started, stepped and stopped at the next
-    step's first part (outside every record_function scope), not inside the hook that ends a step."""
-
-    deferred = True
-
-    def start(self) -> None: ...
-
-    def step(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-
-class _Marks:
-    """Host clock on the CPU; CUDA events on a GPU (resolved after the window's synchronize)."""
-
-    def __init__(self, cuda: bool, clock: Callable[[], float]):
-        self.cuda, self.clock = cuda, clock
-
-    def mark(self) -> Any:
-        if self.cuda:
-            event = torch.cuda.Event(enable_timing=True)
-            event.record()
-            return event
-        return self.clock()
-
-    def elapsed(self, start: Any, end: Any) -> float:
-        return start.elapsed_time(end) / 1e3 if self.cuda else end - start
 
 
 class Recorder:
@@ -110,7 +47,7 @@ class Recorder:
                  tools: dict[str, Tool] | None = None,
                  clock: Callable[[], float] = time.perf_counter, cuda: bool | None = None):
         self.cuda = torch.cuda.is_available() if cuda is None else cuda
-        self.marks = _Marks(self.cuda, clock)
+        self.marks = Marks(self.cuda, clock)
         self.windows = [Window("warmup", warmup), *windows] if warmup else list(windows)
         self.tools = tools or {}
         self.rule: str | None = None if step_on == "auto" else step_on
@@ -215,7 +152,7 @@ class Recorder:
         self._handles, self._patched = [], []
 
     def _saw_batch(self, batch: Any) -> None:
-        size = _batch_size(batch)
+        size = batch_size_of(batch)
         if size is not None and len(self.batch_sizes) < 10_000:
             self.batch_sizes.append(size)
 
@@ -223,7 +160,7 @@ class Recorder:
         if self._forward_depth == 0:
             self._open("forward")
             if len(self.forward_sizes) < 10_000:
-                size = _batch_size(args)  # no DataLoader: the outermost module's input says it
+                size = batch_size_of(args)  # no DataLoader: the outermost module's input says it
                 if size is not None:
                     self.forward_sizes.append(size)
         self._forward_depth += 1
@@ -412,7 +349,7 @@ class Recorder:
         plain = [w for w in self.windows if w.kind == "plain" and w.tool == tool and w.timings]
         used = [w for w in self.windows if w.kind == tool and w.timings]
         n = min(len(plain), len(used))
-        return [_merge(w.timings) for w in plain[:n]], [_merge(w.timings) for w in used[:n]]
+        return [merge_window(w.timings) for w in plain[:n]], [merge_window(w.timings) for w in used[:n]]
 
 
 def _caller_code() -> Any:
@@ -425,21 +362,3 @@ def _caller_code() -> Any:
             return frame.f_code
         frame = frame.f_back
     return None
-
-
-def _merge(timings: list[Timing]) -> Timing:
-    """One window as one sample: its steps one after another."""
-    parts: dict[str, list[float]] = {}
-    for t in timings:
-        for p, v in t.parts.items():
-            parts.setdefault(p, []).extend(v)
-    return Timing(seconds=sum(t.seconds for t in timings), steps=[s for t in timings for s in t.steps],
-                  parts=parts, round=timings[0].round)
-
-
-def peak_memory() -> dict[str, float]:
-    """The process's peak resident memory, and on CUDA the allocator's peak (MB)."""
-    out = {"max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        out["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    return out

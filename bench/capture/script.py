@@ -21,7 +21,8 @@ from typing import Any
 
 import torch
 
-from bench.capture.recorder import Recorder, Stop, Tool, Window
+from bench.capture.recorder import Recorder
+from bench.capture.windows import Stop, Tool, Window
 from bench.errors import UsageError
 
 TOOLS = ("cprofile", "kineto", "lines")

@@ -159,7 +159,7 @@ def _child_command(options: dict[str, Any], out_file: Path) -> list[str]:
 
 
 def count(workload: str, variants: list[str] | None, *, data_dir: Path, dataset: str = "auto",
-          limit: int = 2000, batch_size: int = 100, repeats: int = 3, fetches: int = 10,
+          limit: int = 2000, batch_size: int = 100, repeats: int = 2, fetches: int = 10,
           workdir: Path,
           on_event: Callable[[str], None] | None = None,
           on_progress: Callable[[str], None] | None = None) -> Counts:

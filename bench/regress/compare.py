@@ -248,8 +248,8 @@ REGRESSION, NOISY = 1, 3
 
 
 def exit_code(judged: Judged) -> int:
-    """1 on a regression (slower, or more work); 3 when a benchmark is `noisy` and no count
-    resolved it (no verdict is not a pass); else 0."""
+    """1 on a regression (slower by timing or by instruction count); 3 when a benchmark is
+    `noisy` and no count resolved it (no verdict is not a pass); else 0."""
     found = finals(judged)
     if any(f.regression for f in found):
         return REGRESSION

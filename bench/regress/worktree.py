@@ -73,7 +73,10 @@ def _run_side(root: Path, json_path: Path, args: argparse.Namespace, extra: list
            "--vb-limit", str(args.limit), "--vb-workload", args.workload, "--benchmark-json",
            str(json_path), *(["--vb-variants", ",".join(args.variants)] if args.variants else []),
            *_data_options(args, "--vb-"), *extra]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    # The side's pytest is a session of its own: an xdist worker's variables (regress run from a
+    # parallel test) would make pytest-benchmark switch itself off there.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
+    env["PYTHONPATH"] = os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])
     proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
     if proc.returncode != 0 or not json_path.exists():
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-15:])

@@ -10,6 +10,7 @@ workload, variant, device, torch version, data and thread count in its ``extra_i
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,6 +29,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("vaebench")
     add_options(group.addoption, [*WORKLOAD_OPTIONS, *RUN_OPTIONS], prefix="--vb-", limit=10_000)
     group.addoption("--vb-quick", action="store_true", help="fewer rounds: a smoke run")
+    group.addoption("--vb-instructions", type=Path, default=None, metavar="JSON",
+                    help="take the instruction counts from this `bench instructions` file (counted "
+                         "beforehand, e.g. beside the timings) instead of counting them here")
 
 
 def _variants(config: pytest.Config) -> Variants:

@@ -9,11 +9,12 @@ skipped with the reason and the install hint.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from bench.measure.instructions import CountError, count, missing_tool
+from bench.measure.instructions import Count, CountError, Counts, count, missing_tool
 from bench.suites.conftest import COUNTS
 
 EXACT = 0.005  # repeats of one region agree far better than this (docs/method.md: instruction counts)
@@ -21,6 +22,11 @@ EXACT = 0.005  # repeats of one region agree far better than this (docs/method.m
 
 @pytest.fixture(scope="session")
 def counted(pytestconfig, settings, tmp_path_factory):
+    given = pytestconfig.getoption("vb_instructions")
+    if given is not None:
+        counts = _read(given, settings)
+        pytestconfig.stash[COUNTS] = counts
+        return counts
     reason = missing_tool()
     if reason:
         pytest.skip(f"instruction counts not taken: {reason}")
@@ -45,7 +51,7 @@ def counted(pytestconfig, settings, tmp_path_factory):
                        dataset=pytestconfig.getoption("vb_dataset"),
                        limit=max(2000, pytestconfig.getoption("vb_limit") or 0),
                        batch_size=pytestconfig.getoption("vb_batch_size"),
-                       repeats=2 if settings.quick else 3,
+                       repeats=2,
                        workdir=tmp_path_factory.mktemp("callgrind"), on_progress=say)
     except CountError as exc:
         pytest.fail(f"counting instructions failed: {exc}", pytrace=False)
@@ -53,10 +59,27 @@ def counted(pytestconfig, settings, tmp_path_factory):
     return counts
 
 
+def _read(path: Path, settings) -> Counts:
+    """Counts a `bench instructions` run wrote: of this workload, and of every variant here."""
+    from bench.regress.benchjson import BenchFileError, load_file
+
+    try:
+        section = load_file(path, need_data=False).counts
+    except BenchFileError as exc:
+        pytest.fail(f"--vb-instructions: {exc}", pytrace=False)
+    doc = json.loads(path.read_text())["instructions"]
+    if doc.get("workload") != settings.workload:
+        pytest.fail(f"--vb-instructions {path} counts {doc.get('workload')!r}, not {settings.workload!r}",
+                    pytrace=False)
+    meta = {k: v for k, v in doc.items() if k not in ("schema", "counts", "skipped")}
+    return Counts({k: Count.from_dict(v) for k, v in (section or {}).items()}, doc.get("skipped", {}), meta)
+
+
 def test_instructions(counted, variant):
     if variant in counted.skipped:
         pytest.skip(f"{variant}: {counted.skipped[variant]}")
     for per in ("fetch", "step"):
-        c = counted.counts[f"{per}[{variant}]"]
+        c = counted.counts.get(f"{per}[{variant}]")
+        assert c is not None, f"{per}[{variant}] was not counted (counted: {', '.join(counted.counts)})"
         assert c.instructions > 0
         assert c.spread < EXACT, f"{per}[{variant}] repeats differ by {c.spread:.2%}: {c.repeats}"

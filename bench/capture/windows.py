@@ -1,0 +1,94 @@
+"""The pieces a capture is cut into: windows of steps, the profilers a window runs, the clock
+marks of a step's parts, and the process's peak memory. :class:`~bench.capture.recorder.Recorder`
+fills them from PyTorch's global hooks."""
+
+from __future__ import annotations
+
+import resource
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from bench.measure.clock import Timing
+
+PARTS = ("data", "copy", "forward", "backward", "optimizer", "other")
+
+
+class Stop(BaseException):  # not an error: the capture has what it needs
+    """Raised from a hook after the last window: unwinds the script (its ``finally`` blocks run;
+    ``except Exception`` does not catch it)."""
+
+
+@dataclass
+class Window:
+    """A stretch of consecutive steps: ``kind`` is ``warmup``, ``measure``, ``plain`` or a tool's
+    name; its steps are kept as Timings (one step each)."""
+
+    kind: str
+    steps: int
+    tool: str | None = None  # the tool whose overhead a plain window is paired with
+    timings: list[Timing] = field(default_factory=list)
+
+
+def batch_size_of(batch: Any) -> int | None:
+    """The first dimension of the first tensor in a batch (a tensor, or a tuple/list/dict of them)."""
+    if isinstance(batch, torch.Tensor):
+        return int(batch.shape[0]) if batch.dim() else None
+    if isinstance(batch, (list, tuple)):
+        for item in batch:
+            found = batch_size_of(item)
+            if found is not None:
+                return found
+    if isinstance(batch, dict):
+        return batch_size_of(list(batch.values()))
+    return None
+
+
+class Tool:
+    """A profiler as a window needs it. ``deferred``: started, stepped and stopped at the next
+    step's first part (outside every record_function scope), not inside the hook that ends a step."""
+
+    deferred = True
+
+    def start(self) -> None: ...
+
+    def step(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class Marks:
+    """Host clock on the CPU; CUDA events on a GPU (resolved after the window's synchronize)."""
+
+    def __init__(self, cuda: bool, clock: Callable[[], float]):
+        self.cuda, self.clock = cuda, clock
+
+    def mark(self) -> Any:
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            return event
+        return self.clock()
+
+    def elapsed(self, start: Any, end: Any) -> float:
+        return start.elapsed_time(end) / 1e3 if self.cuda else end - start
+
+
+def merge_window(timings: list[Timing]) -> Timing:
+    """One window as one sample: its steps one after another."""
+    parts: dict[str, list[float]] = {}
+    for t in timings:
+        for p, v in t.parts.items():
+            parts.setdefault(p, []).extend(v)
+    return Timing(seconds=sum(t.seconds for t in timings), steps=[s for t in timings for s in t.steps],
+                  parts=parts, round=timings[0].round)
+
+
+def peak_memory() -> dict[str, float]:
+    """The process's peak resident memory, and on CUDA the allocator's peak (MB)."""
+    out = {"max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
