@@ -93,8 +93,10 @@ def bench(session: nox.Session) -> None:
         session.run("python", "-m", "bench", "profile", *chosen, *args)
         if not workload:
             # 1b. what Lightning's loop costs per step: plain loop vs lightning.Trainer, interleaved
+            # (its step's FLOPs, memory and operator counts are the plain loop's, in reports/)
             session.run("python", "-m", "bench", "profile", "--workload", LIGHTNING, "--tools", "none",
-                        "--epochs", "0", "--out", "reports/lightning", *(["--quick"] if quick else []))
+                        "--epochs", "0", "--no-footprint", "--no-counters", "--out", "reports/lightning",
+                        *(["--quick"] if quick else []))
         instructions = _finish_counting(session, counting)
     finally:
         if counting is not None and counting.poll() is None:  # Ctrl-C or a failed stage
