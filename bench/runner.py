@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from bench.measure.counters import count_step
-from bench.measure.engine import Plan, Session, describe_exception, describe_failure
+from bench.measure.engine import Engine, Plan, describe_exception, describe_failure
 from bench.measure.environment import Environment
 from bench.measure.result import Result
 from bench.profile.passes import TOOLS, profile_pass, steps_per_pass
@@ -55,23 +55,23 @@ class NothingMeasured(Exception):
     """No variant could be built and warmed up: the message says why (the first reason)."""
 
 
-def total_steps(plan: Plan, spec: RunSpec, session: Session) -> int:
+def total_steps(plan: Plan, spec: RunSpec, engine: Engine) -> int:
     """Progress units of a run: every timed step."""
-    rounds = sum(len(range(0, plan.rounds, session.every(n)))
-                 * int(session.info[session.target(n)]["round_steps"]) for n in session.measured)
-    epoch_steps = sum(int(session.info[n]["batches_per_epoch"]) for n in session.epoch_names())
+    rounds = sum(len(range(0, plan.rounds, engine.every(n)))
+                 * int(engine.info[engine.target(n)]["round_steps"]) for n in engine.measured)
+    epoch_steps = sum(int(engine.info[n]["batches_per_epoch"]) for n in engine.epoch_names())
     profiled = sum(steps_per_pass(spec.profile_rounds, max(spec.profile_steps,
-                                                            int(session.info[n]["round_steps"])))
-                   for n in profiled_names(session))
+                                                            int(engine.info[n]["round_steps"])))
+                   for n in profiled_names(engine))
     return rounds + plan.epochs * epoch_steps + len(spec.tools) * profiled
 
 
-def profiled_names(session: Session) -> list[str]:
+def profiled_names(engine: Engine) -> list[str]:
     """The variants profilers look at: each plain one (no ``reference``) and the last, unless a
     workload opts out (``profile = False``: e.g. its work happens in other processes)."""
-    names = list(session.works)
-    return [n for n in names if getattr(session.works[n], "profile", True)
-            and (session.info[n].get("reference") is None or n == names[-1])]
+    names = list(engine.works)
+    return [n for n in names if getattr(engine.works[n], "profile", True)
+            and (engine.info[n].get("reference") is None or n == names[-1])]
 
 
 LONG_STAGE_S = 60.0  # stages expected to take longer are announced with an estimate
@@ -87,18 +87,18 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
-def _step_s(session: Session, name: str, rounds: dict[str, list[Any]] | None = None) -> float:
+def _step_s(engine: Engine, name: str, rounds: dict[str, list[Any]] | None = None) -> float:
     timings = (rounds or {}).get(name)
     if timings:
         return sorted(t.per_step for t in timings)[len(timings) // 2]
-    return float(session.info[session.target(name)].get("warm_step_s") or 0.0)
+    return float(engine.info[engine.target(name)].get("warm_step_s") or 0.0)
 
 
-def _memory_snapshot(session: Session, name: str, out: Path, steps: int = 3) -> Path:
+def _memory_snapshot(engine: Engine, name: str, out: Path, steps: int = 3) -> Path:
     """CUDA: the caching allocator's history over a few steps, as the pickle memory_viz opens."""
     torch.cuda.memory._record_memory_history(max_entries=100_000)
     try:
-        session.run_round(name, steps)
+        engine.run_round(name, steps)
         path = out / f"{name}.memory.pickle"
         torch.cuda.memory._dump_snapshot(str(path))
     finally:
@@ -118,29 +118,29 @@ def run(spec: RunSpec, plan: Plan, variants: Variants, out: Path, *,
     """
     started = datetime.now(UTC)
     begin = time.perf_counter()
-    session = Session(variants, plan, clock=clock)
-    session.prepare()
-    if not session.works:
-        reasons = {**session.failed, **session.skipped}
+    engine = Engine(variants, plan, clock=clock)
+    engine.prepare()
+    if not engine.works:
+        reasons = {**engine.failed, **engine.skipped}
         name, why = next(iter(reasons.items()), ("", "the factory returned no variant"))
         more = f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else ""
         raise NothingMeasured(f"variant {name!r}: {why}{more}; nothing was measured" if name else why)
-    tick = progress("measuring", total_steps(plan, spec, session)) if progress else None
+    tick = progress("measuring", total_steps(plan, spec, engine)) if progress else None
 
-    announce(f"{plan.rounds} interleaved rounds of {len(session.measured)} series", sum(
-        len(range(0, plan.rounds, session.every(n))) * (session.info[session.target(n)]["round_steps"]
-                                                       + plan.round_warmup) * _step_s(session, n)
-        for n in session.measured))
-    rounds, orders = session.interleaved(on_step=tick)
+    announce(f"{plan.rounds} interleaved rounds of {len(engine.measured)} series", sum(
+        len(range(0, plan.rounds, engine.every(n))) * (engine.info[engine.target(n)]["round_steps"]
+                                                       + plan.round_warmup) * _step_s(engine, n)
+        for n in engine.measured))
+    rounds, orders = engine.interleaved(on_step=tick)
     if plan.epochs:
-        announce(f"{plan.epochs} full epoch(s) of {', '.join(session.epoch_names())}", plan.epochs * sum(
-            (int(session.info[n]["batches_per_epoch"]) + plan.round_warmup) * _step_s(session, n, rounds)
-            for n in session.epoch_names()))
-    epochs = session.epochs(on_step=tick) if plan.epochs else {}
+        announce(f"{plan.epochs} full epoch(s) of {', '.join(engine.epoch_names())}", plan.epochs * sum(
+            (int(engine.info[n]["batches_per_epoch"]) + plan.round_warmup) * _step_s(engine, n, rounds)
+            for n in engine.epoch_names()))
+    epochs = engine.epochs(on_step=tick) if plan.epochs else {}
     machine = Environment.capture(torch.device(spec.device))
     result = Result(spec=spec.as_dict(), plan=plan.as_dict(), machine=machine,
-                    variants=list(variants), status={}, info=session.info, rounds=rounds,
-                    orders=orders, bounds={b: v for b, v in session.bounds.items() if b in rounds},
+                    variants=list(variants), status={}, info=engine.info, rounds=rounds,
+                    orders=orders, bounds={b: v for b, v in engine.bounds.items() if b in rounds},
                     ordered=variants.ordered, report=variants.report, epochs=epochs,
                     created=started.isoformat(timespec="seconds"))
     if plan.footprint:
@@ -149,30 +149,30 @@ def run(spec: RunSpec, plan: Plan, variants: Variants, out: Path, *,
         achieved = max((result.info[n].get("flops_per_step") or 0) / (sorted(t.per_step for t in ts)[0])
                        for n, ts in rounds.items() if ts and n in result.info) if rounds else 0.0
         result.peak = machine_peak(torch.device(spec.device), machine.describe(), at_least=achieved)
-    profiled = profiled_names(session)
+    profiled = profiled_names(engine)
     announce(f"the profilers ({', '.join(spec.tools)})", len(spec.tools) * sum(
-        2 * spec.profile_rounds * (max(spec.profile_steps, int(session.info[n]["round_steps"]))
-                                   + plan.round_warmup) * _step_s(session, n, rounds) * 1.5
+        2 * spec.profile_rounds * (max(spec.profile_steps, int(engine.info[n]["round_steps"]))
+                                   + plan.round_warmup) * _step_s(engine, n, rounds) * 1.5
         for n in profiled))
     if spec.memory_snapshot and torch.device(spec.device).type != "cuda":
         result.reasons["memory-snapshot/all"] = ("skipped: the allocator's memory history is CUDA-only "
                                                  "(torch.cuda.memory._record_memory_history)")
-    for name in list(session.works):
+    for name in list(engine.works):
         if spec.memory_snapshot and torch.device(spec.device).type == "cuda":
             try:
-                path = _memory_snapshot(session, name, out)
+                path = _memory_snapshot(engine, name, out)
                 result.artifacts.setdefault(name, []).append(str(path.relative_to(out)))
             except Exception as exc:
                 result.reasons[f"{name}/memory-snapshot"] = describe_failure(exc, "the memory snapshot")
         if spec.counters:
             try:
-                result.counters[name] = count_step(session.works[name], session.snapshots[name]).as_dict()
+                result.counters[name] = count_step(engine.works[name], engine.snapshots[name]).as_dict()
             except Exception as exc:
-                session.fail(name, describe_failure(exc, "counting its operators"))
+                engine.fail(name, describe_failure(exc, "counting its operators"))
                 continue
         for tool in spec.tools if name in profiled else ():
             try:
-                timing, files = profile_pass(session, name, tool, out, rounds=spec.profile_rounds,
+                timing, files = profile_pass(engine, name, tool, out, rounds=spec.profile_rounds,
                                              steps=spec.profile_steps, trace_steps=spec.trace_steps,
                                              on_step=tick)
             except Exception as exc:
@@ -182,10 +182,10 @@ def run(spec: RunSpec, plan: Plan, variants: Variants, out: Path, *,
             result.profiles.setdefault(name, {})[tool] = timing
             result.artifacts.setdefault(name, []).extend(str(p.relative_to(out)) for p in files)
     for name in variants:
-        if name in session.skipped:
-            result.status[name], result.reasons[name] = "skipped", session.skipped[name]
-        elif name in session.failed:
-            result.status[name], result.reasons[name] = "failed", session.failed[name]
+        if name in engine.skipped:
+            result.status[name], result.reasons[name] = "skipped", engine.skipped[name]
+        elif name in engine.failed:
+            result.status[name], result.reasons[name] = "failed", engine.failed[name]
         else:
             result.status[name] = "ok"
     result.duration_s = time.perf_counter() - begin

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bench.measure.clock import time_steps
-from bench.measure.engine import Plan, Session
+from bench.measure.engine import Engine, Plan
 from bench.measure.result import Result
 from bench.workload import Context, Unavailable, Variants, WorkloadError
 
@@ -81,15 +81,15 @@ def test_a_given_batch_is_stepped_on_without_fetching():
     assert t.seconds == pytest.approx(0.006) and "data" not in t.parts
 
 
-def _session(clock: FakeClock, log: list, plan: Plan, **fakes) -> Session:
+def _engine(clock: FakeClock, log: list, plan: Plan, **fakes) -> Engine:
     builders = {name: (lambda f=f: f) for name, f in fakes.items()}
-    return Session(Variants(builders, "test:make"), plan, clock=clock)
+    return Engine(Variants(builders, "test:make"), plan, clock=clock)
 
 
 def test_rounds_rotate_the_order_and_restore_every_round():
     clock, log = FakeClock(), []
     plan = Plan(rounds=3, steps=2, warmup=1, round_warmup=0, epochs=0)
-    s = _session(clock, log, plan, a=Fake("a", clock, log, 0.001, 0.002),
+    s = _engine(clock, log, plan, a=Fake("a", clock, log, 0.001, 0.002),
                  b=Fake("b", clock, log, 0.002, 0.002, bound=True))
     s.prepare()
     log.clear()
@@ -105,7 +105,7 @@ def test_rounds_rotate_the_order_and_restore_every_round():
 def test_a_failing_step_drops_its_variant_and_keeps_the_others():
     clock, log = FakeClock(), []
     plan = Plan(rounds=4, steps=2, warmup=1, round_warmup=0, bound=False, epochs=0, footprint=False)
-    s = _session(clock, log, plan, a=Fake("a", clock, log, 0.001, 0.002),
+    s = _engine(clock, log, plan, a=Fake("a", clock, log, 0.001, 0.002),
                  bad=Fake("bad", clock, log, 0.001, 0.002, fail_after=4))
     s.prepare()
     timings, _ = s.interleaved()
@@ -126,7 +126,7 @@ def test_unavailable_and_broken_builders_are_reported_not_raised():
         raise OSError("disk on fire")
 
     builders = {"ok": lambda: Fake("ok", clock, log, 0.001, 0.001), "gpu": unavailable, "broken": broken}
-    s = Session(Variants(builders, "x:make"), Plan(rounds=5, steps=1, epochs=0), clock=clock)
+    s = Engine(Variants(builders, "x:make"), Plan(rounds=5, steps=1, epochs=0), clock=clock)
     s.prepare()
     assert s.skipped == {"gpu": "needs CUDA"}
     assert "building it failed: OSError: disk on fire" in s.failed["broken"]
@@ -136,7 +136,7 @@ def test_unavailable_and_broken_builders_are_reported_not_raised():
 def test_epochs_run_batches_per_epoch_steps_end_to_end():
     clock, log = FakeClock(), []
     plan = Plan(rounds=5, steps=1, warmup=0, round_warmup=0, bound=False, epochs=2)
-    s = _session(clock, log, plan, a=Fake("a", clock, log, 0.001, 0.001),
+    s = _engine(clock, log, plan, a=Fake("a", clock, log, 0.001, 0.001),
                  m=Fake("m", clock, log, 0.0, 0.001), b=Fake("b", clock, log, 0.0, 0.0005))
     s.prepare()
     epochs = s.epochs()
@@ -149,7 +149,7 @@ def test_an_epoch_needs_exactly_batches_per_epoch_batches():
     """Data that ends after batches_per_epoch batches (what iter(loader) gives): the epoch runs."""
     clock, log = FakeClock(), []
     plan = Plan(rounds=3, steps=1, warmup=2, round_warmup=1, bound=False, epochs=1)
-    s = _session(clock, log, plan, a=Fake("a", clock, log, 0.001, 0.001, batches=4))
+    s = _engine(clock, log, plan, a=Fake("a", clock, log, 0.001, 0.001, batches=4))
     s.prepare()
     s.interleaved()
     epochs = s.epochs()
@@ -185,7 +185,7 @@ def test_data_that_ends_early_names_the_phase_and_rewind_and_keeps_the_rounds():
 def test_data_that_ends_in_warm_up_is_said_so():
     clock, log = FakeClock(), []
     plan = Plan(rounds=5, steps=1, warmup=5, epochs=0, bound=False)
-    s = _session(clock, log, plan, a=Fake("a", clock, log, 0.001, 0.001, batches=3))
+    s = _engine(clock, log, plan, a=Fake("a", clock, log, 0.001, 0.001, batches=3))
     s.prepare()
     assert s.failed["a"].startswith("`fetch()` ran out of data after 3 batches in the warm-up;")
 
@@ -194,7 +194,7 @@ def test_a_device_given_as_a_string_is_a_device_and_nonsense_is_refused():
     clock, log = FakeClock(), []
     work = Fake("a", clock, log, 0.001, 0.001)
     work.device = "cpu"
-    s = _session(clock, log, Plan(rounds=5, epochs=0), a=work)
+    s = _engine(clock, log, Plan(rounds=5, epochs=0), a=work)
     s.prepare()
     assert s.works["a"].device == torch.device("cpu")
     for bad, phrase in ((3, "device must be a torch.device or a name such as 'cpu', got int 3"),

@@ -270,11 +270,12 @@ def test_tensorboard_profiler_plugin_shows_dataloader_time(reports: Path):
             parts = {c["name"]: c["value"] for c in overview["performance"][0]["children"]}
             assert parts["DataLoader"] > 0, (run, parts)
             # The plugin recommends looking at data loading when its share is above 5%: a
-            # timing, so checked against the share it measured, not assumed (a loaded machine
-            # can slow the step more than the fetch).
+            # timing, so checked against the share it measured, both ways (a loaded machine can
+            # slow the step more than the fetch); within a point of 5% either is right.
             share = parts["DataLoader"] / sum(parts.values())
-            if run == "naive" and share > 0.06:
-                assert "DataLoader" in overview["recommendations"], (share, overview["recommendations"])
+            said = "DataLoader" in overview["recommendations"]
+            if abs(share - 0.05) > 0.01:
+                assert said == (share > 0.05), (run, share, overview["recommendations"])
     finally:
         proc.terminate()
         proc.wait(timeout=30)

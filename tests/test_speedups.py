@@ -113,18 +113,18 @@ def test_the_ladder_skips_gpu_only_variants_with_their_reason(data_root: Path):
 
 
 def test_worker_variants_drain_the_prefetch_and_join_fewer_rounds(data_root: Path):
-    from bench.measure.engine import Plan, Session
+    from bench.measure.engine import Engine, Plan
     from bench.workload import variants_of
 
     ctx = Context(device=torch.device("cpu"), data_dir=data_root, limit=300,
                   variants=("naive-w1", "naive"))
-    session = Session(variants_of("bench.workloads.ladder:make", ctx),
+    engine = Engine(variants_of("bench.workloads.ladder:make", ctx),
                       Plan(rounds=8, steps=1, warmup=1, bound=False, epochs=0))
-    session.prepare()
-    assert session.info["naive-w1"]["round_steps"] == 4 and session.info["naive"]["round_steps"] == 1
-    assert session.works["naive-w1"].min_round_warmup == 3  # the 2 prefetched batches and one more
-    assert session.info["naive-w1"]["first_step_s"] > 0 and session.info["naive"]["build_s"] >= 0
-    timings, orders = session.interleaved()
+    engine.prepare()
+    assert engine.info["naive-w1"]["round_steps"] == 4 and engine.info["naive"]["round_steps"] == 1
+    assert engine.works["naive-w1"].min_round_warmup == 3  # the 2 prefetched batches and one more
+    assert engine.info["naive-w1"]["first_step_s"] > 0 and engine.info["naive"]["build_s"] >= 0
+    timings, orders = engine.interleaved()
     assert [t.round for t in timings["naive-w1"]] == [0, 4] and len(timings["naive"]) == 8
     assert all(len(t.steps) == 4 for t in timings["naive-w1"])
     assert orders[1] == ["naive"] and set(orders[4]) == {"naive", "naive-w1"}

@@ -82,7 +82,7 @@ def describe_failure(exc: BaseException, phase: str, batches_per_epoch: int | No
 
 
 @dataclass
-class Session:
+class Engine:
     """The variants of one comparison, built, warmed up and snapshotted, ready for rounds."""
 
     variants: Variants

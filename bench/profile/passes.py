@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from bench.measure.engine import Session
+from bench.measure.engine import Engine
 from bench.measure.quiet import without_profiler_chatter
 from bench.measure.result import ToolTiming
 from bench.profile.traces import publish_traces
@@ -49,8 +49,8 @@ def kineto_kwargs(device: torch.device) -> dict[str, Any]:
 class _Tool:
     """A profiler as the pass needs it: a context for one round, then a writer."""
 
-    def __init__(self, session: Session, name: str):
-        self.session, self.name, self.work = session, name, session.works[name]
+    def __init__(self, engine: Engine, name: str):
+        self.engine, self.name, self.work = engine, name, engine.works[name]
 
     def round(self) -> AbstractContextManager[Any]:
         raise NotImplementedError
@@ -60,8 +60,8 @@ class _Tool:
 
 
 class _CProfile(_Tool):
-    def __init__(self, session: Session, name: str):
-        super().__init__(session, name)
+    def __init__(self, engine: Engine, name: str):
+        super().__init__(engine, name)
         self.profiler = cProfile.Profile()
 
     @contextmanager
@@ -79,10 +79,10 @@ class _CProfile(_Tool):
 
 
 class _Lines(_Tool):
-    def __init__(self, session: Session, name: str):
+    def __init__(self, engine: Engine, name: str):
         from line_profiler import LineProfiler
 
-        super().__init__(session, name)
+        super().__init__(engine, name)
         self.profiler = LineProfiler()
         for fn in profiled_functions(self.work):
             self.profiler.add_function(fn)
@@ -116,8 +116,8 @@ def write_lines(profiler: Any, out: Path, name: str, notes: Sequence[str] = ()) 
 class _Kineto(_Tool):
     trace_steps = KINETO_ACTIVE
 
-    def __init__(self, session: Session, name: str):
-        super().__init__(session, name)
+    def __init__(self, engine: Engine, name: str):
+        super().__init__(engine, name)
         self.kwargs = kineto_kwargs(torch.device(self.work.device))
 
     @contextmanager
@@ -138,7 +138,7 @@ class _Kineto(_Tool):
                            on_trace_ready=tensorboard_trace_handler(raw, worker_name=self.name),
                            **self.kwargs)
             with without_profiler_chatter():
-                self.session.run_round(self.name, KINETO_WAIT + KINETO_WARMUP + active,
+                self.engine.run_round(self.name, KINETO_WAIT + KINETO_WARMUP + active,
                                        wrap=lambda: prof, on_step=prof.step)
             written = publish_traces(Path(raw), out / "tb" / self.name)
         sort = "self_cuda_time_total" if "CUDA" in str(self.kwargs["activities"]) else "self_cpu_time_total"
@@ -160,7 +160,7 @@ def steps_per_pass(rounds: int, steps: int) -> int:
     return 2 * rounds * steps
 
 
-def profile_pass(session: Session, name: str, tool: str, out: Path, *, rounds: int, steps: int,
+def profile_pass(engine: Engine, name: str, tool: str, out: Path, *, rounds: int, steps: int,
                  trace_steps: int = KINETO_ACTIVE, on_step: Callable[[], None] | None = None
                  ) -> tuple[ToolTiming, list[Path]]:
     """``rounds`` pairs of (plain, profiled) rounds of ``name``, then the profiler's files in ``out``.
@@ -169,14 +169,14 @@ def profile_pass(session: Session, name: str, tool: str, out: Path, *, rounds: i
     """
     if tool not in _TOOL_CLASSES:
         raise ValueError(f"unknown tool {tool!r}: choose from {', '.join(TOOLS)}")
-    profiler = _TOOL_CLASSES[tool](session, name)
+    profiler = _TOOL_CLASSES[tool](engine, name)
     if isinstance(profiler, _Kineto):
         profiler.trace_steps = trace_steps
     timing = ToolTiming(plain=[], tool=[])
     for r in range(rounds):
         for which in (("plain", "tool") if r % 2 == 0 else ("tool", "plain")):
             if which == "plain":
-                timing.plain.append(session.run_round(name, steps, on_step=on_step))
+                timing.plain.append(engine.run_round(name, steps, on_step=on_step))
             else:
-                timing.tool.append(session.run_round(name, steps, wrap=profiler.round, on_step=on_step))
+                timing.tool.append(engine.run_round(name, steps, wrap=profiler.round, on_step=on_step))
     return timing, profiler.write(out)
