@@ -161,7 +161,7 @@ CHANGES: dict[str, tuple[str, str, str]] = {
 }
 
 
-def _cost_pair(roots: list[Path], outs: list[Path], variants: str) -> None:
+def _instructions_pair(roots: list[Path], outs: list[Path], variants: str) -> None:
     """``bench instructions`` in each root at once (one per core)."""
     procs = []
     for root, out in zip(roots, outs, strict=True):
@@ -186,7 +186,7 @@ def counts(runs: int, variants: str) -> dict:
     root = Path.cwd()
     for i in range(0, runs, 2):
         pair = paths[i:i + 2]
-        _cost_pair([root] * len(pair), pair, variants)
+        _instructions_pair([root] * len(pair), pair, variants)
         print(f"counted runs {i + 1}-{i + len(pair)} of {runs}", flush=True)
     per_key: dict[str, list[float]] = {}
     for path in paths:
@@ -219,7 +219,7 @@ def count_ab(change: str, runs: int, variants: str, threshold: float = 0.01) -> 
             (roots[1] / file).write_text(source.replace(old, new))
             for i in range(runs):
                 outs = [OUT / f"count-ab-{change}-{i}-{side}.json" for side in ("a", "b")]  # a = base
-                _cost_pair(roots, outs, variants)
+                _instructions_pair(roots, outs, variants)
                 results, _, _ = compare_instructions(_counts_of(outs[0]), _counts_of(outs[1]), threshold)
                 for r in results:
                     rows.append({"run": i, "name": r.name, "base": r.base, "cand": r.cand,

@@ -1,4 +1,4 @@
-"""The acceptance measurements of `vaebench run` (docs: README, "Your own script"):
+"""The acceptance measurements of `vaebench run` (their figures: docs/results.md):
 
     python experiments/run_acceptance.py overhead   # vae train alone vs under `vaebench run`, alternating
     python experiments/run_acceptance.py straggler  # DDP, 2 ranks: a 20 ms slow rank named 5/5, none 5/5

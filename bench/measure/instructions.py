@@ -1,7 +1,7 @@
 """Exact CPU instruction counts of one fetch and one training step, under Valgrind's callgrind.
 
 Timings on a shared machine move 10-30% between processes; the number of instructions a
-piece of code executes does not (0.015% here, see README). So the regression gate backs its
+piece of code executes does not (0.015% here, docs/results.md). So the regression gate backs its
 timings with counts: a change in them is a change in the work, whatever the clock said.
 
 How a count is taken (the method of CodSpeed and of PyTorch's own instruction-count

@@ -1,6 +1,6 @@
 """``python -m bench regress``: base vs candidate on this machine, interleaved, then compare.
 
-Timings drift *between* runs on a shared machine more than within one (see README), so a
+Timings drift *between* runs on a shared machine more than within one (docs/method.md), so a
 baseline recorded earlier, or the rounds of one run pooled, cry wolf. Here the base commit is
 checked out into a temporary git worktree, and short benchmark processes of base (A) and
 candidate (B) alternate -- A B, B A, A B, ... -- so drift hits both alike. Each process gives
