@@ -35,11 +35,23 @@ def test_suites_are_not_collected_by_the_tests_command():
 
 @pytest.mark.slow
 def test_builtin_suites_record_raw_rounds_counters_and_skips(data_root: Path, tmp_path: Path):
+    from bench.commands import instructions_document
+    from bench.measure.instructions import Count, Counts
+
     json_path = tmp_path / "run.json"
-    # the cost suite (callgrind, a minute or more) is tested on its own in test_counts.py
-    proc = run_suites("--vb-data-dir", str(data_root), "--vb-limit", "300", "-k", "not instructions",
-                      "--vb-variants", "naive,resident,pinned", f"--benchmark-json={json_path}")
+    # Counts taken beforehand (as `nox -s bench` takes them, beside the timings) are read, checked
+    # and saved beside the timings; callgrind itself is tested in test_instructions.py.
+    counted = Counts({f"{per}[{v}]": Count(per, (1000, 1001), 10 if per == "fetch" else 1)
+                      for v in ("naive", "resident") for per in ("fetch", "step")},
+                     {"pinned": "needs CUDA"}, {"workload": "bench.workloads.ladder:make"})
+    counts_path = tmp_path / "instructions.json"
+    counts_path.write_text(json.dumps(instructions_document(counted)))
+    proc = run_suites("--vb-data-dir", str(data_root), "--vb-limit", "300", "--vb-instructions",
+                      str(counts_path), "--vb-variants", "naive,resident,pinned",
+                      f"--benchmark-json={json_path}")
     assert proc.returncode == 0, proc.stdout[-3000:]
+    saved = json.loads(json_path.read_text())["instructions"]  # the instruction tests ran on them
+    assert saved["counts"]["step[resident]"]["repeats"] == [1000, 1001]
     if not torch.cuda.is_available():  # the GPU-only rung is skipped with its reason, never dropped
         assert "pinned: needs CUDA" in proc.stdout
     doc = json.loads(json_path.read_text())
