@@ -102,14 +102,13 @@ def _profile_into(args: argparse.Namespace, plan, tools, device) -> int:
     setup_logging()
     import torch
 
+    from bench.options import context_options
     from bench.runner import NothingMeasured, RunSpec, run
     from bench.workload import Context, WorkloadError, variants_of
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    ctx = Context(device=device, batch_size=args.batch_size, seed=args.seed, data_dir=args.data_dir,
-                  dataset=args.dataset, limit=args.limit, progress=not args.no_progress,
-                  variants=tuple(args.variants) if args.variants else None)
+    ctx = Context(device=device, seed=args.seed, progress=not args.no_progress, **context_options(args))
     try:
         variants = variants_of(args.workload, ctx)
     except WorkloadError as exc:

@@ -53,6 +53,11 @@ def test_a_dataloader_script_steps_and_parts(tmp_path: Path, data_root: Path):
     assert sum(1 for e in trace["traceEvents"] if str(e.get("name")).startswith("ProfilerStep#")) >= 2
     summary = (out / "summary.md").read_text()
     assert "samples/s (batch 20" in summary and "peak memory" in summary and "-bound**" in summary
+    # the run's own README.md: the files that are there, and the command that opens each
+    readme = (out / "README.md").read_text()
+    assert "mnist_classifier.py --data-dir" in readme.splitlines()[2]  # the command it observed
+    assert "`snakeviz mnist_classifier.py.prof`" in readme and "`tensorboard --logdir ./tb`" in readme
+    assert "`python -m line_profiler mnist_classifier.py.lprof`" in readme
     assert "MFU" in summary and (out / "mnist_classifier.py.lines.txt").is_file()
     assert torch.Tensor.backward is getattr(torch.Tensor.backward, "__wrapped__", torch.Tensor.backward)
 

@@ -10,7 +10,6 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 # Uninstrumented steps before counting: lazy initialisation, optimizer state, allocator caches,
@@ -31,13 +30,11 @@ def _child(options: dict[str, Any]) -> int:
     import torch
 
     from bench.measure.clock import time_steps
+    from bench.options import context_options
     from bench.workload import Context, Unavailable, WorkloadError, variants_of
 
     torch.set_num_threads(1)  # idle OpenMP threads spin: counted instructions that are not work
-    ctx = Context(device=torch.device("cpu"), batch_size=options["batch_size"],
-                  data_dir=Path(options["data_dir"]), dataset=options["dataset"],
-                  limit=options["limit"],
-                  variants=tuple(options["variants"]) if options["variants"] else None)
+    ctx = Context(device=torch.device("cpu"), **context_options(options))
     try:
         variants = variants_of(options["workload"], ctx)
         built: dict[str, Any] = {}
