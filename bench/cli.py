@@ -13,13 +13,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench.defaults import TOOLS
 from bench.errors import UsageError
 from bench.options import RUN_OPTIONS, WORKLOAD_OPTIONS, add_options
 from plumbing.argtypes import comma_list, non_negative_int, positive_float, positive_int
 from plumbing.files import OutInUse
-
-TOOLS = ("cprofile", "lines", "kineto")
-
 
 
 class Deprecated(argparse.Action):
@@ -56,9 +54,12 @@ def _add_profile_parser(commands: argparse._SubParsersAction) -> None:
                    help="full epochs timed end to end for the first and the last variant (0: none)")
     p.add_argument("--tools", type=comma_list, default=list(TOOLS),
                    help=f"profilers, comma list from: {', '.join(TOOLS)} (or 'none')")
-    p.add_argument("--profile-rounds", type=positive_int, default=8,
-                   help="pairs of plain/profiled rounds per profiler (its overhead's samples)")
-    p.add_argument("--profile-steps", type=positive_int, default=5, help="timed steps per profiler round")
+    p.add_argument("--profile-windows", type=positive_int, default=8,
+                   help="pairs of plain/profiled windows per profiler (its overhead's samples); a "
+                        "window is one restored round of --profile-steps steps")
+    p.add_argument("--profile-rounds", type=positive_int, dest="profile_windows", action=Deprecated,
+                   new="--profile-windows")
+    p.add_argument("--profile-steps", type=positive_int, default=5, help="timed steps per profiler window")
     p.add_argument("--trace-steps", type=positive_int, default=10,
                    help="active steps of each Kineto trace (TensorBoard's profiler tab wants several)")
     p.add_argument("--no-bound", action="store_true", help="skip the compute-only bound")
@@ -238,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _take_compare(argv: list[str]) -> tuple[list[str], list[str] | None]:
+def take_compare(argv: list[str]) -> tuple[list[str], list[str] | None]:
     """``run --compare A B`` taken out before argparse, which would read a command line that
     starts with ``-m`` as an option of its own."""
     if len(argv) < 2 or argv[0] != "run" or "--compare" not in argv:
@@ -255,7 +256,7 @@ RENAMED = {"cost": "instructions"}  # old command -> new, kept for one release
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    rest, compare = _take_compare(list(sys.argv[1:] if argv is None else argv))
+    rest, compare = take_compare(list(sys.argv[1:] if argv is None else argv))
     if rest and rest[0] in RENAMED:
         print(f"warning: `{rest[0]}` is deprecated and goes in the next release; use "
               f"`{RENAMED[rest[0]]}`", file=sys.stderr)

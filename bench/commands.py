@@ -12,16 +12,15 @@ import json
 import logging
 import os
 import platform
-import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bench.defaults import BUILTIN, BUILTIN_SUITE_VARIANTS
 from bench.errors import UsageError
+from bench.output import Output, writing
 from plumbing.files import write_atomic
 from plumbing.logs import setup_logging
 
@@ -36,8 +35,8 @@ def _device(name: str):  # -> torch.device
 
 
 def _plan_and_tools(args: argparse.Namespace):  # -> tuple[Plan, tuple[str, ...]]
-    from bench.measure.engine import Plan
-    from bench.profile.passes import TOOLS
+    from bench.defaults import TOOLS
+    from bench.measure.specs import Plan
 
     tools = () if args.tools == ["none"] else tuple(args.tools)
     bad = [t for t in tools if t not in TOOLS]
@@ -48,10 +47,10 @@ def _plan_and_tools(args: argparse.Namespace):  # -> tuple[Plan, tuple[str, ...]
     if args.variants == []:
         raise UsageError("--variants is empty: name at least one variant")
     if args.quick:
-        args.rounds, args.profile_rounds, args.profile_steps, args.trace_steps, args.epochs = 60, 5, 3, 5, 0
+        args.rounds, args.profile_windows, args.profile_steps, args.trace_steps, args.epochs = 60, 5, 3, 5, 0
     from bench.measure.stats import MIN_SAMPLES
 
-    for option in ("rounds", "profile_rounds"):
+    for option in ("rounds", "profile_windows"):
         if getattr(args, option) < MIN_SAMPLES:
             raise UsageError(f"--{option.replace('_', '-')} {getattr(args, option)}: at least "
                              f"{MIN_SAMPLES} are needed for a 95% interval")
@@ -61,106 +60,62 @@ def _plan_and_tools(args: argparse.Namespace):  # -> tuple[Plan, tuple[str, ...]
 
 
 def _progress(enabled: bool, bars: list) -> Callable[[str, int], Callable[[], None]]:
-    from tqdm.auto import tqdm
+    from plumbing.progress import bar
 
     def start(stage: str, total: int) -> Callable[[], None]:
-        bar = tqdm(total=total, desc=stage, unit="step", disable=not enabled)
-        bars.append(bar)
-        return bar.update
+        progress = bar(total=total, desc=stage, unit="step", disable=not enabled)
+        bars.append(progress)
+        return progress.update
 
     return start
 
 
 def run_profile(args: argparse.Namespace) -> int:
+    """``profile``: measure the workload's variants interleaved, profile them, write the run."""
     plan, tools = _plan_and_tools(args)
     device = _device(args.device)
-    with fresh_out(args.out):
-        return _profile_into(args, plan, tools, device)
-
-
-@contextmanager
-def fresh_out(out: Path) -> Iterator[None]:
-    """Create ``out`` for a run; when the run ends without publishing anything (bad input, nothing
-    measured, Ctrl-C), leave no trace: a folder this run made is removed, and a folder that was
-    there keeps what it held."""
-    from bench.staging import check_writable_dir
-
-    existed = out.is_dir()
-    try:
-        check_writable_dir(out)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    try:
-        yield
-    except BaseException:
-        if not existed and not (out / "run.json").exists():  # nothing of this run was published
-            shutil.rmtree(out, ignore_errors=True)
-        raise
-
-
-def _profile_into(args: argparse.Namespace, plan, tools, device) -> int:
     setup_logging()
     import torch
 
+    from bench.measure.specs import VariantsSpec
     from bench.options import context_options
-    from bench.runner import NothingMeasured, RunSpec, run
     from bench.workload import Context, WorkloadError, variants_of
 
     if args.threads:
         torch.set_num_threads(args.threads)
     ctx = Context(device=device, seed=args.seed, progress=not args.no_progress, **context_options(args))
-    try:
-        variants = variants_of(args.workload, ctx)
-    except WorkloadError as exc:
-        raise UsageError(str(exc)) from None
-    spec = RunSpec(workload=args.workload, variants=tuple(variants), device=device.type,
-                   batch_size=args.batch_size, seed=args.seed, threads=args.threads,
-                   data_dir=str(args.data_dir), dataset=args.dataset, limit=args.limit, tools=tools,
-                   profile_rounds=args.profile_rounds, profile_steps=args.profile_steps,
-                   trace_steps=args.trace_steps,
-                   counters=not args.no_counters, memory_snapshot=args.memory_snapshot)
-    log.info("Measuring %s: %s (%d rounds x %d step(s), interleaved)", args.workload,
-             ", ".join(variants), plan.rounds, plan.steps)
+    with writing(args.out) as output:
+        try:
+            variants = variants_of(args.workload, ctx)
+        except WorkloadError as exc:
+            raise UsageError(str(exc)) from None
+        spec = VariantsSpec(
+            workload=args.workload, variants=tuple(variants), device=device.type,
+            batch_size=args.batch_size, seed=args.seed, threads=args.threads, data_dir=str(args.data_dir),
+            dataset=args.dataset, limit=args.limit, tools=tools, profile_windows=args.profile_windows,
+            profile_steps=args.profile_steps, trace_steps=args.trace_steps, counters=not args.no_counters,
+            memory_snapshot=args.memory_snapshot, plan=plan, ordered=variants.ordered, report=variants.report)
+        result = _measure(spec, variants, output, not args.no_progress)
+        files = output.publish(result)
+    return _finish(result, args.out, len(files))
+
+
+def _measure(spec, variants, output: Output, progress: bool):  # -> Result
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from bench.staging import publish, remove_stale, staging
-    from plumbing.files import out_lock
+    from bench.runner import NothingMeasured, run
 
+    log.info("Measuring %s: %s (%d rounds x %d step(s), interleaved)", spec.workload,
+             ", ".join(variants), spec.plan.rounds, spec.plan.steps)
     bars: list = []
-    with out_lock(args.out), logging_redirect_tqdm(), staging(args.out) as stage:
+    with logging_redirect_tqdm():
         try:
-            result = run(spec, plan, variants, stage, progress=_progress(not args.no_progress, bars))
+            return run(spec, variants, output.stage, progress=_progress(progress, bars))
         except NothingMeasured as exc:
-            raise UsageError(f"{exc} (nothing was written into {args.out})") from None
+            raise UsageError(f"{exc} (nothing was written into {output.out})") from None
         finally:
-            for bar in bars:
-                bar.close()
-        try:
-            written = _render_into(result, stage, args.out)
-            previous = _previous_artifacts(args.out / "run.json")
-            moved = publish(stage, args.out)
-        except OSError as exc:
-            raise UsageError(f"cannot write the reports into {args.out} ({exc.strerror or exc}); "
-                             "free some space or pass another --out (the earlier reports there "
-                             "were left as they were)") from None
-        remove_stale(args.out, previous, [p for paths in result.artifacts.values() for p in paths])
-    return _finish(result, args.out, len(moved or written))
-
-
-def _previous_artifacts(run_json: Path) -> list[str]:
-    """The profiler files an earlier run in the same folder wrote (none if there is no readable run)."""
-    from bench.measure.result import Result, ResultError
-
-    try:
-        return [p for paths in Result.load(run_json).artifacts.values() for p in paths]
-    except ResultError:
-        return []
-
-
-def _render_into(result, folder: Path, final: Path | None = None) -> list[Path]:  # result: Result
-    from bench.render import render_all
-
-    return [result.save(folder / "run.json"), *render_all(result, folder, final)]
+            for progress_bar in bars:
+                progress_bar.close()
 
 
 def _finish(result, out: Path, files: int) -> int:
@@ -168,16 +123,16 @@ def _finish(result, out: Path, files: int) -> int:
 
     print(f"\n{text(result)}")
     print(f"\nWrote {files} files into {out}/ (start with {out}/summary.md; raw samples: {out}/run.json)")
-    profiled = next(iter(result.profiles), None)
+    profiled = next((m.name for m in result.measurements if m.profiles), None)
     if profiled:
         print(OPEN_HINTS.format(out=out, v=profiled))
-    failed = {v: why for v, why in result.reasons.items() if result.status.get(v) == "failed"}
+    failed = [m for m in result.measurements if m.status == "failed"]
     if failed:
-        name, why = next(iter(failed.items()))
+        first = failed[0]
         more = f" (and {len(failed) - 1} more; see {out}/summary.md)" if len(failed) > 1 else ""
         kept = "what it measured before, and the other variants' results, were written" \
-            if result.rounds.get(name) else "the other variants' results were written"
-        print(f"python -m bench profile: error: variant {name!r} failed: {why}{more}; {kept}",
+            if first.samples else "the other variants' results were written"
+        print(f"python -m bench profile: error: variant {first.name!r} failed: {first.reason}{more}; {kept}",
               file=sys.stderr)
         return 2
     return 0
@@ -190,24 +145,18 @@ OPEN_HINTS = """Open them with:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    """``report``: re-render every report of a saved run.json (nothing is measured)."""
     from bench.measure.result import Result, ResultError
-    from bench.staging import check_writable_dir, publish, staging
 
     try:
         result = Result.load(args.run)
     except ResultError as exc:
         raise UsageError(str(exc)) from None
     out = args.out or args.run.parent
-    try:
-        check_writable_dir(out)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    from bench.render import render_all
     from bench.render.terminal import text
 
-    with staging(out) as stage:
-        written = render_all(result, stage, out, rerender=True)
-        publish(stage, out)
+    with writing(out, fresh=False, lock=False) as output:
+        written = output.publish(result, rerender=True)
     print(text(result))
     print(f"\nRe-rendered {len(written)} files from {args.run} into {out}/ (nothing was measured)")
     return 0
@@ -245,9 +194,8 @@ def instructions_table(counts: Any) -> str:
 
 
 def run_instructions(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
     from bench.measure.instructions import CountError, count, missing_tool
+    from plumbing.progress import bar as progress_bar
 
     reason = missing_tool()
     if reason:
@@ -259,7 +207,7 @@ def run_instructions(args: argparse.Namespace) -> int:
         variants = BUILTIN_SUITE_VARIANTS.split(",")
     print(f"Counting instructions under callgrind ({args.workload}); starting torch under "
           "Valgrind takes ~30 s, each variant ~10 s more on this kind of machine")
-    bar = tqdm(desc="variants ready", unit="variant", disable=args.no_progress)
+    bar = progress_bar(desc="variants ready", unit="variant", disable=args.no_progress)
 
     def on_event(kind: str) -> None:
         if kind in ("built", "skipped"):

@@ -2,3 +2,5 @@
 
 BUILTIN = "bench.workloads.ladder:make"  # the built-in workload's factory
 BUILTIN_SUITE_VARIANTS = "ladder,resident+fused"  # what regress and the suites benchmark by default
+# The profilers, in the order they run: each gets its own windows of steps (``--tools``).
+TOOLS = ("cprofile", "lines", "kineto")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,48 +19,27 @@ import torch
 from bench.measure.counters import count_step
 from bench.measure.engine import Engine, Plan, describe_exception, describe_failure
 from bench.measure.environment import Environment
-from bench.measure.result import Result
-from bench.profile.passes import TOOLS, profile_pass, steps_per_pass
+from bench.measure.result import Measurement, Result
+from bench.measure.specs import VariantsSpec
+from bench.profile.passes import profile_pass, steps_per_pass
 from bench.workload import Variants
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class RunSpec:
-    """What was asked: saved in every run.json."""
 
-    workload: str
-    variants: tuple[str, ...]
-    device: str
-    batch_size: int
-    seed: int
-    threads: int | None
-    data_dir: str
-    dataset: str
-    limit: int | None
-    tools: tuple[str, ...] = TOOLS
-    profile_rounds: int = 8  # pairs of plain/profiled rounds per profiler
-    profile_steps: int = 5  # timed steps per profiler round
-    trace_steps: int = 10  # active steps of the Kineto trace
-    counters: bool = True
-    memory_snapshot: bool = False  # CUDA: the allocator's history of a few steps per variant
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class NothingMeasured(Exception):
     """No variant could be built and warmed up: the message says why (the first reason)."""
 
 
-def total_steps(plan: Plan, spec: RunSpec, engine: Engine) -> int:
+def total_steps(plan: Plan, spec: VariantsSpec, engine: Engine) -> int:
     """Progress units of a run: every timed step."""
     rounds = sum(len(range(0, plan.rounds, engine.every(n)))
-                 * int(engine.info[engine.target(n)]["round_steps"]) for n in engine.measured)
-    epoch_steps = sum(int(engine.info[n]["batches_per_epoch"]) for n in engine.epoch_names())
-    profiled = sum(steps_per_pass(spec.profile_rounds, max(spec.profile_steps,
-                                                            int(engine.info[n]["round_steps"])))
+                 * engine.info[engine.target(n)].round_steps for n in engine.measured)
+    epoch_steps = sum(int(engine.info[n].batches_per_epoch or 0) for n in engine.epoch_names())
+    profiled = sum(steps_per_pass(spec.profile_windows, max(spec.profile_steps, engine.info[n].round_steps))
                    for n in profiled_names(engine))
     return rounds + plan.epochs * epoch_steps + len(spec.tools) * profiled
 
@@ -71,7 +49,7 @@ def profiled_names(engine: Engine) -> list[str]:
     workload opts out (``profile = False``: e.g. its work happens in other processes)."""
     names = list(engine.works)
     return [n for n in names if getattr(engine.works[n], "profile", True)
-            and (engine.info[n].get("reference") is None or n == names[-1])]
+            and (engine.info[n].reference is None or n == names[-1])]
 
 
 LONG_STAGE_S = 60.0  # stages expected to take longer are announced with an estimate
@@ -91,7 +69,7 @@ def _step_s(engine: Engine, name: str, rounds: dict[str, list[Any]] | None = Non
     timings = (rounds or {}).get(name)
     if timings:
         return sorted(t.per_step for t in timings)[len(timings) // 2]
-    return float(engine.info[engine.target(name)].get("warm_step_s") or 0.0)
+    return float(engine.info[engine.target(name)].warm_step_s or 0.0)
 
 
 def _memory_snapshot(engine: Engine, name: str, out: Path, steps: int = 3) -> Path:
@@ -106,10 +84,11 @@ def _memory_snapshot(engine: Engine, name: str, out: Path, steps: int = 3) -> Pa
     return path
 
 
-def run(spec: RunSpec, plan: Plan, variants: Variants, out: Path, *,
+def run(spec: VariantsSpec, variants: Variants, out: Path, *,
         progress: Callable[[str, int], Callable[[], None]] | None = None,
         clock: Callable[[], float] = time.perf_counter) -> Result:
-    """Measure ``variants``; profiler files go into ``out``; returns the Result (not yet saved).
+    """Measure ``variants`` as ``spec`` asks; profiler files go into ``out``; returns the Result
+    (not yet saved).
 
     ``progress(stage, total)`` is called once, after the variants are built, and returns a
     per-step tick (a progress bar); ``clock`` times the rounds (injected by tests). Raises
@@ -118,6 +97,7 @@ def run(spec: RunSpec, plan: Plan, variants: Variants, out: Path, *,
     """
     started = datetime.now(UTC)
     begin = time.perf_counter()
+    plan = spec.plan
     engine = Engine(variants, plan, clock=clock)
     engine.prepare()
     if not engine.works:
@@ -126,67 +106,89 @@ def run(spec: RunSpec, plan: Plan, variants: Variants, out: Path, *,
         more = f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else ""
         raise NothingMeasured(f"variant {name!r}: {why}{more}; nothing was measured" if name else why)
     tick = progress("measuring", total_steps(plan, spec, engine)) if progress else None
-
     announce(f"{plan.rounds} interleaved rounds of {len(engine.measured)} series", sum(
-        len(range(0, plan.rounds, engine.every(n))) * (engine.info[engine.target(n)]["round_steps"]
+        len(range(0, plan.rounds, engine.every(n))) * (engine.info[engine.target(n)].round_steps
                                                        + plan.round_warmup) * _step_s(engine, n)
         for n in engine.measured))
     rounds, orders = engine.interleaved(on_step=tick)
     if plan.epochs:
         announce(f"{plan.epochs} full epoch(s) of {', '.join(engine.epoch_names())}", plan.epochs * sum(
-            (int(engine.info[n]["batches_per_epoch"]) + plan.round_warmup) * _step_s(engine, n, rounds)
+            (int(engine.info[n].batches_per_epoch or 0) + plan.round_warmup) * _step_s(engine, n, rounds)
             for n in engine.epoch_names()))
     epochs = engine.epochs(on_step=tick) if plan.epochs else {}
     machine = Environment.capture(torch.device(spec.device))
-    result = Result(spec=spec.as_dict(), plan=plan.as_dict(), machine=machine,
-                    variants=list(variants), status={}, info=engine.info, rounds=rounds,
-                    orders=orders, bounds={b: v for b, v in engine.bounds.items() if b in rounds},
-                    ordered=variants.ordered, report=variants.report, epochs=epochs,
+    result = Result(kind="variants", spec=spec, machine=machine, orders=orders,
+                    measurements=_measurements(engine, variants, rounds, epochs),
                     created=started.isoformat(timespec="seconds"))
     if plan.footprint:
-        from bench.measure.footprint import machine_peak
+        result.peak = _peak(result, spec, machine)
+    _after_rounds(engine, spec, result, out, tick)
+    _set_status(engine, result)
+    result.duration_s = time.perf_counter() - begin
+    return result
 
-        achieved = max((result.info[n].get("flops_per_step") or 0) / (sorted(t.per_step for t in ts)[0])
-                       for n, ts in rounds.items() if ts and n in result.info) if rounds else 0.0
-        result.peak = machine_peak(torch.device(spec.device), machine.describe(), at_least=achieved)
+
+def _measurements(engine: Engine, variants: Variants, rounds: dict[str, list[Any]],
+                  epochs: dict[str, list[Any]]) -> list[Measurement]:
+    """Every variant asked (skipped ones too), then the measured bounds, with their samples."""
+    out = [engine.info.get(name) or Measurement(name=name) for name in variants]
+    out += [engine.info[b] for b in engine.bounds if b in rounds]
+    for m in out:
+        m.samples, m.epochs = list(rounds.get(m.name, [])), list(epochs.get(m.name, []))
+    return out
+
+
+def _peak(result: Result, spec: VariantsSpec, machine: Environment) -> dict[str, Any]:
+    """The machine's peak FLOP/s, at least what a measured step achieved (a busy machine's
+    cached peak would give an MFU above 1)."""
+    from bench.measure.footprint import machine_peak
+
+    achieved = max(((m.footprint.flops_per_step or 0) / min(t.per_step for t in m.samples)
+                    for m in result.measurements if m.samples), default=0.0)
+    return machine_peak(torch.device(spec.device), machine.describe(), at_least=achieved)
+
+
+def _after_rounds(engine: Engine, spec: VariantsSpec, result: Result, out: Path,
+                  tick: Callable[[], None] | None) -> None:
+    """Per variant: the memory snapshot (CUDA), the exact counters, then each profiler's windows."""
     profiled = profiled_names(engine)
     announce(f"the profilers ({', '.join(spec.tools)})", len(spec.tools) * sum(
-        2 * spec.profile_rounds * (max(spec.profile_steps, int(engine.info[n]["round_steps"]))
-                                   + plan.round_warmup) * _step_s(engine, n, rounds) * 1.5
+        2 * spec.profile_windows * (max(spec.profile_steps, engine.info[n].round_steps)
+                                    + spec.plan.round_warmup) * _step_s(engine, n) * 1.5
         for n in profiled))
-    if spec.memory_snapshot and torch.device(spec.device).type != "cuda":
-        result.reasons["memory-snapshot/all"] = ("skipped: the allocator's memory history is CUDA-only "
+    cuda = torch.device(spec.device).type == "cuda"
+    if spec.memory_snapshot and not cuda:
+        result.partial["memory-snapshot/all"] = ("skipped: the allocator's memory history is CUDA-only "
                                                  "(torch.cuda.memory._record_memory_history)")
     for name in list(engine.works):
-        if spec.memory_snapshot and torch.device(spec.device).type == "cuda":
+        m = result[name]
+        if spec.memory_snapshot and cuda:
             try:
-                path = _memory_snapshot(engine, name, out)
-                result.artifacts.setdefault(name, []).append(str(path.relative_to(out)))
+                m.artifacts.append(str(_memory_snapshot(engine, name, out).relative_to(out)))
             except Exception as exc:
-                result.reasons[f"{name}/memory-snapshot"] = describe_failure(exc, "the memory snapshot")
+                result.partial[f"{name}/memory-snapshot"] = describe_failure(exc, "the memory snapshot")
         if spec.counters:
             try:
-                result.counters[name] = count_step(engine.works[name], engine.snapshots[name]).as_dict()
+                m.counters = count_step(engine.works[name], engine.snapshots[name]).as_dict()
             except Exception as exc:
                 engine.fail(name, describe_failure(exc, "counting its operators"))
                 continue
         for tool in spec.tools if name in profiled else ():
             try:
-                timing, files = profile_pass(engine, name, tool, out, rounds=spec.profile_rounds,
+                timing, files = profile_pass(engine, name, tool, out, windows=spec.profile_windows,
                                              steps=spec.profile_steps, trace_steps=spec.trace_steps,
                                              on_step=tick)
             except Exception as exc:
-                result.reasons[f"{name}/{tool}"] = describe_failure(exc, f"the {tool} pass")
+                result.partial[f"{name}/{tool}"] = describe_failure(exc, f"the {tool} pass")
                 log.error("%s: %s pass failed: %s", name, tool, describe_exception(exc))
                 continue
-            result.profiles.setdefault(name, {})[tool] = timing
-            result.artifacts.setdefault(name, []).extend(str(p.relative_to(out)) for p in files)
-    for name in variants:
-        if name in engine.skipped:
-            result.status[name], result.reasons[name] = "skipped", engine.skipped[name]
-        elif name in engine.failed:
-            result.status[name], result.reasons[name] = "failed", engine.failed[name]
-        else:
-            result.status[name] = "ok"
-    result.duration_s = time.perf_counter() - begin
-    return result
+            m.profiles[tool] = timing
+            m.artifacts.extend(str(p.relative_to(out)) for p in files)
+
+
+def _set_status(engine: Engine, result: Result) -> None:
+    for m in result.measurements:
+        if m.name in engine.skipped:
+            m.status, m.reason = "skipped", engine.skipped[m.name]
+        elif m.name in engine.failed:
+            m.status, m.reason = "failed", engine.failed[m.name]

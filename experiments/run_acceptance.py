@@ -10,7 +10,6 @@ Each prints what it measured; nothing here is part of the package.
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
@@ -74,12 +73,13 @@ def breakdown() -> None:
                             "-m", "vae", "train", "--pipeline", pipeline, "--epochs", "1",
                             "--out", str(Path(tmp) / f"train-{pipeline}")],
                            capture_output=True, text=True, cwd=ROOT, check=True)
-            doc = json.loads((out / "run.json").read_text())
-            steps = doc["rounds"]["vae"]
-            total = sum(t["seconds"] for t in steps)
-            shares[pipeline] = {p: sum(sum(t["parts"].get(p, [0])) for t in steps) / total
+            from bench.measure.result import Result
+
+            steps = Result.load(out / "run.json")["vae"].samples
+            total = sum(t.seconds for t in steps)
+            shares[pipeline] = {p: sum(sum(t.parts.get(p, [0])) for t in steps) / total
                                 for p in ("data", "forward", "backward", "optimizer", "other")}
-            med = sorted(t["seconds"] for t in steps)[len(steps) // 2]
+            med = sorted(t.seconds for t in steps)[len(steps) // 2]
             print(f"run {pipeline}: median step {med * 1e3:.2f} ms, shares "
                   + ", ".join(f"{p} {s:.0%}" for p, s in shares[pipeline].items()), flush=True)
         out = Path(tmp) / "profile"

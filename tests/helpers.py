@@ -18,7 +18,8 @@ import torch
 
 from bench.measure.clock import Timing
 from bench.measure.environment import Environment
-from bench.measure.result import Result
+from bench.measure.result import Measurement, Result
+from bench.measure.specs import VariantsSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET_ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
@@ -122,16 +123,17 @@ def rounds(ms: list[float], parts: dict[str, float] | None = None) -> list[Timin
 
 def make_result(per_variant: dict[str, list[float]], bound: list[float] | None = None,
                 ordered: bool = False) -> Result:
+    """A ``variants`` Result whose variants' rounds take ``per_variant`` ms per step."""
     names = list(per_variant)
-    r = Result(spec={"workload": "t:make"}, plan={}, machine=TEST_ENV, variants=names, ordered=ordered,
-               status=dict.fromkeys(names, "ok"),
-               info={n: {"parts": ["data", "compute"], "batch_size": 10, "batches_per_epoch": 100,
-                         "data": "fake", "device": "cpu"} for n in names},
-               rounds={n: rounds(v) for n, v in per_variant.items()})
+    spec = VariantsSpec(workload="t:make", variants=tuple(names), device="cpu", batch_size=10, seed=0,
+                        threads=None, data_dir="data", dataset="fake", limit=None, ordered=ordered)
+    measurements = [Measurement(name=n, parts=["data", "compute"], batch_size=10, batches_per_epoch=100,
+                                description="fake", samples=rounds(v)) for n, v in per_variant.items()]
     if bound is not None:
-        r.rounds[f"{names[-1]}:bound"] = rounds(bound, {"compute": 1.0})
-        r.bounds = {f"{names[-1]}:bound": names[-1]}
-    return r
+        measurements.append(Measurement(name=f"{names[-1]}:bound", bound_of=names[-1],
+                                        parts=["data", "compute"], batch_size=10,
+                                        samples=rounds(bound, {"compute": 1.0})))
+    return Result(kind="variants", spec=spec, machine=TEST_ENV, measurements=measurements)
 
 
 # --- "trains the same model" ----------------------------------------------------------------

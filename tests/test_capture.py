@@ -34,19 +34,19 @@ def test_a_dataloader_script_steps_and_parts(tmp_path: Path, data_root: Path):
                "--out", str(out), str(SCRIPTS / "mnist_classifier.py"), "--data-dir", str(data_root),
                "--batch-size", "20", "--epochs", "2") == 0
     result = Result.load(out / "run.json")
-    info = result.info["mnist_classifier.py"]
-    assert info["step_rule"] == "optimizer" and info["batch_size"] == 20 and info["stopped"]
-    steps = result.rounds["mnist_classifier.py"]
+    m = result["mnist_classifier.py"]
+    assert m.process.step_rule == "optimizer" and m.batch_size == 20 and m.process.stopped
+    steps = result["mnist_classifier.py"].samples
     assert len(steps) == 12  # exactly the measured window
     for t in steps:  # the parts and `other` add up to the step
         assert sum(v[0] for v in t.parts.values()) == pytest.approx(t.seconds, rel=0.02)
         assert {"data", "forward", "backward", "optimizer", "other"} <= set(t.parts)
     # 2 warm-up steps, 12 measured, 1 counted (FLOPs), 3 tools x 2 pairs x 2 windows x 2 steps
-    assert info["steps_seen"] == 2 + 12 + 1 + 24
+    assert m.process.steps_seen == 2 + 12 + 1 + 24
     # the classifier's matmuls, by hand: forward 2*B*(784*256 + 256*10), weight gradients the
     # same, input gradients of every layer but the first 2*B*256*10
     b = 20
-    assert info["flops_per_step"] == 2 * b * (784 * 256 + 256 * 10) * 2 + 2 * b * 256 * 10
+    assert m.footprint.flops_per_step == 2 * b * (784 * 256 + 256 * 10) * 2 + 2 * b * 256 * 10
     stats = pstats.Stats(str(out / "mnist_classifier.py.prof"))
     assert any(name == "cross_entropy" for _, _, name in stats.stats)
     trace = json.loads(next((out / "tb" / "mnist_classifier.py").glob("*.pt.trace.json")).read_text())
@@ -67,9 +67,9 @@ def test_a_script_without_an_optimizer_is_stepped_at_backward(tmp_path: Path):
     assert run("--steps", "20", "--warmup", "3", "--tools", "none", "--out", str(out),
                str(SCRIPTS / "manual_update.py"), "--steps", "60") == 0
     result = Result.load(out / "run.json")
-    info = result.info["manual_update.py"]
-    assert info["step_rule"] == "backward" and info["batch_size"] == 128  # from the forward's input
-    assert len(result.rounds["manual_update.py"]) == 20
+    m = result["manual_update.py"]
+    assert m.process.step_rule == "backward" and m.batch_size == 128  # from the forward's input
+    assert len(result["manual_update.py"].samples) == 20
     assert "each `backward()` (no optimizer" in (out / "summary.md").read_text()
 
 
@@ -122,7 +122,7 @@ def test_a_script_that_raises_keeps_its_traceback_code_and_what_was_measured(tmp
     assert "Traceback" in err and "ValueError: bad batch" in err  # the script's own
     assert "the script raised ValueError: bad batch at step 31" in err
     result = Result.load(out / "run.json")
-    assert len(result.rounds["train.py"]) == 28 and result.status["train.py"] == "failed"
+    assert len(result["train.py"].samples) == 28 and result["train.py"].status == "failed"
     assert "**failed**" in (out / "summary.md").read_text()
 
 
@@ -157,11 +157,11 @@ def test_ddp_straggler_is_named_with_its_part(tmp_path: Path):
                "--profile-windows", "1", "--profile-steps", "2", "--out", str(out),
                str(SCRIPTS / "ddp_train.py"), "--slow-rank", "1", "--delay-ms", "20") == 0
     result = Result.load(out / "run.json")
-    assert result.measured == ["rank0", "rank1"] and len(result.rounds["rank1"]) == 30
+    assert result.measured == ["rank0", "rank1"] and len(result["rank1"].samples) == 30
     summary = (out / "summary.md").read_text()
     assert "**Straggler: `rank1`**" in summary and "its `data` part explains" in summary
     # DDP's own timing of the all-reduce: the fast rank waits there for the slow one's gradients
-    assert result.info["rank0"]["allreduce_ms"] > result.info["rank1"]["allreduce_ms"] > 0
+    assert result["rank0"].process.allreduce_ms > result["rank1"].process.allreduce_ms > 0
     assert "`rank0`'s all-reduce:" in summary
     for rank in (0, 1):  # one trace per rank, with what Holistic Trace Analysis needs
         trace = json.loads((out / "tb" / "ddp_train.py" / f"rank{rank}.pt.trace.json").read_text())
@@ -200,14 +200,14 @@ def test_compare_a_script_with_itself_finds_no_difference(tmp_path: Path, monkey
 
 def test_compare_takes_command_lines_that_start_with_dash_m(monkeypatch):
     seen = {}
-    monkeypatch.setattr("bench.capture.command.run_compare",
+    monkeypatch.setattr("bench.capture.command.compare_commands",
                         lambda args: seen.setdefault("c", args.compare) and 0)
     assert run("--compare", "-m vae train --pipeline naive", "-m vae train --pipeline optimized",
                "--repeats", "5") == 0
     assert seen["c"] == ["-m vae train --pipeline naive", "-m vae train --pipeline optimized"]
-    from bench.cli import _take_compare  # a script's own --compare stays the script's
+    from bench.cli import take_compare  # a script's own --compare stays the script's
 
-    assert _take_compare(["run", "train.py", "--compare", "a", "b"]) == (
+    assert take_compare(["run", "train.py", "--compare", "a", "b"]) == (
         ["run", "train.py", "--compare", "a", "b"], None)
 
 
@@ -226,7 +226,7 @@ def test_ctrl_c_keeps_what_was_measured_and_says_partial(tmp_path: Path, capsys)
     out = tmp_path / "out"
     assert run("--warmup", "2", "--steps", "80", "--tools", "none", "--out", str(out), str(script)) == 130
     result = Result.load(out / "run.json")
-    assert len(result.rounds["train.py"]) == 38 and result.info["train.py"]["interrupted"]
+    assert len(result["train.py"].samples) == 38 and result["train.py"].process.interrupted
     assert "interrupted (Ctrl-C) after 40 steps: **partial**" in (out / "summary.md").read_text()
 
 
@@ -239,8 +239,8 @@ def test_a_rank_that_dies_is_named_and_the_others_are_kept(tmp_path: Path, capsy
     err = capsys.readouterr().err
     assert "rank1: the rank died without writing its record; nothing of it was measured" in err
     result = Result.load(out / "run.json")
-    assert result.status["rank1"] == "failed" and len(result.rounds["rank0"]) >= 20
-    assert result.status["rank0"] == "failed"  # stopped by torchrun, or by the lost connection
+    assert result["rank1"].status == "failed" and len(result["rank0"].samples) >= 20
+    assert result["rank0"].status == "failed"  # stopped by torchrun, or by the lost connection
 
 
 def _rank_result(data_ms: dict[str, list[float]]):
@@ -251,7 +251,7 @@ def _rank_result(data_ms: dict[str, list[float]]):
     for name, data in data_ms.items():
         # the same 30 ms step on every rank (they wait for each other): a slow rank's data is
         # long, and the others spend that time waiting in backward
-        r.rounds[name] = [Timing(seconds=0.03, steps=[0.03], round=i, parts={
+        r[name].samples = [Timing(seconds=0.03, steps=[0.03], round=i, parts={
             "data": [d / 1e3], "forward": [0.005], "backward": [0.03 - 0.005 - 0.002 - d / 1e3],
             "optimizer": [0.002]}) for i, d in enumerate(data)]
     return r
@@ -285,9 +285,9 @@ def test_the_projects_own_training_cli_runs_unchanged(tmp_path: Path, data_root:
                "--trainer", trainer, "--epochs", "1", "--data-dir", str(data_root), "--limit", "1000",
                "--out", str(tmp_path / "train")) == 0
     result = Result.load(out / "run.json")
-    steps = result.rounds["vae"]
-    assert len(steps) == 3 and result.info["vae"]["step_rule"] == "optimizer"
-    assert result.info["vae"]["batch_size"] == 100 and result.info["vae"]["flops_per_step"] == 520_000_000
+    steps = result["vae"].samples
+    assert len(steps) == 3 and result["vae"].process.step_rule == "optimizer"
+    assert result["vae"].batch_size == 100 and result["vae"].footprint.flops_per_step == 520_000_000
     for t in steps:
         assert sum(v[0] for v in t.parts.values()) == pytest.approx(t.seconds, rel=0.02)
         assert t.parts["forward"][0] > 0 and t.parts["backward"][0] > 0

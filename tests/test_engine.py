@@ -157,14 +157,16 @@ def test_an_epoch_needs_exactly_batches_per_epoch_batches():
 
 
 def _run(plan: Plan, clock: FakeClock, **fakes) -> Result:
-    from bench.runner import RunSpec, run
+    from bench.measure.specs import VariantsSpec
+    from bench.runner import run
 
-    spec = RunSpec(workload="t:make", variants=tuple(fakes), device="cpu", batch_size=10, seed=0,
-                   threads=None, data_dir="data", dataset="auto", limit=None, tools=(), counters=False)
+    spec = VariantsSpec(workload="t:make", variants=tuple(fakes), device="cpu", batch_size=10, seed=0,
+                        threads=None, data_dir="data", dataset="auto", limit=None, tools=(), counters=False,
+                        plan=plan)
     builders = {name: (lambda f=f: f) for name, f in fakes.items()}
     from pathlib import Path
 
-    return run(spec, plan, Variants(builders, "t:make"), Path("."), clock=clock)
+    return run(spec, Variants(builders, "t:make"), Path("."), clock=clock)
 
 
 def test_data_that_ends_early_names_the_phase_and_rewind_and_keeps_the_rounds():
@@ -174,12 +176,12 @@ def test_data_that_ends_early_names_the_phase_and_rewind_and_keeps_the_rounds():
     short = Fake("short", clock, log, 0.001, 0.001, batches=4)
     short.batches_per_epoch = 5
     result = _run(plan, clock, ok=Fake("ok", clock, log, 0.001, 0.001), short=short)
-    why = result.reasons["short"]
-    assert result.status["short"] == "failed"
+    why = result["short"].reason
+    assert result["short"].status == "failed"
     assert why.startswith("`fetch()` ran out of data after 4 batches in the full epoch "
                           "(batches_per_epoch = 5)")
     assert "`restore()` must rewind the data stream (see `rewind()`)" in why
-    assert len(result.rounds["short"]) == 6 and result.measured == ["ok", "short"]  # nothing lost
+    assert len(result["short"].samples) == 6 and result.measured == ["ok", "short"]  # nothing lost
 
 
 def test_data_that_ends_in_warm_up_is_said_so():

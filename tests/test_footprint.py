@@ -74,9 +74,10 @@ def test_samples_per_second_is_batch_over_the_median_step_exactly():
     from tests.helpers import make_result
 
     r = make_result({"a": [10.0, 20.0, 10.0, 20.0, 10.0]})  # ms per step; median 10 ms
-    r.info["a"]["batch_size"] = 50
+    r["a"].batch_size = 50
     assert derive.throughput(r, "a").value == pytest.approx(50 / 0.010)
-    r.info["a"]["samples_per_batch"], r.info["a"]["sample_unit"] = 50 * 35, "tokens"
+    r["a"].samples_per_batch, r["a"].sample_unit = 50 * 35, "tokens"
+    r.cache.clear()  # derived figures are computed once per Result: an edited one forgets them
     assert derive.throughput(r, "a").value == pytest.approx(1750 / 0.010)
     assert derive.samples_per_batch(r, "a") == (1750.0, "tokens")
 
@@ -102,7 +103,7 @@ def test_mfu_lies_in_0_1_and_the_peak_is_measured_once(tmp_path: Path, monkeypat
     work = LadderWorkload("batched", train_split, Context(device=torch.device("cpu")))
     steps = time_steps(work, 10).steps
     r = make_result({"a": [s * 1e3 for s in steps]})
-    r.info["a"]["flops_per_step"] = 520_000_000
+    r["a"].footprint.flops_per_step = 520_000_000
     r.peak = first
     assert 0 < derive.mfu(r, "a") <= 1
 

@@ -74,7 +74,7 @@ def test_profile_on_cuda_records_gpu_kernels(data_root: Path, tmp_path: Path):
     out = tmp_path / "reports"
     args = ["profile", "--data-dir", str(data_root), "--out", str(out), "--rounds", "5", "--steps", "3",
             "--warmup", "1", "--limit", "300", "--variants", "pinned,resident", "--device", "cuda",
-            "--no-progress", "--profile-rounds", "5"]
+            "--no-progress", "--profile-windows", "5"]
     assert cli.main(args) == 0
     for name in ("pinned", "resident"):
         events = _trace_events(out / "tb" / name)
@@ -169,6 +169,6 @@ def test_run_times_parts_with_events_and_sees_the_copies(data_root: Path, tmp_pa
     assert cli.main(["run", "--steps", "10", "--warmup", "2", "--tools", "none", "--out", str(out),
                      str(script), "--data-dir", str(data_root), "--batch-size", "20"]) == 0
     result = Result.load(out / "run.json")
-    steps = result.rounds["mnist_classifier.py"]
+    steps = result["mnist_classifier.py"].samples
     assert all(t.parts.get("copy", [0])[0] > 0 for t in steps)  # host-to-device .to(device)
-    assert result.info["mnist_classifier.py"]["memory"]["cuda_max_allocated_mb"] > 0
+    assert result["mnist_classifier.py"].process.memory["cuda_max_allocated_mb"] > 0

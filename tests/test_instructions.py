@@ -214,9 +214,10 @@ def test_callgrind_counts_are_exact_and_see_one_extra_copy(counted_in_background
 
 
 def test_function_keys_keep_cpp_names_whole():
-    from bench.measure.instructions import _short
+    from bench.measure.instructions import short_function
 
-    assert _short("./malloc/./malloc/malloc.c:_int_free [/usr/lib/libc.so.6]") == "_int_free (libc.so.6)"
+    free = "./malloc/./malloc/malloc.c:_int_free [/usr/lib/libc.so.6]"
+    assert short_function(free) == "_int_free (libc.so.6)"
     cpp = "???:at::native::copy_kernel(at::TensorIteratorBase&) [/x/libtorch_cpu.so]"
-    assert _short(cpp) == "at::native::copy_kernel(at::TensorIteratorBase&) (libtorch_cpu.so)"
-    assert len(_short("???:" + "f" * 500)) == 140
+    assert short_function(cpp) == "at::native::copy_kernel(at::TensorIteratorBase&) (libtorch_cpu.so)"
+    assert len(short_function("???:" + "f" * 500)) == 140

@@ -25,7 +25,7 @@ VARIANTS = ("naive", "batched")
 
 def profile_args(data_root: Path, out: Path, variants=VARIANTS, *extra: str) -> list[str]:
     return ["profile", "--data-dir", str(data_root), "--out", str(out), "--rounds", "5", "--steps", "3",
-            "--warmup", "1", "--profile-rounds", "5", "--profile-steps", "2", "--trace-steps", "3",
+            "--warmup", "1", "--profile-windows", "5", "--profile-steps", "2", "--trace-steps", "3",
             "--limit", "300",
             "--variants", ",".join(variants),
             "--no-progress", "--threads", "1", *extra]
@@ -96,14 +96,14 @@ def test_ops_tables(reports: Path):
 def test_run_json_holds_the_raw_samples(reports: Path):
     result = Result.load(reports / "run.json")
     assert result.measured == list(VARIANTS)
-    assert result.spec["workload"] == "bench.workloads.ladder:make" and result.machine.threads == 1
-    assert all(len(result.rounds[v]) == 5 and len(result.rounds[v][0].steps) == 3 for v in VARIANTS)
-    assert result.bounds == {"batched:bound": "batched"} and len(result.rounds["batched:bound"]) == 5
-    assert [len(result.epochs[v]) for v in VARIANTS] == [1, 1]
-    assert len(result.epochs["naive"][0].steps) == 3  # 300 samples = 3 batches: a whole epoch
-    assert result.counters["naive"]["op_calls_per_step"] > result.counters["batched"]["op_calls_per_step"]
-    assert set(result.profiles["naive"]) == {"cprofile", "lines", "kineto"}
-    assert all((reports / p).is_file() for paths in result.artifacts.values() for p in paths)
+    assert result.spec.workload == "bench.workloads.ladder:make" and result.machine.threads == 1
+    assert all(len(result[v].samples) == 5 and len(result[v].samples[0].steps) == 3 for v in VARIANTS)
+    assert result.bound_of("batched") == "batched:bound" and len(result["batched:bound"].samples) == 5
+    assert [len(result[v].epochs) for v in VARIANTS] == [1, 1]
+    assert len(result["naive"].epochs[0].steps) == 3  # 300 samples = 3 batches: a whole epoch
+    assert result["naive"].counters["op_calls_per_step"] > result["batched"].counters["op_calls_per_step"]
+    assert set(result["naive"].profiles) == {"cprofile", "lines", "kineto"}
+    assert all((reports / p).is_file() for p in result.artifacts)
 
 
 def test_summary_variants_and_headline(reports: Path):

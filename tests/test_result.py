@@ -69,10 +69,10 @@ def test_headline_ranks_a_clear_winner_and_admits_a_tie_with_the_baseline():
 
 def test_overhead_whose_interval_holds_one_is_no_measurable_overhead():
     r = make_result({"a": [10] * 5})
-    r.profiles["a"] = {"cprofile": ToolTiming(plain=rounds([10, 11, 9, 10, 10]),
+    r["a"].profiles = {"cprofile": ToolTiming(plain=rounds([10, 11, 9, 10, 10]),
                                               tool=rounds([10.5, 10, 9.5, 10.2, 9.9]))}
     assert statements.overhead_text(derive.overhead(r, "a", "cprofile")).startswith("no measurable overhead")
-    r.profiles["a"]["lines"] = ToolTiming(plain=rounds([10] * 5), tool=rounds([15, 15.2, 14.8, 15, 15]))
+    r["a"].profiles["lines"] = ToolTiming(plain=rounds([10] * 5), tool=rounds([15, 15.2, 14.8, 15, 15]))
     assert statements.overhead_text(derive.overhead(r, "a", "lines")).startswith("1.50x (95% CI")
 
 
@@ -86,10 +86,10 @@ def test_noise_warning_when_the_intervals_are_wide():
 
 def test_save_load_is_lossless_and_rerenders_identically(tmp_path: Path):
     r = make_result({"a": [20, 21, 19, 20, 22], "b": [10, 11, 9, 10, 10]}, bound=[9.5, 10, 9, 9.8, 9.9])
-    r.epochs["a"] = rounds([20])
-    r.counters["a"] = {"op_calls_per_step": 700.0}
-    r.profiles["b"] = {"kineto": ToolTiming(rounds([10] * 5), rounds([12] * 5))}
-    r.artifacts["b"] = ["b.prof"]
+    r["a"].epochs = rounds([20])
+    r["a"].counters = {"op_calls_per_step": 700.0}
+    r["b"].profiles = {"kineto": ToolTiming(rounds([10] * 5), rounds([12] * 5))}
+    r["b"].artifacts = ["b.prof"]
     r.orders = [["a", "b", "b:bound"]]
     path = r.save(tmp_path / "run.json")
     again = Result.load(path)
@@ -121,7 +121,7 @@ def test_load_refuses_what_is_not_a_run(tmp_path: Path, content: str | None, phr
 
 def test_load_refuses_a_non_positive_time(tmp_path: Path):
     doc = make_result({"a": [10] * 5}).to_dict()
-    doc["rounds"]["a"][2]["seconds"] = -1.0
+    doc["measurements"][0]["samples"][2]["seconds"] = -1.0
     path = tmp_path / "run.json"
     path.write_text(json.dumps(doc))
     with pytest.raises(ResultError, match="non-positive or non-finite"):
@@ -130,10 +130,10 @@ def test_load_refuses_a_non_positive_time(tmp_path: Path):
 
 def test_ratios_pair_samples_by_round_when_a_variant_skips_rounds():
     r = make_result({"a": [10, 20, 10, 20, 10, 20, 10, 20, 10, 20], "b": [5] * 10})
-    for i, t in enumerate(r.rounds["a"]):
+    for i, t in enumerate(r["a"].samples):
         t.round = i
-    r.rounds["b"] = [t for t in rounds([5] * 5)]
-    for k, t in enumerate(r.rounds["b"]):
+    r["b"].samples = [t for t in rounds([5] * 5)]
+    for k, t in enumerate(r["b"].samples):
         t.round = 2 * k  # b joined every other round: the rounds where a took 10 ms
     a, b = derive.paired(r, "a", "b")
     assert a == pytest.approx([0.01] * 5) and b == pytest.approx([0.005] * 5)
@@ -167,7 +167,7 @@ def test_a_bound_belongs_to_its_own_variant():
 def test_an_overhead_below_one_is_never_a_finding():
     r = make_result({"a": [10] * 5})
     faster = [6.0, 6.1, 5.9, 6.0, 6.05, 5.95, 6.0, 6.1]
-    r.profiles["a"] = {"lines": ToolTiming(plain=rounds([10.0, 10.1, 9.9, 10, 10.2, 9.8, 10, 10.1]),
+    r["a"].profiles = {"lines": ToolTiming(plain=rounds([10.0, 10.1, 9.9, 10, 10.2, 9.8, 10, 10.1]),
                                            tool=rounds(faster))}
     text = statements.overhead_text(derive.overhead(r, "a", "lines"))
     assert text.startswith("biased measurement: 0.60x") and "cannot make a step faster" in text
@@ -184,15 +184,15 @@ def test_a_spread_too_wide_for_an_interval_is_not_measurable():
 
 def test_a_step_with_no_labelled_parts_has_no_largest_part():
     r = make_result({"lstm": [10.0] * 5}, )
-    r.rounds["lstm"] = rounds([10.0] * 5, {"data": 0.03})
+    r["lstm"].samples = rounds([10.0] * 5, {"data": 0.03})
     text = statements.biggest_cost(r)
     assert "largest" not in text and "label them with `part(...)`" in text
 
 
 def test_no_variant_measured_says_so_without_nan(tmp_path: Path):
     r = make_result({"a": [10] * 5})
-    r.status["a"], r.reasons["a"] = "failed", "the warm-up raised ValueError: x"
-    r.rounds = {}
+    r["a"].status, r["a"].reason = "failed", "the warm-up raised ValueError: x"
+    r["a"].samples = []
     render_all(r, tmp_path)
     md = (tmp_path / "summary.md").read_text()
     assert "nan" not in md.lower() and "no variant measured" in md and "nothing of it was measured" in md
@@ -200,9 +200,9 @@ def test_no_variant_measured_says_so_without_nan(tmp_path: Path):
 
 def test_parts_keep_the_workloads_order_in_every_table():
     r = make_result({"a": [10] * 5, "b": [10] * 5})
-    r.info["a"]["parts"] = r.info["b"]["parts"] = ["data", "forward", "backward"]
+    r["a"].parts = r["b"].parts = ["data", "forward", "backward"]
     for name in ("a", "b"):
-        r.rounds[name] = rounds([10] * 5, {"backward": 0.3, "data": 0.2, "forward": 0.5})
+        r[name].samples = rounds([10] * 5, {"backward": 0.3, "data": 0.2, "forward": 0.5})
     from bench.render.tables import summary_frame
 
     cols = [c for c in summary_frame(r).columns if c.endswith("_share")]

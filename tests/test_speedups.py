@@ -121,9 +121,9 @@ def test_worker_variants_drain_the_prefetch_and_join_fewer_rounds(data_root: Pat
     engine = Engine(variants_of("bench.workloads.ladder:make", ctx),
                       Plan(rounds=8, steps=1, warmup=1, bound=False, epochs=0))
     engine.prepare()
-    assert engine.info["naive-w1"]["round_steps"] == 4 and engine.info["naive"]["round_steps"] == 1
+    assert engine.info["naive-w1"].round_steps == 4 and engine.info["naive"].round_steps == 1
     assert engine.works["naive-w1"].min_round_warmup == 3  # the 2 prefetched batches and one more
-    assert engine.info["naive-w1"]["first_step_s"] > 0 and engine.info["naive"]["build_s"] >= 0
+    assert engine.info["naive-w1"].first_step_s > 0 and engine.info["naive"].build_s >= 0
     timings, orders = engine.interleaved()
     assert [t.round for t in timings["naive-w1"]] == [0, 4] and len(timings["naive"]) == 8
     assert all(len(t.steps) == 4 for t in timings["naive-w1"])

@@ -79,10 +79,11 @@ def test_a_step_that_raises_fails_its_variant_and_keeps_the_others(tmp_path: Pat
     assert ("variant 'bad' failed: round 2 of the interleaved rounds raised ValueError: shapes went "
             "wrong (at mine.py:") in err
     result = Result.load(out / "run.json")
-    assert result.status == {"good": "ok", "bad": "failed"} and len(result.rounds["good"]) == 5
+    assert {m.name: m.status for m in result.measurements} == {"good": "ok", "bad": "failed"}
+    assert len(result["good"].samples) == 5
     # 1 warm-up step and 2 counted ones (FLOPs, memory), then 3 steps a round (1 unmeasured):
     # the 9th call fails in round 2, and round 1 is kept
-    assert len(result.rounds["bad"]) == 1
+    assert len(result["bad"].samples) == 1
     summary = (out / "summary.md").read_text()
     assert ("`bad` (failed): round 2 of the interleaved rounds raised ValueError: shapes went wrong"
             in summary) and "kept what it measured before: 1 interleaved rounds" in summary
@@ -101,7 +102,7 @@ def test_the_example_cnn_goes_through_profile_with_the_full_report_set(tmp_path:
     out = tmp_path / "reports"
     assert cli.main(["profile", "--workload", "examples/cnn.py:make", "--data-dir", str(data_root),
                      "--out", str(out), "--rounds", "5", "--steps", "3", "--warmup", "1",
-                     "--profile-rounds", "5", "--profile-steps", "2", "--trace-steps", "3", "--limit", "300",
+                     "--profile-windows", "5", "--profile-steps", "2", "--trace-steps", "3", "--limit", "300",
                      "--threads", "1",
                      "--no-progress"]) == 0
     for name in ("run.json", "summary.md", "summary.csv", "variants.csv", "speedup.png", "breakdown.png",
@@ -112,7 +113,7 @@ def test_the_example_cnn_goes_through_profile_with_the_full_report_set(tmp_path:
     table = pd.read_csv(out / "variants.csv")
     assert list(table["variant"]) == ["dataloader", "preloaded"]
     result = Result.load(out / "run.json")
-    assert result.bounds == {"preloaded:bound": "preloaded"} and result.epochs["dataloader"][0].steps
+    assert result.bound_of("preloaded") == "preloaded:bound" and result["dataloader"].epochs[0].steps
     # A user's comparison is not the VAE's ladder: none of its words, targets or tables.
     assert "vs_previous" not in table.columns
     summary = (out / "summary.md").read_text()
@@ -168,7 +169,7 @@ def test_a_device_named_by_a_string_runs(tmp_path: Path):
     out = tmp_path / "out"
     assert cli.main(["profile", "--workload", f"{path}:make", "--out", str(out), "--rounds", "5",
                      "--warmup", "1", "--tools", "none", "--no-progress", "--epochs", "0"]) == 0
-    assert Result.load(out / "run.json").info["make"]["device"] == "cpu"
+    assert Result.load(out / "run.json")["make"].device == "cpu"
 
 
 def test_a_bad_device_is_one_line_and_leaves_no_out_behind(tmp_path: Path, capsys):
@@ -197,14 +198,14 @@ def test_the_stateful_example_measures_its_full_epochs(tmp_path: Path):
     phases all finish, the epoch included; the report is a comparison, not a ladder."""
     out = tmp_path / "out"
     assert cli.main(["profile", "--workload", RNN, "--limit", "6000", "--out", str(out), "--rounds", "5",
-                     "--warmup", "2", "--tools", "cprofile", "--profile-rounds", "5", "--profile-steps", "1",
+                     "--warmup", "2", "--tools", "cprofile", "--profile-windows", "5", "--profile-steps", "1",
                      "--no-progress", "--threads", "1"]) == 0
     result = Result.load(out / "run.json")
-    assert result.status == {"lstm": "ok", "gru": "ok"}
-    bpe = result.info["lstm"]["batches_per_epoch"]
-    assert [len(result.epochs[v][0].steps) for v in ("lstm", "gru")] == [bpe, bpe]
-    assert result.info["lstm"]["batch_size"] == 20  # its own, not the harness's suggestion of 100
-    assert not result.bounds
+    assert {m.name: m.status for m in result.measurements} == {"lstm": "ok", "gru": "ok"}
+    bpe = result["lstm"].batches_per_epoch
+    assert [len(result[v].epochs[0].steps) for v in ("lstm", "gru")] == [bpe, bpe]
+    assert result["lstm"].batch_size == 20  # its own, not the harness's suggestion of 100
+    assert not any(m.bound_of for m in result.measurements)
     assert "LSTM language model" in (out / "summary.md").read_text()
 
 
@@ -289,6 +290,6 @@ def test_data_that_runs_out_in_the_epoch_keeps_the_rounds_and_says_why(tmp_path:
     assert ("`fetch()` ran out of data after 4 batches in the full epoch (batches_per_epoch = 6); "
             "`restore()` must rewind the data stream (see `rewind()`)") in err
     result = Result.load(out / "run.json")
-    assert len(result.rounds["make"]) == 5 and result.status["make"] == "failed"
+    assert len(result["make"].samples) == 5 and result["make"].status == "failed"
     summary = (out / "summary.md").read_text()
     assert "kept what it measured before: 5 interleaved rounds" in summary and "ms per step" in summary

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
-from tqdm.auto import tqdm
 
 from plumbing.files import atomic_path
+from plumbing.progress import bar as progress_bar
 from vae.choices import DATASETS
 from vae.idx import IdxError, check_idx, write_idx
 
@@ -128,7 +128,7 @@ def generate_digits(n: int, *, seed: int, chunk: int = 5000, progress: bool = Tr
     g = torch.Generator().manual_seed(seed)
     out_images = np.empty((n, 28, 28), dtype=np.uint8)
     out_labels = np.empty(n, dtype=np.uint8)
-    bar = tqdm(total=n, desc="generating digits", unit="img", disable=not progress, leave=False)
+    bar = progress_bar(total=n, desc="generating digits", unit="img", disable=not progress, leave=False)
     for start in range(0, n, chunk):
         m = min(chunk, n - start)
         pick = torch.randint(len(templates), (m,), generator=g)

@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from plumbing.devices import describe, synchronize
+from plumbing.progress import bar as progress_bar
 from vae.data import MnistSplit
 from vae.guard import LossGuard, is_nan_input_error
 from vae.model import VAE
@@ -139,7 +140,7 @@ def _epochs(config: TrainConfig, model: VAE, optimizer: torch.optim.Optimizer, l
     guard = LossGuard(device)
     for epoch in range(1, config.epochs + 1):
         guard.epoch = epoch
-        with tqdm(total=train_data.num_samples, desc=f"epoch {epoch}/{config.epochs}",
+        with progress_bar(total=train_data.num_samples, desc=f"epoch {epoch}/{config.epochs}",
                   unit="img", disable=not progress, leave=False) as bar:
             synchronize(device)
             start = time.perf_counter()

@@ -129,6 +129,25 @@ def make_profiler(kind: str, out: Path) -> Any:
     return profilers.PyTorchProfiler(dirpath=folder, filename="pytorch", export_to_chrome=True)
 
 
+def _fit(trainer: L.Trainer, model: LitVAE, train_data: object, test_data: object, guard: LossGuard,
+         saw_interrupt: _SawInterrupt) -> None:
+    """``trainer.fit``, with a NaN input and a Ctrl-C said as :func:`vae.fit.fit` says them."""
+    try:
+        trainer.fit(model, train_dataloaders=train_data, val_dataloaders=test_data)
+    except RuntimeError as exc:
+        if is_nan_input_error(exc):
+            raise guard.output_is_nan() from exc
+        raise
+    except SystemExit:
+        if saw_interrupt.interrupted:
+            import signal
+
+            # Lightning ignores SIGINT during its shutdown and leaves it so
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt from None
+        raise
+
+
 def fit_lightning(config: TrainConfig, train: MnistSplit, test: MnistSplit, device: torch.device,
                   out: Path, *, progress: bool = True, logger: str = "tensorboard",
                   patience: int = 3, profiler: str = "none", callbacks: list[Callback] | None = None,
@@ -165,20 +184,7 @@ def fit_lightning(config: TrainConfig, train: MnistSplit, test: MnistSplit, devi
     try:
         model.to(device)
         runlog.graph(model.vae, next(iter(test_data))[:1])
-        try:
-            trainer.fit(model, train_dataloaders=train_data, val_dataloaders=test_data)
-        except RuntimeError as exc:
-            if is_nan_input_error(exc):
-                raise guard.output_is_nan() from exc
-            raise
-        except SystemExit:
-            if saw_interrupt.interrupted:
-                import signal
-
-                # Lightning ignores SIGINT during its shutdown and leaves it so
-                signal.signal(signal.SIGINT, signal.default_int_handler)
-                raise KeyboardInterrupt from None
-            raise
+        _fit(trainer, model, train_data, test_data, guard, saw_interrupt)
         result = epoch_log.result
         if stopping.stopped_epoch:
             log.info("EarlyStopping: val_loss did not improve for %d epochs; stopped after epoch %d",

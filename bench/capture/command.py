@@ -26,8 +26,9 @@ from bench.errors import UsageError
 log = logging.getLogger("bench")
 
 
-def spec_from(args: argparse.Namespace):  # -> CaptureSpec
-    from bench.capture.script import TOOLS, CaptureSpec
+def spec_from(args: argparse.Namespace):  # -> ScriptSpec
+    from bench.capture.script import ScriptSpec
+    from bench.defaults import TOOLS
 
     command = tuple(["-m", args.module, *args.script_args] if args.module else args.script_args)
     tools = () if args.tools == ["none"] else tuple(args.tools)
@@ -38,58 +39,44 @@ def spec_from(args: argparse.Namespace):  # -> CaptureSpec
         log.info("--steps 0: the script runs to its end, every step after the warm-up is measured; "
                  "no profiler windows (they need steps after the measured window)")
         tools = ()
-    return CaptureSpec(command=command, warmup=args.warmup, steps=args.steps, step_on=args.step_on,
+    return ScriptSpec(command=command, warmup=args.warmup, steps=args.steps, step_on=args.step_on,
                        tools=tools, profile_windows=args.profile_windows,
                        profile_steps=args.profile_steps, wait=args.wait, lines=tuple(args.lines))
 
 
 def run_capture(args: argparse.Namespace) -> int:
+    """``run``: observe the script (or its ranks), write the run."""
     from bench.capture.script import check_target
-    from bench.commands import fresh_out
+    from bench.output import writing
     from plumbing.logs import setup_logging
 
     setup_logging()
     if args.compare:
-        return run_compare(args)
+        return compare_commands(args)
     spec = spec_from(args)
     check_target(spec.command)
     if args.nproc and args.nproc > (os.cpu_count() or 1):
         log.warning("--nproc %d is more than this machine's %d cores: the ranks will share cores "
                     "and their times will say so", args.nproc, os.cpu_count() or 1)
-    with fresh_out(args.out):
-        return _capture_into(args, spec)
-
-
-def _capture_into(args: argparse.Namespace, spec) -> int:  # spec: CaptureSpec
-    from bench.staging import publish, staging
-    from plumbing.files import out_lock
-
     started = datetime.now(UTC).isoformat(timespec="seconds")
     begin = time.perf_counter()
-    with out_lock(args.out), staging(args.out) as stage:
-        records, script_code = (_ranks(args, spec, stage) if args.nproc else _one(spec, stage))
+    with writing(args.out) as output:
+        records, script_code = (_ranks(args, spec, output.stage) if args.nproc else _one(spec, output.stage))
         from bench.capture.ranks import merge
 
         result = merge(spec, records, started=started, duration_s=time.perf_counter() - begin)
         _check(result, spec, script_code)
-        from bench.commands import _render_into
-
-        try:
-            _render_into(result, stage, args.out)
-            publish(stage, args.out)
-        except OSError as exc:
-            raise UsageError(f"cannot write the reports into {args.out} ({exc.strerror or exc}); "
-                             "free some space or pass another --out") from None
+        output.publish(result)
     from bench.render.terminal import text
 
     print(f"\n{text(result)}")
     print(f"\nWrote the run into {args.out}/ (start with {args.out}/summary.md; raw steps: "
           f"{args.out}/run.json)")
-    failed = [(n, why) for n, why in result.reasons.items() if result.status.get(n) == "failed"]
-    for name, why in failed:
-        kept = (f"what was measured before is in {args.out}/" if result.rounds.get(name)
-                else "nothing of it was measured")
-        print(f"vaebench run: {name}: {why}; {kept}", file=sys.stderr)
+    for m in result.measurements:
+        if m.status == "failed":
+            kept = (f"what was measured before is in {args.out}/" if m.samples
+                    else "nothing of it was measured")
+            print(f"vaebench run: {m.name}: {m.reason}; {kept}", file=sys.stderr)
     return script_code
 
 
@@ -102,7 +89,7 @@ def _one(spec, stage: Path):  # -> (records, exit code)
         log.info("stopped the script after %d steps: the measured window and the profiler windows "
                  "are complete", outcome.recorder.steps_seen)
     code = 130 if outcome.interrupted else (outcome.exit_code or 0)
-    return {spec.name: record(spec, outcome)}, code
+    return [record(spec, outcome)], code
 
 
 def _ranks(args: argparse.Namespace, spec, stage: Path):  # -> (records, exit code)
@@ -118,35 +105,34 @@ def _ranks(args: argparse.Namespace, spec, stage: Path):  # -> (records, exit co
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(Path(__file__).resolve().parents[2]), os.getcwd(), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run(command, env=env)
-    records = {}
+    from bench.capture.ranks import died, load_record
+
+    records = []
     for rank in range(args.nproc):
         path = stage / f"rank{rank}.json"
         if path.is_file():
-            records[f"rank{rank}"] = json.loads(path.read_text())
+            records.append(load_record(path))
             path.unlink()
         else:
             log.error("rank %d wrote no record: it died (torchrun's exit code %d); the other ranks' "
                       "results are kept", rank, proc.returncode)
-    if not records:
+            records.append(died(rank))
+    if all(m.reason == died(0).reason for m in records):
         raise UsageError(f"no rank wrote a record (torchrun exit code {proc.returncode}); see its "
                          "output above")
-    missing = [f"rank{r}" for r in range(args.nproc) if f"rank{r}" not in records]
-    for name in missing:
-        records[name] = {"rank": int(name[4:]), "measure": [], "profiles": {}, "artifacts": [],
-                         "info": {"error": "the rank died without writing its record", "parts": []}}
     return records, proc.returncode
 
 
 def _check(result, spec, script_code: int) -> None:  # result: Result
     """Our one-line errors: nothing was measured, and why."""
-    infos = list(result.info.values())
-    if all(i.get("no_step") for i in infos):
+    infos = [m.process for m in result.measurements if m.process is not None]
+    if all(i.no_step for i in infos):
         raise UsageError(f"no optimizer.step() or backward() in {spec.wait:g} s of running: is this a "
                          "training script? (--wait to wait longer for a slow start)")
     if result.measured:
         return
-    seen = max(int(i.get("steps_seen") or 0) for i in infos)
-    why = next((i.get("error") for i in infos if i.get("error")), "")
+    seen = max((i.steps_seen for i in infos), default=0)
+    why = next((i.error for i in infos if i.error), "")
     if seen == 0 and not why:
         raise UsageError("the script ended without an optimizer.step() or backward(): is this a "
                          "training script?")
@@ -158,13 +144,14 @@ def _check(result, spec, script_code: int) -> None:  # result: Result
                      "was measured; lower --warmup or let it run longer")
 
 
-def run_compare(args: argparse.Namespace) -> int:
+def compare_commands(args: argparse.Namespace) -> int:
     """``--compare "A" "B"``: the two command lines in alternating processes (A B, B A, ...), each
     process's median step one sample; the ratio B/A with its interval and a verdict, by the same
     rule ``regress`` applies to commits."""
     import tempfile
 
     from bench.capture.script import check_target
+    from bench.measure.alternation import alternate
     from bench.regress.rule import Rule, decide, min_samples_for
 
     if args.script_args or args.module:
@@ -178,28 +165,11 @@ def run_compare(args: argparse.Namespace) -> int:
         raise UsageError(f"--repeats {args.repeats}: at least {need} processes a side are needed for a "
                          f"verdict at p < {Rule().alpha}")
     samples: dict[str, list[float]] = {"A": [], "B": []}
-    steps = args.steps or 50
     with tempfile.TemporaryDirectory(prefix="vaebench-compare-") as tmp:
-        for i in range(args.repeats):
-            for side in ("A", "B") if i % 2 == 0 else ("B", "A"):
-                out = Path(tmp) / f"{side}{i}"
-                log.info("process %d of %d: %s", 2 * i + (1 if samples[side] else 0) + 1,
-                         2 * args.repeats, args.compare[0 if side == "A" else 1])
-                proc = subprocess.run([sys.executable, "-m", "bench", "run", "--tools", "none",
-                                       "--steps", str(steps), "--warmup", str(args.warmup),
-                                       "--wait", str(args.wait), "--out", str(out), *sides[side]],
-                                      capture_output=True, text=True)
-                run_json = out / "run.json"
-                if proc.returncode != 0 or not run_json.is_file():
-                    tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
-                    raise UsageError(f"{args.compare[0 if side == 'A' else 1]!r} failed (exit "
-                                     f"{proc.returncode}); the samples so far: A {len(samples['A'])}, "
-                                     f"B {len(samples['B'])}:\n{tail}")
-                from bench.measure import derive
-                from bench.measure.result import Result
-
-                result = Result.load(run_json)
-                samples[side].append(derive.step_seconds(result, result.measured[0]))
+        for i, side in alternate(("A", "B"), args.repeats):
+            log.info("process %d of %d: %s", 2 * i + (1 if samples[side] else 0) + 1,
+                     2 * args.repeats, args.compare[0 if side == "A" else 1])
+            samples[side].append(_one_process(args, sides[side], side, Path(tmp) / f"{side}{i}", samples))
     verdict, ratio, p, (low, high) = decide(samples["A"], samples["B"])
     said = {"slower": "B is measurably slower than A", "faster": "B is measurably faster than A",
             "unchanged": "no measurable difference between A and B",
@@ -213,3 +183,23 @@ def run_compare(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "compare.md").write_text("# vaebench run --compare\n\n" + "\n\n".join(lines) + "\n")
     return 0
+
+
+def _one_process(args: argparse.Namespace, words: list[str], side: str, out: Path,
+                 samples: dict[str, list[float]]) -> float:
+    """One process of one side under ``vaebench run`` (no profilers): its median step."""
+    from bench.measure import derive
+    from bench.measure.result import Result
+
+    proc = subprocess.run([sys.executable, "-m", "bench", "run", "--tools", "none",
+                           "--steps", str(args.steps or 50), "--warmup", str(args.warmup),
+                           "--wait", str(args.wait), "--out", str(out), *words],
+                          capture_output=True, text=True)
+    run_json = out / "run.json"
+    if proc.returncode != 0 or not run_json.is_file():
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
+        raise UsageError(f"{args.compare[0 if side == 'A' else 1]!r} failed (exit "
+                         f"{proc.returncode}); the samples so far: A {len(samples['A'])}, "
+                         f"B {len(samples['B'])}:\n{tail}")
+    result = Result.load(run_json)
+    return derive.step_seconds(result, result.measured[0])

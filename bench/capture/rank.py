@@ -17,14 +17,14 @@ from pathlib import Path
 
 def main(argv: list[str]) -> int:
     from bench.capture.ranks import record, save_record
-    from bench.capture.script import CaptureSpec, run_script
+    from bench.capture.script import ScriptSpec, run_script
 
     folder, spec_json, sep, *command = argv
     assert sep == "--", "usage: DIR SPEC_JSON -- COMMAND..."
     given = json.loads(spec_json)
-    spec = CaptureSpec(command=tuple(command), **{
+    spec = ScriptSpec(command=tuple(command), **{
         f.name: tuple(given[f.name]) if isinstance(given[f.name], list) else given[f.name]
-        for f in fields(CaptureSpec) if f.name in given and f.name != "command"})
+        for f in fields(ScriptSpec) if f.name in given and f.name != "command"})
     rank = int(os.environ.get("RANK", "0"))
     out = Path(folder)
     # torchrun stops the other ranks (SIGTERM) when one dies: take it as an interrupt, so this

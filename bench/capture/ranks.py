@@ -11,83 +11,71 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from bench.capture.script import CaptureSpec, Outcome
+from bench.capture.script import Outcome
 from bench.capture.windows import PARTS, peak_memory
-from bench.measure.clock import Timing
 from bench.measure.environment import Environment
-from bench.measure.result import Result, ToolTiming
+from bench.measure.result import Footprint, Measurement, Process, Result, ToolTiming
+from bench.measure.specs import ScriptSpec
 from plumbing.files import write_atomic
 
 
-def record(spec: CaptureSpec, outcome: Outcome, rank: int | None = None) -> dict[str, Any]:
-    """Everything one process measured, JSON-ready (raw samples only)."""
+def record(spec: ScriptSpec, outcome: Outcome, rank: int | None = None) -> Measurement:
+    """Everything one process measured (raw samples only): its Measurement."""
     rec = outcome.recorder
     profiles = {}
     for tool in spec.tools if spec.steps else ():
         plain, used = rec.pairs(tool)
         if plain:
-            profiles[tool] = {"plain": [t.as_dict() for t in plain], "tool": [t.as_dict() for t in used]}
-    device = "cuda" if rec.cuda else "cpu"
-    return {
-        "rank": rank, "measure": [t.as_dict() for t in rec.window("measure")], "profiles": profiles,
-        "info": {
-            "parts": list(PARTS), "batch_size": rec.batch_size(), "description": spec.shell(),
-            "device": device, "step_rule": rec.rule, "steps_seen": rec.steps_seen,
-            "warmup": spec.warmup, "memory": peak_memory(), "pid": os.getpid(),
-            "flops_per_step": outcome.flops_per_step, **rec.allreduce(),
-            "stopped": outcome.stopped, "exit_code": outcome.exit_code, "error": outcome.error,
-            "interrupted": outcome.interrupted, "no_step": outcome.no_step,
-        },
-        "artifacts": outcome.artifacts,
-    }
+            profiles[tool] = ToolTiming(plain, used)
+    memory = peak_memory()
+    process = Process(rank=rank, step_rule=rec.rule, steps_seen=rec.steps_seen, warmup=spec.warmup,
+                      pid=os.getpid(), memory=memory, **rec.allreduce(), stopped=outcome.stopped,
+                      exit_code=outcome.exit_code, error=outcome.error, interrupted=outcome.interrupted,
+                      no_step=outcome.no_step)
+    failed = outcome.error or outcome.no_step or outcome.interrupted
+    return Measurement(
+        name=spec.name if rank is None else f"rank{rank}", status="failed" if failed else "ok",
+        reason=status_line(process) if failed else "", samples=rec.window("measure"), profiles=profiles,
+        artifacts=list(outcome.artifacts), parts=list(PARTS), description=spec.shell(),
+        device="cuda" if rec.cuda else "cpu", batch_size=rec.batch_size(), process=process,
+        footprint=Footprint(flops_per_step=outcome.flops_per_step, max_rss_mb=memory.get("max_rss_mb")))
 
 
-def save_record(doc: dict[str, Any], path: Path) -> None:
-    write_atomic(path, json.dumps(doc))
+def save_record(m: Measurement, path: Path) -> None:
+    write_atomic(path, json.dumps(m.as_dict()))
 
 
-def merge(spec: CaptureSpec, records: dict[str, dict[str, Any]], *, started: str,
-          duration_s: float) -> Result:
-    """The records of one run (name -> record) as one Result."""
-    device = next((r["info"]["device"] for r in records.values()), "cpu")
-    result = Result(
-        spec={"workload": spec.shell(), "kind": "capture", "command": list(spec.command),
-              "warmup": spec.warmup, "steps": spec.steps, "step_on": spec.step_on,
-              "tools": list(spec.tools), "profile_windows": spec.profile_windows,
-              "profile_steps": spec.profile_steps, "ranks": len(records)},
-        plan={}, machine=Environment.capture(torch.device(device)), variants=list(records),
-        status={}, created=started, duration_s=duration_s)
-    for name, rec in records.items():
-        info = rec["info"]
-        result.info[name] = info
-        timings = [Timing.from_dict(t) for t in rec["measure"]]
-        if timings:
-            result.rounds[name] = timings
-        for tool, tt in rec.get("profiles", {}).items():
-            result.profiles.setdefault(name, {})[tool] = ToolTiming(
-                [Timing.from_dict(t) for t in tt["plain"]], [Timing.from_dict(t) for t in tt["tool"]])
-        if rec.get("artifacts"):
-            result.artifacts[name] = list(rec["artifacts"])
-        failed = info.get("error") or info.get("no_step") or info.get("interrupted")
-        result.status[name] = "failed" if failed else "ok"
-        if failed:
-            result.reasons[name] = status_line(info)
-    result.orders = []
-    if any(i.get("flops_per_step") for i in result.info.values()):
+def load_record(path: Path) -> Measurement:
+    return Measurement.from_dict(json.loads(path.read_text()))
+
+
+def died(rank: int) -> Measurement:
+    """The record of a rank that wrote none."""
+    return Measurement(name=f"rank{rank}", status="failed", reason="the rank died without writing its record",
+                       process=Process(rank=rank, error="the rank died without writing its record"))
+
+
+def merge(spec: ScriptSpec, records: list[Measurement], *, started: str, duration_s: float) -> Result:
+    """The records of one run (one per process) as one Result."""
+    device = next((m.device for m in records if m.samples), "cpu")
+    result = Result(kind="script", spec=replace(spec, ranks=len(records)),
+                    machine=Environment.capture(torch.device(device)), measurements=list(records),
+                    created=started, duration_s=duration_s)
+    if any(m.footprint.flops_per_step for m in records):
         from bench.measure.footprint import machine_peak
 
         result.peak = machine_peak(torch.device(device), result.machine.describe())
     return result
 
 
-def status_line(info: dict[str, Any]) -> str:
-    if info.get("no_step"):
+def status_line(process: Process) -> str:
+    if process.no_step:
         return "no optimizer.step() or backward() seen: is this a training script?"
-    if info.get("interrupted"):
-        return f"interrupted (Ctrl-C) after {info.get('steps_seen', 0)} steps: the results are partial"
-    return str(info.get("error") or "")
+    if process.interrupted:
+        return f"interrupted (Ctrl-C) after {process.steps_seen} steps: the results are partial"
+    return process.error

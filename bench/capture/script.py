@@ -24,31 +24,7 @@ import torch
 from bench.capture.recorder import Recorder
 from bench.capture.windows import Stop, Tool, Window
 from bench.errors import UsageError
-
-TOOLS = ("cprofile", "kineto", "lines")
-
-
-@dataclass(frozen=True)
-class CaptureSpec:
-    """What to run and how much to measure; saved in run.json."""
-
-    command: tuple[str, ...]  # ("train.py", *args) or ("-m", "pkg.mod", *args)
-    warmup: int = 5
-    steps: int = 100  # 0: measure every step until the script ends (no profiler windows)
-    step_on: str = "auto"  # auto | optimizer | backward
-    tools: tuple[str, ...] = TOOLS
-    profile_windows: int = 5  # pairs of (plain, profiled) windows per tool
-    profile_steps: int = 5  # steps per profiler window
-    wait: float = 30.0  # seconds to wait for the first step before calling it "no training script"
-    lines: tuple[str, ...] = ()  # line_profiler's functions: NAME (in the script) or module:function
-
-    @property
-    def name(self) -> str:
-        """The run's name in the report: the script's file name or the module."""
-        return self.command[1] if self.command[0] == "-m" else Path(self.command[0]).name
-
-    def shell(self) -> str:
-        return "python " + " ".join(self.command)
+from bench.measure.specs import ScriptSpec
 
 
 @dataclass
@@ -91,7 +67,7 @@ def check_target(command: tuple[str, ...]) -> None:
         raise UsageError(f"{path} is not a Python script ({exc})") from None
 
 
-def plan(spec: CaptureSpec) -> list[Window]:
+def plan(spec: ScriptSpec) -> list[Window]:
     """The measured window, then each tool's windows alternated with plain ones (P T, T P, ...)."""
     if spec.steps == 0:
         return [Window("measure", sys.maxsize)]
@@ -250,7 +226,7 @@ def _always_record(step: int) -> Any:
     return ProfilerAction.RECORD
 
 
-def _tools(spec: CaptureSpec, worker: str, recorder_ref: list[Any]) -> dict[str, Tool]:
+def _tools(spec: ScriptSpec, worker: str, recorder_ref: list[Any]) -> dict[str, Tool]:
     made: dict[str, Tool] = {}
     if spec.steps:
         made["flops"] = _Flops()
@@ -260,7 +236,7 @@ def _tools(spec: CaptureSpec, worker: str, recorder_ref: list[Any]) -> dict[str,
     return made
 
 
-def run_script(spec: CaptureSpec, out: Path, *, worker: str = "rank0", label: str | None = None,
+def run_script(spec: ScriptSpec, out: Path, *, worker: str = "rank0", label: str | None = None,
                holder: list[Outcome] | None = None) -> Outcome:
     """Run the script under the recorder; profiler files go into ``out``: ``<label>.prof`` and
     ``tb/<script>/<worker>.pt.trace.json`` (label: the script's name, one per rank under torchrun)."""

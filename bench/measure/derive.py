@@ -9,7 +9,10 @@ assumes (:func:`bench.measure.stats.pair_problems`) before it is stated.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -18,11 +21,26 @@ from bench.measure.result import Result
 from bench.measure.stats import Ratio
 
 RESOLUTION = 0.05  # interval half-widths above this: warn that differences of a few % are not resolved
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def cached(fn: F) -> F:
+    """Computed once per Result (a bootstrap takes milliseconds; a report asks for the same
+    ratio a dozen times): kept in ``result.cache``, never saved in run.json."""
+
+    @functools.wraps(fn)
+    def wrapper(result: Result, *args: Any) -> Any:
+        key = (fn.__name__, *args)
+        if key not in result.cache:
+            result.cache[key] = fn(result, *args)
+        return result.cache[key]
+
+    return wrapper  # type: ignore[return-value]
 
 
 def samples(result: Result, name: str) -> list[float]:
     """Seconds per step, one value per interleaved round."""
-    return [t.per_step for t in result.rounds[name]]
+    return [t.per_step for t in result[name].samples]
 
 
 def step_seconds(result: Result, name: str) -> float:
@@ -39,7 +57,7 @@ def paired_with_order(result: Result, a: str, b: str
                       ) -> tuple[list[float], list[float], list[bool] | None]:
     """:func:`paired`, and for each pair whether ``a`` ran before ``b`` in its round (None when
     the rounds' orders were not recorded)."""
-    ta, tb = result.rounds[a], result.rounds[b]
+    ta, tb = result[a].samples, result[b].samples
     if all(t.round < 0 for t in (*ta, *tb)):  # rounds not recorded: positional pairs
         n = min(len(ta), len(tb))
         return [t.per_step for t in ta[:n]], [t.per_step for t in tb[:n]], None
@@ -52,16 +70,18 @@ def paired_with_order(result: Result, a: str, b: str
     return [by_a[r] for r in common], [by_b[r] for r in common], first
 
 
+@cached
 def speedup(result: Result, name: str, reference: str) -> Ratio:
     """time(reference) / time(name) over the rounds both ran: above 1 means ``name`` is faster."""
     ref, own, ref_first = paired_with_order(result, reference, name)
     return stats.checked_ratio(ref, own, ref_first)
 
 
+@cached
 def efficiency(result: Result, name: str) -> Ratio | None:
     """time(variant) / time(its compute-only bound): 1.00 = its data costs nothing."""
     bound = result.bound_of(name)
-    if bound is None or not result.rounds.get(name):
+    if bound is None or not result[name].samples:
         return None
     own, bound_s, own_first = paired_with_order(result, name, bound)
     return stats.checked_ratio(own, bound_s, own_first)
@@ -76,12 +96,13 @@ def efficiencies(result: Result) -> dict[str, Ratio]:
 def shares(result: Result, name: str) -> dict[str, float]:
     """Share of the step in each part (sum over all timed steps / sum of the step times), in a
     fixed order: the workload's ``parts``, then the others as first seen."""
-    total = sum(sum(t.steps) for t in result.rounds[name])
+    m = result[name]
+    total = sum(sum(t.steps) for t in m.samples)
     parts: dict[str, float] = {}
-    for t in result.rounds[name]:
+    for t in m.samples:
         for part, values in t.parts.items():
             parts[part] = parts.get(part, 0.0) + sum(values)
-    order = result.info.get(name, {}).get("parts") or []
+    order = m.parts
     return {p: parts[p] / total for p in [*order, *[q for q in parts if q not in order]]
             if p in parts and total > 0}
 
@@ -94,37 +115,44 @@ def labelled(shares_: dict[str, float]) -> bool:
 def samples_per_batch(result: Result, name: str) -> tuple[float | None, str]:
     """How many samples one step consumes, and what a sample is (``tokens`` for a language model
     that says so): the workload's ``samples_per_batch``, else its ``batch_size``."""
-    info = result.info.get(name, {})
-    n = info.get("samples_per_batch") or info.get("batch_size")
-    return (float(n) if n else None), str(info.get("sample_unit") or "samples")
+    m = result[name]
+    n = m.samples_per_batch or m.batch_size
+    return (float(n) if n else None), m.sample_unit or "samples"
 
 
+@cached
 def throughput(result: Result, name: str) -> Ratio | None:
     """Samples per second with its 95% interval: samples per batch / the median step (the
     interval from the median step's), from the same samples as the step time."""
     n, _ = samples_per_batch(result, name)
     if not n:
         return None
-    step = stats.median_ci(samples(result, name))
+    step = step_ci(result, name)
     low = n / step.high if step.has_interval else float("nan")
     high = n / step.low if step.has_interval else float("nan")
     return Ratio(n / step.value, low, high)
 
 
+@cached
+def step_ci(result: Result, name: str) -> Ratio:
+    """The median step (seconds) with its 95% interval."""
+    return stats.median_ci(samples(result, name))
+
+
 def peak_mb(result: Result, name: str) -> float | None:
     """The peak of live bytes one step needed (MB), where it was measured."""
-    peak = result.info.get(name, {}).get("peak_bytes")
+    peak = result[name].footprint.peak_bytes
     return peak / 2**20 if peak is not None else None
 
 
 def gflop_per_step(result: Result, name: str) -> float | None:
-    flops = result.info.get(name, {}).get("flops_per_step")
+    flops = result[name].footprint.flops_per_step
     return flops / 1e9 if flops is not None else None
 
 
 def mfu(result: Result, name: str) -> float | None:
     """Model FLOP utilization: the step's FLOPs / its median time / the machine's peak FLOP/s."""
-    flops = result.info.get(name, {}).get("flops_per_step")
+    flops = result[name].footprint.flops_per_step
     peak = result.peak.get("flops")
     if not flops or not peak:
         return None
@@ -133,18 +161,19 @@ def mfu(result: Result, name: str) -> float | None:
 
 def epoch_estimate(result: Result, name: str) -> float | None:
     """Median seconds per step x batches per epoch (None when the workload does not say)."""
-    batches = result.info.get(name, {}).get("batches_per_epoch")
+    batches = result[name].batches_per_epoch
     return step_seconds(result, name) * batches if batches else None
 
 
 def epoch_measured(result: Result, name: str) -> list[float]:
-    return [t.seconds for t in result.epochs.get(name, [])]
+    return [t.seconds for t in result[name].epochs]
 
 
+@cached
 def overhead(result: Result, name: str, tool: str) -> Ratio:
-    """time under ``tool`` / time without, from rounds interleaved pairwise (pair ``i`` ran the
-    plain round first when ``i`` is even: see bench.profile.passes)."""
-    tt = result.profiles[name][tool]
+    """time under ``tool`` / time without, from windows alternated pairwise (pair ``i`` ran the
+    plain window first when ``i`` is even: see bench.profile.passes)."""
+    tt = result[name].profiles[tool]
     n = min(len(tt.tool), len(tt.plain))
     return stats.checked_ratio([t.per_step for t in tt.tool[:n]], [t.per_step for t in tt.plain[:n]],
                                [i % 2 == 1 for i in range(n)])
@@ -177,6 +206,7 @@ class Row:
     efficiency: Ratio | None  # time / its compute-only bound (None: no bound measured)
 
 
+@cached
 def rows(result: Result) -> list[Row]:
     names = result.measured
     if not names:
@@ -212,21 +242,36 @@ class Change:
     verdict: str  # a Verdict
     one_off_s: float  # its first step minus the reference's first step: compile, capture, start-up
     payoff_steps: float | None  # steps after which the one-off cost is repaid (None: never)
-    added_s: stats.Ratio | None = None  # time(variant) - time(reference) per step, paired rounds
+    added_s: stats.Ratio | None = None  # time(variant) - time(reference) per step: the speedup in ms
 
 
+@cached
 def changes(result: Result) -> list[Change]:
     out = []
     for name in result.measured:
-        ref = result.info.get(name, {}).get("reference")
+        ref = result[name].reference
         if not ref or ref not in result.measured:
             continue
         up = speedup(result, name, ref)
         verdict = stats.speed_verdict(up)
-        one_off = (result.info[name].get("first_step_s", 0.0) - result.info[ref].get("first_step_s", 0.0))
+        one_off = (result[name].first_step_s or 0.0) - (result[ref].first_step_s or 0.0)
         saving = step_seconds(result, ref) - step_seconds(result, name)
         payoff = (max(one_off, 0.0) / saving) if verdict == stats.Verdict.FASTER and saving > 0 else None
-        ref_s, own_s = paired(result, ref, name)
-        added = stats.difference(own_s, ref_s) if up.measurable else None
+        ref_s, _ = paired(result, ref, name)
+        added = added_per_step(up, stats.median(ref_s)) if up.measurable else None
         out.append(Change(name, ref, up, verdict, one_off, payoff, added))
     return out
+
+
+def added_per_step(up: Ratio, reference_s: float) -> Ratio:
+    """What a change adds to each step (seconds; negative: saves), read off its speedup and the
+    reference's median step: ``reference_s * (1 / speedup - 1)``, the interval's ends mapped the
+    same way. One statistic decides -- the speedup's paired bootstrap -- and this is the same
+    interval in seconds, so it excludes 0 exactly when the speedup's excludes 1 (two separate
+    bootstraps, of the ratio and of the differences, can disagree at the edge)."""
+    def added(s: float) -> float:
+        return reference_s * (1 / s - 1) if s else float("nan")
+
+    if not up.has_interval:
+        return Ratio(added(up.value), float("nan"), float("nan"), up.caveat)
+    return Ratio(added(up.value), added(up.high), added(up.low), up.caveat)

@@ -21,10 +21,12 @@ import time
 import traceback
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bench.measure.clock import NO_BATCH, Clock, DataExhausted, Timing, time_steps
+from bench.measure.result import Footprint, Measurement
+from bench.measure.specs import Plan
 from bench.workload import Unavailable, Variants, WorkloadError
 from plumbing.devices import synchronize
 
@@ -36,31 +38,6 @@ Wrap = Callable[[], AbstractContextManager[Any]]
 def bound_name(variant: str) -> str:
     """The name a variant's compute-only bound is measured and saved under."""
     return f"{variant}{BOUND_SUFFIX}"
-
-
-@dataclass(frozen=True)
-class Plan:
-    """How much to measure; saved in every result."""
-
-    rounds: int = 200  # interleaved rounds
-    steps: int = 1  # timed steps per round: one, so that paired samples are one step apart
-    warmup: int = 5  # steps per variant before the first round
-    round_warmup: int = 1  # unmeasured steps after each restore
-    bound: bool = True  # measure the compute-only bound of the variants that ask for it
-    epochs: int = 1  # full epochs timed end to end, per epoch variant (0: none)
-    epoch_variants: tuple[str, ...] = ()  # () = the first and the last variant
-    footprint: bool = True  # count one step's FLOPs and peak memory per variant
-
-    def __post_init__(self) -> None:
-        for name in ("rounds", "steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("warmup", "round_warmup", "epochs"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def describe_exception(exc: BaseException) -> str:
@@ -92,7 +69,7 @@ class Engine:
     snapshots: dict[str, Any] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)  # name -> the phase and what went wrong
-    info: dict[str, dict[str, Any]] = field(default_factory=dict)  # per variant: parts, sizes, data
+    info: dict[str, Measurement] = field(default_factory=dict)  # per variant: parts, sizes, footprint
     bounds: dict[str, str] = field(default_factory=dict)  # bound name -> its variant
     _bound_batches: dict[str, Any] = field(default_factory=dict)
 
@@ -118,7 +95,7 @@ class Engine:
                 warm = time_steps(work, self.plan.warmup - 1, clock=self.clock) \
                     if self.plan.warmup > 1 else None
                 done = max(self.plan.warmup, 1)
-                cost = self._footprint(work) if self.plan.footprint else {}
+                footprint = self._footprint(work) if self.plan.footprint else Footprint()
                 self.snapshots[name] = work.state()
             except DataExhausted as exc:
                 exc.fetched += done
@@ -128,40 +105,32 @@ class Engine:
                 self.fail(name, describe_failure(exc, "the warm-up"))
                 continue
             self.works[name] = work
-            self.info[name] = {
-                "parts": list(getattr(work, "parts", ())), "batch_size": getattr(work, "batch_size", None),
-                "batches_per_epoch": getattr(work, "batches_per_epoch", None),
-                "description": work.describe() if hasattr(work, "describe") else "",
-                "device": str(work.device), "build_s": built - start, "first_step_s": first,
-                "warm_step_s": warm.per_step if warm is not None else first,
-                "reference": getattr(work, "reference", None), "notes": getattr(work, "notes", {}),
-                "round_steps": max(self.plan.steps, int(getattr(work, "min_round_steps", 1))),
-                "sample_unit": getattr(work, "sample_unit", "samples"),
-                "samples_per_batch": getattr(work, "samples_per_batch", None), **cost,
-            }
+            self.info[name] = describe_work(name, work, self.plan, footprint, build_s=built - start,
+                                            first_step_s=first,
+                                            warm_step_s=warm.per_step if warm is not None else first)
         if self.plan.bound:
             for name in [n for n, w in self.works.items() if getattr(w, "measure_bound", False)]:
                 self._prepare_bound(name)
 
-    def _footprint(self, work: Any) -> dict[str, Any]:
+    def _footprint(self, work: Any) -> Footprint:
         """One step's FLOPs and its peak of live bytes (two more warm-up steps, before the
         snapshot). A workload whose step the counters cannot follow keeps its timings."""
         from bench.measure.footprint import flops_of, max_rss_mb, peak_bytes_of
 
-        out: dict[str, Any] = {}
+        out = Footprint(max_rss_mb=None)
         try:
-            out["flops_per_step"] = flops_of(lambda: time_steps(work, 1))
+            out.flops_per_step = flops_of(lambda: time_steps(work, 1))
         except DataExhausted:
             raise
         except Exception as exc:
-            out["flops_error"] = describe_exception(exc)
+            out.flops_error = describe_exception(exc)
         try:
-            out["peak_bytes"] = peak_bytes_of(lambda: time_steps(work, 1), work.device)
+            out.peak_bytes = peak_bytes_of(lambda: time_steps(work, 1), work.device)
         except DataExhausted:
             raise
         except Exception as exc:
-            out["peak_error"] = describe_exception(exc)
-        out["max_rss_mb"] = max_rss_mb()
+            out.peak_error = describe_exception(exc)
+        out.max_rss_mb = max_rss_mb()
         return out
 
     def _prepare_bound(self, name: str) -> None:
@@ -178,7 +147,8 @@ class Engine:
             return
         self.bounds[bound_name(name)] = name
         self._bound_batches[name] = batch
-        self.info[bound_name(name)] = {**self.info[name], "bound_of": name}
+        self.info[bound_name(name)] = replace(self.info[name], name=bound_name(name), bound_of=name,
+                                              reference=None)
 
     def fail(self, name: str, message: str) -> None:
         self.failed[name] = message
@@ -225,8 +195,9 @@ class Engine:
             return self.run_round(name, steps, **kw)
         except Exception as exc:
             target = self.target(name)
-            self.fail(target, describe_failure(exc, phase, self.info.get(target, {}).get(
-                "batches_per_epoch") if kw.get("epoch") else None))
+            info = self.info.get(target)
+            self.fail(target, describe_failure(exc, phase, info.batches_per_epoch
+                                               if info is not None and kw.get("epoch") else None))
             return None
 
     def interleaved(self, on_step: Callable[[], None] | None = None
@@ -264,7 +235,7 @@ class Engine:
         asked = self.plan.epoch_variants or tuple(dict.fromkeys(
             [*names[:1], *[n for n in names if getattr(self.works[n], "measure_epoch", False)],
              *names[-1:]]))
-        return [n for n in asked if n in self.works and self.info[n].get("batches_per_epoch")]
+        return [n for n in asked if n in self.works and self.info[n].batches_per_epoch]
 
     def epochs(self, on_step: Callable[[], None] | None = None) -> dict[str, list[Timing]]:
         """Full epochs end to end (``batches_per_epoch`` steps after a restore), alternating the
@@ -274,8 +245,20 @@ class Engine:
         for r in range(self.plan.epochs):
             for name in names if r % 2 == 0 else names[::-1]:
                 if name in self.works:
-                    timing = self.try_round(name, int(self.info[name]["batches_per_epoch"]),
+                    timing = self.try_round(name, int(self.info[name].batches_per_epoch or 0),
                                             "the full epoch", on_step=on_step, epoch=True)
                     if timing is not None:
                         out[name].append(timing)
         return {n: t for n, t in out.items() if t}
+
+
+def describe_work(name: str, work: Any, plan: Plan, footprint: Footprint, **timings: float) -> Measurement:
+    """A built variant's Measurement, before its samples: what it declares about itself."""
+    return Measurement(
+        name=name, parts=list(getattr(work, "parts", ())), batch_size=getattr(work, "batch_size", None),
+        batches_per_epoch=getattr(work, "batches_per_epoch", None),
+        description=work.describe() if hasattr(work, "describe") else "", device=str(work.device),
+        reference=getattr(work, "reference", None), notes=dict(getattr(work, "notes", {}) or {}),
+        round_steps=max(plan.steps, int(getattr(work, "min_round_steps", 1))),
+        sample_unit=getattr(work, "sample_unit", "samples"),
+        samples_per_batch=getattr(work, "samples_per_batch", None), footprint=footprint, **timings)

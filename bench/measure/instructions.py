@@ -43,7 +43,7 @@ from typing import Any
 
 SCHEMA = "vaebench.instructions/1"
 INSTALL_HINT = "install Valgrind (apt-get install valgrind; brew has no build for Apple silicon)"
-TOOLS = ("valgrind", "callgrind_control", "callgrind_annotate")
+VALGRIND_TOOLS = ("valgrind", "callgrind_control", "callgrind_annotate")
 # MKL's AVX2 sgemm kernels run ~150x slower under Valgrind's emulation than its SSE4.2 ones
 # (one 100x784x400 matmul: 1.7 s against 0.01 s), which made one VAE step take 15 s. Both
 # sides of a comparison count the SSE4.2 code path: the counts are a proxy for the work, as
@@ -61,7 +61,7 @@ def missing_tool() -> str | None:
     """None when callgrind can run here, else one line naming what is missing and how to get it."""
     if not sys.platform.startswith("linux"):
         return f"callgrind counts need Linux with Valgrind (this is {sys.platform})"
-    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+    missing = [tool for tool in VALGRIND_TOOLS if shutil.which(tool) is None]
     if missing:
         return f"{', '.join(missing)} not found on PATH: {INSTALL_HINT}"
     return None
@@ -119,7 +119,7 @@ def totals(path: Path) -> int:
     raise CountError(f"{path}: no totals line: not a complete callgrind dump")
 
 
-def _short(name: str) -> str:
+def short_function(name: str) -> str:
     """``file:function [/path/libx.so]`` -> ``function (libx.so)``, capped: a stable, readable key.
 
     The file part is a path (or ``???``) before the *first* colon; C++ names have colons too.
@@ -145,7 +145,7 @@ def functions(path: Path, top: int = TOP_FUNCTIONS) -> dict[str, int]:
     for line in body.splitlines():
         match = _ANNOTATE_LINE.match(line)
         if match and "PROGRAM TOTALS" not in line:
-            key = _short(match[2])
+            key = short_function(match[2])
             found[key] = found.get(key, 0) + int(match[1].replace(",", ""))
             if len(found) >= top:
                 break
@@ -185,42 +185,19 @@ def count(workload: str, variants: list[str] | None, *, data_dir: Path, dataset:
     env = {**os.environ, "MKL_ENABLE_INSTRUCTIONS": MKL_ISA, "PYTHONHASHSEED": "0",
            "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
     started = time.perf_counter()
-    regions: list[dict[str, Any]] = []
-    skipped: dict[str, str] = {}
-    meta: dict[str, Any] = {}
-    eta = _Eta(on_progress)
+    seen = _Events(_Eta(on_progress), on_event)
     with open(log, "w") as log_file, subprocess.Popen(
             _child_command(options, out_file), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=log_file, text=True, env=env) as child:
         try:
             assert child.stdout is not None and child.stdin is not None
             for line in child.stdout:
-                event = json.loads(line) if line.startswith("{") else {"event": "text", "text": line}
-                kind = event["event"]
-                if kind == "ready":
-                    switched = subprocess.run(["callgrind_control", "-i", "on", str(event["pid"])],
-                                              capture_output=True, text=True)
-                    if switched.returncode != 0:
-                        raise CountError("callgrind_control could not switch instrumentation on: "
-                                         + (switched.stderr or switched.stdout).strip()[-300:])
-                    child.stdin.write("go\n")
-                    child.stdin.flush()
-                    meta.update(event.get("meta", {}))
-                elif kind == "region":
-                    regions.append(event)
-                    eta.region(event["key"].partition("[")[2].rstrip("]"))
-                elif kind == "built":
-                    eta.variants += 1
-                elif kind == "skipped":
-                    skipped[event["variant"]] = event["reason"]
-                elif kind == "error":
-                    raise CountError(event["message"])
-                if on_event is not None and kind in ("built", "region", "ready", "skipped"):
-                    on_event(kind)
+                seen.take(line, child.stdin)
         except BaseException:
             child.kill()
             raise
         code = child.wait()
+    eta, regions, skipped, meta = seen.eta, seen.regions, seen.skipped, seen.meta
     eta.done()
     if code != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-8:])
@@ -231,6 +208,41 @@ def count(workload: str, variants: list[str] | None, *, data_dir: Path, dataset:
                                       text=True).stdout.strip()
     meta["seconds"] = round(time.perf_counter() - started, 1)
     return Counts(counts, skipped, meta)
+
+
+class _Events:
+    """What the counting process says, line by line: JSON events (ready, built, skipped, region,
+    error) or valgrind's own text."""
+
+    def __init__(self, eta: _Eta, on_event: Callable[[str], None] | None):
+        self.eta, self.on_event = eta, on_event
+        self.regions: list[dict[str, Any]] = []
+        self.skipped: dict[str, str] = {}
+        self.meta: dict[str, Any] = {}
+
+    def take(self, line: str, stdin: Any) -> None:
+        event = json.loads(line) if line.startswith("{") else {"event": "text", "text": line}
+        kind = event["event"]
+        if kind == "ready":
+            switched = subprocess.run(["callgrind_control", "-i", "on", str(event["pid"])],
+                                      capture_output=True, text=True)
+            if switched.returncode != 0:
+                raise CountError("callgrind_control could not switch instrumentation on: "
+                                 + (switched.stderr or switched.stdout).strip()[-300:])
+            stdin.write("go\n")
+            stdin.flush()
+            self.meta.update(event.get("meta", {}))
+        elif kind == "region":
+            self.regions.append(event)
+            self.eta.region(event["key"].partition("[")[2].rstrip("]"))
+        elif kind == "built":
+            self.eta.variants += 1
+        elif kind == "skipped":
+            self.skipped[event["variant"]] = event["reason"]
+        elif kind == "error":
+            raise CountError(event["message"])
+        if self.on_event is not None and kind in ("built", "region", "ready", "skipped"):
+            self.on_event(kind)
 
 
 class _Eta:

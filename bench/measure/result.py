@@ -1,24 +1,29 @@
-"""One run's result: what was asked, on which machine, and every raw sample -- saved as run.json.
+"""One run's result: its kind, what was asked, on which machine, and one Measurement per variant
+or rank holding every raw sample -- saved as run.json.
 
 Nothing derived is stored: medians, ratios, intervals and verdicts are computed from the raw
-samples by :mod:`bench.measure.derive` whenever a renderer asks, so a saved run can be
-re-rendered, compared and checked later. Saving and loading is lossless (tested).
+samples by :mod:`bench.measure.derive` (once per Result, cached on it) whenever a renderer
+asks, so a saved run can be re-rendered, compared and checked later. Saving and loading is
+lossless (tested per kind); a run.json of the previous format is converted on load
+(:mod:`bench.measure.legacy`).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bench.measure.clock import Timing
 from bench.measure.environment import Environment
+from bench.measure.specs import SPECS, Spec, build
 from plumbing.files import write_atomic
 
-SCHEMA = "vaebench.run/1"
+SCHEMA = "vaebench.run/2"
+KINDS = tuple(SPECS)  # variants | script
 
 
 class ResultError(ValueError):
@@ -27,81 +32,172 @@ class ResultError(ValueError):
 
 @dataclass
 class ToolTiming:
-    """A profiler's rounds and the plain rounds interleaved with them (its overhead's samples)."""
+    """A profiler's windows and the plain windows alternated with them (its overhead's samples)."""
 
     plain: list[Timing]
     tool: list[Timing]
 
+    def as_dict(self) -> dict[str, Any]:
+        return {"plain": [t.as_dict() for t in self.plain], "tool": [t.as_dict() for t in self.tool]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ToolTiming:
+        return cls([Timing.from_dict(t) for t in d["plain"]], [Timing.from_dict(t) for t in d["tool"]])
+
+
+@dataclass
+class Footprint:
+    """What one step costs besides time (None: not measured; the error says why)."""
+
+    flops_per_step: float | None = None  # FlopCounterMode over one whole step
+    flops_error: str = ""
+    peak_bytes: float | None = None  # the most live bytes one step needed
+    peak_error: str = ""
+    max_rss_mb: float | None = None  # the process's max resident set
+
+
+@dataclass
+class Process:
+    """How an observed script's process (one rank) ran: only in ``script`` results."""
+
+    rank: int | None = None  # the global rank under torchrun (None: the script ran alone)
+    step_rule: str = ""  # optimizer | backward: what ended a step
+    steps_seen: int = 0
+    warmup: int = 0
+    pid: int = 0
+    memory: dict[str, float] = field(default_factory=dict)  # max RSS, CUDA max allocated (MB)
+    allreduce_ms: float | None = None  # DDP's own sampled timing of its gradient all-reduce
+    allreduce_overlap_ms: float | None = None
+    allreduce_sampled_iterations: float | None = None
+    stopped: bool = False  # vaebench stopped it once its windows were complete
+    exit_code: int | None = None  # the script's own
+    error: str = ""  # the script's exception, one line
+    interrupted: bool = False  # Ctrl-C
+    no_step: bool = False  # no step seen in --wait seconds
+
+
+@dataclass
+class Measurement:
+    """Everything measured of one variant, one compute-only bound or one rank: raw samples only.
+
+    ``samples`` holds the timed samples: for ``variants`` one Timing per interleaved round (its
+    ``round`` pairs it with the other variants'), for ``script`` one Timing per step (``round``
+    is the step's index, which pairs the ranks).
+    """
+
+    name: str
+    status: str = "ok"  # ok | skipped | failed
+    reason: str = ""  # why skipped or failed
+    samples: list[Timing] = field(default_factory=list)
+    epochs: list[Timing] = field(default_factory=list)  # full epochs end to end
+    profiles: dict[str, ToolTiming] = field(default_factory=dict)  # tool -> its windows
+    counters: dict[str, float] = field(default_factory=dict)  # exact per-step counts
+    artifacts: list[str] = field(default_factory=list)  # paths relative to run.json
+    parts: list[str] = field(default_factory=list)  # the parts it declares, in order
+    description: str = ""
+    device: str = "cpu"
+    batch_size: int | None = None
+    batches_per_epoch: int | None = None
+    samples_per_batch: float | None = None
+    sample_unit: str = "samples"
+    reference: str | None = None  # the variant it changes one thing of
+    bound_of: str | None = None  # a compute-only bound: the variant it bounds
+    build_s: float | None = None
+    first_step_s: float | None = None  # the first step alone: compile, capture, start-up
+    warm_step_s: float | None = None
+    round_steps: int = 1
+    notes: dict[str, Any] = field(default_factory=dict)  # the workload's own notes
+    footprint: Footprint = field(default_factory=Footprint)
+    process: Process | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d.update(samples=[t.as_dict() for t in self.samples], epochs=[t.as_dict() for t in self.epochs],
+                 profiles={k: v.as_dict() for k, v in self.profiles.items()},
+                 footprint=asdict(self.footprint), process=asdict(self.process) if self.process else None)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Measurement:
+        d = dict(d)
+        d["samples"] = [Timing.from_dict(t) for t in d.get("samples", [])]
+        d["epochs"] = [Timing.from_dict(t) for t in d.get("epochs", [])]
+        d["profiles"] = {k: ToolTiming.from_dict(v) for k, v in d.get("profiles", {}).items()}
+        d["footprint"] = Footprint(**d.get("footprint") or {})
+        d["process"] = Process(**d["process"]) if d.get("process") else None
+        return cls(**d)
+
 
 @dataclass
 class Result:
-    spec: dict[str, Any]  # what was asked: workload, variants, device, sizes, data options
-    plan: dict[str, Any]  # how much was measured (engine.Plan)
+    kind: str  # one of KINDS: which spec, and which sections every renderer shows
+    spec: Spec
     machine: Environment
-    variants: list[str]  # every variant asked for, in order (the first measured one is the baseline)
-    status: dict[str, str]  # ok | skipped | failed
-    reasons: dict[str, str] = field(default_factory=dict)  # why skipped / failed
-    info: dict[str, dict[str, Any]] = field(default_factory=dict)  # parts, batch size, data
-    rounds: dict[str, list[Timing]] = field(default_factory=dict)  # interleaved; bound included
-    orders: list[list[str]] = field(default_factory=list)  # the order of each round
-    bounds: dict[str, str] = field(default_factory=dict)  # bound name (in rounds) -> its variant
-    ordered: bool = False  # the workload's variants are ordered (each vs the one before)
-    report: str | None = None  # module:function of the workload's own report section
+    measurements: list[Measurement]  # in the order asked; compute-only bounds after their variants
+    orders: list[list[str]] = field(default_factory=list)  # the order of each interleaved round
     peak: dict[str, Any] = field(default_factory=dict)  # the machine's peak FLOP/s and its source
-    epochs: dict[str, list[Timing]] = field(default_factory=dict)
-    profiles: dict[str, dict[str, ToolTiming]] = field(default_factory=dict)  # variant -> tool
-    counters: dict[str, dict[str, float]] = field(default_factory=dict)
-    artifacts: dict[str, list[str]] = field(default_factory=dict)  # variant -> paths, relative to run.json
-    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))  # start
+    partial: dict[str, str] = field(default_factory=dict)  # "name/stage" -> why that stage failed
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     duration_s: float | None = None  # from the start to the end of the measurements
+    cache: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)  # derived figures
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown kind {self.kind!r}: one of {', '.join(KINDS)}")
+
+    def __getitem__(self, name: str) -> Measurement:
+        for m in self.measurements:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+    def get(self, name: str) -> Measurement | None:
+        return next((m for m in self.measurements if m.name == name), None)
+
+    @property
+    def names(self) -> list[str]:
+        """Every variant or rank asked for (bounds excluded), in order."""
+        return [m.name for m in self.measurements if m.bound_of is None]
 
     @property
     def measured(self) -> list[str]:
-        """The variants with samples, in the order asked (one that failed in a later phase keeps
-        the rounds it measured before)."""
-        return [v for v in self.variants if self.status.get(v) in ("ok", "failed") and self.rounds.get(v)]
-
-    def bound_of(self, variant: str) -> str | None:
-        """The name of ``variant``'s compute-only bound in ``rounds`` (None: none measured)."""
-        return next((b for b, v in self.bounds.items() if v == variant and self.rounds.get(b)), None)
+        """The variants or ranks with samples, in the order asked (one that failed in a later
+        phase keeps the samples it measured before)."""
+        return [m.name for m in self.measurements
+                if m.bound_of is None and m.status in ("ok", "failed") and m.samples]
 
     @property
     def baseline(self) -> str | None:
         return self.measured[0] if self.measured else None
 
-    def to_dict(self) -> dict[str, Any]:
-        def timings(d: dict[str, list[Timing]]) -> dict[str, list[dict[str, Any]]]:
-            return {k: [t.as_dict() for t in v] for k, v in d.items()}
+    def bound_of(self, variant: str) -> str | None:
+        """The name of ``variant``'s compute-only bound (None: none measured)."""
+        return next((m.name for m in self.measurements if m.bound_of == variant and m.samples), None)
 
-        return {
-            "schema": SCHEMA, "created": self.created, "spec": self.spec, "plan": self.plan,
-            "machine": self.machine.as_dict(), "variants": self.variants, "status": self.status,
-            "reasons": self.reasons, "info": self.info, "bounds": self.bounds, "ordered": self.ordered,
-            "report": self.report, "duration_s": self.duration_s, "peak": self.peak,
-            "orders": self.orders, "rounds": timings(self.rounds), "epochs": timings(self.epochs),
-            "profiles": {v: {t: {"plain": [x.as_dict() for x in tt.plain],
-                                 "tool": [x.as_dict() for x in tt.tool]} for t, tt in tools.items()}
-                         for v, tools in self.profiles.items()},
-            "counters": self.counters, "artifacts": self.artifacts,
-        }
+    @property
+    def ordered(self) -> bool:
+        return bool(getattr(self.spec, "ordered", False))
+
+    @property
+    def artifacts(self) -> list[str]:
+        return [p for m in self.measurements for p in m.artifacts]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, "kind": self.kind, "created": self.created, "spec": self.spec.as_dict(),
+                "machine": self.machine.as_dict(), "measurements": [m.as_dict() for m in self.measurements],
+                "orders": self.orders, "peak": self.peak, "partial": self.partial,
+                "duration_s": self.duration_s}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Result:
-        def timings(x: dict[str, list[dict[str, Any]]]) -> dict[str, list[Timing]]:
-            return {k: [Timing.from_dict(t) for t in v] for k, v in x.items()}
-
-        return cls(
-            spec=d["spec"], plan=d["plan"], machine=Environment.from_dict(d["machine"]),
-            variants=list(d["variants"]), status=dict(d["status"]), reasons=dict(d.get("reasons", {})),
-            info=d.get("info", {}), rounds=timings(d.get("rounds", {})), orders=d.get("orders", []),
-            bounds=dict(d.get("bounds") or ({"compute-bound": d["bound_of"]} if d.get("bound_of") else {})),
-            ordered=bool(d.get("ordered", False)), report=d.get("report"), peak=dict(d.get("peak") or {}),
-            duration_s=d.get("duration_s"), epochs=timings(d.get("epochs", {})),
-            profiles={v: {t: ToolTiming([Timing.from_dict(x) for x in tt["plain"]],
-                                        [Timing.from_dict(x) for x in tt["tool"]])
-                          for t, tt in tools.items()} for v, tools in d.get("profiles", {}).items()},
-            counters=d.get("counters", {}), artifacts=d.get("artifacts", {}), created=d["created"],
-        )
+        kind = d["kind"]
+        if kind not in SPECS:
+            raise ValueError(f"unknown kind {kind!r}")
+        return cls(kind=kind, spec=build(SPECS[kind], d["spec"]),
+                   machine=Environment.from_dict(d["machine"]),
+                   measurements=[Measurement.from_dict(m) for m in d["measurements"]],
+                   orders=[list(o) for o in d.get("orders", [])], peak=dict(d.get("peak") or {}),
+                   partial=dict(d.get("partial") or {}), created=d["created"], duration_s=d.get("duration_s"))
 
     def save(self, path: Path) -> Path:
         """Write atomically: a reader never sees half a file."""
@@ -115,15 +211,18 @@ class Result:
             doc = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ResultError(f"{path}: not JSON ({exc}); re-run `python -m bench profile`") from None
-        if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
-            raise ResultError(f"{path}: not a vaebench run (schema {SCHEMA!r} expected); "
-                              "pytest-benchmark files go to `python -m bench compare`")
+        schema = doc.get("schema") if isinstance(doc, dict) else None
+        from bench.measure import legacy
+
+        if schema != SCHEMA and schema not in legacy.CONVERTS:
+            raise ResultError(f"{path}: not a vaebench run (schema {SCHEMA!r} expected, found "
+                              f"{schema!r}); pytest-benchmark files go to `python -m bench compare`")
         try:
-            result = cls.from_dict(doc)
+            result = cls.from_dict(doc if schema == SCHEMA else legacy.CONVERTS[schema](doc))
         except (KeyError, TypeError, ValueError) as exc:
             raise ResultError(f"{path}: a vaebench run with a broken field ({type(exc).__name__}: "
                               f"{exc}); re-run `python -m bench profile`") from None
-        bad = [v for v, ts in result.rounds.items() for t in ts
+        bad = [m.name for m in result.measurements for t in m.samples
                if not (math.isfinite(t.seconds) and t.seconds > 0)]
         if bad:
             raise ResultError(f"{path}: variant {bad[0]!r} has a non-positive or non-finite time; "

@@ -52,7 +52,7 @@ def stragglers(result: Result) -> tuple[list[Straggler], dict[str, stats.Ratio]]
     names = [n for n in result.measured if n.startswith("rank")]
     if len(names) < 2:
         return [], {}
-    by_step = {n: {t.round: t for t in result.rounds[n]} for n in names}
+    by_step = {n: {t.round: t for t in result[n].samples} for n in names}
     common = sorted(set.intersection(*(set(d) for d in by_step.values())))
     medians = {n: float(np.median([busy(by_step[n][r]) for r in common])) for n in names}
     reference = sorted(names, key=lambda n: medians[n])[(len(names) - 1) // 2]

@@ -26,13 +26,13 @@ from typing import Any
 
 import torch
 
+from bench.defaults import TOOLS
 from bench.measure.engine import Engine
 from bench.measure.quiet import without_profiler_chatter
 from bench.measure.result import ToolTiming
 from bench.profile.traces import publish_traces
 from bench.workload import profiled_functions
 
-TOOLS: tuple[str, ...] = ("cprofile", "lines", "kineto")
 KINETO_WAIT, KINETO_WARMUP, KINETO_ACTIVE = 1, 2, 10
 
 
@@ -155,15 +155,16 @@ class _Kineto(_Tool):
 _TOOL_CLASSES: dict[str, type[_Tool]] = {"cprofile": _CProfile, "lines": _Lines, "kineto": _Kineto}
 
 
-def steps_per_pass(rounds: int, steps: int) -> int:
+def steps_per_pass(windows: int, steps: int) -> int:
     """Progress units one pass reports: its timed steps."""
-    return 2 * rounds * steps
+    return 2 * windows * steps
 
 
-def profile_pass(engine: Engine, name: str, tool: str, out: Path, *, rounds: int, steps: int,
+def profile_pass(engine: Engine, name: str, tool: str, out: Path, *, windows: int, steps: int,
                  trace_steps: int = KINETO_ACTIVE, on_step: Callable[[], None] | None = None
                  ) -> tuple[ToolTiming, list[Path]]:
-    """``rounds`` pairs of (plain, profiled) rounds of ``name``, then the profiler's files in ``out``.
+    """``windows`` pairs of (plain, profiled) windows of ``name`` (a window: one restored round of
+    ``steps`` steps), then the profiler's files in ``out``.
 
     ``trace_steps``: active steps of the Kineto trace (TensorBoard's plugin wants a few).
     """
@@ -173,7 +174,7 @@ def profile_pass(engine: Engine, name: str, tool: str, out: Path, *, rounds: int
     if isinstance(profiler, _Kineto):
         profiler.trace_steps = trace_steps
     timing = ToolTiming(plain=[], tool=[])
-    for r in range(rounds):
+    for r in range(windows):
         for which in (("plain", "tool") if r % 2 == 0 else ("tool", "plain")):
             if which == "plain":
                 timing.plain.append(engine.run_round(name, steps, on_step=on_step))

@@ -213,7 +213,7 @@ def write(history: History, names: list[str], out: Path) -> list[Path]:
 
 def run_history(args) -> int:  # args: argparse.Namespace
     from bench.errors import UsageError
-    from bench.staging import check_writable_dir
+    from bench.output import check_writable_dir
 
     try:
         history = load_history(list(args.paths))

@@ -21,10 +21,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.defaults import BUILTIN, BUILTIN_SUITE_VARIANTS
+from bench.output import check_writable_dir, publish, staging
 from bench.regress.benchjson import BenchFileError, load, load_file
 from bench.regress.compare import checked_compare, exit_code, render, verdict_doc
 from bench.regress.rule import Rule, min_samples_for
-from bench.staging import check_writable_dir, publish, staging
 
 SUITES = "bench/suites"
 
@@ -204,9 +204,9 @@ def run_regress(args: argparse.Namespace, candidate_extra: Sequence[str] = ()) -
 def _interleave(args: argparse.Namespace, repo: Path, name: str, sha: str, extra: list[str],
                 stage: Path, base_root: Path) -> dict[str, list[Path]]:
     """Run base and candidate processes alternately (A B, B A, ...); their JSON files, per side."""
-    from tqdm.auto import tqdm
-
     from bench.errors import UsageError
+    from bench.measure.alternation import alternate
+    from plumbing.progress import bar as progress_bar
 
     _git("worktree", "add", "--detach", "--force", str(base_root), sha, cwd=repo)
     try:
@@ -222,15 +222,14 @@ def _interleave(args: argparse.Namespace, repo: Path, name: str, sha: str, extra
             for side, path in _count_sides(args, {"base": base_root, "candidate": repo}, stage).items():
                 files[f"{side}-instructions"] = [path]
             print(f"Counted both sides in {time.perf_counter() - started:.0f} s", flush=True)
-        with tqdm(total=2 * args.processes, unit="process") as bar:
-            for i in range(args.processes):
-                for side in ("base", "candidate") if i % 2 == 0 else ("candidate", "base"):
-                    bar.set_description(side)
-                    path = stage / f"{side}-{i}.json"
-                    root = base_root if side == "base" else repo
-                    _run_side(root, path, args, extra if side == "candidate" else [])
-                    files[side].append(path)
-                    bar.update()
+        with progress_bar(total=2 * args.processes, unit="process") as bar:
+            for i, side in alternate(("base", "candidate"), args.processes):
+                bar.set_description(side)
+                path = stage / f"{side}-{i}.json"
+                root = base_root if side == "base" else repo
+                _run_side(root, path, args, extra if side == "candidate" else [])
+                files[side].append(path)
+                bar.update()
         return files
     except RuntimeError as exc:
         raise UsageError(str(exc)) from None

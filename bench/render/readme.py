@@ -54,9 +54,9 @@ def write(result: Result, out: Path, final: Path | None = None, *, rerender: boo
         if pattern is not None:
             rows.setdefault(pattern[0], []).append(rel)
     env = result.machine
-    what = result.spec.get("script") or result.spec.get("workload")
     lines = [TITLE, "",
-             f"`{what}`, started {result.created} on {env.describe()}. Start with `summary.md`.", "",
+             f"{result.spec.title()}, started {result.created} on {env.describe()}. "
+             "Start with `summary.md`.", "",
              "| file | what it is | open it with |", "| --- | --- | --- |"]
     for pattern, what_it_is, opener in FILES:
         found = rows.get(pattern)

@@ -116,7 +116,7 @@ def noise(result: Result) -> list[str]:
     if not result.measured:
         return ["Noise: no variant measured."]
     spread = derive.noise(result)
-    first = result.rounds[result.measured[0]]
+    first = result[result.measured[0]].samples
     steps = len(first[0].steps) if first else 0
     text = (f"Noise: one variant's samples (rounds of {steps} step{'s' if steps != 1 else ''}) spread "
             f"by {spread:.1%} (IQR/median, median over variants; {len(result.orders) or len(first)} "

@@ -5,6 +5,7 @@ from run.json."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +13,7 @@ import pandas as pd
 from bench.measure import derive, stats
 from bench.measure.result import Result
 from bench.measure.stats import Verdict
-from bench.render import capture, statements
+from bench.render import script, statements
 
 
 def _ratio_cell(r: stats.Ratio | None, digits: int = 2) -> str:
@@ -93,7 +94,7 @@ def _parts(result: Result) -> list[str]:
         shares = derive.shares(result, name)
         est = derive.epoch_estimate(result, name)
         measured = derive.epoch_measured(result, name)
-        counters = result.counters.get(name, {})
+        counters = result[name].counters
         rows.append({"variant": name, **{p: f"{s:.0%}" for p, s in shares.items()},
                      "epoch s (estimate)": f"{est:.2f}" if est else "-",
                      "epoch s (measured)": ", ".join(f"{s:.2f}" for s in measured) or "-",
@@ -169,16 +170,17 @@ def _changes(result: Result) -> list[str]:
 
 def _profilers(result: Result) -> list[str]:
     rows = []
-    for name, tools in result.profiles.items():
-        rows.append({"variant": name, **{t: statements.overhead_text(derive.overhead(result, name, t))
-                                         for t in tools}})
+    for m in result.measurements:
+        if m.profiles:
+            rows.append({"variant": m.name, **{t: statements.overhead_text(derive.overhead(result, m.name, t))
+                                               for t in m.profiles}})
     lines: list[str] = []
     if rows:
         lines += ["## Profiler overhead", "", pd.DataFrame(rows).fillna("-").to_markdown(index=False), "",
                   "Step time under the profiler / without, from rounds alternated pairwise. Step "
                   "times elsewhere in this report come from rounds with no profiler attached.", ""]
-    files = [f"- `{name}`: " + ", ".join(f"`{p}`" for p in paths)
-             for name, paths in result.artifacts.items()]
+    files = [f"- `{m.name}`: " + ", ".join(f"`{p}`" for p in m.artifacts)
+             for m in result.measurements if m.artifacts]
     if files:
         lines += ["## Files", "", *files, "",
                   "Open with `snakeviz <variant>.prof`, `python -m line_profiler <variant>.lprof`, "
@@ -189,10 +191,10 @@ def _profilers(result: Result) -> list[str]:
 def _header(result: Result) -> list[str]:
     env = result.machine
     took = f" (measuring took {_duration(result.duration_s)})" if result.duration_s else ""
-    lines = [f"Started {result.created}{took} on {env.describe()}, Python {env.python}. Workload "
-             f"`{result.spec.get('workload')}`."]
-    described = {n: i.get("description", i.get("data", "")) for n, i in result.info.items()
-                 if n in result.variants and (i.get("description") or i.get("data"))}
+    lines = [f"Started {result.created}{took} on {env.describe()}, Python {env.python}. "
+             f"{result.spec.title()}."]
+    described = {m.name: m.description for m in result.measurements
+                 if m.bound_of is None and m.description}
     if described and len(set(described.values())) == 1 and len(described) > 1:
         lines.append(f"Every variant: {next(iter(described.values()))}.")
     else:
@@ -207,51 +209,63 @@ def _duration(seconds: float) -> str:
 
 def _not_measured(result: Result) -> list[str]:
     lines = []
-    for v in result.variants:
-        status = result.status.get(v, "?")
-        if status == "ok":
+    for m in result.measurements:
+        if m.status == "ok" or m.bound_of is not None:
             continue
         kept = ""
-        if status == "failed":
-            what = [f"{len(result.rounds[v])} interleaved rounds" if result.rounds.get(v) else "",
-                    f"{len(result.epochs[v])} full epoch(s)" if result.epochs.get(v) else ""]
+        if m.status == "failed":
+            what = [f"{len(m.samples)} {'interleaved ' * (result.spec.samples_are == 'rounds')}"
+                    f"{result.spec.samples_are}" if m.samples else "", f"{len(m.epochs)} full epoch(s)" if m.epochs else ""]
             kept = ("; kept what it measured before: " + " and ".join(w for w in what if w)
                     if any(what) else "; nothing of it was measured")
-        lines.append(f"- `{v}` ({status}): {result.reasons.get(v, '')}{kept}")
-    lines += [f"- `{k}` (partial): {why}" for k, why in result.reasons.items() if "/" in k]
+        lines.append(f"- `{m.name}` ({m.status}): {m.reason}{kept}")
+    lines += [f"- `{k}` (partial): {why}" for k, why in result.partial.items()]
     return ["## Not measured", "", *lines, ""] if lines else []
 
 
-def _captured(result: Result) -> str:
-    """A `vaebench run` of a script: how it ran, the headline, ranks, parts, profilers."""
+def _title(result: Result) -> list[str]:
+    return ["# Summary", ""]
+
+
+def _script_header(result: Result) -> list[str]:
     env = result.machine
     took = f" (took {_duration(result.duration_s)})" if result.duration_s else ""
-    lines = ["# Summary", "", f"Started {result.created}{took} on {env.describe()}, Python {env.python}.",
-             *capture.how_it_ran(result), "", capture.headline(result), "", *capture.ranks(result),
-             *_parts(result), *_profilers(result), *_not_measured(result)]
-    return "\n".join(lines).rstrip() + "\n"
+    return [f"Started {result.created}{took} on {env.describe()}, Python {env.python}.",
+            *script.how_it_ran(result), "", script.headline(result), ""]
+
+
+def _variants_header(result: Result) -> list[str]:
+    return [*_header(result), "", statements.headline(result), "", *statements.noise(result), ""]
+
+
+Section = Callable[[Result], list[str]]
 
 
 def markdown(result: Result) -> str:
-    if capture.is_capture(result):
-        return _captured(result)
-    lines = ["# Summary", "", *_header(result), "", statements.headline(result), "",
-             *statements.noise(result), "", *_variants(result), *_changes(result), *_parts(result),
-             *_profilers(result), *workload_section(result), *_not_measured(result)]
+    lines = [line for section in SECTIONS[result.kind] for line in section(result)]
     return "\n".join(lines).rstrip() + "\n"
 
 
 def workload_section(result: Result) -> list[str]:
     """The workload's own section (its factory's ``report``), loaded by name from the run."""
-    if not result.report or not result.measured:
+    report = getattr(result.spec, "report", None)
+    if not report or not result.measured:
         return []
     from bench.workload import load_function
 
     try:
-        return [*load_function(result.report)(result), ""]
+        return [*load_function(report)(result), ""]
     except Exception as exc:  # a user's hook must not cost the rest of the report
-        return [f"(The workload's own section `{result.report}` could not be rendered: "
+        return [f"(The workload's own section `{report}` could not be rendered: "
                 f"{type(exc).__name__}: {exc}.)", ""]
+
+
+# The sections of summary.md by the Result's kind, in order: a new kind adds its list here.
+SECTIONS: dict[str, list[Section]] = {
+    "variants": [_title, _variants_header, _variants, _changes, _parts, _profilers, workload_section,
+                 _not_measured],
+    "script": [_title, _script_header, script.ranks, _parts, _profilers, _not_measured],
+}
 
 
 def write(result: Result, out: Path) -> list[Path]:

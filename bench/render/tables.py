@@ -64,32 +64,32 @@ def summary_frame(result: Result) -> pd.DataFrame:
     rows = []
     base = result.baseline
     env = result.machine
-    tools = sorted({t for tt in result.profiles.values() for t in tt})
+    tools = sorted({t for m in result.measurements for t in m.profiles})
     parts = list(dict.fromkeys(p for name in result.measured for p in derive.shares(result, name)))
     for name in result.measured:
         per_step = derive.samples(result, name)
         up = derive.speedup(result, name, base) if base else None
-        info = result.info.get(name, {})
+        m = result[name]
         measured = derive.epoch_measured(result, name)
         shares = derive.shares(result, name)
         value, low, high = _fields(up)
         row: dict[str, object] = {
-            "variant": name, "status": result.status.get(name, ""), "device": info.get("device", ""),
-            "rounds": len(per_step),
+            "variant": name, "status": m.status, "device": m.device,
+            result.spec.samples_are: len(per_step),
             "step_ms_median": stats.median(per_step) * 1e3, "step_ms_iqr": stats.iqr(per_step) * 1e3,
             **{f"{p}_share": shares.get(p, NAN) for p in parts},
             "epoch_s_est": derive.epoch_estimate(result, name),
             "epoch_s_measured": stats.median(measured) if measured else None,
-            **cost_fields(result, name), "max_rss_mb": info.get("max_rss_mb", NAN),
+            **cost_fields(result, name), "max_rss_mb": m.footprint.max_rss_mb or NAN,
             "speedup_vs_baseline": value, "speedup_ci_low": low, "speedup_ci_high": high,
         }
         for tool in tools:
-            if tool in result.profiles.get(name, {}):
+            if tool in m.profiles:
                 o = _fields(derive.overhead(result, name, tool))
                 row |= {f"{tool}_overhead": o[0], f"{tool}_overhead_ci_low": o[1],
                         f"{tool}_overhead_ci_high": o[2]}
-        row |= result.counters.get(name, {})
-        row |= {"description": info.get("description", info.get("data", "")), "cpu": env.cpu,
+        row |= m.counters
+        row |= {"description": m.description, "cpu": env.cpu,
                 "threads": env.threads, "torch": env.torch, "gpu": env.gpu, "created": result.created}
         rows.append(row)
     return pd.DataFrame(rows)

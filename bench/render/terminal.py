@@ -1,24 +1,41 @@
-"""The table and sentences the CLI prints at the end of a run (and `bench report` prints again)."""
+"""The table and sentences the CLI prints at the end of a run (and `bench report` prints again),
+by the Result's kind."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from bench.measure.result import Result
-from bench.render import capture, statements
+from bench.render import script, statements
 from bench.render.tables import variants_frame
 
 
-def text(result: Result) -> str:
-    if capture.is_capture(result):
-        return "\n".join([*capture.how_it_ran(result), capture.headline(result),
-                          *[line for line in capture.ranks(result) if line.startswith("**")
-                            or line.startswith("No straggler")]])
+def _variants(result: Result) -> list[str]:
     frame = variants_frame(result)
     lines = [statements.headline(result), *statements.noise(result)]
     if not frame.empty:
         columns = ["variant", "median_ms", "speedup_vs_baseline", "ci_low", "ci_high", "verdict",
                    *(["verdict_vs_previous"] if result.ordered else [])]
         lines += ["", frame[columns].to_string(index=False, float_format=lambda v: f"{v:.2f}")]
-    for v in result.variants:
-        if result.status.get(v) != "ok":
-            lines.append(f"{v}: {result.status.get(v)}: {result.reasons.get(v, '')}")
-    return "\n".join(lines)
+    return lines
+
+
+def _script(result: Result) -> list[str]:
+    return [*script.how_it_ran(result), script.headline(result),
+            *[line for line in script.ranks(result) if line.startswith(("**", "No straggler"))]]
+
+
+def _not_ok(result: Result) -> list[str]:
+    return [f"{m.name}: {m.status}: {m.reason}" for m in result.measurements
+            if m.status != "ok" and m.bound_of is None]
+
+
+# What the terminal shows, by the Result's kind: a new kind adds its entry here.
+SECTIONS: dict[str, list[Callable[[Result], list[str]]]] = {
+    "variants": [_variants, _not_ok],
+    "script": [_script],
+}
+
+
+def text(result: Result) -> str:
+    return "\n".join(line for section in SECTIONS[result.kind] for line in section(result))

@@ -247,7 +247,7 @@ def report_sections(result: Any) -> list[str]:
             verdict = (f"the interval straddles {TARGET:.2f}: this run cannot tell whether the data "
                        f"path is within {TARGET - 1:.0%} of the bound")
         lines.append(f"- `{name}` at {eff.text()} of its compute-only bound: {verdict}.")
-    breaks = {n: (result.info[n].get("notes") or {}).get("dynamo") for n in result.measured}
+    breaks = {n: result[n].notes.get("dynamo") for n in result.measured}
     breaks = {n: d for n, d in breaks.items() if d}
     for name, dynamo in breaks.items():
         lines.append(f"- `{name}`: `torch._dynamo.explain` finds {dynamo['graph_breaks']} graph break(s) "

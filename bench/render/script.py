@@ -1,11 +1,12 @@
-"""The parts of a report that are a captured script's own (``vaebench run``): how the run went,
+"""The sections of a ``script`` Result's reports (``vaebench run``): how the run went,
 the headline (median step with its interval, samples/s, peak memory, a bottleneck verdict with
 what usually helps), and across torchrun ranks the skew and the straggler."""
 
 from __future__ import annotations
 
 from bench.measure import derive, stats
-from bench.measure.result import Result
+from bench.measure.result import Process, Result
+from bench.measure.specs import ScriptSpec
 
 # The bottleneck a step's largest group of parts points to, and what usually helps. The advice
 # is given only where that group is a real share of the step (ADVISE_FROM), and always with the
@@ -19,10 +20,6 @@ GROUPS = {
     "host-bound": (("other",), "fewer `.item()`/`.cpu()` calls and less logging per step"),
 }
 ADVISE_FROM = 0.4
-
-
-def is_capture(result: Result) -> bool:
-    return result.spec.get("kind") == "capture"
 
 
 def verdict(result: Result, name: str) -> str:
@@ -47,12 +44,12 @@ def headline(result: Result) -> str:
     if len(names) > 1:  # ranks: the one with the most work of its own (the others wait for it)
         from bench.measure.skew import busy
 
-        names = [max(names, key=lambda n: stats.median([busy(t) for t in result.rounds[n]]))]
+        names = [max(names, key=lambda n: stats.median([busy(t) for t in result[n].samples]))]
     for name in names:
-        info = result.info.get(name, {})
-        step = stats.median_ci(derive.samples(result, name))
-        batch = info.get("batch_size")
-        memory = info.get("memory") or {}
+        m = result[name]
+        step = derive.step_ci(result, name)
+        batch = m.batch_size
+        memory = m.process.memory if m.process else {}
         parts = [f"`{name}`: median step {step.value * 1e3:.2f} ms"
                  + (f" (95% CI {step.low * 1e3:.2f}-{step.high * 1e3:.2f})" if step.has_interval else "")]
         if batch:
@@ -60,7 +57,8 @@ def headline(result: Result) -> str:
                          "dimension)")
         mfu = derive.mfu(result, name)
         if mfu is not None:
-            parts.append(f"{info['flops_per_step'] / 1e9:.3f} GFLOP per step, MFU {mfu:.1%} of the "
+            gflop = (m.footprint.flops_per_step or 0) / 1e9
+            parts.append(f"{gflop:.3f} GFLOP per step, MFU {mfu:.1%} of the "
                          f"machine's {result.peak['flops'] / 1e9:,.0f} GFLOP/s ({result.peak['source']})")
         if memory.get("cuda_max_allocated_mb"):
             parts.append(f"peak memory {memory['cuda_max_allocated_mb']:,.0f} MB on the GPU "
@@ -73,34 +71,41 @@ def headline(result: Result) -> str:
 
 def how_it_ran(result: Result) -> list[str]:
     spec = result.spec
-    rules = {r for r in (i.get("step_rule") for i in result.info.values()) if r}
+    assert isinstance(spec, ScriptSpec)
+    processes = {m.name: m.process for m in result.measurements if m.process is not None}
+    rules = {p.step_rule for p in processes.values() if p.step_rule}
     rule = {"optimizer": "each `optimizer.step()`", "backward": "each `backward()` (no optimizer: "
             "the script updates its parameters by hand)"}.get(next(iter(rules), ""), "none found")
-    lines = [f"Script: `{spec['workload']}`" + (f", {spec['ranks']} ranks under torchrun"
-                                               if spec.get("ranks", 1) > 1 else "") + ".",
-             f"A step ended at {rule}; {spec['warmup']} warm-up steps left out, "
-             + (f"{spec['steps']} measured" if spec.get("steps") else "every later step measured")
+    lines = [f"Script: `{spec.shell()}`" + (f", {spec.ranks} ranks under torchrun"
+                                           if spec.ranks > 1 else "") + ".",
+             f"A step ended at {rule}; {spec.warmup} warm-up steps left out, "
+             + (f"{spec.steps} measured" if spec.steps else "every later step measured")
              + "."]
-    for name, info in result.info.items():
-        seen = info.get("steps_seen", 0)
-        if info.get("stopped"):
-            how = f"stopped after {seen} steps, once the measured and profiler windows were complete"
-        elif info.get("interrupted"):
-            how = f"interrupted (Ctrl-C) after {seen} steps: **partial**"
-        elif info.get("error"):
-            kept = ("what was measured before is kept" if result.rounds.get(name)
-                    else "nothing of it was measured")
-            how = f"**failed**: {info['error']}; {kept}"
-        elif info.get("no_step"):
-            how = "no step seen"
-        else:
-            how = f"ran to its end after {seen} steps"
-            if spec.get("steps") and len(result.rounds.get(name, [])) < spec["steps"]:
-                how += f" (before {spec['steps']} steps could be measured: fewer were)"
-            elif spec.get("steps") and spec.get("tools") and not result.profiles.get(name):
-                how += " (before the profiler windows)"
+    for name, p in processes.items():
+        how = _how(result, spec, name, p)
         lines.append(f"- `{name}`: {how}.")
     return lines
+
+
+def _how(result: Result, spec: ScriptSpec, name: str, p: Process) -> str:
+    """How one process ended, in words."""
+    m = result[name]
+    seen = p.steps_seen
+    if p.stopped:
+        return f"stopped after {seen} steps, once the measured and profiler windows were complete"
+    if p.interrupted:
+        return f"interrupted (Ctrl-C) after {seen} steps: **partial**"
+    if p.error:
+        kept = "what was measured before is kept" if m.samples else "nothing of it was measured"
+        return f"**failed**: {p.error}; {kept}"
+    if p.no_step:
+        return "no step seen"
+    how = f"ran to its end after {seen} steps"
+    if spec.steps and len(m.samples) < spec.steps:
+        how += f" (before {spec.steps} steps could be measured: fewer were)"
+    elif spec.steps and spec.tools and not m.profiles:
+        how += " (before the profiler windows)"
+    return how
 
 
 def ranks(result: Result) -> list[str]:
@@ -116,17 +121,18 @@ def ranks(result: Result) -> list[str]:
     rows = []
     for name in names:
         shares = derive.shares(result, name)
-        batch = result.info[name].get("batch_size")
+        m = result[name]
+        batch = m.batch_size
+        reduce_ms = m.process.allreduce_ms if m.process else None
         step = derive.step_seconds(result, name)
         skew = skews.get(name)
         rows.append({"rank": name, "step ms": f"{step * 1e3:.2f}",
                      "samples/s": f"{batch / step:,.0f}" if batch else "-",
                      **{p: f"{shares[p]:.0%}" for p in ("data", "forward", "backward", "optimizer", "other")
                         if p in shares},
-                     "own work ms": f"{stats.median([busy(t) for t in result.rounds[name]]) * 1e3:.2f}",
-                     **({"all-reduce ms (share)": f"{result.info[name]['allreduce_ms']:.2f} "
-                                                  f"({result.info[name]['allreduce_ms'] / 1e3 / step:.0%})"}
-                        if result.info[name].get("allreduce_ms") else {}),
+                     "own work ms": f"{stats.median([busy(t) for t in m.samples]) * 1e3:.2f}",
+                     **({"all-reduce ms (share)": f"{reduce_ms:.2f} ({reduce_ms / 1e3 / step:.0%})"}
+                        if reduce_ms else {}),
                      "skew vs median rank (95% CI)": skew.text() if skew else "(the median rank)"})
     lines = ["## Ranks", "", pd.DataFrame(rows).to_markdown(index=False), "",
              "Own work = the step without `backward`, where DDP's gradient all-reduce makes a fast "
@@ -135,7 +141,8 @@ def ranks(result: Result) -> list[str]:
              "iterations, waiting included), and its share of the median step.", ""]
     for s in found:
         if s.named:
-            waited = result.info[s.reference].get("allreduce_ms")
+            ref = result[s.reference].process
+            waited = ref.allreduce_ms if ref else None
             step = derive.step_seconds(result, s.reference)
             lines.append(f"**Straggler: `{s.rank}`** does {s.skew.text()} times the own work of "
                          f"`{s.reference}`, {s.gap_share:.0%} of a step more; its `{s.part}` part "

@@ -1,0 +1,129 @@
+"""What was asked, one frozen spec per kind of run: saved inside every run.json.
+
+A spec is hashable and printable (torch.utils.benchmark's ``TaskSpec`` is the model): the
+renderers read what a run was meant to measure from here, and what it did measure from the
+Measurements. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from bench.defaults import TOOLS
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much the engine measures; part of a ``variants`` spec."""
+
+    rounds: int = 200  # interleaved rounds
+    steps: int = 1  # timed steps per round: one, so that paired samples are one step apart
+    warmup: int = 5  # steps per variant before the first round
+    round_warmup: int = 1  # unmeasured steps after each restore
+    bound: bool = True  # measure the compute-only bound of the variants that ask for it
+    epochs: int = 1  # full epochs timed end to end, per epoch variant (0: none)
+    epoch_variants: tuple[str, ...] = ()  # () = the first and the last variant
+    footprint: bool = True  # count one step's FLOPs and peak memory per variant
+
+    def __post_init__(self) -> None:
+        for name in ("rounds", "steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("warmup", "round_warmup", "epochs"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class VariantsSpec:
+    """A ``profile`` run: the workload's variants measured in interleaved rounds."""
+
+    workload: str
+    variants: tuple[str, ...]
+    device: str
+    batch_size: int
+    seed: int
+    threads: int | None
+    data_dir: str
+    dataset: str
+    limit: int | None
+    tools: tuple[str, ...] = TOOLS
+    profile_windows: int = 8  # pairs of plain/profiled windows per profiler
+    profile_steps: int = 5  # timed steps per profiler window
+    trace_steps: int = 10  # active steps of the Kineto trace
+    counters: bool = True
+    memory_snapshot: bool = False  # CUDA: the allocator's history of a few steps per variant
+    plan: Plan = field(default_factory=Plan)
+    ordered: bool = False  # the workload's variants are ordered (each vs the one before)
+    report: str | None = None  # module:function of the workload's own report section
+
+    kind = "variants"
+    samples_are = "rounds"  # what one sample of a Measurement is
+
+    def title(self) -> str:
+        return f"Workload `{self.workload}`"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ScriptSpec:
+    """A ``vaebench run`` of an unmodified script: one process, or ranks under torchrun."""
+
+    command: tuple[str, ...]  # ("train.py", *args) or ("-m", "pkg.mod", *args)
+    warmup: int = 5
+    steps: int = 100  # 0: measure every step until the script ends (no profiler windows)
+    step_on: str = "auto"  # auto | optimizer | backward
+    tools: tuple[str, ...] = TOOLS
+    profile_windows: int = 5  # pairs of (plain, profiled) windows per tool
+    profile_steps: int = 5  # steps per profiler window
+    wait: float = 30.0  # seconds to wait for the first step before calling it "no training script"
+    lines: tuple[str, ...] = ()  # line_profiler's functions: NAME (in the script) or module:function
+    ranks: int = 1  # processes under torchrun (1: the script ran alone)
+
+    kind = "script"
+    samples_are = "steps"
+
+    @property
+    def name(self) -> str:
+        """The run's name in the report: the script's file name or the module."""
+        return self.command[1] if self.command[0] == "-m" else Path(self.command[0]).name
+
+    def shell(self) -> str:
+        return "python " + " ".join(self.command)
+
+    def title(self) -> str:
+        return f"Script `{self.shell()}`"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+Spec = VariantsSpec | ScriptSpec
+SPECS: dict[str, type[VariantsSpec] | type[ScriptSpec]] = {"variants": VariantsSpec, "script": ScriptSpec}
+
+
+def build(cls: type[T], doc: dict[str, Any]) -> T:
+    """A frozen dataclass from its dict: lists become the tuples the fields declare, a nested
+    Plan is built, unknown keys are refused (a typo in a hand-edited file says so)."""
+    known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(doc) - set(known))
+    if unknown:
+        raise ValueError(f"unknown field {unknown[0]!r} in a {cls.__name__}")
+    values: dict[str, Any] = {}
+    for name, value in doc.items():
+        if name == "plan" and isinstance(value, dict):
+            value = build(Plan, value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        values[name] = value
+    return cls(**values)

@@ -1,0 +1,62 @@
+"""The shape docs/architecture.md promises, checked on the source: no function over 60 lines, no
+module over 400, no import of another module's private name, `vae` and `plumbing` never import
+`bench`, one definition of the profiler names, and no renderer asking what kind of run it has
+outside the tables of sections chosen by kind."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("bench", "vae", "plumbing")
+SOURCES = sorted(p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")) + [ROOT / "noxfile.py"]
+MAX_FUNCTION, MAX_MODULE = 60, 400
+
+
+def _rel(p: Path) -> str:
+    return p.relative_to(ROOT).as_posix()
+
+
+def _imports(tree: ast.AST) -> list[tuple[str, list[str]]]:
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            out.append((node.module, [a.name for a in node.names]))
+        elif isinstance(node, ast.Import):
+            out += [(a.name, []) for a in node.names]
+    return out
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=_rel)
+def test_functions_and_modules_fit_on_a_screen(path: Path):
+    source = path.read_text()
+    assert source.count("\n") <= MAX_MODULE, f"{_rel(path)}: {source.count(chr(10))} lines"
+    long = [(n.name, n.end_lineno - n.lineno + 1) for n in ast.walk(ast.parse(source))
+            if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.end_lineno - n.lineno + 1 > MAX_FUNCTION]
+    assert not long, f"{_rel(path)}: functions over {MAX_FUNCTION} lines: {long}"
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=_rel)
+def test_no_private_names_across_modules_and_nothing_upward(path: Path):
+    tree = ast.parse(path.read_text())
+    for module, names in _imports(tree):
+        if module.split(".")[0] not in PACKAGES:
+            continue
+        private = [n for n in names if n.startswith("_")]
+        assert not private, f"{_rel(path)} imports private {private} from {module}"
+        if _rel(path).startswith(("vae/", "plumbing/")):
+            assert not module.startswith("bench"), f"{_rel(path)} imports upward: {module}"
+        if _rel(path).startswith("plumbing/"):
+            assert not module.startswith("vae"), f"{_rel(path)} imports upward: {module}"
+
+
+def test_one_definition_of_the_profiler_names_and_no_kind_guessing():
+    tools = [_rel(p) for p in SOURCES if re.search(r"^TOOLS\b.*=", p.read_text(), re.M)]
+    assert tools == ["bench/defaults.py"]
+    guessing = [_rel(p) for p in SOURCES if "is_capture" in p.read_text()
+                or re.search(r"\.kind\s*==\s*\"(script|variants)\"", p.read_text()) and "/render/" in str(p)]
+    assert not guessing, f"renderers branching on the kind instead of a SECTIONS table: {guessing}"
