@@ -172,7 +172,7 @@ def test_compare_a_script_with_itself_finds_no_difference(tmp_path: Path, monkey
     """Both command lines go through the real `vaebench run` (in this process, to keep the test
     fast: each "process" is a cli.main call), alternating A B, B A, ..."""
 
-    from bench.capture import command
+    from bench.commands import run as command
 
     calls = []
 
@@ -200,7 +200,7 @@ def test_compare_a_script_with_itself_finds_no_difference(tmp_path: Path, monkey
 
 def test_compare_takes_command_lines_that_start_with_dash_m(monkeypatch):
     seen = {}
-    monkeypatch.setattr("bench.capture.command.compare_commands",
+    monkeypatch.setattr("bench.commands.run.compare_commands",
                         lambda args: seen.setdefault("c", args.compare) and 0)
     assert run("--compare", "-m vae train --pipeline naive", "-m vae train --pipeline optimized",
                "--repeats", "5") == 0

@@ -22,23 +22,23 @@ def samples(center: float, spread: float, n: int = 20) -> list[float]:
 
 def test_identical_samples_are_unchanged():
     base = samples(10.0, 0.02)
-    assert decide(base, list(base))[0] == "unchanged"
+    assert decide(base, list(base)).verdict == "unchanged"
 
 
 def test_twenty_percent_slower_with_small_spread_is_slower():
-    verdict, ratio, p, (low, _) = decide(samples(10.0, 0.02), samples(12.0, 0.02))
-    assert low > 1
-    assert verdict == "slower" and ratio == pytest.approx(1.2, rel=0.03) and p < 0.01
+    c = decide(samples(10.0, 0.02), samples(12.0, 0.02))
+    assert c.ci[0] > 1
+    assert c.verdict == "slower" and c.ratio == pytest.approx(1.2, rel=0.03) and c.p_slower < 0.01
 
 
 def test_faster_is_faster():
-    assert decide(samples(10.0, 0.02), samples(8.0, 0.02))[0] == "faster"
+    assert decide(samples(10.0, 0.02), samples(8.0, 0.02)).verdict == "faster"
 
 
 def test_small_significant_shift_below_threshold_is_unchanged():
     base = samples(10.0, 0.002, 40)
-    verdict, ratio, p, _ = decide(base, [x * 1.02 for x in base])
-    assert p < 0.01 and ratio < 1.05 and verdict == "unchanged"
+    c = decide(base, [x * 1.02 for x in base])
+    assert c.p_slower < 0.01 and c.ratio < 1.05 and c.verdict == "unchanged"
 
 
 def _lognormal(r: np.random.Generator, center: float, sigma: float, n: int) -> list[float]:
@@ -51,7 +51,7 @@ def test_false_alarm_rate_on_pure_noise_stays_below_alpha(sigma, n):
     verdicts = []
     for seed in range(400):
         r = np.random.default_rng(seed)
-        verdicts.append(decide(_lognormal(r, 10, sigma, n), _lognormal(r, 10, sigma, n))[0])
+        verdicts.append(decide(_lognormal(r, 10, sigma, n), _lognormal(r, 10, sigma, n)).verdict)
     assert verdicts.count("slower") <= 0.01 * len(verdicts)
     assert verdicts.count("faster") <= 0.01 * len(verdicts)
     if sigma >= 0.3:  # a wide spread says so instead of claiming "unchanged"
@@ -64,8 +64,8 @@ def test_large_shift_is_caught_even_with_wide_spread():
     base, cand = _lognormal(r, 10, 0.1, 10), _lognormal(r, 20, 0.1, 10)
     base[0], cand[0] = 4.0, 60.0  # outliers widen the IQR past max_spread on both sides
     base[1], cand[1] = 25.0, 8.0
-    verdict, _, _, (low, _) = decide(base, cand)
-    assert verdict == "slower" and low > 1.05
+    c = decide(base, cand)
+    assert c.verdict == "slower" and c.ci[0] > 1.05
 
 
 def test_spread_guard_can_be_relaxed():
@@ -74,17 +74,17 @@ def test_spread_guard_can_be_relaxed():
     base, cand = _lognormal(r, 10, 0.3, 30), _lognormal(r, 12, 0.3, 30)
     low, _ = ratio_ci(base, cand)
     assert 1 < low < 1.05  # the case the wide-spread guard is for
-    assert decide(base, cand)[0] == "noisy"
-    assert decide(base, cand, Rule(max_spread=2.0))[0] == "slower"
+    assert decide(base, cand).verdict == "noisy"
+    assert decide(base, cand, Rule(max_spread=2.0)).verdict == "slower"
 
 
 def test_too_few_samples_is_noisy():
-    assert decide([1.0, 1.0, 1.0, 1.0], [2.0, 2.0, 2.0, 2.0])[0] == "noisy"
-    assert decide([1.0] * 3, [2.0] * 3, Rule(min_samples=3))[0] == "noisy"  # p >= 0.05
+    assert decide([1.0, 1.0, 1.0, 1.0], [2.0, 2.0, 2.0, 2.0]).verdict == "noisy"
+    assert decide([1.0] * 3, [2.0] * 3, Rule(min_samples=3)).verdict == "noisy"  # p >= 0.05
 
 
 def test_five_per_side_can_reach_alpha():
-    assert decide([1.0, 1.01, 0.99, 1.0, 1.02], [1.3, 1.31, 1.29, 1.3, 1.32])[0] == "slower"
+    assert decide([1.0, 1.01, 0.99, 1.0, 1.02], [1.3, 1.31, 1.29, 1.3, 1.32]).verdict == "slower"
 
 
 def test_ratio_interval_contains_the_ratio():

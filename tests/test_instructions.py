@@ -148,7 +148,7 @@ def test_instructions_json_into_a_missing_folder_is_refused(tmp_path: Path):
 
 
 def test_a_failed_write_keeps_the_earlier_count_file(tmp_path: Path, monkeypatch):
-    from bench import commands
+    from bench.commands import instructions as commands
     from bench.errors import UsageError
 
     target = tmp_path / "instructions.json"

@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("bench", "vae", "plumbing")
-SOURCES = sorted(p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")) + [ROOT / "noxfile.py"]
+SOURCES = [*sorted(p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")), ROOT / "noxfile.py"]
 MAX_FUNCTION, MAX_MODULE = 60, 400
 
 
@@ -35,8 +35,9 @@ def _imports(tree: ast.AST) -> list[tuple[str, list[str]]]:
 def test_functions_and_modules_fit_on_a_screen(path: Path):
     source = path.read_text()
     assert source.count("\n") <= MAX_MODULE, f"{_rel(path)}: {source.count(chr(10))} lines"
-    long = [(n.name, n.end_lineno - n.lineno + 1) for n in ast.walk(ast.parse(source))
-            if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.end_lineno - n.lineno + 1 > MAX_FUNCTION]
+    sizes = [(n.name, n.end_lineno - n.lineno + 1) for n in ast.walk(ast.parse(source))
+             if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+    long = [(name, lines) for name, lines in sizes if lines > MAX_FUNCTION]
     assert not long, f"{_rel(path)}: functions over {MAX_FUNCTION} lines: {long}"
 
 
@@ -57,6 +58,7 @@ def test_no_private_names_across_modules_and_nothing_upward(path: Path):
 def test_one_definition_of_the_profiler_names_and_no_kind_guessing():
     tools = [_rel(p) for p in SOURCES if re.search(r"^TOOLS\b.*=", p.read_text(), re.M)]
     assert tools == ["bench/defaults.py"]
+    kind_test = re.compile(r"\.kind\s*==\s*[\"'](script|variants)[\"']")
     guessing = [_rel(p) for p in SOURCES if "is_capture" in p.read_text()
-                or re.search(r"\.kind\s*==\s*\"(script|variants)\"", p.read_text()) and "/render/" in str(p)]
+                or ("/render/" in str(p) and kind_test.search(p.read_text()))]
     assert not guessing, f"renderers branching on the kind instead of a SECTIONS table: {guessing}"

@@ -31,20 +31,21 @@ from typing import Any
 
 import torch
 
-from bench.capture.windows import PARTS, Marks, Stop, Tool, Window, batch_size_of, merge_window
+from bench.capture.windows import PARTS, Marks, Stop, Window, batch_size_of, merge_window
 from bench.measure.clock import Timing
+from bench.profile.tools import Profiler
 
 
 class Recorder:
     """Installs the hooks, cuts the script's run into steps and windows, keeps the raw times.
 
     ``windows``: the plan after the warm-up (measure, then the profilers' alternated windows);
-    ``tools``: name -> a :class:`Tool` started at its windows' first step, told of each step's
-    end, stopped after its last step.
+    ``tools``: name -> a :class:`~bench.profile.tools.Profiler` started at its windows' first
+    step, told of each step's end, stopped after its last step.
     """
 
     def __init__(self, *, warmup: int, windows: list[Window], step_on: str = "auto",
-                 tools: dict[str, Tool] | None = None,
+                 tools: dict[str, Profiler] | None = None,
                  clock: Callable[[], float] = time.perf_counter, cuda: bool | None = None):
         self.cuda = torch.cuda.is_available() if cuda is None else cuda
         self.marks = Marks(self.cuda, clock)

@@ -7,12 +7,10 @@ traceback and exit code, and what was measured before is returned with it.
 from __future__ import annotations
 
 import _thread
-import cProfile
 import importlib.util
 import os
 import runpy
 import sys
-import tempfile
 import threading
 import traceback
 from dataclasses import dataclass, field
@@ -22,9 +20,10 @@ from typing import Any
 import torch
 
 from bench.capture.recorder import Recorder
-from bench.capture.windows import Stop, Tool, Window
+from bench.capture.windows import Stop, Window
 from bench.errors import UsageError
 from bench.measure.specs import ScriptSpec
+from bench.profile.tools import Profiler, make
 
 
 @dataclass
@@ -79,62 +78,7 @@ def plan(spec: ScriptSpec) -> list[Window]:
     return windows
 
 
-class _CProfile(Tool):
-    def __init__(self) -> None:
-        self.profiler = cProfile.Profile()
-
-    def start(self) -> None:
-        self.profiler.enable()
-
-    def stop(self) -> None:
-        self.profiler.disable()
-
-    def write(self, out: Path, name: str) -> list[Path]:
-        path = out / f"{name}.prof"
-        self.profiler.dump_stats(str(path))
-        return [path]
-
-
-class _Kineto(Tool):
-    """torch.profiler over each of its windows; the last window's trace is kept (its steps marked
-    with ProfilerStep#, categories fixed for TensorBoard's plugin)."""
-
-    def __init__(self, worker: str) -> None:
-        self.worker = worker
-        self.prof: Any = None
-        self.last: Any = None
-
-    def start(self) -> None:
-        from torch.profiler import profile
-
-        from bench.profile.passes import kineto_kwargs
-
-        # A schedule that always records: without one, profile() marks no ProfilerStep#N, and
-        # TensorBoard's plugin needs those to see steps.
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.prof = profile(**kineto_kwargs(device), schedule=_always_record)
-        self.prof.start()
-
-    def step(self) -> None:
-        if self.prof is not None:
-            self.prof.step()
-
-    def stop(self) -> None:
-        if self.prof is not None:
-            self.prof.stop()
-            self.last, self.prof = self.prof, None
-
-    def write(self, out: Path, name: str) -> list[Path]:
-        from bench.profile.traces import publish_traces
-
-        if self.last is None:
-            return []
-        with tempfile.TemporaryDirectory(prefix="vaebench-trace-") as raw:
-            self.last.export_chrome_trace(str(Path(raw) / f"{self.worker}.pt.trace.json"))
-            return publish_traces(Path(raw), out / "tb" / name)
-
-
-class _Flops(Tool):
+class _Flops(Profiler):
     """FlopCounterMode over one step: the matmuls and convolutions of forward, backward and the
     optimizer. A dispatch mode, not a tracer: it is entered and left right at the step's ends
     (Lightning fetches the next batch before a step, so a deferred start would come too late)."""
@@ -156,83 +100,51 @@ class _Flops(Tool):
             self.mode.__exit__(None, None, None)
             self.total, self.mode = int(self.mode.get_total_flops()), None
 
-    def write(self, out: Path, name: str) -> list[Path]:
-        return []
+
+def line_targets(names: tuple[str, ...], recorder_ref: list[Any]) -> tuple[list[Any], list[str]]:
+    """line_profiler's functions in a script: those named (``--lines``: NAME in the script or
+    module:function), or by default the one that calls ``optimizer.step()`` and the DataLoader's
+    dataset ``__getitem__``; and notes on what could not be traced."""
+    import gc
+    import types
+
+    found: list[Any] = []
+    notes: list[str] = []
+    for name in names:
+        module, _, attr = name.rpartition(":")
+        owner = sys.modules.get(module or "__main__")
+        fn = getattr(owner, attr, None) if owner is not None else None
+        if callable(fn) and hasattr(fn, "__code__"):
+            found.append(fn)
+        else:
+            notes.append(f"{name}: no such function (NAME in the script, or module:function)")
+    if names:
+        return found, notes
+    recorder = recorder_ref[0]
+    code = recorder.step_caller
+    if code is not None and code.co_name != "<module>":
+        found += [f for f in gc.get_referrers(code)
+                  if isinstance(f, types.FunctionType) and f.__code__ is code][:1]
+        notes.append(f"{code.co_name} (calls optimizer.step()) is traced only in calls that "
+                     "begin after the first window starts: a training loop already running "
+                     "shows no lines; name the function called once per step with --lines")
+    elif code is not None:
+        notes.append("the training loop is at the script's top level, not in a function: "
+                     "name one with --lines")
+    getitem = getattr(type(recorder.dataset), "__getitem__", None)
+    if getitem is not None and hasattr(getitem, "__code__"):
+        found.append(getitem)
+    return found, notes
 
 
-class _Lines(Tool):
-    """line_profiler over its windows, on the functions named (``--lines``) or by default the
-    one that calls ``optimizer.step()`` and the DataLoader's dataset ``__getitem__``."""
-
-    def __init__(self, names: tuple[str, ...], recorder_ref: list[Any]) -> None:
-        from line_profiler import LineProfiler
-
-        self.profiler = LineProfiler()
-        self.names, self.recorder_ref = names, recorder_ref
-        self.added = False
-        self.skipped: list[str] = []
-
-    def _targets(self) -> list[Any]:
-        import gc
-        import types
-
-        found: list[Any] = []
-        for name in self.names:
-            module, _, attr = name.rpartition(":")
-            owner = sys.modules.get(module or "__main__")
-            fn = getattr(owner, attr, None) if owner is not None else None
-            if callable(fn) and hasattr(fn, "__code__"):
-                found.append(fn)
-            else:
-                self.skipped.append(f"{name}: no such function (NAME in the script, or module:function)")
-        if self.names:
-            return found
-        recorder = self.recorder_ref[0]
-        code = recorder.step_caller
-        if code is not None and code.co_name != "<module>":
-            found += [f for f in gc.get_referrers(code)
-                      if isinstance(f, types.FunctionType) and f.__code__ is code][:1]
-            self.skipped.append(f"{code.co_name} (calls optimizer.step()) is traced only in calls that "
-                                "begin after the first window starts: a training loop already running "
-                                "shows no lines; name the function called once per step with --lines")
-        elif code is not None:
-            self.skipped.append("the training loop is at the script's top level, not in a function: "
-                                "name one with --lines")
-        getitem = getattr(type(recorder.dataset), "__getitem__", None)
-        if getitem is not None and hasattr(getitem, "__code__"):
-            found.append(getitem)
-        return found
-
-    def start(self) -> None:
-        if not self.added:
-            for fn in self._targets():
-                self.profiler.add_function(fn)
-            self.added = True
-        self.profiler.enable_by_count()
-
-    def stop(self) -> None:
-        if self.added:
-            self.profiler.disable_by_count()
-
-    def write(self, out: Path, name: str) -> list[Path]:
-        from bench.profile.passes import write_lines
-
-        return write_lines(self.profiler, out, name, self.skipped)
-
-
-def _always_record(step: int) -> Any:
-    from torch.profiler import ProfilerAction
-
-    return ProfilerAction.RECORD
-
-
-def _tools(spec: ScriptSpec, worker: str, recorder_ref: list[Any]) -> dict[str, Tool]:
-    made: dict[str, Tool] = {}
+def _tools(spec: ScriptSpec, worker: str, recorder_ref: list[Any]) -> dict[str, Profiler]:
+    made: dict[str, Profiler] = {}
     if spec.steps:
         made["flops"] = _Flops()
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         for tool in spec.tools:
-            made[tool] = (_CProfile() if tool == "cprofile" else _Kineto(worker) if tool == "kineto"
-                          else _Lines(spec.lines, recorder_ref))
+            made[tool] = make(tool, device=device, worker=worker,
+                              find=lambda: line_targets(spec.lines, recorder_ref))
     return made
 
 

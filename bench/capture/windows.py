@@ -46,19 +46,6 @@ def batch_size_of(batch: Any) -> int | None:
     return None
 
 
-class Tool:
-    """A profiler as a window needs it. ``deferred``: started, stepped and stopped at the next
-    step's first part (outside every record_function scope), not inside the hook that ends a step."""
-
-    deferred = True
-
-    def start(self) -> None: ...
-
-    def step(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-
 class Marks:
     """Host clock on the CPU; CUDA events on a GPU (resolved after the window's synchronize)."""
 

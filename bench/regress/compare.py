@@ -17,7 +17,7 @@ read as a pass. ``timing_only`` ignores the counts (today's rule for users witho
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
@@ -45,49 +45,33 @@ class Judged:
     timing_only: bool = False  # the counts do not take part in the verdict
 
 
-@dataclass(frozen=True)
-class Final:
-    """One benchmark's verdict from both signals."""
-
-    name: str
-    timing: Comparison | None
-    count: InstructionComparison | None
-    verdict: Verdict
-    how: str = ""  # how it was reached, when not by the timing alone
-
-    @property
-    def regression(self) -> bool:
-        return self.verdict == Verdict.SLOWER
-
-    @property
-    def unresolved(self) -> bool:
-        return self.verdict == Verdict.NOISY
-
-
 def count_key(benchmark: str) -> str:
     """The counts' name of a timed benchmark: ``test_step[naive]`` -> ``step[naive]``."""
     return benchmark.removeprefix("test_")
 
 
-def finals(judged: Judged) -> list[Final]:
-    """One verdict per benchmark (see the module docstring for the rule)."""
+def finals(judged: Judged) -> list[Comparison]:
+    """One verdict per benchmark from both signals (see the module docstring for the rule): each
+    timing's Comparison with its counts and ``final`` set, then the benchmarks only counted."""
     counts = {} if judged.timing_only else {c.name: c for c in judged.counts}
-    out: list[Final] = []
+    out: list[Comparison] = []
     for r in judged.timings:
         c = counts.pop(count_key(r.name), None)
         more = c is not None and c.verdict == Verdict.SLOWER
         ratio = f"ratio {r.ratio:.3f} [{r.ci[0]:.3f}, {r.ci[1]:.3f}]"
         if r.verdict == Verdict.SLOWER:
-            out.append(Final(r.name, r, c, Verdict.SLOWER, "by timing and instruction count" if more else ""))
+            final, how = Verdict.SLOWER, "by timing and instruction count" if more else ""
         elif more:
-            out.append(Final(r.name, r, c, Verdict.SLOWER,
-                             f"by instruction count; timing {r.verdict}: {ratio}"))
+            final, how = Verdict.SLOWER, f"by instruction count; timing {r.verdict}: {ratio}"
         elif r.verdict == Verdict.NOISY and c is not None:
-            out.append(Final(r.name, r, c, c.verdict, f"by instruction count; timing too noisy: {ratio}"))
+            final, how = c.verdict, f"by instruction count; timing too noisy: {ratio}"
         else:
-            out.append(Final(r.name, r, c, Verdict(r.verdict)))
+            final, how = Verdict(r.verdict), ""
+        out.append(replace(r, instructions=c, final=final, how=how))
+    nan = float("nan")
     for c in counts.values():  # counted, not timed
-        out.append(Final(c.name, None, c, c.verdict, "by instruction count"))
+        out.append(Comparison(c.name, nan, nan, nan, (nan, nan), nan, Verdict.NOISY, 0, 0,
+                              instructions=c, final=c.verdict, how="by instruction count"))
     return out
 
 
@@ -112,11 +96,11 @@ RULE = ("Verdict per benchmark, from both signals: `slower` (a regression) when 
         "and there are no counts to resolve it.")
 
 
-def verdict_table(found: list[Final]) -> pd.DataFrame:
+def verdict_table(found: list[Comparison]) -> pd.DataFrame:
     return pd.DataFrame([{
-        "benchmark": f.name, "timing": str(f.timing.verdict) if f.timing else "-",
-        "instructions": str(f.count.verdict) if f.count else "-",
-        "verdict": f.verdict.upper() if f.regression else str(f.verdict), "how": f.how or "by timing",
+        "benchmark": f.name, "timing": str(f.verdict) if f.timed else "-",
+        "instructions": str(f.instructions.verdict) if f.instructions else "-",
+        "verdict": str(f.final).upper() if f.regression else str(f.final), "how": f.how or "by timing",
     } for f in found])
 
 
@@ -126,7 +110,7 @@ def headline(judged: Judged, rule: Rule) -> str:
     noisy = [f.name for f in found if f.unresolved]
     family = judged.timings[0].family if judged.timings else 0
     if regressions:
-        return "REGRESSION: " + "; ".join(f"{f.name} {f.verdict}" + (f" ({f.how})" if f.how else "")
+        return "REGRESSION: " + "; ".join(f"{f.name} {f.final}" + (f" ({f.how})" if f.how else "")
                                           for f in regressions)
     if noisy:
         need = min_samples_for(rule.alpha, family)
@@ -182,14 +166,14 @@ def verdict_doc(judged: Judged, rule: Rule) -> dict[str, object]:
         "exit_code": exit_code(judged), "headline": headline(judged, rule),
         "rule": "timing only" if judged.timing_only else RULE,
         "benchmarks": [{
-            "name": f.name, "verdict": f.verdict, "regression": f.regression, "how": f.how or "by timing",
-            "timing": None if f.timing is None else {
-                "verdict": f.timing.verdict, "ratio": nan_free(f.timing.ratio),
-                "ci": [nan_free(f.timing.ci[0]), nan_free(f.timing.ci[1])],
-                "p_slower_holm": nan_free(f.timing.p_slower)},
-            "instructions": None if f.count is None else {
-                "verdict": f.count.verdict, "base": f.count.base, "candidate": f.count.cand,
-                "ratio": f.count.ratio},
+            "name": f.name, "verdict": f.final, "regression": f.regression, "how": f.how or "by timing",
+            "timing": None if not f.timed else {
+                "verdict": f.verdict, "ratio": nan_free(f.ratio),
+                "ci": [nan_free(f.ci[0]), nan_free(f.ci[1])],
+                "p_slower_holm": nan_free(f.p_slower)},
+            "instructions": None if f.instructions is None else {
+                "verdict": f.instructions.verdict, "base": f.instructions.base,
+                "candidate": f.instructions.cand, "ratio": f.instructions.ratio},
         } for f in finals(judged)],
     }
 

@@ -19,13 +19,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import stats as sps
 
 from bench.measure.stats import Verdict, ratio, relative_spread
 from bench.regress.benchjson import Benchmark
+
+if TYPE_CHECKING:
+    from bench.regress.instructions import InstructionComparison
 
 
 @dataclass(frozen=True)
@@ -48,17 +52,39 @@ class Rule:
 
 @dataclass(frozen=True)
 class Comparison:
+    """The one outcome of "B against A" -- a benchmark under ``compare`` and ``regress``, two
+    command lines under ``run --compare``: the medians, the ratio B/A with its 95% interval, the
+    tests behind it, the timing's verdict, and where there are some, the exact counts and the
+    verdict of both signals together (:func:`bench.regress.compare.finals`)."""
+
     name: str
     base_median: float
     cand_median: float
     ratio: float
     ci: tuple[float, float]
-    p_slower: float
-    verdict: Verdict
+    p_slower: float  # one-sided U test (Holm-adjusted over the family where there is one; NaN: none)
+    verdict: Verdict  # the timing's
     n_base: int
     n_cand: int
     counters: dict[str, tuple[float, float]] = field(default_factory=dict)  # changed only
     family: int = 1  # benchmarks compared together; p_slower is Holm-adjusted over them
+    p_faster: float = float("nan")
+    spread: bool = False  # either side's IQR/median above the rule's max_spread
+    instructions: InstructionComparison | None = None  # the exact counts, where there are some
+    final: Verdict | None = None  # from both signals (None: not judged together yet)
+    how: str = ""  # how the final verdict was reached, when not by the timing alone
+
+    @property
+    def timed(self) -> bool:
+        return self.n_base > 0 and self.n_cand > 0
+
+    @property
+    def regression(self) -> bool:
+        return (self.final or self.verdict) == Verdict.SLOWER
+
+    @property
+    def unresolved(self) -> bool:
+        return (self.final or self.verdict) == Verdict.NOISY
 
 
 def ratio_ci(base: Sequence[float], cand: Sequence[float], *, seed: int = 0) -> tuple[float, float]:
@@ -99,46 +125,38 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return adjusted
 
 
-@dataclass(frozen=True)
-class _Evidence:
-    ratio: float
-    ci: tuple[float, float]
-    p_slower: float  # one-sided U test, unadjusted (NaN: too few samples to test)
-    p_faster: float
-    spread: bool  # either side's IQR/median above max_spread
-
-
-def _evidence(base: Sequence[float], cand: Sequence[float], rule: Rule, family: int = 1) -> _Evidence:
+def _evidence(base: Sequence[float], cand: Sequence[float], rule: Rule, family: int = 1,
+              name: str = "") -> Comparison:
+    """The timing's numbers, before the verdict (unadjusted p-values)."""
     ratio = float(np.median(cand) / np.median(base))
     ci = ratio_ci(base, cand)
     spread = max(relative_spread(base), relative_spread(cand)) > rule.max_spread
+    p_slower = p_faster = float("nan")
     # Too few samples to reach alpha at all -- in a family of this size, after Holm: no test.
-    if (min(len(base), len(cand)) < rule.min_samples
+    if not (min(len(base), len(cand)) < rule.min_samples
             or family * min_attainable_p(len(base), len(cand)) >= rule.alpha):
-        return _Evidence(ratio, ci, float("nan"), float("nan"), spread)
-    p_slower = float(sps.mannwhitneyu(cand, base, alternative="greater").pvalue)
-    p_faster = float(sps.mannwhitneyu(cand, base, alternative="less").pvalue)
-    return _Evidence(ratio, ci, p_slower, p_faster, spread)
+        p_slower = float(sps.mannwhitneyu(cand, base, alternative="greater").pvalue)
+        p_faster = float(sps.mannwhitneyu(cand, base, alternative="less").pvalue)
+    return Comparison(name, float(np.median(base)), float(np.median(cand)), ratio, ci, p_slower,
+                      Verdict.NOISY, len(base), len(cand), family=family, p_faster=p_faster, spread=spread)
 
 
-def _verdict(ev: _Evidence, p_slower: float, p_faster: float, rule: Rule) -> Verdict:
-    if math.isnan(p_slower):
+def _verdict(ev: Comparison, rule: Rule) -> Verdict:
+    if math.isnan(ev.p_slower):
         return Verdict.NOISY
     # With a wide spread, ask more: the whole interval beyond the threshold, not just beyond 1.
     slower_bound = 1 + rule.threshold if ev.spread else 1.0
-    if ev.ratio > 1 + rule.threshold and p_slower < rule.alpha and ev.ci[0] > slower_bound:
+    if ev.ratio > 1 + rule.threshold and ev.p_slower < rule.alpha and ev.ci[0] > slower_bound:
         return Verdict.SLOWER
-    if ev.ratio < 1 / (1 + rule.threshold) and p_faster < rule.alpha and ev.ci[1] < 1 / slower_bound:
+    if ev.ratio < 1 / (1 + rule.threshold) and ev.p_faster < rule.alpha and ev.ci[1] < 1 / slower_bound:
         return Verdict.FASTER
     return Verdict.NOISY if ev.spread else Verdict.UNCHANGED
 
 
-def decide(base: Sequence[float], cand: Sequence[float], rule: Rule = Rule()
-           ) -> tuple[str, float, float, tuple[float, float]]:
-    """One benchmark alone: (verdict, ratio of medians, one-sided p that the candidate is slower,
-    95% CI of the ratio)."""
-    ev = _evidence(base, cand, rule)
-    return _verdict(ev, ev.p_slower, ev.p_faster, rule), ev.ratio, ev.p_slower, ev.ci
+def decide(base: Sequence[float], cand: Sequence[float], rule: Rule = Rule(), name: str = "") -> Comparison:
+    """One benchmark (or one pair of command lines) alone, no family: its Comparison."""
+    ev = _evidence(base, cand, rule, name=name)
+    return replace(ev, verdict=_verdict(ev, rule))
 
 
 def _counter_changes(base: Benchmark, cand: Benchmark) -> dict[str, tuple[float, float]]:
@@ -157,16 +175,14 @@ def compare(base: list[Benchmark], cand: list[Benchmark], rule: Rule = Rule()
     """
     b_by, c_by = {b.name: b for b in base}, {c.name: c for c in cand}
     names = [n for n in b_by if n in c_by]
-    evidence = [_evidence(b_by[n].data, c_by[n].data, rule, family=len(names)) for n in names]
+    evidence = [_evidence(b_by[n].data, c_by[n].data, rule, family=len(names), name=n) for n in names]
     slow_adj = holm([e.p_slower for e in evidence])
     fast_adj = holm([e.p_faster for e in evidence])
     results = []
     for name, ev, ps, pf in zip(names, evidence, slow_adj, fast_adj, strict=True):
-        b, c = b_by[name], c_by[name]
-        results.append(Comparison(name=name, base_median=b.median, cand_median=c.median,
-                                  ratio=ev.ratio, ci=ev.ci, p_slower=ps, verdict=_verdict(ev, ps, pf, rule),
-                                  n_base=len(b.data), n_cand=len(c.data),
-                                  counters=_counter_changes(b, c), family=len(names)))
+        adjusted = replace(ev, p_slower=ps, p_faster=pf, counters=_counter_changes(b_by[name], c_by[name]),
+                           base_median=b_by[name].median, cand_median=c_by[name].median)
+        results.append(replace(adjusted, verdict=_verdict(adjusted, rule)))
     only_base = [n for n in b_by if n not in c_by]
     only_cand = [n for n in c_by if n not in b_by]
     return results, only_base, only_cand

@@ -214,8 +214,9 @@ def _not_measured(result: Result) -> list[str]:
             continue
         kept = ""
         if m.status == "failed":
-            what = [f"{len(m.samples)} {'interleaved ' * (result.spec.samples_are == 'rounds')}"
-                    f"{result.spec.samples_are}" if m.samples else "", f"{len(m.epochs)} full epoch(s)" if m.epochs else ""]
+            unit = {"rounds": "interleaved rounds"}.get(result.spec.samples_are, result.spec.samples_are)
+            what = [f"{len(m.samples)} {unit}" if m.samples else "",
+                    f"{len(m.epochs)} full epoch(s)" if m.epochs else ""]
             kept = ("; kept what it measured before: " + " and ".join(w for w in what if w)
                     if any(what) else "; nothing of it was measured")
         lines.append(f"- `{m.name}` ({m.status}): {m.reason}{kept}")

@@ -1,30 +1,65 @@
-"""The ``profile``, ``report`` and ``instructions`` commands: validate, run, write through a
-staging folder (profile) or atomically (the instruction counts' JSON).
-
-Files are written into a staging folder beside ``--out`` and moved in only when complete, so
-a run that fails or is interrupted half-way leaves the previous reports as they were.
-"""
+"""``profile``: measure the workload's variants in interleaved rounds, profile each, write the run."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
-import platform
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from bench.defaults import BUILTIN, BUILTIN_SUITE_VARIANTS
+from bench.commands.args import Deprecated
+from bench.defaults import TOOLS
 from bench.errors import UsageError
+from bench.options import RUN_OPTIONS, WORKLOAD_OPTIONS, add_options
 from bench.output import Output, writing
-from plumbing.files import write_atomic
+from plumbing.argtypes import comma_list, non_negative_int, positive_int
 from plumbing.logs import setup_logging
 
 log = logging.getLogger("bench")
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "profile", help="measure every variant interleaved, profile each, write reports/",
+        description="Measure the workload's variants in interleaved rounds (order rotated each "
+                    "round), time full epochs of the first and last, count operators, then run "
+                    "cProfile, line_profiler and torch.profiler passes. Writes run.json (raw "
+                    "samples) and, from it, summary.md/.csv, variants.csv, speedup.png, "
+                    "breakdown.png, .prof, .lprof, tb/ traces and a README.md that says how to "
+                    "open each into --out.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_options(p.add_argument, [*WORKLOAD_OPTIONS, *RUN_OPTIONS])
+    p.add_argument("--rounds", type=positive_int, default=200,
+                   help="interleaved rounds (each visits every variant once, order rotated)")
+    p.add_argument("--steps", type=positive_int, default=1,
+                   help="timed steps per round; 1 pairs the variants' samples most tightly in time")
+    p.add_argument("--warmup", type=non_negative_int, default=5, help="steps per variant before round 1")
+    p.add_argument("--epochs", type=non_negative_int, default=1,
+                   help="full epochs timed end to end for the first and the last variant (0: none)")
+    p.add_argument("--tools", type=comma_list, default=list(TOOLS),
+                   help=f"profilers, comma list from: {', '.join(TOOLS)} (or 'none')")
+    p.add_argument("--profile-windows", type=positive_int, default=8,
+                   help="pairs of plain/profiled windows per profiler (its overhead's samples); a "
+                        "window is one restored round of --profile-steps steps")
+    p.add_argument("--profile-rounds", type=positive_int, dest="profile_windows", action=Deprecated,
+                   new="--profile-windows")
+    p.add_argument("--profile-steps", type=positive_int, default=5, help="timed steps per profiler window")
+    p.add_argument("--trace-steps", type=positive_int, default=10,
+                   help="active steps of each Kineto trace (TensorBoard's profiler tab wants several)")
+    p.add_argument("--no-bound", action="store_true", help="skip the compute-only bound")
+    p.add_argument("--no-counters", action="store_true", help="skip the exact operator/call counts")
+    p.add_argument("--no-footprint", action="store_true",
+                   help="skip one step's FLOPs and peak memory per variant (and the machine's peak FLOP/s)")
+    p.add_argument("--memory-snapshot", action="store_true",
+                   help="CUDA only: record the allocator's history over a few steps of each variant and "
+                        "dump <variant>.memory.pickle (open at pytorch.org/memory_viz)")
+    p.add_argument("--quick", action="store_true",
+                   help="a smoke run: 60 rounds, 5 profile pairs of 3 steps, 5 traced steps, no full epoch")
+    p.add_argument("--out", type=Path, default=Path("reports"))
+    p.add_argument("--no-progress", action="store_true")
+
+
 def _device(name: str):  # -> torch.device
     from plumbing.devices import DeviceError, resolve_device
 
@@ -70,7 +105,7 @@ def _progress(enabled: bool, bars: list) -> Callable[[str, int], Callable[[], No
     return start
 
 
-def run_profile(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     """``profile``: measure the workload's variants interleaved, profile them, write the run."""
     plan, tools = _plan_and_tools(args)
     device = _device(args.device)
@@ -142,95 +177,3 @@ OPEN_HINTS = """Open them with:
   snakeviz {out}/{v}.prof                  # cProfile, one file (or the folder: snakeviz {out})
   python -m line_profiler {out}/{v}.lprof  # line by line
   tensorboard --logdir {out}/tb            # PyTorch Profiler tab (also: ui.perfetto.dev)"""
-
-
-def run_report(args: argparse.Namespace) -> int:
-    """``report``: re-render every report of a saved run.json (nothing is measured)."""
-    from bench.measure.result import Result, ResultError
-
-    try:
-        result = Result.load(args.run)
-    except ResultError as exc:
-        raise UsageError(str(exc)) from None
-    out = args.out or args.run.parent
-    from bench.render.terminal import text
-
-    with writing(out, fresh=False, lock=False) as output:
-        written = output.publish(result, rerender=True)
-    print(text(result))
-    print(f"\nRe-rendered {len(written)} files from {args.run} into {out}/ (nothing was measured)")
-    return 0
-
-
-# --- `instructions`: the CPU instructions of one fetch and one step of each variant, counted
-# under callgrind into a pytest-benchmark file with an ``instructions`` section and no timed
-# benchmarks, which `compare` judges with the exact rule of bench.regress.instructions.
-
-def instructions_document(counts: Any) -> dict[str, Any]:  # counts: bench.measure.instructions.Counts
-    """The JSON a counting run is saved as: readable by pytest-benchmark's tools and by compare."""
-    return {"machine_info": {"node": platform.node(), "processor": platform.processor(),
-                             "machine": platform.machine(), "cpu_count": os.cpu_count()},
-            "benchmarks": [], "instructions": counts.as_dict()}
-
-
-def write_json(doc: dict[str, Any], path: Path) -> None:
-    """Write whole or not at all: a full disk or Ctrl-C leaves the earlier file as it was."""
-    try:
-        write_atomic(path, json.dumps(doc, indent=1))
-    except OSError as exc:
-        raise UsageError(f"cannot write {path} ({exc.strerror or exc}); the earlier file, if any, "
-                         "is unchanged") from None
-
-
-def instructions_table(counts: Any) -> str:
-    import pandas as pd
-
-    rows = [{"counted": name, "instructions per call": f"{c.instructions:,.0f}",
-             "calls per region": c.calls, "repeats": len(c.repeats),
-             "spread": f"{c.spread * 100:.3f}%",
-             "top function": next(iter(c.functions), "-")[:60]}
-            for name, c in counts.counts.items()]
-    return pd.DataFrame(rows).to_string(index=False)
-
-
-def run_instructions(args: argparse.Namespace) -> int:
-    from bench.measure.instructions import CountError, count, missing_tool
-    from plumbing.progress import bar as progress_bar
-
-    reason = missing_tool()
-    if reason:
-        raise UsageError(f"cannot count instructions: {reason}")
-    if args.json.is_dir() or not args.json.parent.is_dir():
-        raise UsageError(f"--json {args.json}: name a file in an existing folder")
-    variants = args.variants
-    if variants is None and args.workload == BUILTIN:
-        variants = BUILTIN_SUITE_VARIANTS.split(",")
-    print(f"Counting instructions under callgrind ({args.workload}); starting torch under "
-          "Valgrind takes ~30 s, each variant ~10 s more on this kind of machine")
-    bar = progress_bar(desc="variants ready", unit="variant", disable=args.no_progress)
-
-    def on_event(kind: str) -> None:
-        if kind in ("built", "skipped"):
-            bar.update()
-        elif kind == "ready":
-            bar.set_description("counting regions")
-            bar.reset(total=None)
-        elif kind == "region":
-            bar.update()
-
-    try:
-        with tempfile.TemporaryDirectory(prefix="vaebench-callgrind-") as tmp:
-            counts = count(args.workload, variants, data_dir=args.data_dir, dataset=args.dataset,
-                           limit=args.limit, batch_size=args.batch_size, repeats=args.repeats,
-                           fetches=args.fetches, workdir=Path(tmp), on_event=on_event)
-    except CountError as exc:
-        raise UsageError(str(exc)) from None
-    finally:
-        bar.close()
-    write_json(instructions_document(counts), args.json)
-    print(instructions_table(counts))
-    for name, why in counts.skipped.items():
-        print(f"not counted: {name}: {why}")
-    print(f"Counts in {args.json} ({counts.meta['seconds']:.0f} s; one thread, MKL held to "
-          f"{counts.meta['mkl_isa']}); compare two with python -m bench compare A.json B.json")
-    return 0

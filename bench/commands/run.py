@@ -21,9 +21,55 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.defaults import TOOLS
 from bench.errors import UsageError
+from plumbing.argtypes import comma_list, non_negative_int, positive_float, positive_int
 
 log = logging.getLogger("bench")
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "run", help="observe a training script unchanged: steps, parts, throughput, memory, profiles",
+        usage="vaebench run [options] train.py [its arguments]\n       "
+              "vaebench run [options] -m package.module [its arguments]",
+        description="Run the script as `python train.py` would, find its training steps (each "
+                    "optimizer.step(), or each backward() where it updates by hand) and their parts "
+                    "(data, copy, forward, backward, optimizer, other) with PyTorch's global hooks, "
+                    "measure a window of steps, run each profiler in windows alternated with plain "
+                    "ones, then stop the script. Writes run.json, summary.md/.csv, figures, .prof "
+                    "and traces into --out. --nproc N runs it under torchrun, one capture per rank.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--warmup", type=non_negative_int, default=5, help="steps left out first")
+    p.add_argument("--steps", type=non_negative_int, default=100,
+                   help="steps measured, then the profiler windows, then the script is stopped; 0: "
+                        "measure every step until the script ends (no profilers)")
+    p.add_argument("--step-on", choices=("auto", "optimizer", "backward"), default="auto",
+                   help="what ends a step: optimizer.step(), or backward() for a script with no "
+                        "optimizer (auto: the optimizer where the script makes one)")
+    p.add_argument("--tools", type=comma_list, default=list(TOOLS),
+                   help=f"profilers, comma list from: {', '.join(TOOLS)} (or 'none')")
+    p.add_argument("--lines", type=comma_list, default=[],
+                   help="line_profiler's functions: NAME (a function of the script) or module:function "
+                        "(default: the function that calls optimizer.step() and the dataset's __getitem__)")
+    p.add_argument("--profile-windows", type=positive_int, default=5,
+                   help="pairs of (plain, profiled) windows per profiler: its overhead's samples")
+    p.add_argument("--profile-steps", type=positive_int, default=5, help="steps per profiler window")
+    p.add_argument("--wait", type=positive_float, default=30.0,
+                   help="seconds to wait for the first step before saying it is no training script")
+    p.add_argument("--nproc", type=positive_int, default=None,
+                   help="run N processes with torchrun (torch.distributed.run), one capture per rank")
+    p.add_argument("--torchrun", default="", help="more torchrun options, e.g. '--nnodes 2 "
+                   "--rdzv-endpoint host:29400'")
+    p.add_argument("--compare", nargs=2, metavar=("A", "B"), default=None,
+                   help="what a change buys on your script: run the two command lines (quoted) in "
+                        "alternating processes and state B/A with its interval and a verdict")
+    p.add_argument("--repeats", type=positive_int, default=5, help="--compare: processes a side")
+    p.add_argument("--out", type=Path, default=Path("reports/run"))
+    p.add_argument("-m", dest="module", default=None, metavar="MODULE",
+                   help="run a module as `python -m MODULE` does")
+    p.add_argument("script_args", nargs=argparse.REMAINDER, metavar="script.py [args]",
+                   help="the script and its own arguments")
 
 
 def spec_from(args: argparse.Namespace):  # -> ScriptSpec
@@ -44,7 +90,7 @@ def spec_from(args: argparse.Namespace):  # -> ScriptSpec
                        profile_steps=args.profile_steps, wait=args.wait, lines=tuple(args.lines))
 
 
-def run_capture(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     """``run``: observe the script (or its ranks), write the run."""
     from bench.capture.script import check_target
     from bench.output import writing
@@ -170,11 +216,12 @@ def compare_commands(args: argparse.Namespace) -> int:
             log.info("process %d of %d: %s", 2 * i + (1 if samples[side] else 0) + 1,
                      2 * args.repeats, args.compare[0 if side == "A" else 1])
             samples[side].append(_one_process(args, sides[side], side, Path(tmp) / f"{side}{i}", samples))
-    verdict, ratio, p, (low, high) = decide(samples["A"], samples["B"])
+    outcome = decide(samples["A"], samples["B"], name="B against A")
+    ratio, p, (low, high) = outcome.ratio, outcome.p_slower, outcome.ci
     said = {"slower": "B is measurably slower than A", "faster": "B is measurably faster than A",
             "unchanged": "no measurable difference between A and B",
             "noisy": "no verdict: the processes' medians spread too much (more --repeats, or a quieter "
-                     "machine)"}[verdict]
+                     "machine)"}[outcome.verdict]
     lines = [f"A: {args.compare[0]}", f"B: {args.compare[1]}",
              f"median step per process (ms): A {', '.join(f'{s * 1e3:.2f}' for s in samples['A'])}; "
              f"B {', '.join(f'{s * 1e3:.2f}' for s in samples['B'])}",
