@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from bench.measure.counters import count_step
+from bench.measure.counters import count_operators
 from bench.measure.engine import Engine, Plan, describe_exception, describe_failure
 from bench.measure.environment import Environment
 from bench.measure.result import Measurement, Result
@@ -169,7 +169,7 @@ def _after_rounds(engine: Engine, spec: VariantsSpec, result: Result, out: Path,
                 result.partial[f"{name}/memory-snapshot"] = describe_failure(exc, "the memory snapshot")
         if spec.counters:
             try:
-                m.counters = count_step(engine.works[name], engine.snapshots[name]).as_dict()
+                m.counters = count_operators(engine.works[name], engine.snapshots[name]).as_dict()
             except Exception as exc:
                 engine.fail(name, describe_failure(exc, "counting its operators"))
                 continue

@@ -14,7 +14,7 @@ import torch
 
 from bench import cli
 from bench.measure.clock import time_steps
-from bench.measure.counters import count_step
+from bench.measure.counters import count_operators
 from bench.workload import Context
 from bench.workloads.ladder import LadderWorkload
 from vae.pipelines import make_pipeline
@@ -65,7 +65,7 @@ def test_host_to_device_copies_per_step(name, copies, data_root: Path, train_spl
     the next one, while this one trains)."""
     work = LadderWorkload(name, train_split, Context(device=torch.device("cuda"), data_dir=data_root))
     time_steps(work, 2)
-    counters = count_step(work, work.state(), steps=3)
+    counters = count_operators(work, work.state(), steps=3)
     assert counters.h2d_copies_per_step == copies
     assert counters.h2d_bytes_per_step == copies * BATCH_BYTES
 

@@ -185,7 +185,7 @@ def test_a_spread_too_wide_for_an_interval_is_not_measurable():
 def test_a_step_with_no_labelled_parts_has_no_largest_part():
     r = make_result({"lstm": [10.0] * 5}, )
     r["lstm"].samples = rounds([10.0] * 5, {"data": 0.03})
-    text = statements.biggest_cost(r)
+    text = statements.largest_part(r)
     assert "largest" not in text and "label them with `part(...)`" in text
 
 

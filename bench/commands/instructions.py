@@ -68,7 +68,7 @@ def instructions_table(counts: Any) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    from bench.measure.instructions import CountError, count, missing_tool
+    from bench.measure.instructions import CountError, count_instructions, missing_tool
     from plumbing.progress import bar as progress_bar
 
     reason = missing_tool()
@@ -94,7 +94,7 @@ def main(args: argparse.Namespace) -> int:
 
     try:
         with tempfile.TemporaryDirectory(prefix="vaebench-callgrind-") as tmp:
-            counts = count(args.workload, variants, data_dir=args.data_dir, dataset=args.dataset,
+            counts = count_instructions(args.workload, variants, data_dir=args.data_dir, dataset=args.dataset,
                            limit=args.limit, batch_size=args.batch_size, repeats=args.repeats,
                            fetches=args.fetches, workdir=Path(tmp), on_event=on_event)
     except CountError as exc:

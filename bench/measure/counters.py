@@ -53,7 +53,7 @@ class StepCounters:
         return asdict(self)
 
 
-def count_step(work: Any, snapshot: Any, steps: int = 5) -> StepCounters:
+def count_operators(work: Any, snapshot: Any, steps: int = 5) -> StepCounters:
     """Count what ``steps`` steps of ``work`` do, per step, starting from ``snapshot`` each time."""
     from torch.profiler import ProfilerActivity, profile
 

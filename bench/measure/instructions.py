@@ -158,7 +158,7 @@ def _child_command(options: dict[str, Any], out_file: Path) -> list[str]:
             "--child", json.dumps(options)]
 
 
-def count(workload: str, variants: list[str] | None, *, data_dir: Path, dataset: str = "auto",
+def count_instructions(workload: str, variants: list[str] | None, *, data_dir: Path, dataset: str = "auto",
           limit: int = 2000, batch_size: int = 100, repeats: int = 2, fetches: int = 10,
           workdir: Path,
           on_event: Callable[[str], None] | None = None,

@@ -4,10 +4,11 @@ one of today's; a field it cannot place raises, and the loader names the file an
 
 from __future__ import annotations
 
-from dataclasses import fields
 from typing import Any
 
-# Where the v1 ``info`` keys go in today's Measurement (the rest are its own fields).
+# Where the v1 ``info`` keys go in today's Measurement: its own fields, its footprint, its process.
+OWN_KEYS = ("parts", "batch_size", "batches_per_epoch", "description", "device", "build_s", "first_step_s",
+            "warm_step_s", "reference", "notes", "round_steps", "sample_unit", "samples_per_batch")
 FOOTPRINT_KEYS = ("flops_per_step", "flops_error", "peak_bytes", "peak_error", "max_rss_mb")
 PROCESS_KEYS = ("step_rule", "steps_seen", "warmup", "pid", "memory", "allreduce_ms", "allreduce_overlap_ms",
                 "allreduce_sampled_iterations", "stopped", "exit_code", "error", "interrupted", "no_step")
@@ -24,11 +25,8 @@ def _spec_v1(d: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 
 def _measurement_v1(d: dict[str, Any], name: str, kind: str, bound_of: str | None) -> dict[str, Any]:
-    from bench.measure.result import Measurement
-
     info = dict(d.get("info", {}).get(name, {}))
-    own = {f.name for f in fields(Measurement)}
-    m: dict[str, Any] = {k: v for k, v in info.items() if k in own and k not in ("process", "footprint")}
+    m: dict[str, Any] = {k: v for k, v in info.items() if k in OWN_KEYS}
     m.update(name=name, bound_of=bound_of, status=d.get("status", {}).get(name, "ok"),
              reason=d.get("reasons", {}).get(name, ""), samples=d.get("rounds", {}).get(name, []),
              epochs=d.get("epochs", {}).get(name, []), profiles=d.get("profiles", {}).get(name, {}),

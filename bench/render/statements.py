@@ -75,7 +75,7 @@ def fastest(result: Result) -> str:
             f"`{base}` (intervals in the table).{unranked}")
 
 
-def biggest_cost(result: Result) -> str:
+def largest_part(result: Result) -> str:
     base = result.baseline
     if base is None:
         return ""
@@ -154,5 +154,5 @@ def footprint(result: Result) -> str:
 
 
 def headline(result: Result) -> str:
-    return " ".join(s for s in (fastest(result), footprint(result), biggest_cost(result), efficiency(result))
+    return " ".join(s for s in (fastest(result), footprint(result), largest_part(result), efficiency(result))
                     if s)

@@ -22,7 +22,7 @@ def _ratio_cell(r: stats.Ratio | None, digits: int = 2) -> str:
     return r.text(digits) if r.measurable else "not measurable (see below)"
 
 
-def _cost_cells(result: Result, names: list[str]) -> dict[str, list[str]]:
+def _footprint_cells(result: Result, names: list[str]) -> dict[str, list[str]]:
     """samples/s (95% CI), peak MB, GFLOP/step and MFU, for the columns some variant has."""
     unit = derive.samples_per_batch(result, names[0])[1] if names else "samples"
     cells: dict[str, list[str]] = {}
@@ -39,7 +39,7 @@ def _cost_cells(result: Result, names: list[str]) -> dict[str, list[str]]:
     return cells
 
 
-def _cost_note(result: Result) -> list[str]:
+def _footprint_note(result: Result) -> list[str]:
     if not result.peak:
         return []
     peak = result.peak
@@ -64,7 +64,7 @@ def _variants(result: Result) -> list[str]:
     }
     if any(r.efficiency is not None for r in found):
         table["vs its compute-only bound (95% CI)"] = [_ratio_cell(r.efficiency) for r in found]
-    table.update(_cost_cells(result, [r.variant for r in found]))
+    table.update(_footprint_cells(result, [r.variant for r in found]))
     if result.ordered:
         table["vs previous (95% CI)"] = [_ratio_cell(r.vs_previous, 3) if r.vs_previous else ""
                                          for r in found]
@@ -81,7 +81,7 @@ def _variants(result: Result) -> list[str]:
             "rounds broke what the interval assumes: not measurable on this run. Each sample is one "
             "round's mean step time; the rounds of all variants were interleaved (order rotated "
             "every round) and are paired in the bootstrap, after checking that the pairs show no "
-            "trend and no order effect.", *_cost_note(result), ""]
+            "trend and no order effect.", *_footprint_note(result), ""]
 
 
 COUNTERS = {"ops/step": "op_calls_per_step", "Python calls/step": "python_calls_per_step",

@@ -9,10 +9,10 @@ import pandas as pd
 from bench.measure import derive, stats
 from bench.measure.result import Result
 
-COST_COLUMNS = ("samples_per_s", "samples_per_s_ci_low", "samples_per_s_ci_high", "peak_mb",
+FOOTPRINT_COLUMNS = ("samples_per_s", "samples_per_s_ci_low", "samples_per_s_ci_high", "peak_mb",
                 "gflop_per_step", "mfu")
 VARIANT_COLUMNS = ("variant", "median_ms", "speedup_vs_baseline", "ci_low", "ci_high", "verdict",
-                   "vs_bound", "vs_bound_ci_low", "vs_bound_ci_high", *COST_COLUMNS,
+                   "vs_bound", "vs_bound_ci_low", "vs_bound_ci_high", *FOOTPRINT_COLUMNS,
                    "not_measurable_because")
 # For a workload whose variants are ordered (each one a step on from the one before): each vs it.
 PREVIOUS_COLUMNS = ("vs_previous", "vs_previous_ci_low", "vs_previous_ci_high", "verdict_vs_previous")
@@ -38,7 +38,7 @@ def variants_frame(result: Result) -> pd.DataFrame:
             "variant": row.variant, "median_ms": row.median_ms,
             "speedup_vs_baseline": up[0], "ci_low": up[1], "ci_high": up[2], "verdict": row.verdict,
             "vs_bound": bound[0], "vs_bound_ci_low": bound[1], "vs_bound_ci_high": bound[2],
-            **cost_fields(result, row.variant),
+            **footprint_fields(result, row.variant),
             "not_measurable_because": "; ".join(dict.fromkeys(caveats)),
             "vs_previous": prev[0], "vs_previous_ci_low": prev[1], "vs_previous_ci_high": prev[2],
             "verdict_vs_previous": row.verdict_vs_previous,
@@ -47,7 +47,7 @@ def variants_frame(result: Result) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def cost_fields(result: Result, name: str) -> dict[str, float]:
+def footprint_fields(result: Result, name: str) -> dict[str, float]:
     """Throughput with its interval, peak memory, FLOPs and MFU of one variant (NaN: not measured)."""
     value, low, high = _fields(derive.throughput(result, name))
 
@@ -80,7 +80,7 @@ def summary_frame(result: Result) -> pd.DataFrame:
             **{f"{p}_share": shares.get(p, NAN) for p in parts},
             "epoch_s_est": derive.epoch_estimate(result, name),
             "epoch_s_measured": stats.median(measured) if measured else None,
-            **cost_fields(result, name), "max_rss_mb": m.footprint.max_rss_mb or NAN,
+            **footprint_fields(result, name), "max_rss_mb": m.footprint.max_rss_mb or NAN,
             "speedup_vs_baseline": value, "speedup_ci_low": low, "speedup_ci_high": high,
         }
         for tool in tools:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.measure.instructions import Count, CountError, Counts, count, missing_tool
+from bench.measure.instructions import Count, CountError, Counts, count_instructions, missing_tool
 from bench.suites.conftest import COUNTS
 
 EXACT = 0.005  # repeats of one region agree far better than this (docs/method.md: instruction counts)
@@ -46,7 +46,7 @@ def counted(pytestconfig, settings, tmp_path_factory):
         "each variant's time and an estimate of the rest follow as they finish); skip this stage "
         "with `nox -s bench -- --no-instructions`")
     try:
-        counts = count(settings.workload, list(settings.variants),
+        counts = count_instructions(settings.workload, list(settings.variants),
                        data_dir=Path(pytestconfig.getoption("vb_data_dir")),
                        dataset=pytestconfig.getoption("vb_dataset"),
                        limit=max(2000, pytestconfig.getoption("vb_limit") or 0),

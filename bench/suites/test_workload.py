@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from bench.measure.clock import time_steps
-from bench.measure.counters import count_step
+from bench.measure.counters import count_operators
 from plumbing.devices import synchronize
 
 
@@ -41,7 +41,7 @@ def test_step(benchmark, record, settings, variant):
         work.restore(snapshot)
         time_steps(work, 1)  # a fresh data pass starts here, not in the timed step
 
-    record(work, variant=variant, unit="step", **count_step(work, snapshot).as_dict())
+    record(work, variant=variant, unit="step", **count_operators(work, snapshot).as_dict())
     benchmark.group = "step"
     benchmark.pedantic(lambda: time_steps(work, 1), setup=setup, rounds=settings.rounds(40, 10),
                        iterations=1, warmup_rounds=settings.rounds(5, 2))
