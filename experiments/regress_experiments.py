@@ -203,7 +203,7 @@ def count_ab(change: str, runs: int, variants: str, threshold: float = 0.01) -> 
     """Base = HEAD, candidate = HEAD with one of :data:`CHANGES`; counted ``runs`` times."""
     import tempfile
 
-    from bench.regress.instructions import compare_instructions
+    from bench.instructions.compare import compare_instructions
 
     file, old, new = CHANGES[change]
     rows = []

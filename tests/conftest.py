@@ -84,7 +84,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _count_in_background(config: pytest.Config) -> None:
-    from bench.measure.instructions import missing_tool
+    from bench.instructions.count import missing_tool
 
     if missing_tool() is not None:
         return  # the test skips itself with the reason

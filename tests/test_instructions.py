@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.measure import instructions
-from bench.measure.instructions import Count, Counts, functions, missing_tool, totals
-from bench.regress.instructions import DEFAULT_INSTRUCTIONS_THRESHOLD, compare_instructions
+from bench.instructions import count as instructions
+from bench.instructions.compare import DEFAULT_INSTRUCTIONS_THRESHOLD, compare_instructions
+from bench.instructions.count import Count, Counts, functions, missing_tool, totals
 from tests.helpers import run_bench
 
 HAVE_VALGRIND = missing_tool() is None
@@ -214,7 +214,7 @@ def test_callgrind_counts_are_exact_and_see_one_extra_copy(counted_in_background
 
 
 def test_function_keys_keep_cpp_names_whole():
-    from bench.measure.instructions import short_function
+    from bench.instructions.count import short_function
 
     free = "./malloc/./malloc/malloc.c:_int_free [/usr/lib/libc.so.6]"
     assert short_function(free) == "_int_free (libc.so.6)"

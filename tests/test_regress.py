@@ -157,7 +157,7 @@ def test_regress_judges_both_sides_counts_beside_the_timings(tmp_path: Path, mon
 
     repo = _repo(tmp_path)
     monkeypatch.chdir(repo)
-    monkeypatch.setattr("bench.measure.instructions.missing_tool", lambda: None)
+    monkeypatch.setattr("bench.instructions.count.missing_tool", lambda: None)
     times = [0.010, 0.0101, 0.0099, 0.0100, 0.0102, 0.0098, 0.0100]
 
     def side(root, json_path, args, extra):
@@ -175,7 +175,7 @@ def test_regress_judges_both_sides_counts_beside_the_timings(tmp_path: Path, mon
         return out
 
     monkeypatch.setattr(worktree, "_run_side", side)
-    monkeypatch.setattr(worktree, "_count_sides", counted)
+    monkeypatch.setattr(worktree, "count_sides", counted)
     assert cli.main(["regress", "--base", "HEAD", "--out", "out", "--processes", "7"]) == 1
     printed = capsys.readouterr().out
     assert "REGRESSION: test_step[resident] slower (by instruction count" in printed and "+2.40%" in printed
@@ -195,7 +195,7 @@ def test_regress_without_valgrind_says_the_counts_were_skipped(tmp_path: Path, m
 
     repo = _repo(tmp_path)
     monkeypatch.chdir(repo)
-    monkeypatch.setattr("bench.measure.instructions.missing_tool",
+    monkeypatch.setattr("bench.instructions.count.missing_tool",
                         lambda: "valgrind not found on PATH: install Valgrind (apt-get install valgrind)")
 
     def side(root, json_path, args, extra):

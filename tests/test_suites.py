@@ -36,7 +36,7 @@ def test_suites_are_not_collected_by_the_tests_command():
 @pytest.mark.slow
 def test_builtin_suites_record_raw_rounds_counters_and_skips(data_root: Path, tmp_path: Path):
     from bench.commands.instructions import instructions_document
-    from bench.measure.instructions import Count, Counts
+    from bench.instructions.count import Count, Counts
 
     json_path = tmp_path / "run.json"
     # Counts taken beforehand (as `nox -s bench` takes them, beside the timings) are read, checked

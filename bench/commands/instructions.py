@@ -1,6 +1,6 @@
 """``instructions``: the CPU instructions of one fetch and one step of each variant, counted under
 callgrind into a pytest-benchmark file with an ``instructions`` section and no timed benchmarks,
-which ``compare`` judges with the exact rule of :mod:`bench.regress.instructions`."""
+which ``compare`` judges with the exact rule of :mod:`bench.instructions.compare`."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 
-def instructions_document(counts: Any) -> dict[str, Any]:  # counts: bench.measure.instructions.Counts
+def instructions_document(counts: Any) -> dict[str, Any]:  # counts: bench.instructions.count.Counts
     """The JSON a counting run is saved as: readable by pytest-benchmark's tools and by compare."""
     return {"machine_info": {"node": platform.node(), "processor": platform.processor(),
                              "machine": platform.machine(), "cpu_count": os.cpu_count()},
@@ -68,7 +68,7 @@ def instructions_table(counts: Any) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    from bench.measure.instructions import CountError, count_instructions, missing_tool
+    from bench.instructions.count import CountError, count_instructions, missing_tool
     from plumbing.progress import bar as progress_bar
 
     reason = missing_tool()

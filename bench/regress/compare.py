@@ -21,14 +21,14 @@ from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
-from bench.measure.stats import Verdict
-from bench.regress.benchjson import BenchFileError, Loaded, load_file
-from bench.regress.instructions import (
+from bench.instructions.compare import (
     DEFAULT_INSTRUCTIONS_THRESHOLD,
     InstructionComparison,
     compare_instructions,
     instruction_lines,
 )
+from bench.measure.stats import Verdict
+from bench.regress.benchjson import BenchFileError, Loaded, load_file
 from bench.regress.rule import Comparison, Rule, compare, min_samples_for
 
 

@@ -29,7 +29,7 @@ from bench.measure.stats import Verdict, ratio, relative_spread
 from bench.regress.benchjson import Benchmark
 
 if TYPE_CHECKING:
-    from bench.regress.instructions import InstructionComparison
+    from bench.instructions.compare import InstructionComparison
 
 
 @dataclass(frozen=True)

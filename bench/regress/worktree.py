@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.defaults import BUILTIN, BUILTIN_SUITE_VARIANTS
+from bench.instructions.sides import count_sides, data_options
 from bench.output import check_writable_dir, publish, staging
 from bench.regress.benchjson import BenchFileError, load, load_file
 from bench.regress.compare import checked_compare, exit_code, render, verdict_doc
@@ -72,7 +72,7 @@ def _run_side(root: Path, json_path: Path, args: argparse.Namespace, extra: list
            "-k", args.select, "--vb-quick", "--vb-data-dir", str(args.data_dir.resolve()),
            "--vb-limit", str(args.limit), "--vb-workload", args.workload, "--benchmark-json",
            str(json_path), *(["--vb-variants", ",".join(args.variants)] if args.variants else []),
-           *_data_options(args, "--vb-"), *extra]
+           *data_options(args, "--vb-"), *extra]
     # The side's pytest is a session of its own: an xdist worker's variables (regress run from a
     # parallel test) would make pytest-benchmark switch itself off there.
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
@@ -81,73 +81,6 @@ def _run_side(root: Path, json_path: Path, args: argparse.Namespace, extra: list
     if proc.returncode != 0 or not json_path.exists():
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-15:])
         raise RuntimeError(f"benchmark process in {root} failed (exit {proc.returncode}):\n{tail}")
-
-
-def _data_options(args: argparse.Namespace, prefix: str) -> list[str]:
-    """--dataset and --batch-size as given, for a side's process (left out at their defaults, so
-    a base from before these options runs too)."""
-    out = []
-    if args.dataset != "auto":
-        out += [prefix + "dataset", args.dataset]
-    if args.batch_size != 100:
-        out += [prefix + "batch-size", str(args.batch_size)]
-    return out
-
-
-INSTRUCTIONS_LIMIT = 2000  # samples the counting workload loads: counts do not depend on it, start-up does
-
-
-def _count_sides(args: argparse.Namespace, roots: dict[str, Path], stage: Path) -> dict[str, Path]:
-    """Count instructions on both sides at once (callgrind is single-threaded; the counts do not
-    depend on what else runs). Returns the count file of each side; raises UsageError.
-
-    Both processes see paths of equal length -- each side's tree through a symlink ``a`` or
-    ``b`` in one folder, its output as ``a.json`` or ``b.json`` -- because counts depend on the
-    memory layout, which depends on the lengths of the strings a process holds: with the base
-    in a temporary worktree and the candidate in the clone, an unchanged fetch moved by up to
-    0.74%; with equal lengths the counts are equal to the instruction.
-    """
-    from bench.errors import UsageError
-
-    procs = {}
-    links = Path(tempfile.mkdtemp(prefix="vaebench-instructions-"))
-    for (side, root), letter in zip(roots.items(), "ab", strict=True):
-        # `instructions` was `cost` until this release: a base from before the rename counts too
-        command = "cost" if (root / "bench" / "cost.py").is_file() else "instructions"
-        if not (root / "bench" / "measure" / "instructions.py").is_file():
-            raise UsageError(f"the {side} ({root}) cannot count instructions: pick a newer --base, "
-                             "or pass --no-instructions")
-        link = links / letter
-        link.symlink_to(root.resolve(), target_is_directory=True)
-        path = links / f"{letter}.json"
-        workload = args.workload  # a file path is read in this side's tree, through the link
-        if ".py:" in workload and not Path(workload).is_absolute():
-            workload = str(link / workload)
-        cmd = [sys.executable, "-m", "bench", command, "--no-progress", "--workload", workload,
-               "--data-dir", str(args.data_dir.resolve()), "--limit", str(INSTRUCTIONS_LIMIT),
-               "--json", str(path), *(["--variants", ",".join(args.variants)] if args.variants else []),
-               *_data_options(args, "--")]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(link), os.environ.get("PYTHONPATH", "")])}
-        # cwd: the links' folder, the same for both (a cwd through a link would resolve to the
-        # tree's real path, whose length differs)
-        procs[side] = (path, subprocess.Popen(cmd, cwd=links, env=env, stdout=subprocess.PIPE,
-                                              stderr=subprocess.STDOUT, text=True))
-    out = {}
-    try:
-        for side, (path, proc) in procs.items():
-            text, _ = proc.communicate()
-            if proc.returncode != 0 or not path.is_file():
-                tail = "\n".join(text.splitlines()[-6:])
-                raise UsageError(f"counting instructions of the {side} failed (exit "
-                                 f"{proc.returncode}):\n{tail}")
-            out[side] = stage / f"{side}-instructions.json"
-            shutil.move(path, out[side])
-    finally:
-        for _, proc in procs.values():
-            if proc.poll() is None:
-                proc.kill()
-        shutil.rmtree(links, ignore_errors=True)
-    return out
 
 
 def run_regress(args: argparse.Namespace, candidate_extra: Sequence[str] = ()) -> int:
@@ -175,7 +108,7 @@ def run_regress(args: argparse.Namespace, candidate_extra: Sequence[str] = ()) -
     if args.timing_only:
         args.instructions, args.instructions_skipped = False, "--timing-only"
     if args.instructions:
-        from bench.measure.instructions import missing_tool
+        from bench.instructions.count import missing_tool
 
         reason = missing_tool()
         if reason:  # said in the table and here, never silently dropped
@@ -219,7 +152,7 @@ def _interleave(args: argparse.Namespace, repo: Path, name: str, sha: str, extra
             print("Counting instructions of both sides under callgrind, side by side (~2 min)...",
                   flush=True)
             started = time.perf_counter()
-            for side, path in _count_sides(args, {"base": base_root, "candidate": repo}, stage).items():
+            for side, path in count_sides(args, {"base": base_root, "candidate": repo}, stage).items():
                 files[f"{side}-instructions"] = [path]
             print(f"Counted both sides in {time.perf_counter() - started:.0f} s", flush=True)
         with progress_bar(total=2 * args.processes, unit="process") as bar:

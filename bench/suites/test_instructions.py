@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.measure.instructions import Count, CountError, Counts, count_instructions, missing_tool
+from bench.instructions.count import Count, CountError, Counts, count_instructions, missing_tool
 from bench.suites.conftest import COUNTS
 
 EXACT = 0.005  # repeats of one region agree far better than this (docs/method.md: instruction counts)

@@ -8,7 +8,7 @@ How a count is taken (the method of CodSpeed and of PyTorch's own instruction-co
 benchmarks, done directly rather than through ``torch.utils.benchmark.Timer.collect_callgrind``,
 which starts ``python`` from PATH and instruments the whole torch import):
 
-1. the child (``python -m bench.measure.callgrind --child``, :mod:`bench.measure.callgrind`) starts under
+1. the child (``python -m bench.instructions.child --child``, :mod:`bench.instructions.child`) starts under
    ``valgrind --tool=callgrind --instr-atstart=no``: importing torch and building the variants
    run uninstrumented (~30 s instead of ~2 min), with one intra-op thread (OpenMP threads that
    spin while waiting would count instructions that are not work) and MKL held to its SSE4.2
@@ -154,7 +154,7 @@ def functions(path: Path, top: int = TOP_FUNCTIONS) -> dict[str, int]:
 
 def _child_command(options: dict[str, Any], out_file: Path) -> list[str]:
     return ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--collect-atstart=no",
-            f"--callgrind-out-file={out_file}", sys.executable, "-m", "bench.measure.callgrind",
+            f"--callgrind-out-file={out_file}", sys.executable, "-m", "bench.instructions.child",
             "--child", json.dumps(options)]
 
 

@@ -10,7 +10,7 @@ work is.
 
 The ``instructions`` section that ``python -m bench instructions`` (and the ``instructions``
 suite) write beside the benchmarks is read and checked by :mod:`bench.regress.benchjson` (schema in
-:mod:`bench.measure.instructions`).
+:mod:`bench.instructions.count`).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The counting child: started under ``valgrind --tool=callgrind --instr-atstart=no`` by
-:func:`bench.measure.instructions.count`, it builds and warms the variants uninstrumented, says
+:func:`bench.instructions.count.count`, it builds and warms the variants uninstrumented, says
 ``ready``, and once instrumentation is on counts each region (one fetch group, or one step) with
 ``torch._C._valgrind_toggle()`` around it. Events go to stdout as JSON lines."""
 
@@ -148,5 +148,5 @@ def _count_variant(name: str, work: Any, options: dict[str, Any], region: _Regio
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--child":
         raise SystemExit(_child(json.loads(sys.argv[2])))
-    raise SystemExit("internal: run by bench.measure.instructions.count, not by hand "
+    raise SystemExit("internal: run by bench.instructions.count.count, not by hand "
                      "(use `python -m bench instructions`)")
