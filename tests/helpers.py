@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -153,3 +155,20 @@ def assert_same_training(got: tuple[torch.Tensor, list[float]], eager: tuple[tor
     assert (diff > PARAM_ATOL).float().mean().item() < 1e-5, f"{int((diff > PARAM_ATOL).sum())} params"
     assert diff.max().item() <= STEPS * LR, diff.max().item()
     assert losses == pytest.approx(eager[1], rel=LOSS_RTOL)
+
+
+# --- pytest-benchmark runs over time ---------------------------------------------------------
+
+def write_runs(folder: Path, levels: dict[str, list[float]], noise: float = 0.03, seed: int = 0) -> None:
+    """One pytest-benchmark file per run; ``levels[name][i]`` is that benchmark's level in run i."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    runs = len(next(iter(levels.values())))
+    for i in range(runs):
+        doc = {"machine_info": {"node": "ci-box"},
+               "commit_info": {"id": f"{i:02d}" + "c0ffee" * 6, "dirty": False},
+               "datetime": f"2026-11-{i + 1:02d}T12:00:00+00:00",
+               "benchmarks": [{"name": n, "group": "step", "params": {}, "extra_info": {},
+                               "stats": {"data": list(lv[i] * np.exp(rng.normal(0, noise, 10)))}}
+                              for n, lv in levels.items()]}
+        (folder / f"{i + 1:04d}_run.json").write_text(json.dumps(doc))

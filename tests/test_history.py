@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -10,21 +9,7 @@ import pytest
 
 from bench import cli
 from bench.regress.history import change_points, load_history, steps
-
-
-def write_runs(folder: Path, levels: dict[str, list[float]], noise: float = 0.03, seed: int = 0) -> None:
-    """One pytest-benchmark file per run; ``levels[name][i]`` is that benchmark's level in run i."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    runs = len(next(iter(levels.values())))
-    for i in range(runs):
-        doc = {"machine_info": {"node": "ci-box"},
-               "commit_info": {"id": f"{i:02d}" + "c0ffee" * 6, "dirty": False},
-               "datetime": f"2026-11-{i + 1:02d}T12:00:00+00:00",
-               "benchmarks": [{"name": n, "group": "step", "params": {}, "extra_info": {},
-                               "stats": {"data": list(lv[i] * np.exp(rng.normal(0, noise, 10)))}}
-                              for n, lv in levels.items()]}
-        (folder / f"{i + 1:04d}_run.json").write_text(json.dumps(doc))
+from tests.helpers import write_runs
 
 
 def test_a_step_is_found_with_its_size_and_commit(tmp_path: Path):

@@ -188,6 +188,8 @@ def test_regress_judges_both_sides_counts_beside_the_timings(tmp_path: Path, mon
     (row,) = verdict["benchmarks"]
     assert row["name"] == "test_step[resident]" and row["verdict"] == "slower" and row["regression"]
     assert row["timing"]["verdict"] == "unchanged" and row["instructions"]["verdict"] == "slower"
+    page = (repo / "out" / "report.html").read_text()  # the same verdict on the run's page
+    assert "exit 1: REGRESSION: test_step[resident]" in page and "by instruction count" in page
 
 
 def test_regress_without_valgrind_says_the_counts_were_skipped(tmp_path: Path, monkeypatch, capsys):

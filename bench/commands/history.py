@@ -12,11 +12,15 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         description="Read pytest-benchmark JSON files (folders are searched recursively), plot "
                     "each benchmark's median with its 95% interval per run, find the steps with "
                     "ruptures' PELT and list them with their size and commit. Writes "
-                    "history.md, history.csv and history.png into --out.",
+                    "history.md, history.csv and history.png into --out; --html adds history.html, a "
+                    "self-contained dashboard (works offline).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("paths", type=Path, nargs="*", default=[Path("reports/benchmarks")])
     p.add_argument("-k", "--select", default="", help="only benchmarks whose name contains this")
     p.add_argument("--out", type=Path, default=Path("reports/history"))
+    p.add_argument("--html", action="store_true",
+                   help="also write history.html: per benchmark its medians with interval bands, the "
+                        "change points with their commits, and the latest verdicts")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -225,6 +225,10 @@ def run_history(args) -> int:  # args: argparse.Namespace
         raise UsageError(f"no benchmark name contains {args.select!r}; the runs hold "
                          f"{', '.join(history.names[:6])}...")
     written = write(history, names, args.out)
+    if getattr(args, "html", False):
+        from bench.regress.dashboard import write_html
+
+        written += write_html(history, names, args.out)
     rows = table(history, names)
     print(f"{len(history.runs)} runs, {len(names)} benchmarks, {len(rows)} step(s) found.")
     for row in rows:

@@ -190,4 +190,7 @@ def _measure_and_compare(args: argparse.Namespace, repo: Path, name: str, sha: s
     print(render(judged, rule, markdown=False))
     (stage / "regress.md").write_text(render(judged, rule, markdown=True))
     (stage / "verdict.json").write_text(json.dumps(verdict_doc(judged, rule), indent=1))
+    from bench.regress.dashboard import regress_page
+
+    (stage / "report.html").write_text(regress_page(judged, rule))
     return exit_code(judged)

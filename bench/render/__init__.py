@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.measure.result import Result
-from bench.render import figures, readme, summary, tables
+from bench.render import figures, html, readme, summary, tables
 
 Renderer = Callable[[Result, Path], list[Path]]
 
@@ -24,9 +24,11 @@ RENDERERS: dict[str, Renderer] = {
 
 def render_all(result: Result, out: Path, final: Path | None = None, *, rerender: bool = False
                ) -> list[Path]:
-    """Every renderer into ``out``, then README.md, which lists what they (and the profilers)
-    wrote; ``final`` is where ``out``'s files will be moved (a staging folder's target)."""
+    """Every renderer into ``out``, then report.html (which reads the profilers' files) and
+    README.md (which lists every file); ``final`` is where ``out``'s files will be moved (a
+    staging folder's target), and where a re-render finds the profilers' files."""
     written: list[Path] = []
     for renderer in RENDERERS.values():
         written.extend(renderer(result, out))
+    written += html.write(result, out, final)
     return written + readme.write(result, out, final, rerender=rerender)

@@ -13,6 +13,8 @@ from bench.measure.result import Result
 
 # pattern (relative to the run folder) -> (what it is, how to open it); first match wins
 FILES: tuple[tuple[str, str, str], ...] = (
+    ("report.html", "the run on one page: the finding, intervals, parts, every step, top functions and "
+                    "operators (self-contained, works offline)", "any web browser (`file://`)"),
     ("run.json", "the run: what was asked, the machine, every raw sample; everything else is "
      "rendered from it", "`python -m bench report {out}/run.json` re-renders it"),
     ("summary.md", "the finding, the variants with 95% intervals, where the step goes, the noise",
