@@ -199,3 +199,14 @@ def test_a_page_is_one_small_file(runs):
         text = (folder / "report.html").read_text()
         assert (folder / "report.html").stat().st_size < 5 * 2**20
         assert "<script src" not in text and "<link" not in text and "<img" not in text
+
+
+def test_overheads_and_throughput_say_what_summary_csv_says(tmp_path: Path):
+    shutil.copy(V1 / "run.json", tmp_path / "run.json")  # one script process, cProfile windows
+    render_all(Result.load(tmp_path / "run.json"), tmp_path)
+    csv = pd.read_csv(tmp_path / "summary.csv")
+    text = (tmp_path / "report.html").read_text()
+    (overhead,) = _cells(text, "Profiler overhead")
+    assert float(overhead[2]) == pytest.approx(csv["cprofile_overhead"][0], rel=1e-5)
+    (rate,) = _cells(text, "Throughput and memory")
+    assert float(rate[1]) == pytest.approx(csv["samples_per_s"][0], rel=1e-5)

@@ -229,6 +229,11 @@ def compare_commands(args: argparse.Namespace) -> int:
     print("\n".join(lines))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "compare.md").write_text("# vaebench run --compare\n\n" + "\n\n".join(lines) + "\n")
+    from bench.render.html import compare_page
+    from bench.render.svg import Interval
+
+    ratio_ci = Interval("B / A", ratio, low, high, str(outcome.verdict))
+    (args.out / "report.html").write_text(compare_page(args.compare, samples, ratio_ci, lines[-1]))
     return 0
 
 
