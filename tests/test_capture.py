@@ -298,3 +298,110 @@ def test_the_projects_own_training_cli_runs_unchanged(tmp_path: Path, data_root:
     for t in steps:
         assert sum(v[0] for v in t.parts.values()) == pytest.approx(t.seconds, rel=0.02)
         assert t.parts["forward"][0] > 0 and t.parts["backward"][0] > 0
+
+
+def test_gradient_accumulation_counts_every_micro_batch(tmp_path: Path):
+    """4 micro-batches of 8 per optimizer.step(): a step processes 32 samples, and says so."""
+    out = tmp_path / "out"
+    assert run("--warmup", "2", "--steps", "12", "--tools", "none", "--out", str(out),
+               str(SCRIPTS / "accumulate.py"), "--accumulate", "4", "--batch-size", "8") == 0
+    m = Result.load(out / "run.json")["accumulate.py"]
+    assert m.batch_size == 32 and m.process.micro_batches == 4
+    assert "(4 micro-batches of 8 per step: gradients accumulated)" in (out / "summary.md").read_text()
+
+
+def test_a_closure_is_one_input_however_often_it_runs(tmp_path: Path):
+    """LBFGS evaluates the same batch up to 20 times per step: 256 samples a step, not 5,120."""
+    out = tmp_path / "out"
+    assert run("--warmup", "2", "--steps", "8", "--tools", "none", "--out", str(out),
+               str(SCRIPTS / "lbfgs.py"), "--steps", "15") == 0
+    m = Result.load(out / "run.json")["lbfgs.py"]
+    assert m.batch_size == 256 and m.process.micro_batches == 1
+
+
+@pytest.mark.slow
+def test_a_slow_first_step_with_a_closure_is_waited_for(tmp_path: Path):
+    """The first optimizer.step(closure) takes ~6 s, twice the --wait: backward() keeps running
+    inside it, so the wait goes on, and the script is measured."""
+    out = tmp_path / "out"
+    assert run("--wait", "3", "--warmup", "2", "--steps", "8", "--tools", "none", "--out", str(out),
+               str(SCRIPTS / "lbfgs.py"), "--steps", "15", "--first-step-seconds", "6") == 0
+    assert len(Result.load(out / "run.json")["lbfgs.py"].samples) == 8
+
+
+class _Seen:
+    """A recorder as the watchdog reads it."""
+
+    def __init__(self, in_optimizer: bool, backwards: list[int], forwards: int = 0):
+        self.in_optimizer, self._backwards, self.forwards_seen = in_optimizer, backwards, forwards
+        self.steps_seen = 0
+
+    @property
+    def backwards_seen(self) -> int:  # each look sees the next value
+        return self._backwards.pop(0) if len(self._backwards) > 1 else self._backwards[0]
+
+
+@pytest.mark.parametrize(("seen", "phrase"), [
+    (_Seen(True, [0, 5, 9, 9]), "the first optimizer.step() has not returned after 0.15 s; backward() ran 9 "
+                                "times inside it -- an optimizer with a closure?"),
+    (_Seen(False, [0], forwards=7), "no optimizer.step() or backward() in 0.05 s of running; forward ran 7 "
+                                    "times but no backward(): is this a training script?"),
+    (_Seen(False, [3]), "backward() ran 3 times but no optimizer.step() returned in 0.05 s"),
+])
+def test_the_wait_gives_up_only_without_progress_and_says_what_it_saw(monkeypatch, seen, phrase):
+    from bench.capture import script
+
+    stopped = []
+    monkeypatch.setattr(script._thread, "interrupt_main", lambda: stopped.append(True))
+    outcome = script.Outcome(recorder=seen)  # type: ignore[arg-type]
+    dog = script._Watchdog(outcome, 0.05)
+    dog.start()
+    dog.join(5)
+    assert stopped == [True] and outcome.no_step and phrase in outcome.waited, outcome.waited
+
+
+def test_profilers_the_script_ended_before_are_named_and_no_missing_file_listed(tmp_path: Path):
+    out = tmp_path / "out"
+    # warm-up 2, 20 measured, 1 counted, then 8 steps each for cprofile, lines and kineto: the
+    # script's 36 steps end inside the lines windows, before kineto's
+    assert run("--warmup", "2", "--steps", "20", "--profile-windows", "2", "--profile-steps", "2",
+               "--out", str(out), str(SCRIPTS / "short.py"), "--steps", "36") == 0
+    summary = (out / "summary.md").read_text()
+    assert "kineto did not run (its windows take steps 40-47; the script ran 36)" in summary
+    assert "lines ran 1 of 2 window pairs" in summary
+    assert "tensorboard" not in summary and not (out / "tb").exists()
+    readme = (out / "README.md").read_text()
+    assert "tensorboard" not in readme and "short.py.prof" in readme
+
+
+DIRECT_FORWARD = """
+    import torch
+    from torch import nn
+    model = nn.Sequential(nn.Linear(256, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    for _ in range(60):
+        h = torch.randn(128, 256)
+        for layer in model:
+            h = layer.forward(h)  # forward called directly: no module hook sees it
+        loss = h.pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    """
+
+
+def test_a_forward_the_hooks_cannot_see_draws_no_verdict(tmp_path: Path):
+    out = tmp_path / "out"
+    assert run("--warmup", "2", "--steps", "20", "--tools", "none", "--out", str(out),
+               str(write(tmp_path, DIRECT_FORWARD))) == 0
+    summary = (out / "summary.md").read_text()
+    assert "No bottleneck verdict: `forward` takes 0% of the step" in summary
+    assert "-bound**" not in summary and "what usually helps" not in summary
+
+
+def test_a_forward_the_hooks_see_keeps_its_verdict():
+    from bench.render.script import forward_unseen
+
+    assert not forward_unseen({"forward": 0.25, "backward": 0.5, "other": 0.25})
+    assert forward_unseen({"forward": 0.01, "backward": 0.5, "other": 0.45})
+    assert not forward_unseen({"forward": 0.0, "backward": 0.0, "other": 0.9})  # no backward seen: not this

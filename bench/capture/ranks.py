@@ -36,7 +36,7 @@ def record(spec: ScriptSpec, outcome: Outcome, rank: int | None = None) -> Measu
     process = Process(rank=rank, step_rule=rec.rule, steps_seen=rec.steps_seen, warmup=spec.warmup,
                       pid=os.getpid(), memory=memory, **rec.allreduce(), stopped=outcome.stopped,
                       exit_code=outcome.exit_code, error=outcome.error, interrupted=outcome.interrupted,
-                      no_step=outcome.no_step)
+                      no_step=outcome.no_step, waited=outcome.waited, micro_batches=rec.micro_batches())
     failed = outcome.error or outcome.no_step or outcome.interrupted
     return Measurement(
         name=spec.name if rank is None else f"rank{rank}", status="failed" if failed else "ok",
@@ -75,7 +75,7 @@ def merge(spec: ScriptSpec, records: list[Measurement], *, started: str, duratio
 
 def status_line(process: Process) -> str:
     if process.no_step:
-        return "no optimizer.step() or backward() seen: is this a training script?"
+        return process.waited or "no optimizer.step() or backward() seen: is this a training script?"
     if process.interrupted:
         return f"interrupted (Ctrl-C) after {process.steps_seen} steps: the results are partial"
     return process.error

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from bench.capture.windows import PARTS, Marks, Stop, Window, batch_size_of, merge_window
+from bench.capture.windows import PARTS, Marks, Stop, Window, batch_size_of, first_tensor, merge_window
 from bench.measure.clock import Timing
 from bench.profile.tools import Profiler
 
@@ -58,6 +58,14 @@ class Recorder:
         self.optimizers_made = 0  # optimizers constructed: a script with none updates by hand
         self.backwards_seen = 0
         self.forward_sizes: list[int] = []
+        self.forwards_seen = 0
+        # What one step consumed: the batches drawn from a DataLoader inside it, else the distinct
+        # inputs of the outermost module's forward (a closure that re-evaluates one batch, as
+        # LBFGS does, counts it once); per step (samples, micro-batches).
+        self.step_samples: list[tuple[int, int]] = []
+        self._step_batches: list[int] = []
+        self._step_inputs: dict[int, int] = {}
+        self.in_optimizer = False  # inside optimizer.step(): a closure's forward/backward run there
         self.dataset: Any = None  # the first DataLoader's dataset (line_profiler's default target)
         self.ddp: list[Any] = []  # DistributedDataParallel models made (read for their all-reduce times)
         self.step_caller: Any = None  # the code object that calls optimizer.step() (or backward)
@@ -154,16 +162,20 @@ class Recorder:
 
     def _saw_batch(self, batch: Any) -> None:
         size = batch_size_of(batch)
-        if size is not None and len(self.batch_sizes) < 10_000:
-            self.batch_sizes.append(size)
+        if size is not None:
+            self._step_batches.append(size)
+            if len(self.batch_sizes) < 10_000:
+                self.batch_sizes.append(size)
 
     def _forward_pre(self, module: Any, args: Any) -> None:
         if self._forward_depth == 0:
             self._open("forward")
-            if len(self.forward_sizes) < 10_000:
-                size = batch_size_of(args)  # no DataLoader: the outermost module's input says it
-                if size is not None:
-                    self.forward_sizes.append(size)
+            self.forwards_seen += 1
+            tensor = first_tensor(args)  # no DataLoader: the outermost module's input says it
+            if tensor is not None and tensor.dim():
+                self._step_inputs.setdefault(tensor.data_ptr(), int(tensor.shape[0]))
+                if len(self.forward_sizes) < 10_000:
+                    self.forward_sizes.append(int(tensor.shape[0]))
         self._forward_depth += 1
 
     def _forward_post(self, module: Any, args: Any, output: Any) -> None:
@@ -257,9 +269,11 @@ class Recorder:
     def _optimizer_pre(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         if self.step_caller is None:
             self.step_caller = _caller_code()
+        self.in_optimizer = True
         self._open("optimizer")
 
     def _optimizer_post(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        self.in_optimizer = False
         self._close("optimizer")
         if self._stack:  # an optimizer stepped inside another part: not a training step's end
             return
@@ -273,6 +287,10 @@ class Recorder:
     def _end_step(self) -> None:
         end = self.marks.mark()
         self.steps_seen += 1
+        used = self._step_batches or list(self._step_inputs.values())
+        if used and len(self.step_samples) < 10_000:
+            self.step_samples.append((sum(used), len(used)))
+        self._step_batches, self._step_inputs = [], {}
         spans, self._spans, self._stack = self._spans, [], []
         start, self._step_start = self._step_start, end
         if start is None or self.finished:
@@ -338,9 +356,19 @@ class Recorder:
             self.tools[current.kind].stop()
 
     def batch_size(self) -> int | None:
-        """The most common batch size seen (DataLoader batches first, else forward inputs)."""
+        """Samples per step: the most common over the steps seen of every batch drawn inside the
+        step (gradient accumulation: all its micro-batches), else of its forwards' inputs."""
+        if self.step_samples:
+            totals = [n for n, _ in self.step_samples]
+            return max(set(totals), key=totals.count)
         sizes = self.batch_sizes or self.forward_sizes
         return max(set(sizes), key=sizes.count) if sizes else None
+
+    def micro_batches(self) -> int:
+        """Batches (or distinct forward inputs) per step, the most common: above 1, the script
+        accumulates gradients over that many micro-batches."""
+        counts = [k for _, k in self.step_samples]
+        return max(set(counts), key=counts.count) if counts else 1
 
     def window(self, kind: str) -> list[Timing]:
         return [t for w in self.windows if w.kind == kind for t in w.timings]

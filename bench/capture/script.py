@@ -36,6 +36,7 @@ class Outcome:
     error: str = ""  # the script's exception, one line, with the step it happened at
     interrupted: bool = False
     no_step: bool = False  # the wait for a first step ran out
+    waited: str = ""  # what the wait saw when it gave up
     flops_per_step: int | None = None  # FlopCounterMode over the one step after the measured window
     artifacts: list[str] = field(default_factory=list)  # paths relative to the output folder
 
@@ -162,8 +163,7 @@ def run_script(spec: ScriptSpec, out: Path, *, worker: str = "rank0", label: str
     outcome = Outcome(recorder)
     if holder is not None:  # the caller keeps it even if a signal cuts this function short
         holder.append(outcome)
-    watchdog = threading.Timer(spec.wait, _no_step, args=(outcome,))
-    watchdog.daemon = True
+    watchdog = _Watchdog(outcome, spec.wait)
     argv, path0 = sys.argv[:], sys.path[:]
     recorder.install()
     watchdog.start()
@@ -188,7 +188,7 @@ def run_script(spec: ScriptSpec, out: Path, *, worker: str = "rank0", label: str
                          f"{recorder.steps_seen + 1}")
         traceback.print_exc()  # the script's own traceback, as python would print it
     finally:
-        watchdog.cancel()
+        watchdog.stop()
         recorder.close()
         sys.argv[:], sys.path[:] = argv, path0
     if outcome.no_step and outcome.exit_code == 130:
@@ -205,11 +205,47 @@ def run_script(spec: ScriptSpec, out: Path, *, worker: str = "rank0", label: str
     return outcome
 
 
-def _no_step(outcome: Outcome) -> None:
-    """The watchdog: no step yet after ``wait`` seconds -- stop the script (KeyboardInterrupt)."""
-    if outcome.recorder.steps_seen == 0:
-        outcome.no_step = True
-        _thread.interrupt_main()
+class _Watchdog(threading.Thread):
+    """Waits for the first step, ``wait`` seconds at a time, for as long as the first
+    ``optimizer.step()`` makes progress (a ``backward()`` more inside it than at the last look:
+    an optimizer whose ``step(closure)`` runs many passes, as LBFGS does, is training, not
+    stuck); then stops the script (KeyboardInterrupt) with what it saw."""
+
+    def __init__(self, outcome: Outcome, wait: float):
+        super().__init__(daemon=True)
+        self.outcome, self.wait = outcome, wait
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        rec, seen, waited = self.outcome.recorder, -1, 0.0
+        while not self.done.wait(self.wait):
+            waited += self.wait
+            if rec.steps_seen > 0:
+                return
+            if rec.in_optimizer and rec.backwards_seen > seen:
+                seen = rec.backwards_seen  # a step(closure) making progress: wait once more
+                continue
+            self.outcome.no_step, self.outcome.waited = True, waited_for(rec, waited)
+            _thread.interrupt_main()
+            return
+
+    def stop(self) -> None:
+        self.done.set()
+
+
+def waited_for(rec: Recorder, seconds: float) -> str:
+    """What the wait for a first step saw, and what to do about it, in one line."""
+    if rec.in_optimizer:
+        return (f"the first optimizer.step() has not returned after {seconds:g} s; backward() ran "
+                f"{rec.backwards_seen} times inside it -- an optimizer with a closure? "
+                "(--wait to wait longer)")
+    if rec.backwards_seen:
+        return (f"backward() ran {rec.backwards_seen} times but no optimizer.step() returned in "
+                f"{seconds:g} s (--wait to wait longer, or --step-on backward for a script that updates "
+                "by hand)")
+    seen = f"; forward ran {rec.forwards_seen} times but no backward()" if rec.forwards_seen else ""
+    return (f"no optimizer.step() or backward() in {seconds:g} s of running{seen}: is this a training "
+            "script? (--wait to wait longer for a slow start)")
 
 
 def _run(command: tuple[str, ...]) -> None:

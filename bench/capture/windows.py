@@ -32,18 +32,24 @@ class Window:
     timings: list[Timing] = field(default_factory=list)
 
 
-def batch_size_of(batch: Any) -> int | None:
-    """The first dimension of the first tensor in a batch (a tensor, or a tuple/list/dict of them)."""
+def first_tensor(batch: Any) -> torch.Tensor | None:
+    """The first tensor in a batch (a tensor, or a tuple/list/dict of them)."""
     if isinstance(batch, torch.Tensor):
-        return int(batch.shape[0]) if batch.dim() else None
+        return batch
+    if isinstance(batch, dict):
+        batch = list(batch.values())
     if isinstance(batch, (list, tuple)):
         for item in batch:
-            found = batch_size_of(item)
+            found = first_tensor(item)
             if found is not None:
                 return found
-    if isinstance(batch, dict):
-        return batch_size_of(list(batch.values()))
     return None
+
+
+def batch_size_of(batch: Any) -> int | None:
+    """The first dimension of the first tensor in a batch."""
+    tensor = first_tensor(batch)
+    return int(tensor.shape[0]) if tensor is not None and tensor.dim() else None
 
 
 class Marks:

@@ -173,8 +173,8 @@ def _check(result, spec, script_code: int) -> None:  # result: Result
     """Our one-line errors: nothing was measured, and why."""
     infos = [m.process for m in result.measurements if m.process is not None]
     if all(i.no_step for i in infos):
-        raise UsageError(f"no optimizer.step() or backward() in {spec.wait:g} s of running: is this a "
-                         "training script? (--wait to wait longer for a slow start)")
+        raise UsageError(next((i.waited for i in infos if i.waited), "no optimizer.step() or backward() "
+                              "seen: is this a training script? (--wait to wait longer for a slow start)"))
     if result.measured:
         return
     seen = max((i.steps_seen for i in infos), default=0)

@@ -74,6 +74,8 @@ class Process:
     error: str = ""  # the script's exception, one line
     interrupted: bool = False  # Ctrl-C
     no_step: bool = False  # no step seen in --wait seconds
+    waited: str = ""  # with no_step: what the wait saw (forwards, backwards, inside optimizer.step())
+    micro_batches: int = 1  # batches per step: above 1, gradients accumulated over them
 
 
 @dataclass

@@ -5,7 +5,7 @@ what usually helps), and across torchrun ranks the skew and the straggler."""
 from __future__ import annotations
 
 from bench.measure import derive, stats
-from bench.measure.result import Process, Result
+from bench.measure.result import Measurement, Process, Result
 from bench.measure.specs import ScriptSpec
 
 # The bottleneck a step's largest group of parts points to, and what usually helps. The advice
@@ -22,10 +22,27 @@ GROUPS = {
 ADVISE_FROM = 0.4
 
 
+# A forward pass costs about a third to a half of its backward; a forward part under a tenth of
+# backward while much of the step is unlabelled means the module hooks did not see the forward
+# (a model called as ``model.forward(x)``, not ``model(x)``): the shares then miss it.
+UNSEEN_FORWARD, UNLABELLED = 0.1, 0.25
+
+
+def forward_unseen(shares: dict[str, float]) -> bool:
+    backward = shares.get("backward", 0.0)
+    return backward > 0 and shares.get("forward", 0.0) < UNSEEN_FORWARD * backward \
+        and shares.get("other", 0.0) >= UNLABELLED
+
+
 def verdict(result: Result, name: str) -> str:
     shares = derive.shares(result, name)
     if not shares:
         return ""
+    if forward_unseen(shares):
+        return (f"No bottleneck verdict: `forward` takes {shares.get('forward', 0.0):.0%} of the step and "
+                f"`backward` {shares['backward']:.0%}, with {shares['other']:.0%} outside every labelled "
+                "part -- the module hooks did not see the forward (a model called as `model.forward(x)` "
+                "instead of `model(x)`?), so the shares miss it.")
     grouped = {g: sum(shares.get(p, 0.0) for p in parts) for g, (parts, _) in GROUPS.items()}
     top = max(grouped, key=lambda g: grouped[g])
     parts, advice = GROUPS[top]
@@ -53,8 +70,10 @@ def headline(result: Result) -> str:
         parts = [f"`{name}`: median step {step.value * 1e3:.2f} ms"
                  + (f" (95% CI {step.low * 1e3:.2f}-{step.high * 1e3:.2f})" if step.has_interval else "")]
         if batch:
-            parts.append(f"{batch / step.value:,.0f} samples/s (batch {batch}, from the batch's first "
-                         "dimension)")
+            micro = m.process.micro_batches if m.process else 1
+            per = (f"{micro} micro-batches of {batch // micro} per step: gradients accumulated"
+                   if micro > 1 else f"batch {batch}, from the batch's first dimension")
+            parts.append(f"{batch / step.value:,.0f} samples/s ({per})")
         mfu = derive.mfu(result, name)
         if mfu is not None:
             gflop = (m.footprint.flops_per_step or 0) / 1e9
@@ -99,13 +118,33 @@ def _how(result: Result, spec: ScriptSpec, name: str, p: Process) -> str:
         kept = "what was measured before is kept" if m.samples else "nothing of it was measured"
         return f"**failed**: {p.error}; {kept}"
     if p.no_step:
-        return "no step seen"
+        return p.waited or "no step seen"
     how = f"ran to its end after {seen} steps"
     if spec.steps and len(m.samples) < spec.steps:
         how += f" (before {spec.steps} steps could be measured: fewer were)"
-    elif spec.steps and spec.tools and not m.profiles:
-        how += " (before the profiler windows)"
+    missing = missing_windows(spec, m)
+    if missing:
+        how += "; " + "; ".join(missing)
     return how
+
+
+def missing_windows(spec: ScriptSpec, m: Measurement) -> list[str]:
+    """The profilers whose windows the script ended before, with the steps they needed (their
+    windows come after the warm-up, the measured steps and one counted step, one tool after
+    another): a profiler that did not run is said, never silent."""
+    if not spec.steps or m.process is None or m.process.stopped:
+        return []
+    out, start = [], spec.warmup + spec.steps + 1
+    for tool in spec.tools:
+        need = start + 2 * spec.profile_windows * spec.profile_steps
+        got = m.profiles.get(tool)
+        pairs = min(len(got.plain), len(got.tool)) if got else 0
+        if pairs < spec.profile_windows:
+            ran = f"ran {pairs} of {spec.profile_windows} window pairs" if pairs else "did not run"
+            out.append(f"{tool} {ran} (its windows take steps {start + 1}-{need}; the script ran "
+                       f"{m.process.steps_seen})")
+        start = need
+    return out
 
 
 def ranks(result: Result) -> list[str]:

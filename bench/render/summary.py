@@ -182,10 +182,19 @@ def _profilers(result: Result) -> list[str]:
     files = [f"- `{m.name}`: " + ", ".join(f"`{p}`" for p in m.artifacts)
              for m in result.measurements if m.artifacts]
     if files:
-        lines += ["## Files", "", *files, "",
-                  "Open with `snakeviz <variant>.prof`, `python -m line_profiler <variant>.lprof`, "
-                  "`tensorboard --logdir tb` (PYTORCH_PROFILER tab) or ui.perfetto.dev.", ""]
+        lines += ["## Files", "", *files, "", _openers(result.artifacts), ""]
     return lines
+
+
+OPENERS = ((".prof", "`snakeviz <name>.prof`"), (".lprof", "`python -m line_profiler <name>.lprof`"),
+           (".pt.trace.json", "`tensorboard --logdir tb` (PYTORCH_PROFILER tab) or ui.perfetto.dev"),
+           (".memory.pickle", "pytorch.org/memory_viz"))
+
+
+def _openers(paths: list[str]) -> str:
+    """How to open the files that are there (and only those)."""
+    said = [how for suffix, how in OPENERS if any(p.endswith(suffix) for p in paths)]
+    return "Open with " + ", ".join(said) + "." if said else ""
 
 
 def _header(result: Result) -> list[str]:
