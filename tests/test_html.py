@@ -210,3 +210,11 @@ def test_overheads_and_throughput_say_what_summary_csv_says(tmp_path: Path):
     assert float(overhead[2]) == pytest.approx(csv["cprofile_overhead"][0], rel=1e-5)
     (rate,) = _cells(text, "Throughput and memory")
     assert float(rate[1]) == pytest.approx(csv["samples_per_s"][0], rel=1e-5)
+
+
+def test_a_run_that_measured_nothing_has_a_page_without_empty_charts(tmp_path: Path):
+    r = make_result({"a": [10] * 5})
+    r["a"].status, r["a"].reason, r["a"].samples = "failed", "the warm-up raised ValueError: x", []
+    render_all(r, tmp_path)
+    text = (tmp_path / "report.html").read_text()
+    assert '<svg class="chart"' not in text and "the warm-up raised ValueError: x" in text

@@ -9,7 +9,7 @@ each file. Every chart's numbers are also in a sortable table below it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from html import escape
 from pathlib import Path
 
@@ -120,6 +120,15 @@ def _sequence(result: Result, m: Measurement) -> tuple[list[float], list[tuple[f
     return values, spans
 
 
+def _numbers(series: dict[str, list[float]], spans: Sequence[tuple[float, float, str]] = ()) -> str:
+    """A chart's every sample as a table, folded away (for a reader without a mouse)."""
+    marked = {int(k): what for start, end, what in spans for k in range(int(start), int(end) + 1)}
+    rows = [[cell(name), cell(k + 1), cell(v, "{:.3f}"), cell(marked.get(k))]
+            for name, values in series.items() for k, v in enumerate(values) if v == v]
+    return f"<details><summary>the numbers ({len(rows)} samples)</summary>" + table(
+        ["series", "sample", "ms", "marked"], rows) + "</details>"
+
+
 TIMELINE_NOTE = ('<p class="note">Shaded: the warm-up (left out) and the windows under a profiler; the '
                  "step times everywhere else in this report come from unprofiled steps.</p>")
 
@@ -127,21 +136,28 @@ TIMELINE_NOTE = ('<p class="note">Shaded: the warm-up (left out) and the windows
 def _variants_timeline(result: Result, root: Path) -> list[str]:
     """The interleaved rounds of every variant in order, then each profiled variant's windows."""
     series = {n: [t.per_step * 1e3 for t in result[n].samples] for n in result.measured}
-    out = ["<h2>Every measured round</h2>", svg.timeline(series, "each round's step time, in order")]
+    if not series:
+        return []
+    out = ["<h2>Every measured round</h2>", svg.timeline(series, "each round's step time, in order"),
+           _numbers(series)]
     for m in result.measurements:
         if m.profiles:
             values, spans = _sequence(result, Measurement(m.name, profiles=m.profiles))
             out += [f"<h3>{escape(m.name)}: profiler windows (shaded), alternated with plain ones</h3>",
-                    svg.timeline({m.name: values}, f"{m.name} profiler windows", spans)]
+                    svg.timeline({m.name: values}, f"{m.name} profiler windows", spans),
+                    _numbers({m.name: values}, spans)]
     return [*out, TIMELINE_NOTE]
 
 
 def _script_timeline(result: Result, root: Path) -> list[str]:
     """Each process's steps in order: warm-up, the measured window, the profiler windows."""
+    if not result.measured:
+        return []
     out = ["<h2>Every measured step</h2>"]
     for n in result.measured:
         values, spans = _sequence(result, result[n])
-        out += [f"<h3>{escape(n)}</h3>", svg.timeline({n: values}, f"{n} steps", spans)]
+        out += [f"<h3>{escape(n)}</h3>", svg.timeline({n: values}, f"{n} steps", spans),
+                _numbers({n: values}, spans)]
     return [*out, TIMELINE_NOTE]
 
 
