@@ -53,6 +53,15 @@ def test_a_dataloader_script_steps_and_parts(tmp_path: Path, data_root: Path):
     assert sum(1 for e in trace["traceEvents"] if str(e.get("name")).startswith("ProfilerStep#")) >= 2
     summary = (out / "summary.md").read_text()
     assert "samples/s (batch 20" in summary and "peak memory" in summary and "-bound**" in summary
+    # what it built, and the line of the script that built it
+    loader, opt, model = m.process.built
+    source = (SCRIPTS / "mnist_classifier.py").read_text().splitlines()
+    assert loader.kind == "DataLoader" and loader.options["num_workers"] == 0
+    assert loader.options["batch_size"] == 20 and "DataLoader(" in source[int(loader.where.split(":")[1]) - 1]
+    assert opt.type == "SGD" and opt.options["fused"] is None
+    assert "optim.SGD(" in source[int(opt.where.split(":")[1]) - 1]
+    assert model.kind == "model"
+    assert "It built: `DataLoader` at `mnist_classifier.py:" in summary
     # the run's own README.md: the files that are there, and the command that opens each
     readme = (out / "README.md").read_text()
     assert "mnist_classifier.py --data-dir" in readme.splitlines()[2]  # the command it observed

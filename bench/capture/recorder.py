@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from bench.capture.built import Builds
 from bench.capture.windows import PARTS, Marks, Stop, Window, batch_size_of, first_tensor, merge_window
 from bench.measure.clock import Timing
 from bench.profile.tools import Profiler
@@ -55,7 +56,7 @@ class Recorder:
         self.steps_seen = 0
         self.batch_sizes: list[int] = []
         self.optimizers_seen = 0  # optimizer steps seen
-        self.optimizers_made = 0  # optimizers constructed: a script with none updates by hand
+        self.builds = Builds()  # what the script builds (its optimizers: none = updates by hand)
         self.backwards_seen = 0
         self.forward_sizes: list[int] = []
         self.forwards_seen = 0
@@ -142,7 +143,7 @@ class Recorder:
 
         self._wrap(dataloader._BaseDataLoaderIter, "__next__", "data", after=self._saw_batch)
         self._wrap_backward()
-        self._count_optimizers()
+        self.builds.install(self._patched)
         self._keep_ddp()
         if self.cuda:
             self._wrap_copy()
@@ -171,6 +172,7 @@ class Recorder:
         if self._forward_depth == 0:
             self._open("forward")
             self.forwards_seen += 1
+            self.builds.saw_model(module)
             tensor = first_tensor(args)  # no DataLoader: the outermost module's input says it
             if tensor is not None and tensor.dim():
                 self._step_inputs.setdefault(tensor.data_ptr(), int(tensor.shape[0]))
@@ -201,7 +203,7 @@ class Recorder:
                         recorder._close("backward")
                         recorder.backwards_seen += 1
                         # auto: a script that made no optimizer updates its parameters by hand
-                        if recorder.rule is None and recorder.optimizers_made == 0:
+                        if recorder.rule is None and recorder.builds.optimizers_made == 0:
                             recorder.rule = "backward"
                         if recorder.rule == "backward":
                             recorder._end_step()
@@ -209,17 +211,6 @@ class Recorder:
             wrapper.__wrapped__ = original  # type: ignore[attr-defined]
             setattr(owner, attr, wrapper)
             self._patched.append((owner, attr, original))
-
-    def _count_optimizers(self) -> None:
-        recorder = self
-        original = torch.optim.Optimizer.__init__
-
-        def init(opt: Any, *args: Any, **kwargs: Any) -> None:
-            recorder.optimizers_made += 1
-            original(opt, *args, **kwargs)
-
-        torch.optim.Optimizer.__init__ = init  # type: ignore[method-assign]
-        self._patched.append((torch.optim.Optimizer, "__init__", original))
 
     def _keep_ddp(self) -> None:
         """Remember each DistributedDataParallel model (nothing else changes): DDP times its own

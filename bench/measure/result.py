@@ -57,6 +57,16 @@ class Footprint:
 
 
 @dataclass
+class Built:
+    """Something a script built: a DataLoader, an optimizer, its outermost model."""
+
+    kind: str  # DataLoader | optimizer | model
+    type: str  # its class
+    where: str  # file.py:line of the script's call ("" where not seen)
+    options: dict[str, Any] = field(default_factory=dict)  # as the object holds them, JSON-safe
+
+
+@dataclass
 class Process:
     """How an observed script's process (one rank) ran: only in ``script`` results."""
 
@@ -76,6 +86,7 @@ class Process:
     no_step: bool = False  # no step seen in --wait seconds
     waited: str = ""  # with no_step: what the wait saw (forwards, backwards, inside optimizer.step())
     micro_batches: int = 1  # batches per step: above 1, gradients accumulated over them
+    built: list[Built] = field(default_factory=list)  # what the script built, where
 
 
 @dataclass
@@ -126,7 +137,12 @@ class Measurement:
         d["epochs"] = [Timing.from_dict(t) for t in d.get("epochs", [])]
         d["profiles"] = {k: ToolTiming.from_dict(v) for k, v in d.get("profiles", {}).items()}
         d["footprint"] = Footprint(**d.get("footprint") or {})
-        d["process"] = Process(**d["process"]) if d.get("process") else None
+        if d.get("process"):
+            process = dict(d["process"])
+            process["built"] = [Built(**b) for b in process.get("built", [])]
+            d["process"] = Process(**process)
+        else:
+            d["process"] = None
         return cls(**d)
 
 

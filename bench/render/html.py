@@ -200,6 +200,16 @@ def _ranks(result: Result, root: Path) -> list[str]:
             table(["rank", "step ms", "own work ms", "all-reduce ms", "skew vs median rank (95% CI)"], rows)]
 
 
+def _built(result: Result, root: Path) -> list[str]:
+    """What the script built, where, with its options (from the first process that saw any)."""
+    built = next((m.process.built for m in result.measurements if m.process and m.process.built), [])
+    if not built:
+        return []
+    rows = [[cell(b.kind), cell(b.type), cell(b.where or None),
+             cell(", ".join(f"{k}={v}" for k, v in b.options.items()) or None)] for b in built]
+    return ["<h2>What the script built</h2>", table(["kind", "type", "where", "options"], rows)]
+
+
 def _footprint(result: Result, root: Path) -> list[str]:
     """Per process: samples/s with its interval, peak memory (host and GPU), FLOPs and MFU."""
     rows = []
@@ -271,7 +281,7 @@ def _not_measured(result: Result, root: Path) -> list[str]:
 SECTIONS: dict[str, list[Section]] = {
     "variants": [_header, _variants_headline, _variants, _changes, _parts, _variants_timeline, _overheads,
                  _functions, _operators, _not_measured],
-    "script": [_header, _script_headline, _ranks, _footprint, _parts, _script_timeline, _overheads,
+    "script": [_header, _script_headline, _ranks, _built, _footprint, _parts, _script_timeline, _overheads,
                _functions, _operators, _not_measured],
 }
 

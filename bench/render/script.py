@@ -5,7 +5,7 @@ what usually helps), and across torchrun ranks the skew and the straggler."""
 from __future__ import annotations
 
 from bench.measure import derive, stats
-from bench.measure.result import Measurement, Process, Result
+from bench.measure.result import Built, Measurement, Process, Result
 from bench.measure.specs import ScriptSpec
 
 # The bottleneck a step's largest group of parts points to, and what usually helps. The advice
@@ -100,10 +100,25 @@ def how_it_ran(result: Result) -> list[str]:
              f"A step ended at {rule}; {spec.warmup} warm-up steps left out, "
              + (f"{spec.steps} measured" if spec.steps else "every later step measured")
              + "."]
+    built = next((p.built for p in processes.values() if p.built), [])
+    if built:
+        lines.append("It built: " + "; ".join(built_text(b) for b in built) + ".")
     for name, p in processes.items():
         how = _how(result, spec, name, p)
         lines.append(f"- `{name}`: {how}.")
     return lines
+
+
+SHOWN = {"DataLoader": ("batch_size", "num_workers", "pin_memory", "persistent_workers"),
+         "optimizer": ("lr", "foreach", "fused")}
+
+
+def built_text(b: Built) -> str:
+    """``SGD`` at train.py:35 (lr=0.1, foreach=None, fused=None): what the fixes would change."""
+    options = ", ".join(f"{k}={b.options[k]}" for k in SHOWN.get(b.kind, ()) if k in b.options)
+    kind = "model " if b.kind == "model" else ""
+    where = f" at `{b.where}`" if b.where else ""
+    return f"{kind}`{b.type}`{where}" + (f" ({options})" if options else "")
 
 
 def _how(result: Result, spec: ScriptSpec, name: str, p: Process) -> str:
