@@ -84,10 +84,18 @@ def _sorts(driver) -> None:
     """Clicking a numeric column's header orders the rows by it, then the other way."""
     from selenium.webdriver.common.by import By
 
-    table = driver.find_elements(By.CSS_SELECTOR, "table.sortable")[0]
-    header = next(th for k, th in enumerate(table.find_elements(By.TAG_NAME, "th"))
-                  if table.find_elements(By.CSS_SELECTOR, f"tbody tr td:nth-child({k + 1}).num"))
-    col = table.find_elements(By.TAG_NAME, "th").index(header) + 1
+    def numeric(table) -> int:  # the first column holding numbers (0: none)
+        heads = table.find_elements(By.TAG_NAME, "th")
+        return next((k + 1 for k in range(len(heads))
+                     if table.find_elements(By.CSS_SELECTOR, f"tbody tr td:nth-child({k + 1}).num")), 0)
+
+    # the visible table with the most rows that has a numeric column
+    tables = [t for t in driver.find_elements(By.CSS_SELECTOR, "table.sortable")
+              if t.is_displayed() and numeric(t)]
+    table = max(tables, key=lambda t: len(t.find_elements(By.CSS_SELECTOR, "tbody tr")))
+    col = numeric(table)
+    header = table.find_elements(By.TAG_NAME, "th")[col - 1]
+    assert len(table.find_elements(By.CSS_SELECTOR, "tbody tr")) > 1
 
     def column() -> list[float]:
         return [float(td.get_attribute("data-sort")) for td in

@@ -209,30 +209,3 @@ def write(history: History, names: list[str], out: Path) -> list[Path]:
     md.write_text("\n".join(lines) + "\n")
     _figure(history, names, png)
     return [md, csv, png]
-
-
-def run_history(args) -> int:  # args: argparse.Namespace
-    from bench.errors import UsageError
-    from bench.output import check_writable_dir
-
-    try:
-        history = load_history(list(args.paths))
-        check_writable_dir(args.out)
-    except (BenchFileError, ValueError) as exc:
-        raise UsageError(str(exc)) from None
-    names = [n for n in history.names if args.select in n]
-    if not names:
-        raise UsageError(f"no benchmark name contains {args.select!r}; the runs hold "
-                         f"{', '.join(history.names[:6])}...")
-    written = write(history, names, args.out)
-    if getattr(args, "html", False):
-        from bench.regress.dashboard import write_html
-
-        written += write_html(history, names, args.out)
-    rows = table(history, names)
-    print(f"{len(history.runs)} runs, {len(names)} benchmarks, {len(rows)} step(s) found.")
-    for row in rows:
-        print(f"  {row['benchmark']}: {row['change']} at run {row['run']} ({row['when']}, commit "
-              f"{row['commit']}): {row['before_ms']:.3f} -> {row['after_ms']:.3f} ms")
-    print(f"Wrote {', '.join(str(p) for p in written)}")
-    return 0
