@@ -26,7 +26,7 @@ model = nn.Linear(10, 1)
 optimizer = torch.optim.LBFGS(model.parameters(), lr=0.5, max_iter=20)
 
 for step in range(args.steps):
-    def closure():
+    def closure(step: int = step) -> torch.Tensor:  # the step bound now: LBFGS calls it later
         optimizer.zero_grad()
         loss = F.mse_loss(model(x), y)
         loss.backward()
