@@ -41,8 +41,14 @@ def test_a_dataloader_script_steps_and_parts(tmp_path: Path, data_root: Path):
     for t in steps:  # the parts and `other` add up to the step
         assert sum(v[0] for v in t.parts.values()) == pytest.approx(t.seconds, rel=0.02)
         assert {"data", "forward", "backward", "optimizer", "other"} <= set(t.parts)
-    # 2 warm-up steps, 12 measured, 1 counted (FLOPs), 3 tools x 2 pairs x 2 windows x 2 steps
-    assert m.process.steps_seen == 2 + 12 + 1 + 24
+    # 2 warm-up steps, 12 measured, 1 counted (FLOPs), 5 pairs of 2-step windows with the part
+    # hooks on and off (observing's cost), 3 tools x 2 pairs x 2 windows x 2 steps
+    assert m.process.steps_seen == 2 + 12 + 1 + 20 + 24
+    unhooked = m.profiles["unhooked"]
+    assert len(unhooked.plain) == len(unhooked.tool) == 5
+    assert all(set(t.parts) == {"other"} for t in unhooked.tool)  # the step clock alone: no parts
+    assert all("forward" in t.parts for t in unhooked.plain)
+    assert "Observing it (vaebench's part hooks" in (out / "summary.md").read_text()
     # the classifier's matmuls, by hand: forward 2*B*(784*256 + 256*10), weight gradients the
     # same, input gradients of every layer but the first 2*B*256*10
     b = 20
@@ -371,12 +377,12 @@ def test_the_wait_gives_up_only_without_progress_and_says_what_it_saw(monkeypatc
 
 def test_profilers_the_script_ended_before_are_named_and_no_missing_file_listed(tmp_path: Path):
     out = tmp_path / "out"
-    # warm-up 2, 20 measured, 1 counted, then 8 steps each for cprofile, lines and kineto: the
-    # script's 36 steps end inside the lines windows, before kineto's
+    # warm-up 2, 20 measured, 1 counted, then 8 steps each for the hooks-off pairs, cprofile,
+    # lines and kineto: the script's 44 steps end inside the lines windows, before kineto's
     assert run("--warmup", "2", "--steps", "20", "--profile-windows", "2", "--profile-steps", "2",
-               "--out", str(out), str(SCRIPTS / "short.py"), "--steps", "36") == 0
+               "--observe-windows", "2", "--out", str(out), str(SCRIPTS / "short.py"), "--steps", "44") == 0
     summary = (out / "summary.md").read_text()
-    assert "kineto did not run (its windows take steps 40-47; the script ran 36)" in summary
+    assert "kineto did not run (its windows take steps 48-55; the script ran 44)" in summary
     assert "lines ran 1 of 2 window pairs" in summary
     assert "tensorboard" not in summary and not (out / "tb").exists()
     readme = (out / "README.md").read_text()

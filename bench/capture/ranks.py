@@ -18,6 +18,7 @@ import torch
 
 from bench.capture.script import Outcome
 from bench.capture.windows import PARTS, peak_memory
+from bench.defaults import UNHOOKED
 from bench.measure.environment import Environment
 from bench.measure.result import Footprint, Measurement, Process, Result, ToolTiming
 from bench.measure.specs import ScriptSpec
@@ -28,7 +29,7 @@ def record(spec: ScriptSpec, outcome: Outcome, rank: int | None = None) -> Measu
     """Everything one process measured (raw samples only): its Measurement."""
     rec = outcome.recorder
     profiles = {}
-    for tool in spec.tools if spec.steps else ():
+    for tool in (UNHOOKED, *spec.tools) if spec.steps else ():
         plain, used = rec.pairs(tool)
         if plain:
             profiles[tool] = ToolTiming(plain, used)

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from bench.capture.built import Builds
+from bench.capture.ddp import allreduce_times, keep_ddp
 from bench.capture.windows import PARTS, Marks, Stop, Window, batch_size_of, first_tensor, merge_window
 from bench.measure.clock import Timing
 from bench.profile.tools import Profiler
@@ -79,6 +80,9 @@ class Recorder:
         self._pending: list[tuple[Window, Any, Any, list[list[Any]]]] = []  # CUDA: resolved at sync
         self._handles: list[Any] = []
         self._patched: list[tuple[Any, str, Any]] = []
+        self._part_handles: list[Any] = []  # the hooks that time parts (detached in some windows)
+        self._part_patched: list[tuple[Any, str, Any]] = []
+        self.timing_parts = True
         self.finished = False
         # Profilers are started, stepped and stopped at the next step's first part, not inside
         # the optimizer's hook: starting or stopping Kineto inside the optimizer's (or the
@@ -99,6 +103,8 @@ class Recorder:
 
     # --- parts ---------------------------------------------------------------------------
     def _open(self, name: str) -> None:
+        if not self.timing_parts:
+            return
         if self._deferred and not self._stack and name != "optimizer":
             self._run_deferred()
         if self._step_start is None:
@@ -108,6 +114,8 @@ class Recorder:
         self._stack.append(len(self._spans) - 1)
 
     def _close(self, name: str) -> None:
+        if not self.timing_parts:
+            return
         # Close up to the matching part: one whose end a raised exception skipped is closed too.
         while self._stack:
             index = self._stack.pop()
@@ -133,28 +141,46 @@ class Recorder:
 
         wrapper.__wrapped__ = original  # type: ignore[attr-defined]
         setattr(owner, attr, wrapper)
-        self._patched.append((owner, attr, original))
+        self._part_patched.append((owner, attr, original))
 
     # --- hooks -----------------------------------------------------------------------------
     def install(self) -> None:
-        from torch.nn.modules import module as nn_module
         from torch.optim import optimizer as optim
-        from torch.utils.data import dataloader
 
-        self._wrap(dataloader._BaseDataLoaderIter, "__next__", "data", after=self._saw_batch)
         self._wrap_backward()
         self.builds.install(self._patched)
-        self._keep_ddp()
+        keep_ddp(self.ddp, self._patched)
+        self._handles += [optim.register_optimizer_step_pre_hook(self._optimizer_pre),
+                          optim.register_optimizer_step_post_hook(self._optimizer_post)]
+        self.attach()
+
+    def attach(self) -> None:
+        """The hooks that time a step's parts: the DataLoader's ``__next__``, the modules' forward,
+        host-to-device copies (the optimizer's and backward's own hooks stay, for a step's end)."""
+        from torch.nn.modules import module as nn_module
+        from torch.utils.data import dataloader
+
+        self.timing_parts, self._forward_depth = True, 0
+        if self._part_handles:
+            return
+        self._wrap(dataloader._BaseDataLoaderIter, "__next__", "data", after=self._saw_batch)
         if self.cuda:
             self._wrap_copy()
-        self._handles += [
-            nn_module.register_module_forward_pre_hook(self._forward_pre),
-            nn_module.register_module_forward_hook(self._forward_post),
-            optim.register_optimizer_step_pre_hook(self._optimizer_pre),
-            optim.register_optimizer_step_post_hook(self._optimizer_post),
-        ]
+        self._part_handles = [nn_module.register_module_forward_pre_hook(self._forward_pre),
+                              nn_module.register_module_forward_hook(self._forward_post)]
+
+    def detach(self) -> None:
+        """Only the step-end clock stays: a window so observed costs what running unobserved does,
+        which the windows with every hook attached are measured against (observing's cost)."""
+        self.timing_parts = False
+        for handle in self._part_handles:
+            handle.remove()
+        for owner, attr, original in reversed(self._part_patched):
+            setattr(owner, attr, original)
+        self._part_handles, self._part_patched = [], []
 
     def remove(self) -> None:
+        self.detach()
         for handle in self._handles:
             handle.remove()
         for owner, attr, original in reversed(self._patched):
@@ -212,33 +238,8 @@ class Recorder:
             setattr(owner, attr, wrapper)
             self._patched.append((owner, attr, original))
 
-    def _keep_ddp(self) -> None:
-        """Remember each DistributedDataParallel model (nothing else changes): DDP times its own
-        gradient all-reduce on sampled iterations, and the record reads it at the end."""
-        from torch.nn.parallel import DistributedDataParallel
-
-        recorder = self
-        original = DistributedDataParallel.__init__
-
-        def init(model: Any, *args: Any, **kwargs: Any) -> None:
-            original(model, *args, **kwargs)
-            recorder.ddp.append(model)
-
-        DistributedDataParallel.__init__ = init  # type: ignore[method-assign]
-        self._patched.append((DistributedDataParallel, "__init__", original))
-
     def allreduce(self) -> dict[str, float]:
-        """DDP's own sampled timing of the backward pass's all-reduce (ms; empty without DDP)."""
-        for model in self.ddp:
-            try:
-                data = model._get_ddp_logging_data()
-            except Exception:  # an older torch, or a model torn down: nothing to read
-                continue
-            if data.get("avg_backward_comm_time"):
-                return {"allreduce_ms": data["avg_backward_comm_time"] / 1e6,
-                        "allreduce_overlap_ms": data.get("avg_backward_compute_comm_overlap_time", 0) / 1e6,
-                        "allreduce_sampled_iterations": float(data.get("iteration", 0))}
-        return {}
+        return allreduce_times(self.ddp)
 
     def _wrap_copy(self) -> None:
         recorder = self
@@ -255,7 +256,7 @@ class Recorder:
                     recorder._close("copy")
 
             setattr(torch.Tensor, attr, wrapper)
-            self._patched.append((torch.Tensor, attr, original))
+            self._part_patched.append((torch.Tensor, attr, original))
 
     def _optimizer_pre(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         if self.step_caller is None:

@@ -21,6 +21,7 @@ import torch
 
 from bench.capture.recorder import Recorder
 from bench.capture.windows import Stop, Window
+from bench.defaults import UNHOOKED
 from bench.errors import UsageError
 from bench.measure.specs import ScriptSpec
 from bench.profile.tools import Profiler, make
@@ -68,15 +69,34 @@ def check_target(command: tuple[str, ...]) -> None:
 
 
 def plan(spec: ScriptSpec) -> list[Window]:
-    """The measured window, then each tool's windows alternated with plain ones (P T, T P, ...)."""
+    """The measured window, one counted step, the windows with the part hooks off alternated
+    with plain ones (observing's cost), then each tool's windows alternated with plain ones
+    (P T, T P, ...). The unhooked windows come before the profilers': a profiler is started and
+    stopped at a step's first part, which a step without part hooks does not have."""
     if spec.steps == 0:
         return [Window("measure", sys.maxsize)]
     windows = [Window("measure", spec.steps), Window("flops", 1)]
-    for tool in spec.tools:
-        for i in range(spec.profile_windows):
+    for tool in ((UNHOOKED,) if spec.observe_windows else ()) + tuple(spec.tools):
+        for i in range(spec.observe_windows if tool == UNHOOKED else spec.profile_windows):
             pair = [Window("plain", spec.profile_steps, tool=tool), Window(tool, spec.profile_steps)]
             windows += pair if i % 2 == 0 else pair[::-1]
     return windows
+
+
+class _Unhooked(Profiler):
+    """Detaches the hooks that time parts for its windows (started and stopped right at the
+    step's end: its windows have no first part to defer to)."""
+
+    deferred = False
+
+    def __init__(self, recorder_ref: list[Any]) -> None:
+        self.recorder_ref = recorder_ref
+
+    def start(self) -> None:
+        self.recorder_ref[0].detach()
+
+    def stop(self) -> None:
+        self.recorder_ref[0].attach()
 
 
 class _Flops(Profiler):
@@ -142,6 +162,8 @@ def _tools(spec: ScriptSpec, worker: str, recorder_ref: list[Any]) -> dict[str, 
     made: dict[str, Profiler] = {}
     if spec.steps:
         made["flops"] = _Flops()
+        if spec.observe_windows:
+            made[UNHOOKED] = _Unhooked(recorder_ref)
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         for tool in spec.tools:
             made[tool] = make(tool, device=device, worker=worker,

@@ -55,6 +55,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--profile-windows", type=positive_int, default=5,
                    help="pairs of (plain, profiled) windows per profiler: its overhead's samples")
     p.add_argument("--profile-steps", type=positive_int, default=5, help="steps per profiler window")
+    p.add_argument("--observe-windows", type=non_negative_int, default=5,
+                   help="pairs of windows with vaebench's part hooks on and off, before the profilers': "
+                        "what observing the script costs, with its interval (0: not measured)")
     p.add_argument("--wait", type=positive_float, default=30.0,
                    help="seconds to wait for the first step before saying it is no training script")
     p.add_argument("--nproc", type=positive_int, default=None,
@@ -87,7 +90,8 @@ def spec_from(args: argparse.Namespace):  # -> ScriptSpec
         tools = ()
     return ScriptSpec(command=command, warmup=args.warmup, steps=args.steps, step_on=args.step_on,
                        tools=tools, profile_windows=args.profile_windows,
-                       profile_steps=args.profile_steps, wait=args.wait, lines=tuple(args.lines))
+                       profile_steps=args.profile_steps, wait=args.wait, lines=tuple(args.lines),
+                       observe_windows=args.observe_windows if args.steps else 0)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from bench.defaults import UNHOOKED
 from bench.measure import stats
 from bench.measure.result import Result
 from bench.measure.stats import Ratio
@@ -177,6 +178,18 @@ def overhead(result: Result, name: str, tool: str) -> Ratio:
     n = min(len(tt.tool), len(tt.plain))
     return stats.checked_ratio([t.per_step for t in tt.tool[:n]], [t.per_step for t in tt.plain[:n]],
                                [i % 2 == 1 for i in range(n)])
+
+
+@cached
+def observing(result: Result, name: str) -> Ratio | None:
+    """What observing a script costs: its step with every part hook on / with the step-end clock
+    alone, from windows alternated pairwise (None: no such windows)."""
+    tt = result[name].profiles.get(UNHOOKED)
+    if tt is None:
+        return None
+    n = min(len(tt.tool), len(tt.plain))
+    return stats.checked_ratio([t.per_step for t in tt.plain[:n]], [t.per_step for t in tt.tool[:n]],
+                               [i % 2 == 0 for i in range(n)])
 
 
 def noise(result: Result) -> float:

@@ -18,7 +18,7 @@ def _spec_v1(d: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     spec = dict(d["spec"])
     if spec.pop("kind", None) == "capture":
         keep = ("command", "warmup", "steps", "step_on", "tools", "profile_windows", "profile_steps", "ranks")
-        return "script", {k: spec[k] for k in keep if k in spec}
+        return "script", {**{k: spec[k] for k in keep if k in spec}, "observe_windows": 0}
     spec["profile_windows"] = spec.pop("profile_rounds", 8)
     return "variants", {**spec, "plan": d.get("plan") or {}, "ordered": bool(d.get("ordered")),
                         "report": d.get("report")}

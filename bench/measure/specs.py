@@ -88,6 +88,7 @@ class ScriptSpec:
     profile_steps: int = 5  # steps per profiler window
     wait: float = 30.0  # seconds to wait for the first step before calling it "no training script"
     lines: tuple[str, ...] = ()  # line_profiler's functions: NAME (in the script) or module:function
+    observe_windows: int = 5  # pairs of windows with the part hooks on and off: observing's cost
     ranks: int = 1  # processes under torchrun (1: the script ran alone)
 
     kind = "script"

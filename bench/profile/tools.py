@@ -41,14 +41,18 @@ class Profiler:
 class CProfile(Profiler):
     def __init__(self) -> None:
         self.profiler = cProfile.Profile()
+        self.ran = False
 
     def start(self) -> None:
         self.profiler.enable()
+        self.ran = True
 
     def stop(self) -> None:
         self.profiler.disable()
 
     def write(self, out: Path, name: str) -> list[Path]:
+        if not self.ran:  # its windows never came (the script ended first): no empty file
+            return []
         path = out / f"{name}.prof"
         self.profiler.dump_stats(str(path))
         return [path]
@@ -81,6 +85,8 @@ class Lines(Profiler):
             self.profiler.disable_by_count()
 
     def write(self, out: Path, name: str) -> list[Path]:
+        if not self.added:  # its windows never came: no empty file
+            return []
         return write_lines(self.profiler, out, name, self.notes)
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from html import escape
 from pathlib import Path
 
+from bench.defaults import UNHOOKED
 from bench.measure import derive
 from bench.measure.result import Measurement, Result
 from bench.render import page, script, statements, svg
@@ -165,7 +166,10 @@ def _overheads(result: Result, root: Path) -> list[str]:
     rows, forest = [], []
     for m in result.measurements:
         for tool in m.profiles:
-            o = derive.overhead(result, m.name, tool)
+            if tool == UNHOOKED:
+                o, tool = derive.observing(result, m.name), "observing (part hooks on / off)"
+            else:
+                o = derive.overhead(result, m.name, tool)
             rows.append([cell(m.name), cell(tool), *_ratio_cells(o), cell(statements.overhead_text(o))])
             if o.measurable:
                 forest.append(svg.Interval(f"{m.name} {tool}", o.value, o.low, o.high, str(o.verdict)))
@@ -236,8 +240,16 @@ def _artifact(root: Path, m: Measurement, suffix: str) -> Path | None:
 def _per_file(result: Result, root: Path, suffix: str, title: str,
               show: Callable[[Measurement, Path], list[str]]) -> list[str]:
     """One block per measurement that has a profiler file ending in ``suffix`` (and it exists)."""
-    out = [line for m in result.measurements
-           for found in [_artifact(root, m, suffix)] if found is not None for line in show(m, found)]
+    out = []
+    for m in result.measurements:
+        found = _artifact(root, m, suffix)
+        if found is None:
+            continue
+        try:
+            out += show(m, found)
+        except Exception as exc:  # a damaged profiler file must not cost the page
+            out.append(f'<p class="note">{escape(found.name)} could not be read: '
+                       f"{escape(type(exc).__name__)}: {escape(str(exc)[:200])}</p>")
     return [f"<h2>{title}</h2>", *out] if out else []
 
 

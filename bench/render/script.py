@@ -4,9 +4,11 @@ what usually helps), and across torchrun ranks the skew and the straggler."""
 
 from __future__ import annotations
 
+from bench.defaults import UNHOOKED
 from bench.measure import derive, stats
 from bench.measure.result import Built, Measurement, Process, Result
 from bench.measure.specs import ScriptSpec
+from bench.render import statements
 
 # The bottleneck a step's largest group of parts points to, and what usually helps. The advice
 # is given only where that group is a real share of the step (ADVISE_FROM), and always with the
@@ -100,6 +102,11 @@ def how_it_ran(result: Result) -> list[str]:
              f"A step ended at {rule}; {spec.warmup} warm-up steps left out, "
              + (f"{spec.steps} measured" if spec.steps else "every later step measured")
              + "."]
+    costs = {n: derive.observing(result, n) for n in result.measured}
+    said = [f"`{n}` {statements.overhead_text(c)}" for n, c in costs.items() if c is not None]
+    if said:
+        lines.append("Observing it (vaebench's part hooks, on in alternated windows of "
+                     f"{spec.profile_steps} steps against the step clock alone): " + "; ".join(said) + ".")
     built = next((p.built for p in processes.values() if p.built), [])
     if built:
         lines.append("It built: " + "; ".join(built_text(b) for b in built) + ".")
@@ -150,13 +157,15 @@ def missing_windows(spec: ScriptSpec, m: Measurement) -> list[str]:
     if not spec.steps or m.process is None or m.process.stopped:
         return []
     out, start = [], spec.warmup + spec.steps + 1
-    for tool in spec.tools:
-        need = start + 2 * spec.profile_windows * spec.profile_steps
+    planned = [(UNHOOKED, spec.observe_windows)] if spec.observe_windows else []
+    for tool, windows in [*planned, *((t, spec.profile_windows) for t in spec.tools)]:
+        need = start + 2 * windows * spec.profile_steps
         got = m.profiles.get(tool)
         pairs = min(len(got.plain), len(got.tool)) if got else 0
-        if pairs < spec.profile_windows:
-            ran = f"ran {pairs} of {spec.profile_windows} window pairs" if pairs else "did not run"
-            out.append(f"{tool} {ran} (its windows take steps {start + 1}-{need}; the script ran "
+        if pairs < windows:
+            ran = f"ran {pairs} of {windows} window pairs" if pairs else "did not run"
+            what = "the observing-cost windows (part hooks off)" if tool == UNHOOKED else tool
+            out.append(f"{what} {ran} (its windows take steps {start + 1}-{need}; the script ran "
                        f"{m.process.steps_seen})")
         start = need
     return out

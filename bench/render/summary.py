@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.defaults import UNHOOKED
 from bench.measure import derive, stats
 from bench.measure.result import Result
 from bench.measure.stats import Verdict
@@ -171,9 +172,10 @@ def _changes(result: Result) -> list[str]:
 def _profilers(result: Result) -> list[str]:
     rows = []
     for m in result.measurements:
-        if m.profiles:
+        tools = [t for t in m.profiles if t != UNHOOKED]  # observing's own cost is said in the header
+        if tools:
             rows.append({"variant": m.name, **{t: statements.overhead_text(derive.overhead(result, m.name, t))
-                                               for t in m.profiles}})
+                                               for t in tools}})
     lines: list[str] = []
     if rows:
         lines += ["## Profiler overhead", "", pd.DataFrame(rows).fillna("-").to_markdown(index=False), "",
