@@ -117,9 +117,9 @@ def runs(tmp_path_factory, data_root: Path) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("pages")
     script = base / "script"
     proc = in_process(main, ["run", "--steps", "12", "--warmup", "2", "--profile-windows", "2",
-                             "--profile-steps", "2", "--tools", "cprofile,kineto", "--out", script,
-                             ROOT / "examples" / "scripts" / "mnist_classifier.py", "--data-dir", data_root,
-                             "--batch-size", "20"])
+                             "--profile-steps", "2", "--observe-windows", "2", "--tools", "cprofile,kineto",
+                             "--out", script, ROOT / "examples" / "scripts" / "mnist_classifier.py",
+                             "--data-dir", data_root, "--batch-size", "20", "--epochs", "3"])
     assert proc.returncode == 0, proc.stderr
     variants = base / "variants"
     variants.mkdir()
