@@ -211,7 +211,8 @@ def run_script(spec: ScriptSpec, out: Path, *, worker: str = "rank0", label: str
         traceback.print_exc()  # the script's own traceback, as python would print it
     finally:
         watchdog.stop()
-        recorder.close()
+        with without_profiler_chatter():  # a profiler still running is stopped here
+            recorder.close()
         sys.argv[:], sys.path[:] = argv, path0
     if outcome.no_step and outcome.exit_code == 130:
         outcome.exit_code = 2

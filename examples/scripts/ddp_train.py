@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 parser = argparse.ArgumentParser()
-parser.add_argument("--epochs", type=int, default=3)
+parser.add_argument("--epochs", type=int, default=5)  # 320 steps a rank: every window of a default run
 parser.add_argument("--batch-size", type=int, default=64)
 parser.add_argument("--samples", type=int, default=8192)
 parser.add_argument("--slow-rank", type=int, default=None)
