@@ -164,17 +164,19 @@ def test_run_help_answers_without_torch():
 
 @pytest.mark.slow
 def test_ddp_straggler_is_named_with_its_part(tmp_path: Path):
-    """A 20 ms delay in rank 1's data loading, on a ~5 ms step: a gap no load can hide. (The
-    no-delay case names no straggler 5 of 5 on a quiet machine -- experiments/run_acceptance.py;
-    on a loaded one a rank really can be slower, so it is not judged here.)"""
+    """20 ms more inside rank 1's own backward (a custom autograd function), on a ~10 ms step: a
+    gap no load can hide, and one that "the step without backward" could not see -- rank 0 waits
+    for it inside its own backward. (The no-delay case names no straggler 5 of 5 on a quiet
+    machine -- experiments/run_acceptance.py; on a loaded one a rank really can be slower, so it
+    is not judged here. A slow rank's data loading: test_stragglers_from_the_ranks_own_work.)"""
     out = tmp_path / "out"
     assert run("--nproc", "2", "--steps", "30", "--warmup", "3", "--tools", "kineto",
-               "--profile-windows", "1", "--profile-steps", "2", "--out", str(out),
-               str(SCRIPTS / "ddp_train.py"), "--slow-rank", "1", "--delay-ms", "20") == 0
+               "--observe-windows", "0", "--profile-windows", "1", "--profile-steps", "2", "--out", str(out),
+               str(SCRIPTS / "ddp_train.py"), "--slow-backward-rank", "1", "--backward-delay-ms", "20") == 0
     result = Result.load(out / "run.json")
     assert result.measured == ["rank0", "rank1"] and len(result["rank1"].samples) == 30
     summary = (out / "summary.md").read_text()
-    assert "**Straggler: `rank1`**" in summary and "its `data` part explains" in summary
+    assert "**Straggler: `rank1`**" in summary and "its `backward` part explains" in summary
     # DDP's own timing of the all-reduce: the fast rank waits there for the slow one's gradients
     assert result["rank0"].process.allreduce_ms > result["rank1"].process.allreduce_ms > 0
     assert "`rank0`'s all-reduce:" in summary
@@ -295,6 +297,34 @@ def test_stragglers_from_the_ranks_own_work():
     small = _rank_result({"rank0": list(2 + 0.01 * rng.random(30)), "rank1": list(3 + 0.01 * rng.random(30))})
     (s,) = stragglers(small)[0]
     assert s.skew.low > 1 and not s.named and s.gap_share == pytest.approx(1 / 30, rel=0.05)
+
+
+def test_a_straggler_inside_backward_is_found_from_the_waits():
+    """Both ranks step in 30 ms; rank 1 computes 20 ms more inside its backward, rank 0 waits 20 ms
+    for it in the all-reduce (DDP's timing: 22 ms against 2 ms). The step without backward sees
+    no difference; the step less the wait names rank 1, and its backward."""
+    import numpy as np
+
+    from bench.measure.clock import Timing
+    from bench.measure.result import Process
+    from bench.measure.skew import own_work, stragglers
+    from tests.helpers import make_result
+
+    rng = np.random.default_rng(1)
+    r = make_result({"rank0": [30.0] * 30, "rank1": [30.0] * 30})
+    for name, reduce_ms in (("rank0", 22.0), ("rank1", 2.0)):
+        r[name].samples = [Timing(seconds=0.03, steps=[0.03], round=i, parts={
+            "data": [0.002], "forward": [0.004 + 0.0002 * rng.random()], "backward": [0.022],
+            "optimizer": [0.002]}) for i in range(30)]
+        r[name].process = Process(allreduce_ms=reduce_ms)
+    (s,) = stragglers(r)[0]
+    assert s.named and s.rank == "rank1" and s.part == "backward" and s.explains > 0.9
+    assert own_work(r, "rank0") == pytest.approx(0.010, abs=1e-4)
+    assert own_work(r, "rank1") == pytest.approx(0.030)
+    for name in ("rank0", "rank1"):  # without DDP's timing: the old rule, which cannot see it
+        r[name].process = None
+    r.cache.clear()
+    assert not any(s.named for s in stragglers(r)[0])
 
 
 @pytest.mark.parametrize("trainer", ["plain", pytest.param("lightning", marks=pytest.mark.slow)])

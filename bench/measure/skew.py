@@ -3,7 +3,10 @@ and the **straggler** it points to, with the part that explains the gap.
 
 In synchronous data-parallel training every rank's step takes as long as the slowest one's: a
 fast rank waits inside ``backward``, where DDP's gradient all-reduce runs. A rank's *own work*
-is therefore its step without ``backward``; a straggler is a rank whose own work is measurably
+is therefore its step without its **wait**: its all-reduce time by DDP's own sampled timing
+less the least of any rank's (the rank the others wait for waits least), so extra work inside
+``backward`` is seen too; where DDP's timing is missing, the step without ``backward``. A
+straggler is a rank whose own work is measurably
 longer (the 95% interval of the paired ratio above 1, its assumptions checked) **and** whose
 extra work costs the others a real share of the step in waiting (at least ``MATERIAL`` of the
 median step). Two ranks sharing a small machine differ by a few percent in any run; that is a
@@ -31,7 +34,7 @@ class Straggler:
 
     rank: str
     reference: str  # the median rank
-    skew: stats.Ratio  # busy(rank) / busy(reference), paired by step
+    skew: stats.Ratio  # own work of rank / of the reference, paired by step
     part: str  # the part that explains most of the gap
     explains: float  # that part's share of the gap
     waits_in: str  # where the other ranks wait for it
@@ -39,10 +42,38 @@ class Straggler:
     named: bool = True  # False: measurable but below MATERIAL -- a skew, not a straggler
 
 
-def busy(t: Timing) -> float:
-    """A step's own work: everything but backward, where a fast rank waits for the slow one's
-    gradients (DDP's all-reduce runs inside backward)."""
+def waits(result: Result, names: list[str]) -> dict[str, float] | None:
+    """Each rank's mean wait in the gradient all-reduce (seconds): its all-reduce time by DDP's
+    own sampled timing, less the least of any rank's -- the rank the others wait for waits
+    least, so its all-reduce is the communication alone. None without DDP's timing on every
+    rank (then a rank's backward stands in for its wait)."""
+    times = {n: result[n].process.allreduce_ms if result[n].process else None for n in names}
+    if any(not t for t in times.values()):
+        return None
+    least = min(t for t in times.values() if t)
+    return {n: (float(t or 0.0) - least) / 1e3 for n, t in times.items()}
+
+
+def busy(t: Timing, wait: float | None = None) -> float:
+    """A step's own work: the step less its wait in the all-reduce (``wait``, from DDP's timing),
+    or where that is not known, less its backward (DDP's all-reduce runs inside backward, so a
+    fast rank's wait is there -- and so is a slow backward, which that rule cannot see)."""
+    if wait is not None:
+        return max(t.seconds - wait, 0.0)
     return t.seconds - sum(t.parts.get("backward", [0.0]))
+
+
+def _part(t: Timing, part: str, wait: float | None) -> float:
+    """One part of a step as the rank's own work: backward less the wait in it."""
+    value = sum(t.parts.get(part, [0.0]))
+    return max(value - wait, 0.0) if part == "backward" and wait is not None else value
+
+
+def own_work(result: Result, name: str) -> float:
+    """A rank's median own work per step (seconds)."""
+    names = [n for n in result.measured if n.startswith("rank")]
+    wait = (waits(result, names) or {}).get(name)
+    return float(np.median([busy(t, wait) for t in result[name].samples]))
 
 
 def stragglers(result: Result) -> tuple[list[Straggler], dict[str, stats.Ratio]]:
@@ -52,23 +83,25 @@ def stragglers(result: Result) -> tuple[list[Straggler], dict[str, stats.Ratio]]
     names = [n for n in result.measured if n.startswith("rank")]
     if len(names) < 2:
         return [], {}
+    wait = waits(result, names) or dict.fromkeys(names)
     by_step = {n: {t.round: t for t in result[n].samples} for n in names}
     common = sorted(set.intersection(*(set(d) for d in by_step.values())))
-    medians = {n: float(np.median([busy(by_step[n][r]) for r in common])) for n in names}
+    medians = {n: float(np.median([busy(by_step[n][r], wait[n]) for r in common])) for n in names}
     reference = sorted(names, key=lambda n: medians[n])[(len(names) - 1) // 2]
     skews, found = {}, []
     for name in names:
         if name == reference:
             continue
-        own = [busy(by_step[name][r]) for r in common]
-        ref = [busy(by_step[reference][r]) for r in common]
+        own = [busy(by_step[name][r], wait[name]) for r in common]
+        ref = [busy(by_step[reference][r], wait[reference]) for r in common]
         skew = stats.checked_ratio(own, ref, None)
         skews[name] = skew
         if skew.verdict != stats.Verdict.SLOWER:  # a ratio of times: its interval above 1
             continue
-        gaps = {p: float(np.median([sum(by_step[name][r].parts.get(p, [0.0]))
-                                    - sum(by_step[reference][r].parts.get(p, [0.0])) for r in common]))
-                for p in PARTS if p != "backward"}
+        parts = [p for p in PARTS if p != "backward" or wait[name] is not None]
+        gaps = {p: float(np.median([_part(by_step[name][r], p, wait[name])
+                                    - _part(by_step[reference][r], p, wait[reference]) for r in common]))
+                for p in parts}
         total = sum(max(g, 0.0) for g in gaps.values())
         part = max(gaps, key=lambda p: gaps[p])
         step = float(np.median([by_step[name][r].seconds for r in common]))

@@ -182,8 +182,7 @@ def _overheads(result: Result, root: Path) -> list[str]:
 
 def _ranks(result: Result, root: Path) -> list[str]:
     """One row per rank (step, own work, all-reduce), their skews as a forest, the straggler."""
-    from bench.measure import stats
-    from bench.measure.skew import busy, stragglers
+    from bench.measure.skew import own_work, stragglers
 
     names = [n for n in result.measured if n.startswith("rank")]
     if len(names) < 2:
@@ -194,7 +193,7 @@ def _ranks(result: Result, root: Path) -> list[str]:
         m = result[n]
         reduce_ms = m.process.allreduce_ms if m.process else None
         rows.append([cell(n), cell(derive.step_seconds(result, n) * 1e3),
-                     cell(stats.median([busy(t) for t in m.samples]) * 1e3), cell(reduce_ms),
+                     cell(own_work(result, n) * 1e3), cell(reduce_ms),
                      cell(skews[n].text() if n in skews else "(the median rank)")])
     forest = [svg.Interval(n, r.value, r.low, r.high, str(r.verdict))
               for n, r in skews.items() if r.measurable]

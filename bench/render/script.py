@@ -5,7 +5,7 @@ what usually helps), and across torchrun ranks the skew and the straggler."""
 from __future__ import annotations
 
 from bench.defaults import UNHOOKED
-from bench.measure import derive, stats
+from bench.measure import derive
 from bench.measure.result import Built, Measurement, Process, Result
 from bench.measure.specs import ScriptSpec
 from bench.render import statements
@@ -61,9 +61,9 @@ def headline(result: Result) -> str:
     said = []
     names = result.measured
     if len(names) > 1:  # ranks: the one with the most work of its own (the others wait for it)
-        from bench.measure.skew import busy
+        from bench.measure.skew import own_work
 
-        names = [max(names, key=lambda n: stats.median([busy(t) for t in result[n].samples]))]
+        names = [max(names, key=lambda n: own_work(result, n))]
     for name in names:
         m = result[name]
         step = derive.step_ci(result, name)
@@ -173,7 +173,7 @@ def missing_windows(spec: ScriptSpec, m: Measurement) -> list[str]:
 
 def ranks(result: Result) -> list[str]:
     """The ranks table, the skew and the straggler (several processes only)."""
-    from bench.measure.skew import MATERIAL, busy, stragglers
+    from bench.measure.skew import MATERIAL, own_work, stragglers
 
     names = [n for n in result.measured if n.startswith("rank")]
     if len(names) < 2:
@@ -193,15 +193,18 @@ def ranks(result: Result) -> list[str]:
                      "samples/s": f"{batch / step:,.0f}" if batch else "-",
                      **{p: f"{shares[p]:.0%}" for p in ("data", "forward", "backward", "optimizer", "other")
                         if p in shares},
-                     "own work ms": f"{stats.median([busy(t) for t in m.samples]) * 1e3:.2f}",
+                     "own work ms": f"{own_work(result, name) * 1e3:.2f}",
                      **({"all-reduce ms (share)": f"{reduce_ms:.2f} ({reduce_ms / 1e3 / step:.0%})"}
                         if reduce_ms else {}),
                      "skew vs median rank (95% CI)": skew.text() if skew else "(the median rank)"})
     lines = ["## Ranks", "", pd.DataFrame(rows).to_markdown(index=False), "",
-             "Own work = the step without `backward`, where DDP's gradient all-reduce makes a fast "
-             "rank wait for a slow one; skew = a rank's own work / the median rank's, paired by "
-             "step. All-reduce: DDP's own timing of its backward communication (sampled "
-             "iterations, waiting included), and its share of the median step.", ""]
+             "Own work = the step less its wait in DDP's gradient all-reduce, where a fast rank waits "
+             "for a slow one: the wait is a rank's all-reduce time less the least of any rank's (the "
+             "rank the others wait for waits least), so extra work inside `backward` counts as own "
+             "work; without DDP's timing, the step without `backward`. Skew = a rank's own work / "
+             "the median rank's, paired by step. All-reduce: DDP's own timing of its backward "
+             "communication (sampled iterations, waiting included), and its share of the median step.",
+             ""]
     for s in found:
         if s.named:
             ref = result[s.reference].process

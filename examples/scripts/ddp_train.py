@@ -5,8 +5,9 @@ gloo on the CPU, NCCL on GPUs (one process per GPU), a DistributedSampler, a DDP
     vaebench run --nproc 2 examples/scripts/ddp_train.py --slow-rank 1 --delay-ms 20
 
 ``--slow-rank R --delay-ms D`` adds D ms to every batch that rank R loads (a slow disk, a
-busy host): the straggler vaebench should name. ``--die-rank R --die-at N`` makes rank R crash
-at its N-th batch.
+busy host): the straggler vaebench should name. ``--slow-backward-rank R --backward-delay-ms D``
+adds D ms inside rank R's backward instead, where DDP's all-reduce makes the others wait.
+``--die-rank R --die-at N`` makes rank R crash at its N-th batch.
 """
 
 import argparse
@@ -26,6 +27,9 @@ parser.add_argument("--batch-size", type=int, default=64)
 parser.add_argument("--samples", type=int, default=8192)
 parser.add_argument("--slow-rank", type=int, default=None)
 parser.add_argument("--delay-ms", type=float, default=0.0)
+parser.add_argument("--slow-backward-rank", type=int, default=None,
+                    help="this rank's backward takes --backward-delay-ms more (its own gradient work)")
+parser.add_argument("--backward-delay-ms", type=float, default=0.0)
 parser.add_argument("--die-rank", type=int, default=None, help="this rank dies (a crash) at --die-at")
 parser.add_argument("--die-at", type=int, default=20)
 args = parser.parse_args()
@@ -51,6 +55,19 @@ def collate(batch):
     return torch.stack(xs), torch.stack(ys)
 
 
+class SlowBackward(torch.autograd.Function):
+    """The identity, whose backward takes longer on one rank (a slow custom kernel, a busy GPU)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x
+
+    @staticmethod
+    def backward(ctx, grad):
+        time.sleep(args.backward_delay_ms / 1e3)
+        return grad
+
+
 loader = DataLoader(data, batch_size=args.batch_size, sampler=sampler, collate_fn=collate)
 net = nn.Sequential(nn.Linear(256, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 2))
 model = DistributedDataParallel(net.to(device))
@@ -62,7 +79,10 @@ for epoch in range(args.epochs):
         if rank == args.die_rank and step == args.die_at:
             os._exit(1)  # a crash: no exception, no cleanup
         xb, yb = xb.to(device), yb.to(device)
-        loss = F.cross_entropy(model(xb), yb)
+        logits = model(xb)  # (batch, 2)
+        if rank == args.slow_backward_rank and args.backward_delay_ms:
+            logits = SlowBackward.apply(logits)
+        loss = F.cross_entropy(logits, yb)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
