@@ -450,3 +450,33 @@ def test_a_forward_the_hooks_see_keeps_its_verdict():
     assert not forward_unseen({"forward": 0.25, "backward": 0.5, "other": 0.25})
     assert forward_unseen({"forward": 0.01, "backward": 0.5, "other": 0.45})
     assert not forward_unseen({"forward": 0.0, "backward": 0.0, "other": 0.9})  # no backward seen: not this
+
+
+@pytest.mark.slow
+def test_two_nodes_gather_every_rank_on_node_0(tmp_path: Path):
+    """Two torchrun agents on this machine as two nodes, one rank each, each under its own
+    `vaebench run`: node 0's run holds both ranks (rank 1's record came over the network, not
+    through a shared folder), node 1's its own rank and says where the merged run is."""
+    import socket
+
+    with socket.socket() as s:  # a free port for the job (the gather takes the next one)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = []
+    for node in (0, 1):
+        torchrun = f"--nnodes 2 --node-rank {node} --master-addr 127.0.0.1 --master-port {port}"
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "bench", "run", "--nproc", "1", "--steps", "10", "--warmup", "2",
+             "--tools", "none", "--observe-windows", "0", "--torchrun", torchrun, "--out",
+             str(tmp_path / f"node{node}"), str(SCRIPTS / "ddp_train.py")],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = [p.communicate(timeout=240)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    merged = Result.load(tmp_path / "node0" / "run.json")
+    assert merged.measured == ["rank0", "rank1"]
+    assert all(len(merged[n].samples) == 10 for n in merged.measured)
+    assert [merged[n].process.node_rank for n in merged.measured] == [0, 1]
+    assert "(node 1, local rank 0)" in (tmp_path / "node0" / "summary.md").read_text()
+    local = Result.load(tmp_path / "node1" / "run.json")
+    assert local.measured == ["rank1"]
+    assert "the merged run of all 2 ranks is written by the node of global rank 0" in outputs[1]

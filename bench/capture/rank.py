@@ -16,6 +16,7 @@ from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
+    from bench.capture.gather import gather, several_nodes
     from bench.capture.ranks import record, save_record
     from bench.capture.script import ScriptSpec, run_script
 
@@ -41,7 +42,13 @@ def main(argv: list[str]) -> int:
         outcome.interrupted, outcome.exit_code = True, 130
         outcome.recorder.close()
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # what was measured is written, whatever comes
-    save_record(record(spec, outcome, rank), out / f"rank{rank}.json")
+    measured = record(spec, outcome, rank)
+    save_record(measured, out / f"rank{rank}.json")
+    if several_nodes():  # every record to global rank 0's node, over the network
+        missing = gather(json.dumps(measured.as_dict()), rank, out)
+        if missing:
+            print(f"vaebench: ranks {', '.join(map(str, missing))} sent no record to rank 0",
+                  file=sys.stderr)
     if outcome.interrupted:
         return 130
     return outcome.exit_code or 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from dataclasses import replace
 from pathlib import Path
 
@@ -34,7 +35,11 @@ def record(spec: ScriptSpec, outcome: Outcome, rank: int | None = None) -> Measu
         if plain:
             profiles[tool] = ToolTiming(plain, used)
     memory = peak_memory()
-    process = Process(rank=rank, step_rule=rec.rule, steps_seen=rec.steps_seen, warmup=spec.warmup,
+    local = int(os.environ.get("LOCAL_RANK", rank or 0)) if rank is not None else None
+    process = Process(rank=rank, local_rank=local, node=socket.gethostname(),
+                      node_rank=int(os.environ.get("GROUP_RANK", "0")),
+                      world_size=int(os.environ.get("WORLD_SIZE", "1")), step_rule=rec.rule,
+                      steps_seen=rec.steps_seen, warmup=spec.warmup,
                       pid=os.getpid(), memory=memory, **rec.allreduce(), stopped=outcome.stopped,
                       exit_code=outcome.exit_code, error=outcome.error, interrupted=outcome.interrupted,
                       no_step=outcome.no_step, waited=outcome.waited, micro_batches=rec.micro_batches(),

@@ -155,22 +155,33 @@ def _ranks(args: argparse.Namespace, spec, stage: Path):  # -> (records, exit co
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(Path(__file__).resolve().parents[2]), os.getcwd(), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run(command, env=env)
+    return _collect(args, stage, proc.returncode), proc.returncode
+
+
+def _collect(args: argparse.Namespace, stage: Path, code: int):  # -> list[Measurement]
+    """The records in the staging folder, by global rank: this node's ranks, and on global rank
+    0's node every node's (gathered over the network); a rank that wrote none is named."""
     from bench.capture.ranks import died, load_record
 
-    records = []
-    for rank in range(args.nproc):
-        path = stage / f"rank{rank}.json"
-        if path.is_file():
-            records.append(load_record(path))
-            path.unlink()
-        else:
-            log.error("rank %d wrote no record: it died (torchrun's exit code %d); the other ranks' "
-                      "results are kept", rank, proc.returncode)
-            records.append(died(rank))
-    if all(m.reason == died(0).reason for m in records):
-        raise UsageError(f"no rank wrote a record (torchrun exit code {proc.returncode}); see its "
-                         "output above")
-    return records, proc.returncode
+    found = {int(p.stem[4:]): load_record(p) for p in sorted(stage.glob("rank*.json"))
+             if p.stem[4:].isdigit()}
+    for p in stage.glob("rank*.json"):
+        p.unlink()
+    world = max((m.process.world_size for m in found.values() if m.process), default=args.nproc)
+    if 0 in found or not found:  # this node holds global rank 0: the run of every node
+        expected = list(range(max(world, args.nproc)))
+    else:
+        expected = sorted(found)
+        log.info("this node's ranks %s are written here; the merged run of all %d ranks is written by "
+                 "the node of global rank 0", ", ".join(map(str, expected)), world)
+    for rank in expected:
+        if rank not in found:
+            log.error("rank %d wrote no record: it died, or its node never sent it (torchrun's exit code "
+                      "%d); the other ranks' results are kept", rank, code)
+            found[rank] = died(rank)
+    if all(m.reason == died(0).reason for m in found.values()):
+        raise UsageError(f"no rank wrote a record (torchrun exit code {code}); see its output above")
+    return [found[r] for r in sorted(found)]
 
 
 def _check(result, spec, script_code: int) -> None:  # result: Result

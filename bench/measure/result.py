@@ -71,6 +71,10 @@ class Process:
     """How an observed script's process (one rank) ran: only in ``script`` results."""
 
     rank: int | None = None  # the global rank under torchrun (None: the script ran alone)
+    local_rank: int | None = None  # its rank on its node
+    node: str = ""  # the host it ran on
+    node_rank: int = 0  # torchrun's GROUP_RANK: which node of the job
+    world_size: int = 1  # ranks in the job, every node's
     step_rule: str = ""  # optimizer | backward: what ended a step
     steps_seen: int = 0
     warmup: int = 0

@@ -189,7 +189,10 @@ def ranks(result: Result) -> list[str]:
         reduce_ms = m.process.allreduce_ms if m.process else None
         step = derive.step_seconds(result, name)
         skew = skews.get(name)
-        rows.append({"rank": name, "step ms": f"{step * 1e3:.2f}",
+        nodes = {x.process.node_rank for x in result.measurements if x.process}
+        where = ({"node": f"{m.process.node} (node {m.process.node_rank}, local rank {m.process.local_rank})"}
+                 if len(nodes) > 1 and m.process else {})
+        rows.append({"rank": name, **where, "step ms": f"{step * 1e3:.2f}",
                      "samples/s": f"{batch / step:,.0f}" if batch else "-",
                      **{p: f"{shares[p]:.0%}" for p in ("data", "forward", "backward", "optimizer", "other")
                         if p in shares},
