@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -142,14 +142,9 @@ def writing(out: Path, *, fresh: bool = True, lock: bool = True) -> Iterator[Out
             check_writable_dir(out)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-    with (fresh_out(out) if fresh else _nothing()), (out_lock(out) if lock else _nothing()), \
+    with (fresh_out(out) if fresh else nullcontext()), (out_lock(out) if lock else nullcontext()), \
             staging(out) as stage:
         yield Output(out, stage)
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
 
 
 def previous_artifacts(run_json: Path) -> list[str]:

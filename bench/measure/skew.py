@@ -21,6 +21,7 @@ import numpy as np
 
 from bench.measure import stats
 from bench.measure.clock import Timing
+from bench.measure.derive import cached
 from bench.measure.result import Result
 
 PARTS = ("data", "copy", "forward", "backward", "optimizer", "other")
@@ -76,6 +77,7 @@ def own_work(result: Result, name: str) -> float:
     return float(np.median([busy(t, wait) for t in result[name].samples]))
 
 
+@cached  # the reports ask for it in every renderer: one bootstrap per rank, once
 def stragglers(result: Result) -> tuple[list[Straggler], dict[str, stats.Ratio]]:
     """The skew of each rank against the median rank (paired by step index), and the ranks whose
     skew is measurable (its 95% interval above 1, what the interval assumes checked): each one

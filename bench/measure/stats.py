@@ -123,13 +123,6 @@ def ratio(num: Sequence[float], den: Sequence[float], *, paired: bool = True, se
     return Ratio(value, float(res.confidence_interval.low), float(res.confidence_interval.high))
 
 
-def difference(num: Sequence[float], den: Sequence[float], *, seed: int = 0) -> Ratio:
-    """The median of paired differences ``num - den`` (same rounds) with its 95% percentile-
-    bootstrap interval, in the samples' unit; held in a :class:`Ratio` for its fields only
-    (its ``verdict`` compares with 1 and does not apply)."""
-    return median_ci(np.asarray(num, dtype=float) - np.asarray(den, dtype=float), seed=seed)
-
-
 def median_ci(samples: Sequence[float], *, seed: int = 0) -> Ratio:
     """The median of ``samples`` with its 95% percentile-bootstrap interval (in their unit; held in
     a :class:`Ratio` for its fields only)."""

@@ -102,12 +102,13 @@ def _parts(result: Result, root: Path) -> list[str]:
             table(["name", *[f"{p} ms" for p in names]], rows, "median step split by the parts' shares")]
 
 
-def _sequence(result: Result, m: Measurement) -> tuple[list[float], list[tuple[float, float, str]]]:
-    """A measurement's samples in the order they ran (ms per step), then each profiler's windows,
-    alternated as they ran; the spans mark the warm-up and the profiled windows."""
-    values = [t.per_step * 1e3 for t in m.samples]
+def _sequence(m: Measurement, samples: bool = True) -> tuple[list[float], list[tuple[float, float, str]]]:
+    """A measurement's samples in the order they ran (ms per step; ``samples=False``: left out),
+    then each profiler's windows, alternated as they ran; the spans mark the warm-up and the
+    profiled windows."""
+    values = [t.per_step * 1e3 for t in m.samples] if samples else []
     spans: list[tuple[float, float, str]] = []
-    warmup = m.process.warmup if m.process else 0
+    warmup = m.process.warmup if m.process and samples else 0
     if warmup:
         spans.append((0, warmup, f"warm-up: {warmup} steps, left out (not timed)"))
         values = [float("nan")] * warmup + values
@@ -143,7 +144,7 @@ def _variants_timeline(result: Result, root: Path) -> list[str]:
            _numbers(series)]
     for m in result.measurements:
         if m.profiles:
-            values, spans = _sequence(result, Measurement(m.name, profiles=m.profiles))
+            values, spans = _sequence(m, samples=False)
             out += [f"<h3>{escape(m.name)}: profiler windows (shaded), alternated with plain ones</h3>",
                     svg.timeline({m.name: values}, f"{m.name} profiler windows", spans),
                     _numbers({m.name: values}, spans)]
@@ -156,7 +157,7 @@ def _script_timeline(result: Result, root: Path) -> list[str]:
         return []
     out = ["<h2>Every measured step</h2>"]
     for n in result.measured:
-        values, spans = _sequence(result, result[n])
+        values, spans = _sequence(result[n])
         out += [f"<h3>{escape(n)}</h3>", svg.timeline({n: values}, f"{n} steps", spans),
                 _numbers({n: values}, spans)]
     return [*out, TIMELINE_NOTE]
@@ -182,21 +183,13 @@ def _overheads(result: Result, root: Path) -> list[str]:
 
 def _ranks(result: Result, root: Path) -> list[str]:
     """One row per rank (step, own work, all-reduce), their skews as a forest, the straggler."""
-    from bench.measure.skew import own_work, stragglers
-
-    names = [n for n in result.measured if n.startswith("rank")]
-    if len(names) < 2:
+    found = script.rank_rows(result)
+    if len(found) < 2:
         return []
-    _, skews = stragglers(result)
-    rows = []
-    for n in names:
-        m = result[n]
-        reduce_ms = m.process.allreduce_ms if m.process else None
-        rows.append([cell(n), cell(derive.step_seconds(result, n) * 1e3),
-                     cell(own_work(result, n) * 1e3), cell(reduce_ms),
-                     cell(skews[n].text() if n in skews else "(the median rank)")])
-    forest = [svg.Interval(n, r.value, r.low, r.high, str(r.verdict))
-              for n, r in skews.items() if r.measurable]
+    rows = [[cell(r.name), cell(r.step_s * 1e3), cell(r.own_s * 1e3), cell(r.reduce_ms),
+             cell(r.skew.text() if r.skew else "(the median rank)")] for r in found]
+    forest = [svg.Interval(r.name, r.skew.value, r.skew.low, r.skew.high, str(r.skew.verdict))
+              for r in found if r.skew is not None and r.skew.measurable]
     said = [line for line in script.ranks(result) if line.startswith(("**", "No straggler", "`rank"))]
     return ["<h2>Ranks</h2>", *[f"<p>{inline(line)}</p>" for line in said],
             svg.forest(forest, "own work against the median rank's") if forest else "",

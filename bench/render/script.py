@@ -4,8 +4,10 @@ what usually helps), and across torchrun ranks the skew and the straggler."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from bench.defaults import UNHOOKED
-from bench.measure import derive
+from bench.measure import derive, stats
 from bench.measure.result import Built, Measurement, Process, Result
 from bench.measure.specs import ScriptSpec
 from bench.render import statements
@@ -171,35 +173,60 @@ def missing_windows(spec: ScriptSpec, m: Measurement) -> list[str]:
     return out
 
 
+def rank_names(result: Result) -> list[str]:
+    return [n for n in result.measured if n.startswith("rank")]
+
+
+@dataclass(frozen=True)
+class RankRow:
+    """One rank's line of the ranks table, for every renderer."""
+
+    name: str
+    node: str  # "host (node k, local rank j)" when the ranks ran on several nodes, else ""
+    step_s: float  # median step
+    samples_per_s: float | None
+    shares: dict[str, float]
+    own_s: float  # median own work: the step less its wait in the all-reduce
+    reduce_ms: float | None  # DDP's own timing of its all-reduce
+    skew: stats.Ratio | None  # own work against the median rank's (None: the median rank)
+
+
+def rank_rows(result: Result) -> list[RankRow]:
+    from bench.measure.skew import own_work, stragglers
+
+    _, skews = stragglers(result)
+    nodes = {m.process.node_rank for m in result.measurements if m.process}
+    rows = []
+    for name in rank_names(result):
+        m, step = result[name], derive.step_seconds(result, name)
+        p = m.process
+        node = f"{p.node} (node {p.node_rank}, local rank {p.local_rank})" if p and len(nodes) > 1 else ""
+        rows.append(RankRow(name, node, step, m.batch_size / step if m.batch_size else None,
+                            derive.shares(result, name), own_work(result, name),
+                            p.allreduce_ms if p else None, skews.get(name)))
+    return rows
+
+
 def ranks(result: Result) -> list[str]:
     """The ranks table, the skew and the straggler (several processes only)."""
-    from bench.measure.skew import MATERIAL, own_work, stragglers
+    from bench.measure.skew import MATERIAL, stragglers
 
-    names = [n for n in result.measured if n.startswith("rank")]
-    if len(names) < 2:
+    if len(rank_names(result)) < 2:
         return []
     import pandas as pd
 
-    found, skews = stragglers(result)
+    found, _ = stragglers(result)
     rows = []
-    for name in names:
-        shares = derive.shares(result, name)
-        m = result[name]
-        batch = m.batch_size
-        reduce_ms = m.process.allreduce_ms if m.process else None
-        step = derive.step_seconds(result, name)
-        skew = skews.get(name)
-        nodes = {x.process.node_rank for x in result.measurements if x.process}
-        where = ({"node": f"{m.process.node} (node {m.process.node_rank}, local rank {m.process.local_rank})"}
-                 if len(nodes) > 1 and m.process else {})
-        rows.append({"rank": name, **where, "step ms": f"{step * 1e3:.2f}",
-                     "samples/s": f"{batch / step:,.0f}" if batch else "-",
-                     **{p: f"{shares[p]:.0%}" for p in ("data", "forward", "backward", "optimizer", "other")
-                        if p in shares},
-                     "own work ms": f"{own_work(result, name) * 1e3:.2f}",
-                     **({"all-reduce ms (share)": f"{reduce_ms:.2f} ({reduce_ms / 1e3 / step:.0%})"}
-                        if reduce_ms else {}),
-                     "skew vs median rank (95% CI)": skew.text() if skew else "(the median rank)"})
+    for r in rank_rows(result):
+        rows.append({"rank": r.name, **({"node": r.node} if r.node else {}),
+                     "step ms": f"{r.step_s * 1e3:.2f}",
+                     "samples/s": f"{r.samples_per_s:,.0f}" if r.samples_per_s else "-",
+                     **{p: f"{r.shares[p]:.0%}" for p in ("data", "forward", "backward", "optimizer", "other")
+                        if p in r.shares},
+                     "own work ms": f"{r.own_s * 1e3:.2f}",
+                     **({"all-reduce ms (share)": f"{r.reduce_ms:.2f} ({r.reduce_ms / 1e3 / r.step_s:.0%})"}
+                        if r.reduce_ms else {}),
+                     "skew vs median rank (95% CI)": r.skew.text() if r.skew else "(the median rank)"})
     lines = ["## Ranks", "", pd.DataFrame(rows).to_markdown(index=False), "",
              "Own work = the step less its wait in DDP's gradient all-reduce, where a fast rank waits "
              "for a slow one: the wait is a rank's all-reduce time less the least of any rank's (the "
