@@ -15,6 +15,7 @@ that model FLOP utilization (MFU = achieved FLOP/s / peak) is measured against.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import resource
@@ -60,8 +61,20 @@ def peak_bytes_of(fn: Any, device: torch.device) -> int:
 
     from bench.measure.quiet import without_profiler_chatter
 
-    with without_profiler_chatter(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
+    # The profiler remembers the sizes of every block allocated under any earlier profiling
+    # session in this process; the cyclic collector freeing such garbage inside ``fn`` would
+    # subtract bytes the step never held (a CI run lost a 400x400 weight of an earlier test). So
+    # collect first and keep the collector off for the one call.
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        with without_profiler_chatter(), \
+                profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            fn()
+    finally:
+        if enabled:
+            gc.enable()
     # Each operator's own allocations minus frees, in time order: the running sum's maximum is
     # the step's peak of live bytes (at operator granularity).
     events = sorted((e for e in prof.events() if e.cpu_memory_usage or e.self_cpu_memory_usage),
