@@ -43,7 +43,8 @@ def record(spec: ScriptSpec, outcome: Outcome, rank: int | None = None) -> Measu
                       pid=os.getpid(), memory=memory, **rec.allreduce(), stopped=outcome.stopped,
                       exit_code=outcome.exit_code, error=outcome.error, interrupted=outcome.interrupted,
                       no_step=outcome.no_step, waited=outcome.waited, micro_batches=rec.micro_batches(),
-                      built=list(rec.builds.found))
+                      built=list(rec.builds.found), losses=[float(x) for x in rec.losses],
+                      threads=torch.get_num_threads(), warmup_s=rec.warmup_s)
     failed = outcome.error or outcome.no_step or outcome.interrupted
     return Measurement(
         name=spec.name if rank is None else f"rank{rank}", status="failed" if failed else "ok",

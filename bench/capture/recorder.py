@@ -84,6 +84,11 @@ class Recorder:
         self._part_patched: list[tuple[Any, str, Any]] = []
         self.timing_parts = True
         self.finished = False
+        self.keep_losses = 0  # the first N losses of the measured steps (--try compares them)
+        self.losses: list[torch.Tensor] = []  # detached; read as numbers once the script ends
+        self.started = clock()
+        self.warmup_s: float | None = None  # from the start to the end of the warm-up
+        self._clock = clock
         # Profilers are started, stepped and stopped at the next step's first part, not inside
         # the optimizer's hook: starting or stopping Kineto inside the optimizer's (or the
         # DataLoader's) record_function scope corrupted the heap here, now and then (checked).
@@ -220,6 +225,7 @@ class Recorder:
                 outer = recorder._backward_depth == 0
                 recorder._backward_depth += 1
                 if outer:
+                    recorder._keep_loss(args[0] if args else kwargs.get("tensors"))
                     recorder._open("backward")
                 try:
                     return _original(*args, **kwargs)
@@ -237,6 +243,13 @@ class Recorder:
             wrapper.__wrapped__ = original  # type: ignore[attr-defined]
             setattr(owner, attr, wrapper)
             self._patched.append((owner, attr, original))
+
+    def _keep_loss(self, loss: Any) -> None:
+        """A measured step's loss, without a sync (``.item()`` waits until the script ends)."""
+        measuring = self._index < len(self.windows) and self.windows[self._index].kind == "measure"
+        if measuring and len(self.losses) < self.keep_losses and isinstance(loss, torch.Tensor) \
+                and loss.numel() == 1:
+            self.losses.append(loss.detach().clone())
 
     def allreduce(self) -> dict[str, float]:
         return allreduce_times(self.ddp)
@@ -323,6 +336,8 @@ class Recorder:
     def _next_window(self) -> None:
         self._resolve()
         done = self.windows[self._index]
+        if done.kind == "warmup":
+            self.warmup_s = self._clock() - self.started
         if done.kind in self.tools:
             self._call(self.tools[done.kind].stop)  # its last step is over
         self._index += 1

@@ -186,7 +186,9 @@ def run_script(spec: ScriptSpec, out: Path, *, worker: str = "rank0", label: str
     if holder is not None:  # the caller keeps it even if a signal cuts this function short
         holder.append(outcome)
     watchdog = _Watchdog(outcome, spec.wait)
+    recorder.keep_losses = spec.losses
     argv, path0 = sys.argv[:], sys.path[:]
+    undo = _prepare(spec)
     recorder.install()
     watchdog.start()
     try:
@@ -214,6 +216,9 @@ def run_script(spec: ScriptSpec, out: Path, *, worker: str = "rank0", label: str
         with without_profiler_chatter():  # a profiler still running is stopped here
             recorder.close()
         sys.argv[:], sys.path[:] = argv, path0
+        from bench.fixes.patches import restore
+
+        restore(undo)
     if outcome.no_step and outcome.exit_code == 130:
         outcome.exit_code = 2
     flops = tools.get("flops")
@@ -226,6 +231,20 @@ def run_script(spec: ScriptSpec, out: Path, *, worker: str = "rank0", label: str
             continue
         outcome.artifacts += [str(p.relative_to(out)) for p in written]
     return outcome
+
+
+def _prepare(spec: ScriptSpec) -> list[Any]:
+    """``--seed``, a user's fix modules and ``--try``'s patches, before the script starts: the
+    undo list of the patches."""
+    import importlib
+
+    from bench.fixes.patches import apply, seed_everything
+
+    for module in spec.plugins:
+        importlib.import_module(module)  # registers its patches (checked by the parent already)
+    if spec.seed is not None:
+        seed_everything(spec.seed)
+    return apply(spec.fixes)
 
 
 class _Watchdog(threading.Thread):

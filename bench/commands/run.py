@@ -67,12 +67,38 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--compare", nargs=2, metavar=("A", "B"), default=None,
                    help="what a change buys on your script: run the two command lines (quoted) in "
                         "alternating processes and state B/A with its interval and a verdict")
-    p.add_argument("--repeats", type=positive_int, default=5, help="--compare: processes a side")
+    p.add_argument("--repeats", type=positive_int, default=5, help="--compare, --try: processes a side")
+    _try_options(p)
+    p.add_argument("--apply", action="append", default=[], help=argparse.SUPPRESS)  # a --try process
+    p.add_argument("--raw", action="store_true", help=argparse.SUPPRESS)  # run.json only
     p.add_argument("--out", type=Path, default=Path("reports/run"))
     p.add_argument("-m", dest="module", default=None, metavar="MODULE",
                    help="run a module as `python -m MODULE` does")
     p.add_argument("script_args", nargs=argparse.REMAINDER, metavar="script.py [args]",
                    help="the script and its own arguments")
+
+
+def _try_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--try", dest="try_", action="store_true",
+                   help="measure the usual fixes on the unmodified script: each applied by patching "
+                        "PyTorch in the script's process (DataLoader workers, foreach/fused optimizers, "
+                        "threads, bf16 autocast, CUDA ones on a GPU), in alternating processes against "
+                        "the baseline and an A/A, with the losses compared and the line to change")
+    p.add_argument("--fixes", type=comma_list, default=None,
+                   help="--try: only these catalogue entries (default: every one that applies; "
+                        "'compile' only when named)")
+    p.add_argument("--fixes-from", action="append", default=[], metavar="MODULE",
+                   help="--try: import MODULE first, where your own fixes register themselves "
+                        "(bench.fixes.catalogue.register and bench.fixes.patches.patch)")
+    p.add_argument("--seed", type=non_negative_int, default=None,
+                   help="seed torch, numpy and random before the script starts (--try: default 0)")
+    p.add_argument("--losses", type=non_negative_int, default=None,
+                   help="measured losses kept per process and compared (--try: default 10)")
+    p.add_argument("--tolerance", type=positive_float, default=0.05,
+                   help="--try: a relative loss change up to this (beyond the baseline's own) is "
+                        "'within'; more is 'loss diverged'")
+    p.add_argument("--max-minutes", type=positive_float, default=None,
+                   help="--try: start no process after this; what was measured is kept")
 
 
 def spec_from(args: argparse.Namespace):  # -> ScriptSpec
@@ -91,7 +117,9 @@ def spec_from(args: argparse.Namespace):  # -> ScriptSpec
     return ScriptSpec(command=command, warmup=args.warmup, steps=args.steps, step_on=args.step_on,
                        tools=tools, profile_windows=args.profile_windows,
                        profile_steps=args.profile_steps, wait=args.wait, lines=tuple(args.lines),
-                       observe_windows=args.observe_windows if args.steps else 0)
+                       observe_windows=args.observe_windows if args.steps else 0,
+                       fixes=tuple(args.apply), seed=args.seed, losses=args.losses or 0,
+                       plugins=tuple(args.fixes_from))
 
 
 def main(args: argparse.Namespace) -> int:
@@ -103,6 +131,8 @@ def main(args: argparse.Namespace) -> int:
     setup_logging()
     if args.compare:
         return compare_commands(args)
+    if args.try_:
+        return try_fixes(args)
     spec = spec_from(args)
     check_target(spec.command)
     if args.nproc and args.nproc > (os.cpu_count() or 1):
@@ -116,7 +146,13 @@ def main(args: argparse.Namespace) -> int:
 
         result = merge(spec, records, started=started, duration_s=time.perf_counter() - begin)
         _check(result, spec, script_code)
-        output.publish(result)
+        if args.raw:  # one process of --try: its numbers only, no renderers
+            from bench.output import publish
+
+            result.save(output.stage / "run.json")
+            publish(output.stage, output.out)
+        else:
+            output.publish(result)
     from bench.render.terminal import text
 
     print(f"\n{text(result)}")
@@ -128,6 +164,25 @@ def main(args: argparse.Namespace) -> int:
                     else "nothing of it was measured")
             print(f"vaebench run: {m.name}: {m.reason}; {kept}", file=sys.stderr)
     return script_code
+
+
+def try_fixes(args: argparse.Namespace) -> int:
+    """``--try``: the fixes measured on the script (bench.fixes.trial), saved as a ``try`` run."""
+    from bench.capture.script import check_target
+    from bench.fixes.trial import run_try
+    from bench.output import writing
+    from bench.render.terminal import text
+
+    command = tuple(["-m", args.module, *args.script_args] if args.module else args.script_args)
+    check_target(command)
+    args.losses = 10 if args.losses is None else args.losses
+    with writing(args.out) as output:
+        result = run_try(args, command, output)
+        output.publish(result)
+    print(f"\n{text(result)}")
+    print(f"\nWrote the run into {args.out}/ (start with {args.out}/summary.md; every process's steps "
+          f"and losses: {args.out}/run.json)")
+    return 130 if "interrupted" in result.partial.get("try/schedule", "") else 0
 
 
 def _one(spec, stage: Path):  # -> (records, exit code)

@@ -91,6 +91,9 @@ class Process:
     waited: str = ""  # with no_step: what the wait saw (forwards, backwards, inside optimizer.step())
     micro_batches: int = 1  # batches per step: above 1, gradients accumulated over them
     built: list[Built] = field(default_factory=list)  # what the script built, where
+    losses: list[float] = field(default_factory=list)  # the first measured losses (spec.losses)
+    threads: int | None = None  # torch's intra-op threads at the script's end
+    warmup_s: float | None = None  # from the script's start to the end of its warm-up steps
 
 
 @dataclass

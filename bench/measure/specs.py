@@ -90,6 +90,10 @@ class ScriptSpec:
     lines: tuple[str, ...] = ()  # line_profiler's functions: NAME (in the script) or module:function
     observe_windows: int = 5  # pairs of windows with the part hooks on and off: observing's cost
     ranks: int = 1  # processes under torchrun (1: the script ran alone)
+    fixes: tuple[str, ...] = ()  # --try: patches applied before the script starts (bench.fixes)
+    seed: int | None = None  # torch, numpy and random seeded before the script starts
+    losses: int = 0  # the first N measured losses (what backward() was called on) kept
+    plugins: tuple[str, ...] = ()  # modules imported first: a user's own fixes
 
     kind = "script"
     samples_are = "steps"
@@ -109,8 +113,45 @@ class ScriptSpec:
         return asdict(self)
 
 
-Spec = VariantsSpec | ScriptSpec
-SPECS: dict[str, type[VariantsSpec] | type[ScriptSpec]] = {"variants": VariantsSpec, "script": ScriptSpec}
+@dataclass(frozen=True)
+class TrySpec:
+    """A ``vaebench run --try``: the baseline, itself again (A/A), each fix and their combination,
+    each a separate process of the unmodified script, visited in rotated order."""
+
+    command: tuple[str, ...]
+    warmup: int = 5
+    steps: int = 50  # measured steps per process: its median is one sample
+    repeats: int = 5  # processes per side
+    seed: int | None = 0
+    losses: int = 10  # measured losses compared per process
+    tolerance: float = 0.05  # relative loss difference still "within" (beyond the baseline's own)
+    wait: float = 30.0
+    fixes: tuple[str, ...] = ()  # the fixes measured, in order
+    skipped: tuple[str, ...] = ()  # "entry: why" for each catalogue entry not tried
+    combination: tuple[str, ...] = ()  # the fixes measured together in the second phase
+    plugins: tuple[str, ...] = ()
+    max_minutes: float | None = None
+
+    kind = "try"
+    samples_are = "processes"
+
+    @property
+    def name(self) -> str:
+        return self.command[1] if self.command[0] == "-m" else Path(self.command[0]).name
+
+    def shell(self) -> str:
+        return "python " + " ".join(self.command)
+
+    def title(self) -> str:
+        return f"What the usual fixes buy on `{self.shell()}`"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+Spec = VariantsSpec | ScriptSpec | TrySpec
+SPECS: dict[str, type[VariantsSpec] | type[ScriptSpec] | type[TrySpec]] = {
+    "variants": VariantsSpec, "script": ScriptSpec, "try": TrySpec}
 
 
 def build(cls: type[T], doc: dict[str, Any]) -> T:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.measure.result import Result
-from bench.render import figures, html, readme, summary, tables
+from bench.render import figures, html, readme, summary, tables, trying
 
 Renderer = Callable[[Result, Path], list[Path]]
 
@@ -20,6 +20,10 @@ RENDERERS: dict[str, Renderer] = {
     "variants.csv": tables.write_variants,
     "figures": figures.write,
 }
+# A kind whose files differ: its own renderer per file (the others keep RENDERERS').
+BY_KIND: dict[str, dict[str, Renderer]] = {
+    "try": {"summary.md": summary.write, "summary.csv": trying.write_csv, "figures": trying.write_figure},
+}
 
 
 def render_all(result: Result, out: Path, final: Path | None = None, *, rerender: bool = False
@@ -28,7 +32,7 @@ def render_all(result: Result, out: Path, final: Path | None = None, *, rerender
     README.md (which lists every file); ``final`` is where ``out``'s files will be moved (a
     staging folder's target), and where a re-render finds the profilers' files."""
     written: list[Path] = []
-    for renderer in RENDERERS.values():
+    for renderer in BY_KIND.get(result.kind, RENDERERS).values():
         written.extend(renderer(result, out))
     written += html.write(result, out, final)
     return written + readme.write(result, out, final, rerender=rerender)

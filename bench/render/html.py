@@ -16,7 +16,7 @@ from pathlib import Path
 from bench.defaults import UNHOOKED
 from bench.measure import derive
 from bench.measure.result import Measurement, Result
-from bench.render import page, script, statements, svg
+from bench.render import page, script, statements, svg, trying
 from bench.render.page import cell, inline, table
 
 Section = Callable[[Result, Path], list[str]]
@@ -287,6 +287,7 @@ SECTIONS: dict[str, list[Section]] = {
                  _functions, _operators, _not_measured],
     "script": [_header, _script_headline, _ranks, _built, _footprint, _parts, _script_timeline, _overheads,
                _functions, _operators, _not_measured],
+    "try": [_header, trying.html, _not_measured],
 }
 
 

@@ -1,6 +1,6 @@
 """The sections of a ``script`` Result's reports (``vaebench run``): how the run went,
 the headline (median step with its interval, samples/s, peak memory, a bottleneck verdict with
-what usually helps), and across torchrun ranks the skew and the straggler."""
+the fixes `--try` would measure), and across torchrun ranks the skew and the straggler."""
 
 from __future__ import annotations
 
@@ -12,16 +12,16 @@ from bench.measure.result import Built, Measurement, Process, Result
 from bench.measure.specs import ScriptSpec
 from bench.render import statements
 
-# The bottleneck a step's largest group of parts points to, and what usually helps. The advice
-# is given only where that group is a real share of the step (ADVISE_FROM), and always with the
-# way to check it on this script: a suggestion is a hypothesis until it is measured.
+# The bottleneck a step's largest group of parts points to, and the fixes of `--try` that aim at
+# it. No advice is printed untested: where that group is a real share of the step (ADVISE_FROM)
+# the report names what `vaebench run --try` would measure on this script, and where no fix of
+# the catalogue aims at it (host-bound), what to look for.
 GROUPS = {
-    "input-bound": (("data", "copy"), "more DataLoader workers (`num_workers`), pinned memory with "
-                    "`non_blocking` copies, or data kept as tensors (on the device)"),
-    "compute-bound": (("forward", "backward"), "a larger batch, mixed precision (on a GPU), "
-                      "`torch.compile`"),
-    "optimizer-bound": (("optimizer",), "a fused or foreach optimizer (e.g. `Adam(fused=True)`)"),
-    "host-bound": (("other",), "fewer `.item()`/`.cpu()` calls and less logging per step"),
+    "input-bound": (("data", "copy"), "`num_workers`, `persistent_workers`, `pin_memory` (CUDA)"),
+    "compute-bound": (("forward", "backward"), "bf16 autocast, threads, TF32 and cudnn.benchmark "
+                      "(CUDA), `torch.compile` (`--fixes compile`)"),
+    "optimizer-bound": (("optimizer",), "`foreach=True`, `fused=True`"),
+    "host-bound": (("other",), ""),
 }
 ADVISE_FROM = 0.4
 
@@ -53,10 +53,17 @@ def verdict(result: Result, name: str) -> str:
     said = [p for p in parts if p in shares]
     verb = "takes" if len(said) == 1 else "take"
     text = f"**{top}**: {' + '.join(f'`{p}`' for p in said)} {verb} {grouped[top]:.0%} of the step"
-    if grouped[top] >= ADVISE_FROM:
-        text += (f"; what usually helps: {advice} -- measure it on this script "
-                 "(`vaebench run --compare \"train.py ...\" \"train.py ... --change\"`)")
+    if grouped[top] >= ADVISE_FROM and advice:
+        text += f"; `vaebench run --try {_command(result)}` measures: {advice}"
+    elif grouped[top] >= ADVISE_FROM:
+        text += ("; no fix of `--try` aims at it: look for `.item()`/`.cpu()` calls and logging in the "
+                 "step (the cProfile file shows where)")
     return text + "."
+
+
+def _command(result: Result) -> str:
+    command = getattr(result.spec, "command", ())
+    return " ".join(command) if command else "train.py"
 
 
 def headline(result: Result) -> str:

@@ -14,7 +14,7 @@ from bench.defaults import UNHOOKED
 from bench.measure import derive, stats
 from bench.measure.result import Result
 from bench.measure.stats import Verdict
-from bench.render import script, statements
+from bench.render import script, statements, trying
 
 
 def _ratio_cell(r: stats.Ratio | None, digits: int = 2) -> str:
@@ -277,6 +277,7 @@ SECTIONS: dict[str, list[Section]] = {
     "variants": [_title, _variants_header, _variants, _changes, _parts, _profilers, workload_section,
                  _not_measured],
     "script": [_title, _script_header, script.ranks, _parts, _profilers, _not_measured],
+    "try": [_title, trying.markdown],
 }
 
 

@@ -1,0 +1,198 @@
+"""The fixes ``--try`` knows, each chosen (or skipped, with its reason) from what the baseline
+process built and ran on: its DataLoaders and optimizers (with their options and call sites),
+its outermost module, its device and threads.
+
+An entry's ``propose(seen)`` returns the fixes to measure, or one line saying why none apply.
+A :class:`Fix` names the patches of :mod:`bench.fixes.patches` applied in the script's process,
+its group (the combination takes at most one fix per group) and the edit that makes it
+permanent, at the line of the script that built the object. A user's own entry is added with
+:func:`register` in a module passed as ``--fixes-from MODULE``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bench.measure.result import Built, Measurement
+
+
+@dataclass(frozen=True)
+class Fix:
+    name: str  # as the report names it: "num_workers=2"
+    group: str  # loader | optimizer | threads | precision | compile | cuda | a user's own
+    patches: tuple[str, ...]  # applied in the script's process, in order
+    edit: str  # what to change, where: "train.py:37: DataLoader(..., num_workers=2)"
+
+
+@dataclass
+class Seen:
+    """What the baseline process showed."""
+
+    loaders: list[Built] = field(default_factory=list)
+    optimizers: list[Built] = field(default_factory=list)
+    models: list[Built] = field(default_factory=list)
+    device: str = "cpu"
+    threads: int | None = None
+    cores: int = 1
+
+    @classmethod
+    def of(cls, m: Measurement) -> Seen:
+        built = m.process.built if m.process else []
+        return cls(loaders=[b for b in built if b.kind == "DataLoader"],
+                   optimizers=[b for b in built if b.kind == "optimizer"],
+                   models=[b for b in built if b.kind == "model"], device=m.device,
+                   threads=m.process.threads if m.process else None, cores=os.cpu_count() or 1)
+
+
+Proposal = list[Fix] | str
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    propose: Callable[[Seen], Proposal]
+    default: bool = True  # tried unless --fixes names others
+
+
+def _at(b: Built) -> str:
+    return f"{b.where}: " if b.where else ""
+
+
+def _workers(seen: Seen) -> Proposal:
+    if not seen.loaders:
+        return "no DataLoader seen"
+    loader = seen.loaders[0]
+    have = int(loader.options.get("num_workers") or 0)
+    if have >= seen.cores:
+        return f"the loader already has {have} workers on {seen.cores} cores"
+    values = sorted({n for n in (1, max(1, seen.cores // 2), seen.cores) if n > have})
+    return [Fix(f"num_workers={n}", "loader", (f"workers={n}",),
+                f"{_at(loader)}DataLoader(..., num_workers={n})") for n in values]
+
+
+def _persistent(seen: Seen) -> Proposal:
+    if not seen.loaders:
+        return "no DataLoader seen"
+    loader = seen.loaders[0]
+    if loader.options.get("persistent_workers"):
+        return "the loader's workers are already persistent"
+    have = int(loader.options.get("num_workers") or 0)
+    n = have or min(2, seen.cores)
+    patches = ("persistent",) if have else (f"workers={n}", "persistent")
+    return [Fix(f"num_workers={n}+persistent_workers", "loader", patches,
+                f"{_at(loader)}DataLoader(..., num_workers={n}, persistent_workers=True)")]
+
+
+def _takes(type_name: str, option: str) -> bool:
+    import torch
+
+    cls = getattr(torch.optim, type_name, None)
+    return isinstance(cls, type) and option in inspect.signature(cls.__init__).parameters
+
+
+def _optimizer(option: str) -> Callable[[Seen], Proposal]:
+    def propose(seen: Seen) -> Proposal:
+        if not seen.optimizers:
+            return "no optimizer seen (the script updates its parameters by hand)"
+        opt = seen.optimizers[0]
+        if opt.options.get(option):
+            return f"`{opt.type}` is already {option}"
+        if not _takes(opt.type, option):
+            return f"`{opt.type}` takes no `{option}` argument"
+        return [Fix(f"{option}=True", "optimizer", (option,),
+                    f"{_at(opt)}torch.optim.{opt.type}(..., {option}=True)")]
+    return propose
+
+
+def _threads(seen: Seen) -> Proposal:
+    if seen.threads is None:
+        return "the baseline's thread count was not recorded"
+    if seen.threads >= seen.cores:
+        return f"torch already uses all {seen.cores} cores ({seen.threads} threads)"
+    return [Fix(f"set_num_threads({seen.cores})", "threads", (f"threads={seen.cores}",),
+                f"at the script's start: torch.set_num_threads({seen.cores})")]
+
+
+def _model(seen: Seen) -> str:
+    return seen.models[0].type if seen.models else ""
+
+
+def _bf16(seen: Seen) -> Proposal:
+    if not seen.models:
+        return "no module's forward seen"
+    return [Fix("bf16 autocast", "precision", ("bf16",),
+                f"around the call of {_model(seen)}: with torch.autocast({seen.device!r}, "
+                "dtype=torch.bfloat16):")]
+
+
+def _compile(seen: Seen) -> Proposal:
+    if not seen.models:
+        return "no module's forward seen"
+    return [Fix("torch.compile", "compile", ("compile",),
+                f"after building {_model(seen)}: model.compile()")]
+
+
+def _cuda(name: str, patch: str, edit: str) -> Callable[[Seen], Proposal]:
+    def propose(seen: Seen) -> Proposal:
+        if seen.device != "cuda":
+            return "CUDA only: the script ran on the CPU"
+        return [Fix(name, name, (patch,), edit)]
+    return propose
+
+
+def _pinned(seen: Seen) -> Proposal:
+    if seen.device != "cuda":
+        return "CUDA only: the script ran on the CPU"
+    if not seen.loaders:
+        return "no DataLoader seen"
+    if seen.loaders[0].options.get("pin_memory"):
+        return "the loader already pins its batches"
+    return [Fix("pin_memory=True", "pin", ("pin",),
+                f"{_at(seen.loaders[0])}DataLoader(..., pin_memory=True) and .to(device, non_blocking=True)")]
+
+
+CATALOGUE: list[Entry] = [
+    Entry("num_workers", _workers),
+    Entry("persistent_workers", _persistent),
+    Entry("pin_memory", _pinned),
+    Entry("foreach", _optimizer("foreach")),
+    Entry("fused", _optimizer("fused")),
+    Entry("threads", _threads),
+    Entry("bf16", _bf16),
+    Entry("tf32", _cuda("tf32", "tf32",
+                        "at the script's start: torch.backends.cuda.matmul.allow_tf32 = True")),
+    Entry("cudnn_benchmark", _cuda("cudnn_benchmark", "cudnn_benchmark",
+                                   "at the script's start: torch.backends.cudnn.benchmark = True")),
+    # One compile per process costs tens of seconds on a small CPU: asked for by name.
+    Entry("compile", _compile, default=False),
+]
+
+
+def register(entry: Entry) -> None:
+    """Add a user's own entry (its patches registered with :func:`bench.fixes.patches.patch`)."""
+    CATALOGUE[:] = [e for e in CATALOGUE if e.name != entry.name] + [entry]
+
+
+def names() -> list[str]:
+    return [e.name for e in CATALOGUE]
+
+
+def propose(seen: Seen, asked: list[str] | None = None) -> tuple[list[Fix], dict[str, str]]:
+    """The fixes to measure and, by entry, why the others are skipped."""
+    fixes: list[Fix] = []
+    skipped: dict[str, str] = {}
+    for entry in CATALOGUE:
+        if asked is not None and entry.name not in asked:
+            continue
+        if asked is None and not entry.default:
+            skipped[entry.name] = f"asked for by name only (--fixes {entry.name})"
+            continue
+        proposal = entry.propose(seen)
+        if isinstance(proposal, str):
+            skipped[entry.name] = proposal
+        else:
+            fixes += [f for f in proposal if f.name not in {g.name for g in fixes}]
+    return fixes, skipped

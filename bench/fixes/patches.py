@@ -1,0 +1,219 @@
+"""The patches ``--try`` applies inside the script's process before the script starts: each a
+change of PyTorch's defaults that the script cannot tell from its own code having asked for it
+(a DataLoader's ``num_workers``, an optimizer's ``fused``, the thread count, autocast around the
+outermost forward). Each is named ``key`` or ``key=value``; :func:`apply` returns the undo list.
+
+A patch binds the constructor's own arguments (``inspect.signature``), so a script that passes
+an option positionally is changed the same way as one that names it.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import random
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+Undo = list[tuple[Any, str, Any]]
+PATCHES: dict[str, Callable[[str | None, Undo], None]] = {}
+
+
+def patch(name: str) -> Callable[[Callable[[str | None, Undo], None]], Callable[[str | None, Undo], None]]:
+    """Register ``fn(value, undo)`` as the patch ``name`` (the plug-in point for a user's own)."""
+    def register(fn: Callable[[str | None, Undo], None]) -> Callable[[str | None, Undo], None]:
+        PATCHES[name] = fn
+        return fn
+    return register
+
+
+def wrap_init(cls: Any, change: Callable[[inspect.BoundArguments], None], undo: Undo) -> None:
+    """``cls.__init__`` with its bound arguments changed by ``change`` before it runs."""
+    original = cls.__dict__.get("__init__", cls.__init__)
+    signature = inspect.signature(original)
+
+    @functools.wraps(original)
+    def init(*args: Any, **kwargs: Any) -> None:
+        bound = signature.bind(*args, **kwargs)
+        change(bound)
+        original(*bound.args, **bound.kwargs)
+
+    cls.__init__ = init
+    undo.append((cls, "__init__", original))
+
+
+def _set(bound: inspect.BoundArguments, name: str, value: Any) -> None:
+    if name in bound.signature.parameters:
+        bound.arguments[name] = value
+
+
+def _loader_option(option: str, value: Any, undo: Undo) -> None:
+    from torch.utils.data import DataLoader
+
+    def change(bound: inspect.BoundArguments) -> None:
+        workers = bound.arguments.get("num_workers", 0)
+        if option in ("persistent_workers", "prefetch_factor") and not workers:
+            return  # both need worker processes: the loader refuses them without
+        _set(bound, option, value)
+
+    wrap_init(DataLoader, change, undo)
+
+
+@patch("workers")
+def _workers(value: str | None, undo: Undo) -> None:
+    _loader_option("num_workers", int(value or 1), undo)
+
+
+@patch("persistent")
+def _persistent(value: str | None, undo: Undo) -> None:
+    _loader_option("persistent_workers", True, undo)
+
+
+@patch("pin")
+def _pin(value: str | None, undo: Undo) -> None:
+    _loader_option("pin_memory", True, undo)
+
+
+def optimizer_classes(option: str) -> list[type]:
+    """torch.optim's optimizers whose constructor takes ``option`` (foreach, fused)."""
+    found = []
+    for value in vars(torch.optim).values():
+        if isinstance(value, type) and issubclass(value, torch.optim.Optimizer) \
+                and value is not torch.optim.Optimizer \
+                and option in inspect.signature(value.__init__).parameters:
+            found.append(value)
+    return found
+
+
+def _optimizer_flag(option: str, undo: Undo) -> None:
+    for cls in optimizer_classes(option):
+        def change(bound: inspect.BoundArguments, _option: str = option) -> None:
+            _set(bound, _option, True)
+            if _option == "fused":
+                _set(bound, "foreach", None)  # fused and foreach are exclusive
+        wrap_init(cls, change, undo)
+
+
+@patch("foreach")
+def _foreach(value: str | None, undo: Undo) -> None:
+    _optimizer_flag("foreach", undo)
+
+
+@patch("fused")
+def _fused(value: str | None, undo: Undo) -> None:
+    _optimizer_flag("fused", undo)
+
+
+@patch("threads")
+def _threads(value: str | None, undo: Undo) -> None:
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(value or 1))
+    undo.append((torch, "set_num_threads", ("call", before)))
+
+
+def _outermost(undo: Undo, enter: Callable[[torch.nn.Module], Any]) -> None:
+    """Global forward hooks: ``enter(module)`` before the outermost module's forward, and the
+    context it returns (if any) left after it."""
+    from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+
+    depth, contexts = [0], []
+
+    def pre(module: torch.nn.Module, args: Any) -> None:
+        if depth[0] == 0:
+            context = enter(module)
+            if context is not None:
+                context.__enter__()
+            contexts.append(context)
+        depth[0] += 1
+
+    def post(module: torch.nn.Module, args: Any, output: Any) -> None:
+        depth[0] = max(depth[0] - 1, 0)
+        if depth[0] == 0 and contexts:
+            context = contexts.pop()
+            if context is not None:
+                context.__exit__(None, None, None)
+
+    handles = [register_module_forward_pre_hook(pre), register_module_forward_hook(post)]
+    undo.append((handles, "remove", ("handles", None)))
+
+
+def _device_type(module: torch.nn.Module) -> str:
+    first = next(module.parameters(), None)
+    return first.device.type if first is not None else "cpu"
+
+
+@patch("bf16")
+def _bf16(value: str | None, undo: Undo) -> None:
+    _outermost(undo, lambda m: torch.autocast(device_type=_device_type(m), dtype=torch.bfloat16))
+
+
+@patch("compile")
+def _compile(value: str | None, undo: Undo) -> None:
+    compiled: set[int] = set()
+
+    def enter(module: torch.nn.Module) -> None:
+        if id(module) not in compiled:  # from its next call on, the module runs compiled
+            compiled.add(id(module))
+            module.compile()
+
+    _outermost(undo, enter)
+
+
+def names(fixes: tuple[str, ...]) -> list[tuple[str, str | None]]:
+    """``("workers=2", "persistent")`` -> ``[("workers", "2"), ("persistent", None)]``."""
+    out = []
+    for fix in fixes:
+        key, _, value = fix.partition("=")
+        out.append((key, value or None))
+    return out
+
+
+def unknown(fixes: tuple[str, ...]) -> list[str]:
+    return [key for key, _ in names(fixes) if key not in PATCHES]
+
+
+def apply(fixes: tuple[str, ...]) -> Undo:
+    """Apply the patches so that the first named changes a constructor's arguments first (each
+    wraps the ones after it: ``workers=2`` then ``persistent`` sees the workers); the undo list
+    restores what they changed."""
+    undo: Undo = []
+    for key, value in reversed(names(fixes)):
+        PATCHES[key](value, undo)
+    return undo
+
+
+def restore(undo: Undo) -> None:
+    for owner, attr, original in reversed(undo):
+        if isinstance(original, tuple) and original[0] == "call":
+            getattr(owner, attr)(original[1])
+        elif isinstance(original, tuple) and original[0] == "handles":
+            for handle in owner:
+                handle.remove()
+        else:
+            setattr(owner, attr, original)
+
+
+def seed_everything(seed: int) -> None:
+    """What ``--seed`` sets before the script runs, in every process alike."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed)
+    except ImportError:
+        pass
+
+
+@patch("tf32")
+def _tf32(value: str | None, undo: Undo) -> None:
+    undo.append((torch.backends.cuda.matmul, "allow_tf32", torch.backends.cuda.matmul.allow_tf32))
+    torch.backends.cuda.matmul.allow_tf32 = True
+
+
+@patch("cudnn_benchmark")
+def _cudnn_benchmark(value: str | None, undo: Undo) -> None:
+    undo.append((torch.backends.cudnn, "benchmark", torch.backends.cudnn.benchmark))
+    torch.backends.cudnn.benchmark = True

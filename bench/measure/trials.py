@@ -1,0 +1,167 @@
+"""What a ``--try`` Result says, derived once from its processes: per fix, B/A against the
+baseline's processes of the same phase by the rule ``regress`` applies (each process's median
+step one sample), samples/s, memory, the one-off cost and the steps until it pays back, and
+whether the losses stayed the same.
+
+Each process is one Measurement with ``notes``: ``side`` (baseline, the A/A side, a fix, the
+combination), ``repeat`` and ``phase`` (1: every fix alone; 2: the combination, with baseline
+processes of its own), and for a fix its ``group``, ``patches`` and ``edit``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from bench.measure import stats
+from bench.measure.result import Measurement, Result
+from bench.regress.rule import Comparison, decide
+
+BASELINE, AGAIN, COMBINED = "baseline", "baseline again (A/A)", "combined"
+SAID = {"faster": "faster", "slower": "slower", "unchanged": "unchanged", "noisy": "not measurable"}
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    edit: str
+    group: str
+    processes: int
+    failed: str  # the first failed process's reason ("" if none)
+    comparison: Comparison | None
+    samples_per_s: float | None
+    memory_mb: float | None  # median max RSS change against the baseline
+    one_off_s: float | None  # median change of the time to the end of the warm-up
+    numerics: str
+
+    @property
+    def verdict(self) -> str:
+        if self.failed and self.comparison is None:
+            return "failed"
+        return SAID[str(self.comparison.verdict)] if self.comparison else "not measured"
+
+    @property
+    def speedup(self) -> tuple[float, float, float] | None:
+        """Baseline step / this step, with its 95% interval."""
+        c = self.comparison
+        return (1 / c.ratio, 1 / c.ci[1], 1 / c.ci[0]) if c else None
+
+    @property
+    def diverged(self) -> bool:
+        return self.numerics.startswith("changes the result")
+
+    @property
+    def recommended(self) -> bool:
+        return self.verdict == "faster" and not self.diverged
+
+    def payback_steps(self, base_step_s: float) -> float | None:
+        """Steps until the one-off cost is saved back (None: no saving, or no cost)."""
+        if not self.comparison or self.one_off_s is None or self.one_off_s <= 0:
+            return None
+        saved = base_step_s - self.comparison.cand_median
+        return math.ceil(self.one_off_s / saved) if saved > 0 else None
+
+
+def processes(result: Result, side: str, phase: int) -> list[Measurement]:
+    return [m for m in result.measurements
+            if m.notes.get("side") == side and m.notes.get("phase", 1) == phase]
+
+
+def median_step(m: Measurement) -> float:
+    return stats.median([t.per_step for t in m.samples])
+
+
+def _ok(ms: list[Measurement]) -> list[Measurement]:
+    return [m for m in ms if m.status == "ok" and m.samples]
+
+
+def _losses(ms: list[Measurement]) -> list[list[float]]:
+    return [m.process.losses for m in ms if m.process and m.process.losses]
+
+
+def deterministic(result: Result) -> bool | None:
+    """Did the baseline's processes give the same losses, bit for bit (None: fewer than two)?"""
+    runs = _losses(processes(result, BASELINE, 1) + processes(result, AGAIN, 1))
+    return None if len(runs) < 2 else all(r == runs[0] for r in runs)
+
+
+def numerics(base: list[list[float]], cand: list[list[float]], tolerance: float) -> str:
+    """Same numerics, changed within X%, or the loss diverged -- against the baseline's losses
+    step by step (with the baseline's own spread allowed where it is not deterministic)."""
+    if not base or not cand:
+        return "not compared (no losses recorded)"
+    n = min(len(r) for r in base + cand)
+    if n == 0:
+        return "not compared (no losses recorded)"
+    if any(not math.isfinite(x) for r in cand for x in r[:n]):
+        return "changes the result: loss diverged (not finite)"
+    if all(r[:n] == base[0][:n] for r in base + cand):
+        return "same numerics (bitwise)"
+    reference = [stats.median([r[i] for r in base]) for i in range(n)]
+
+    def gap(r: list[float]) -> float:
+        return max(abs(x - ref) / max(abs(ref), 1e-12) for x, ref in zip(r[:n], reference, strict=False))
+
+    own, worst = max(gap(r) for r in base), max(gap(r) for r in cand)
+    if worst <= tolerance + own:
+        return f"numerics changed, loss within {worst:.1%}"
+    far = f"{worst:.0%}" if worst < 10 else f"{worst:.3g} times the loss"
+    return f"changes the result: loss diverged ({far} from the baseline's, allowed {tolerance + own:.0%})"
+
+
+def _delta(base: list[float | None], cand: list[float | None]) -> float | None:
+    b, c = [x for x in base if x is not None], [x for x in cand if x is not None]
+    return stats.median(c) - stats.median(b) if b and c else None
+
+
+def row(result: Result, side: str, phase: int = 1) -> Row:
+    ms = processes(result, side, phase)
+    base, own = _ok(processes(result, BASELINE, phase)), _ok(ms)
+    failed = next((m.reason for m in ms if m.status != "ok"), "")
+    comparison = decide([median_step(m) for m in base], [median_step(m) for m in own], name=side) \
+        if len(base) >= 2 and len(own) >= 2 else None
+    sizes = [m.batch_size for m in own if m.batch_size]
+    rate = stats.median(sizes) / comparison.cand_median if comparison and sizes else None
+    notes = ms[0].notes if ms else {}
+    tolerance = getattr(result.spec, "tolerance", 0.05)
+    return Row(side, notes.get("edit", ""), notes.get("group", ""), len(ms), failed, comparison, rate,
+               _delta([m.footprint.max_rss_mb for m in base], [m.footprint.max_rss_mb for m in own]),
+               _delta([m.process.warmup_s for m in base if m.process],
+                      [m.process.warmup_s for m in own if m.process]),
+               numerics(_losses(base), _losses(own), tolerance) if side != BASELINE else "")
+
+
+def rows(result: Result) -> list[Row]:
+    """The A/A first, then every fix alone, then the combination (if it was measured)."""
+    key = ("trials", "rows")
+    if key not in result.cache:
+        spec = result.spec
+        found = [row(result, AGAIN)] + [row(result, name) for name in getattr(spec, "fixes", ())]
+        if processes(result, COMBINED, 2):
+            found.append(row(result, COMBINED, 2))
+        result.cache[key] = found
+    return result.cache[key]
+
+
+def baseline_step(result: Result, phase: int = 1) -> float | None:
+    ok = _ok(processes(result, BASELINE, phase))
+    return stats.median([median_step(m) for m in ok]) if ok else None
+
+
+def baseline_rate(result: Result) -> float | None:
+    ok = _ok(processes(result, BASELINE, 1))
+    sizes = [m.batch_size for m in ok if m.batch_size]
+    step = baseline_step(result)
+    return stats.median(sizes) / step if sizes and step else None
+
+
+def choose(found: list[Row]) -> list[Row]:
+    """The combination: of each group the fastest fix that was measurably faster and kept the
+    result (a loader's worker counts exclude each other, as do foreach and fused)."""
+    best: dict[str, Row] = {}
+    for r in found:
+        if r.name in (AGAIN, COMBINED) or not r.recommended:
+            continue
+        if r.group not in best or r.comparison.ratio < best[r.group].comparison.ratio:  # type: ignore[union-attr]
+            best[r.group] = r
+    return list(best.values())

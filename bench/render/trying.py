@@ -1,0 +1,176 @@
+"""A ``try`` Result rendered: the table of fixes (speedup with its 95% interval, verdict,
+samples/s, memory, one-off cost, payback, numerics, the edit), the A/A as the run's noise, the
+combination and the one recommendation drawn from its own measurement, and what was skipped and
+why. The Markdown, terminal, CSV, figure and HTML of this kind all read :func:`trials.rows`."""
+
+from __future__ import annotations
+
+from html import escape
+from pathlib import Path
+
+import pandas as pd
+
+from bench.measure import trials
+from bench.measure.result import Result
+from bench.measure.trials import Row
+from bench.render import page, svg
+
+COLUMNS = ("fix", "speedup (95% CI)", "verdict", "samples/s", "memory", "one-off", "payback",
+           "numerics", "the edit")
+
+
+def _speedup(r: Row) -> str:
+    s = r.speedup
+    return f"{s[0]:.3f} ({s[1]:.3f}-{s[2]:.3f})" if s else "-"
+
+
+def _signed(x: float, digits: int) -> str:
+    """``+1.25``, ``-0.40``, and ``0`` for what rounds to nothing (no ``-0``)."""
+    shown = f"{x:+.{digits}f}"
+    return "0" if float(shown) == 0 else shown
+
+
+def _cells(result: Result, r: Row) -> list[str]:
+    base = trials.baseline_step(result, 2 if r.name == trials.COMBINED else 1)
+    payback = r.payback_steps(base) if base else None
+    one_off = "" if r.one_off_s is None else f"{_signed(r.one_off_s, 2)} s"
+    return [r.name, _speedup(r), r.verdict if not r.failed or r.comparison else f"failed: {r.failed}",
+            f"{r.samples_per_s:.0f}" if r.samples_per_s else "-",
+            "" if r.memory_mb is None else f"{_signed(r.memory_mb, 0)} MB", one_off,
+            f"{payback} steps" if payback else "", r.numerics, f"`{r.edit}`" if r.edit else ""]
+
+
+def recommendation(result: Result) -> str:
+    """One statement, from the measurement that supports it: the combination where it ran."""
+    found = trials.rows(result)
+    together = next((r for r in found if r.name == trials.COMBINED), None)
+    spec = result.spec
+    if together is not None and together.comparison:
+        s = together.speedup
+        verdict = together.verdict
+        if together.recommended:
+            return (f"Apply {' + '.join(spec.combination)}: together {s[0]:.2f}x faster (95% CI "
+                    f"{s[1]:.2f}-{s[2]:.2f}), measured against new baseline processes.")
+        return (f"Together {' + '.join(spec.combination)} measured {verdict} ({_speedup(together)}): "
+                "no combined recommendation; the fixes alone are in the table.")
+    good = trials.choose(found)
+    if len(good) == 1:
+        r = good[0]
+        s = r.speedup or (0.0, 0.0, 0.0)
+        return (f"Apply {r.name}: {s[0]:.2f}x faster (95% CI {s[1]:.2f}-{s[2]:.2f}), the only fix "
+                "measurably faster that kept the result.")
+    if result.partial:
+        return "No recommendation: the run stopped before it was complete."
+    return "No fix was measurably faster on this script and machine: none is recommended."
+
+
+def _notes(result: Result) -> list[str]:
+    spec = result.spec
+    again = next((r for r in trials.rows(result) if r.name == trials.AGAIN), None)
+    lines = []
+    base = trials.baseline_step(result)
+    if base:
+        rate = trials.baseline_rate(result)
+        per_s = f", {rate:.0f} samples/s" if rate else ""
+        lines.append(f"The baseline: median step {base * 1e3:.2f} ms{per_s}.")
+    if again is not None and again.comparison:
+        lines.append(f"The A/A (the baseline against itself) reads {_speedup(again)}, {again.verdict}: "
+                     "the run's own noise.")
+    det = trials.deterministic(result)
+    if det is False:
+        lines.append(f"With --seed {spec.seed} two baseline processes gave different losses: the script is "
+                     f"not deterministic; losses are compared within {spec.tolerance:.0%} beyond its "
+                     "own spread.")
+    elif det:
+        lines.append(f"With --seed {spec.seed} the baseline's processes gave the same losses, bit for bit.")
+    lines.append(f"Each process: {spec.warmup} warm-up + {spec.steps} measured steps, its median one "
+                 f"sample; {spec.repeats} processes a side in rotated order; a fix is faster or slower "
+                 "by the rule `regress` applies (>5%, one-sided Mann-Whitney p < 0.01, the interval "
+                 "beyond 1), each fix tested on its own.")
+    return lines
+
+
+def markdown(result: Result) -> list[str]:
+    env = result.machine
+    found = trials.rows(result)
+    lines = [f"{result.spec.title()}, started {result.created} on {env.describe()}, Python {env.python}.",
+             "", f"**{recommendation(result)}**", "",
+             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(_cells(result, r)) + " |" for r in found]
+    lines += ["", *(f"- {n}" for n in _notes(result)), ""]
+    if result.spec.skipped:
+        lines += ["Not tried:", *(f"- {s}" for s in result.spec.skipped), ""]
+    lines += [f"- Stopped early: {why}" for why in result.partial.values()]
+    return lines
+
+
+def terminal(result: Result) -> list[str]:
+    found = trials.rows(result)
+    width = max([len(r.name) for r in found] + [4])
+    lines = [recommendation(result), ""]
+    for r in found:
+        lines.append(f"  {r.name:<{width}}  {_speedup(r):<22} {r.verdict:<15} {r.numerics}")
+    return [*lines, "", *_notes(result)[:2]]
+
+
+def frame(result: Result) -> pd.DataFrame:
+    rows = []
+    for r in trials.rows(result):
+        s = r.speedup or (float("nan"),) * 3
+        rows.append({"fix": r.name, "group": r.group, "processes": r.processes, "speedup": s[0],
+                     "speedup_ci_low": s[1], "speedup_ci_high": s[2], "verdict": r.verdict,
+                     "p_faster": r.comparison.p_faster if r.comparison else None,
+                     "samples_per_s": r.samples_per_s, "memory_mb_change": r.memory_mb,
+                     "one_off_s": r.one_off_s, "numerics": r.numerics, "edit": r.edit, "failed": r.failed,
+                     "machine": result.machine.describe(), "created": result.created})
+    return pd.DataFrame(rows)
+
+
+def write_csv(result: Result, out: Path) -> list[Path]:
+    path = out / "summary.csv"
+    frame(result).to_csv(path, index=False, float_format="%.6g")
+    return [path]
+
+
+def intervals(result: Result) -> list[svg.Interval]:
+    return [svg.Interval(r.name, *r.speedup, r.verdict) for r in trials.rows(result) if r.speedup]
+
+
+def write_figure(result: Result, out: Path) -> list[Path]:
+    """speedup.png: each fix's speedup with its interval, against 1.0."""
+    rows = intervals(result)
+    if not rows:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 0.5 * len(rows) + 1.4))
+    for y, r in enumerate(rows):
+        ax.errorbar(r.value, y, xerr=[[r.value - r.low], [r.high - r.value]], fmt="o", capsize=4)
+    ax.axvline(1.0, color="grey", linestyle="--")
+    ax.set_yticks(range(len(rows)), [r.label for r in rows])
+    ax.invert_yaxis()
+    ax.set_xlabel("speedup over the baseline (95% CI); > 1 is faster")
+    ax.set_title(f"{result.spec.name} on {result.machine.describe()}", fontsize=9)
+    fig.tight_layout()
+    path = out / "speedup.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return [path]
+
+
+def html(result: Result, root: Path) -> list[str]:
+    found = trials.rows(result)
+    body = [f'<p class="headline" id="headline">{page.inline(recommendation(result))}</p>',
+            *[f'<p class="note">{page.inline(n)}</p>' for n in _notes(result)],
+            "<h2>The fixes, measured</h2>",
+            page.table(COLUMNS, [[page.cell(c) for c in _cells(result, r)] for r in found])]
+    rows = intervals(result)
+    if rows:
+        body.append(svg.forest(rows, "speedup of each fix over the baseline, 95% interval"))
+    if result.spec.skipped:
+        items = [f"<li>{escape(s)}</li>" for s in result.spec.skipped]
+        body += ["<h2>Not tried</h2>", "<ul>", *items, "</ul>"]
+    return body

@@ -1,0 +1,225 @@
+"""``vaebench run --try``: the catalogue's choices and reasons, the patches (applied and undone),
+the numerics, the verdicts of a try Result and its renderers, bad input, and the whole command on
+a small script of our own -- its processes run in this process (the same ``bench run`` entry a
+subprocess would run) so the suite stays fast; the figures on real scripts are in docs/results.md."""
+
+from __future__ import annotations
+
+import math
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from bench import cli
+from bench.fixes import catalogue, patches
+from bench.measure import trials
+from bench.measure.clock import Timing
+from bench.measure.environment import Environment
+from bench.measure.result import Built, Measurement, Process, Result
+from bench.measure.specs import TrySpec
+
+
+def _seen(**kw) -> catalogue.Seen:
+    base = dict(loaders=[Built("DataLoader", "DataLoader", "train.py:12", {"num_workers": 0})],
+                optimizers=[Built("optimizer", "Adam", "train.py:20", {"foreach": None, "fused": None})],
+                models=[Built("model", "Net", "", {})], device="cpu", threads=2, cores=2)
+    return catalogue.Seen(**(base | kw))
+
+
+def test_the_catalogue_proposes_from_what_the_script_built_and_says_why_it_skips():
+    fixes, skipped = catalogue.propose(_seen())
+    names = [f.name for f in fixes]
+    assert "num_workers=1" in names and "num_workers=2" in names and "fused=True" in names
+    workers = next(f for f in fixes if f.name == "num_workers=2")
+    assert workers.edit == "train.py:12: DataLoader(..., num_workers=2)"
+    fused = next(f for f in fixes if f.name == "fused=True")
+    assert fused.edit == "train.py:20: torch.optim.Adam(..., fused=True)"
+    assert skipped["pin_memory"] == "CUDA only: the script ran on the CPU"
+    assert "2 cores" in skipped["threads"] and "--fixes compile" in skipped["compile"]
+    _, skipped = catalogue.propose(_seen(optimizers=[], loaders=[]))
+    assert skipped["fused"].startswith("no optimizer seen") and skipped["num_workers"] == "no DataLoader seen"
+    lbfgs = [Built("optimizer", "LBFGS", "t.py:3", {})]
+    assert "takes no `fused`" in catalogue.propose(_seen(optimizers=lbfgs))[1]["fused"]
+    busy = [Built("DataLoader", "DataLoader", "t.py:1", {"num_workers": 2})]
+    assert "already has 2 workers" in catalogue.propose(_seen(loaders=busy))[1]["num_workers"]
+    only, _ = catalogue.propose(_seen(), asked=["foreach"])
+    assert [f.name for f in only] == ["foreach=True"]
+
+
+def test_patches_change_the_constructors_and_are_undone():
+    data = TensorDataset(torch.zeros(8, 2))
+    undo = patches.apply(("workers=2", "persistent", "fused"))
+    try:
+        assert DataLoader(data, 4).num_workers == 2
+        assert DataLoader(data, 4, False, None, None, 0).num_workers == 2  # passed positionally
+        assert DataLoader(data, 4).persistent_workers is True
+        opt = torch.optim.Adam(torch.nn.Linear(2, 2).parameters())
+        assert opt.defaults["fused"] is True and opt.defaults["foreach"] is None
+    finally:
+        patches.restore(undo)
+    assert DataLoader(data, 4).num_workers == 0 and DataLoader(data, 4).persistent_workers is False
+    assert not torch.optim.Adam(torch.nn.Linear(2, 2).parameters()).defaults["fused"]
+
+
+def test_bf16_autocast_wraps_only_the_outermost_forward():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU())
+    undo = patches.apply(("bf16",))
+    try:
+        assert model(torch.ones(2, 4)).dtype == torch.bfloat16
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32  # outside it: unchanged
+    finally:
+        patches.restore(undo)
+    assert model(torch.ones(2, 4)).dtype == torch.float32
+
+
+@pytest.mark.parametrize(("cand", "said"), [
+    ([[1.0, 0.9, 0.8]], "same numerics (bitwise)"),
+    ([[1.0, 0.905, 0.81]], "numerics changed, loss within 1.3%"),
+    ([[1.0, 2.0, 9.0]], "changes the result: loss diverged"),
+    ([[1.0, math.nan, 0.8]], "changes the result: loss diverged (not finite)"),
+])
+def test_numerics_against_the_baseline(cand, said):
+    assert trials.numerics([[1.0, 0.9, 0.8], [1.0, 0.9, 0.8]], cand, 0.05).startswith(said)
+
+
+def _process(side: str, i: int, step_ms: float, losses: list[float], phase: int = 1, **notes) -> Measurement:
+    steps = [step_ms / 1e3 * (1 + 0.01 * ((i + k) % 3)) for k in range(10)]
+    return Measurement(name=f"{side} #{i + 1}", samples=[Timing(s, [s]) for s in steps], batch_size=32,
+                       notes={"side": side, "repeat": i, "phase": phase, **notes},
+                       process=Process(losses=losses, warmup_s=1.0 + (2.0 if side == "compiled" else 0.0)))
+
+
+def _try_result() -> Result:
+    good, same = [2.0, 1.5, 1.2], [2.0, 1.5, 1.2]
+    ms = []
+    for i in range(5):
+        ms += [_process(trials.BASELINE, i, 10.0, same), _process(trials.AGAIN, i, 10.0, same),
+               _process("num_workers=2", i, 7.0, same, group="loader",
+                        edit="t.py:9: DataLoader(..., num_workers=2)"),
+               _process("wrong", i, 5.0, [2.0, 8.0, 30.0], group="mine", edit="t.py:1: lr"),
+               _process("fused=True", i, 9.0, [2.0, 1.51, 1.21], group="optimizer", edit="t.py:3: fused"),
+               _process(trials.BASELINE, i, 10.0, good, phase=2),
+               _process(trials.COMBINED, i, 6.0, good, phase=2, group="combined", edit="both")]
+    spec = TrySpec(command=("t.py",), fixes=("num_workers=2", "wrong", "fused=True"),
+                   skipped=("pin_memory: CUDA only: the script ran on the CPU",),
+                   combination=("num_workers=2", "fused=True"))
+    return Result(kind="try", spec=spec, machine=Environment.capture(torch.device("cpu")), measurements=ms)
+
+
+def test_a_try_result_says_faster_unchanged_and_flags_the_fix_that_changes_the_loss(tmp_path: Path):
+    result = _try_result()
+    by = {r.name: r for r in trials.rows(result)}
+    assert by[trials.AGAIN].verdict == "unchanged"
+    assert by["num_workers=2"].verdict == "faster" and by["num_workers=2"].recommended
+    low, high = by["num_workers=2"].speedup[1:]
+    assert low > 1 and low <= 10 / 7 <= high * 1.05
+    assert by["wrong"].verdict == "faster" and by["wrong"].diverged and not by["wrong"].recommended
+    assert by["fused=True"].numerics.startswith("numerics changed, loss within")
+    assert [r.name for r in trials.choose(trials.rows(result))] == ["num_workers=2", "fused=True"]
+    saved = Result.load(result.save(tmp_path / "run.json"))  # kind try survives the round trip
+    assert [r.verdict for r in trials.rows(saved)] == [r.verdict for r in trials.rows(result)]
+
+
+def test_the_try_report_recommends_from_the_combination_and_never_the_diverged_fix(tmp_path: Path):
+    from bench.render import render_all
+
+    result = _try_result()
+    render_all(result, tmp_path)
+    md = (tmp_path / "summary.md").read_text()
+    assert "**Apply num_workers=2 + fused=True: together 1.67x faster" in md
+    wrong = next(line for line in md.splitlines() if line.startswith("| wrong"))
+    assert "changes the result: loss diverged" in wrong
+    assert "`t.py:9: DataLoader(..., num_workers=2)`" in md
+    assert "The A/A (the baseline against itself) reads" in md and "pin_memory: CUDA only" in md
+    csv = (tmp_path / "summary.csv").read_text()
+    assert csv.splitlines()[0].startswith("fix,group,processes,speedup") and "wrong" in csv
+    assert (tmp_path / "speedup.png").stat().st_size > 0
+    html = (tmp_path / "report.html").read_text()
+    assert "together 1.67x faster" in html and "<svg" in html
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    (["--steps", "0"], "--try --steps 0"),
+    (["--repeats", "1"], "--try --repeats 1"),
+    (["--fixes", "warp-drive"], "unknown fix 'warp-drive'"),
+])
+def test_bad_try_input_is_one_line_and_exit_2(tmp_path: Path, capsys, argv, said):
+    script = tmp_path / "t.py"
+    script.write_text("print('never run')\n")
+    code = cli.main(["run", "--try", *argv, "--out", str(tmp_path / "out"), str(script)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and said in err and len(err.splitlines()) == 1, err
+
+
+SCRIPT = textwrap.dedent("""
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    data = TensorDataset(torch.randn(256, 8), torch.randn(256, 1))
+    loader = DataLoader(data, batch_size=16, shuffle=True)
+    model = torch.nn.Linear(8, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    for epoch in range(20):
+        for x, y in loader:
+            optimizer.zero_grad()
+            loss = torch.nn.functional.mse_loss(model(x), y)
+            loss.backward()
+            optimizer.step()
+""")
+
+PLUGIN = textwrap.dedent("""
+    import torch
+    from bench.fixes import catalogue, patches
+
+    @patches.patch("lr100")
+    def lr100(value, undo):  # a deliberately wrong fix: it changes what the script computes
+        patches.wrap_init(torch.optim.SGD, lambda bound: bound.arguments.update(lr=5.0), undo)
+
+    catalogue.register(catalogue.Entry("lr100", lambda seen: [catalogue.Fix(
+        "lr x500", "mine", ("lr100",), "nowhere: this fix is wrong on purpose")]))
+""")
+
+
+def _in_process(words: list[str]) -> tuple[int, str]:
+    """A ``python -m bench run ...`` process, run here (argv and modules as a process would)."""
+    import contextlib
+    import io
+
+    assert words[1:3] == ["-m", "bench"]
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            code = cli.main(words[3:])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+    return code, err.getvalue()
+
+
+def test_try_end_to_end_flags_a_wrong_fix_and_never_ranks_the_a_a(tmp_path: Path, monkeypatch, capsys):
+    from bench.fixes import trial
+
+    (tmp_path / "train.py").write_text(SCRIPT)
+    (tmp_path / "my_fixes.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(trial, "launch", _in_process)
+    monkeypatch.setattr(catalogue, "CATALOGUE", list(catalogue.CATALOGUE))
+    out = tmp_path / "out"
+    code = cli.main(["run", "--try", "--fixes", "lr100,fused,threads", "--fixes-from", "my_fixes",
+                     "--steps", "10", "--warmup", "2", "--out", str(out), str(tmp_path / "train.py")])
+    assert code == 0, capsys.readouterr().err
+    result = Result.load(out / "run.json")
+    assert result.kind == "try" and "lr x500" in result.spec.fixes and "fused=True" in result.spec.fixes
+    assert len(result.measurements) == (2 + len(result.spec.fixes)) * 5  # 5 processes a side
+    by = {r.name: r for r in trials.rows(result)}
+    # sub-millisecond steps in one shared process: the A/A may be unmeasurable, never a finding
+    assert by[trials.AGAIN].verdict in ("unchanged", "not measurable")
+    assert by["lr x500"].diverged and not by["lr x500"].recommended
+    assert trials.deterministic(result) is True  # --seed 0 in every process: the same losses
+    assert by["fused=True"].numerics != "" and not by["fused=True"].failed
+    md = (out / "summary.md").read_text()
+    assert "| lr x500 |" in md and "loss diverged" in md
+    assert sys.modules.get("my_fixes") is not None
