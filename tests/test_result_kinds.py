@@ -87,7 +87,11 @@ def test_each_kind_round_trips_and_rerenders_identically(tmp_path: Path, make):
 
 def test_sections_are_chosen_by_kind():
     v, s = _variants_result(), _script_result()
-    assert set(summary.SECTIONS) == set(terminal.SECTIONS) == {"variants", "script"}
+    from bench.measure.result import KINDS
+    from bench.render import html
+
+    assert set(summary.SECTIONS) == set(terminal.SECTIONS) == set(html.SECTIONS) == set(KINDS) \
+        == {"variants", "script", "try"}  # every kind has its sections in every renderer
     assert "## Variants" in summary.markdown(v) and "## Ranks" not in summary.markdown(v)
     md = summary.markdown(s)
     assert "## Ranks" in md and "## Variants" not in md and "Script: `python t.py --lr 0.1`, 3 ranks" in md

@@ -75,8 +75,25 @@ class VariantsSpec:
         return asdict(self)
 
 
+class Command:
+    """A spec that runs a user's command line: ``command`` is ("train.py", *args) or ("-m", ...)."""
+
+    command: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        """The run's name in the report: the script's file name or the module."""
+        return self.command[1] if self.command[0] == "-m" else Path(self.command[0]).name
+
+    def shell(self) -> str:
+        return "python " + " ".join(self.command)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+
 @dataclass(frozen=True)
-class ScriptSpec:
+class ScriptSpec(Command):
     """A ``vaebench run`` of an unmodified script: one process, or ranks under torchrun."""
 
     command: tuple[str, ...]  # ("train.py", *args) or ("-m", "pkg.mod", *args)
@@ -98,23 +115,12 @@ class ScriptSpec:
     kind = "script"
     samples_are = "steps"
 
-    @property
-    def name(self) -> str:
-        """The run's name in the report: the script's file name or the module."""
-        return self.command[1] if self.command[0] == "-m" else Path(self.command[0]).name
-
-    def shell(self) -> str:
-        return "python " + " ".join(self.command)
-
     def title(self) -> str:
         return f"Script `{self.shell()}`"
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class TrySpec:
+class TrySpec(Command):
     """A ``vaebench run --try``: the baseline, itself again (A/A), each fix and their combination,
     each a separate process of the unmodified script, visited in rotated order."""
 
@@ -135,18 +141,8 @@ class TrySpec:
     kind = "try"
     samples_are = "processes"
 
-    @property
-    def name(self) -> str:
-        return self.command[1] if self.command[0] == "-m" else Path(self.command[0]).name
-
-    def shell(self) -> str:
-        return "python " + " ".join(self.command)
-
     def title(self) -> str:
         return f"What the usual fixes buy on `{self.shell()}`"
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 Spec = VariantsSpec | ScriptSpec | TrySpec
