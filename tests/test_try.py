@@ -67,9 +67,14 @@ def test_patches_change_the_constructors_and_are_undone():
 
 def test_bf16_autocast_wraps_only_the_outermost_forward():
     model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU())
+    seen = []
+    model[0].register_forward_hook(lambda m, a, out: seen.append(out.dtype))
     undo = patches.apply(("bf16",))
     try:
-        assert model(torch.ones(2, 4)).dtype == torch.bfloat16
+        out = model(torch.ones(2, 4))
+        assert seen == [torch.bfloat16]  # the layers ran in bf16 ...
+        assert out.dtype == torch.float32  # ... and the loss gets float32, as the script expects
+        torch.nn.functional.binary_cross_entropy(torch.sigmoid(out), torch.ones(2, 4))
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32  # outside it: unchanged
     finally:
         patches.restore(undo)
@@ -181,6 +186,15 @@ PLUGIN = textwrap.dedent("""
 
     catalogue.register(catalogue.Entry("lr100", lambda seen: [catalogue.Fix(
         "lr x500", "mine", ("lr100",), "nowhere: this fix is wrong on purpose")]))
+
+    @patches.patch("refuse")
+    def refuse(value, undo):  # a fix the script's optimizer rejects, as fused=True can be
+        def change(bound):
+            raise ValueError("SGD rejects this option")
+        patches.wrap_init(torch.optim.SGD, change, undo)
+
+    catalogue.register(catalogue.Entry("refuse", lambda seen: [catalogue.Fix(
+        "refused", "other", ("refuse",), "nowhere")]))
 """)
 
 
@@ -208,18 +222,60 @@ def test_try_end_to_end_flags_a_wrong_fix_and_never_ranks_the_a_a(tmp_path: Path
     monkeypatch.setattr(trial, "launch", _in_process)
     monkeypatch.setattr(catalogue, "CATALOGUE", list(catalogue.CATALOGUE))
     out = tmp_path / "out"
-    code = cli.main(["run", "--try", "--fixes", "lr100,fused,threads", "--fixes-from", "my_fixes",
+    code = cli.main(["run", "--try", "--fixes", "lr100,fused,refuse", "--fixes-from", "my_fixes",
                      "--steps", "10", "--warmup", "2", "--out", str(out), str(tmp_path / "train.py")])
     assert code == 0, capsys.readouterr().err
     result = Result.load(out / "run.json")
     assert result.kind == "try" and "lr x500" in result.spec.fixes and "fused=True" in result.spec.fixes
-    assert len(result.measurements) == (2 + len(result.spec.fixes)) * 5  # 5 processes a side
+    # 5 processes a side; the refused fix failed once and was not run again
+    assert len(result.measurements) == (2 + len(result.spec.fixes) - 1) * 5 + 1
     by = {r.name: r for r in trials.rows(result)}
     # sub-millisecond steps in one shared process: the A/A may be unmeasurable, never a finding
     assert by[trials.AGAIN].verdict in ("unchanged", "not measurable")
     assert by["lr x500"].diverged and not by["lr x500"].recommended
     assert trials.deterministic(result) is True  # --seed 0 in every process: the same losses
     assert by["fused=True"].numerics != "" and not by["fused=True"].failed
+    assert by["refused"].verdict == "failed" and "SGD rejects this option" in by["refused"].failed
     md = (out / "summary.md").read_text()
-    assert "| lr x500 |" in md and "loss diverged" in md
+    assert "| lr x500 |" in md and "loss diverged" in md and "failed: exit 1" in md
     assert sys.modules.get("my_fixes") is not None
+
+
+def _script(tmp_path: Path) -> Path:
+    (tmp_path / "train.py").write_text(SCRIPT)
+    return tmp_path / "train.py"
+
+
+def test_ctrl_c_half_way_keeps_every_process_measured(tmp_path: Path, monkeypatch, capsys):
+    from bench.fixes import trial
+
+    calls = []
+
+    def interrupted_at_the_fourth(words: list[str]) -> tuple[int, str]:
+        calls.append(words)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return _in_process(words)
+
+    monkeypatch.setattr(trial, "launch", interrupted_at_the_fourth)
+    out = tmp_path / "out"
+    code = cli.main(["run", "--try", "--fixes", "foreach", "--steps", "5", "--warmup", "1", "--out", str(out),
+                     str(_script(tmp_path))])
+    assert code == 130
+    result = Result.load(out / "run.json")
+    assert len(result.measurements) == 3 and "interrupted (Ctrl-C) after 3 processes" in \
+        result.partial["try/schedule"]
+    assert "Stopped early: interrupted" in (out / "summary.md").read_text()
+
+
+def test_max_minutes_starts_no_process_past_it(tmp_path: Path, monkeypatch):
+    from bench.fixes import trial
+
+    monkeypatch.setattr(trial, "launch", _in_process)
+    out = tmp_path / "out"
+    code = cli.main(["run", "--try", "--fixes", "foreach", "--max-minutes", "0.0001", "--steps", "5",
+                     "--warmup", "1", "--out", str(out), str(_script(tmp_path))])
+    result = Result.load(out / "run.json")
+    assert code == 0 and len(result.measurements) == 1  # the probe only
+    assert result.partial["try/schedule"].startswith("stopped at --max-minutes 0.0001")
+    assert "No recommendation: the run stopped before it was complete." in (out / "summary.md").read_text()

@@ -125,7 +125,7 @@ def _bf16(seen: Seen) -> Proposal:
         return "no module's forward seen"
     return [Fix("bf16 autocast", "precision", ("bf16",),
                 f"around the call of {_model(seen)}: with torch.autocast({seen.device!r}, "
-                "dtype=torch.bfloat16):")]
+                "dtype=torch.bfloat16): (its output .float() before the loss)")]
 
 
 def _compile(seen: Seen) -> Proposal:

@@ -113,9 +113,10 @@ def _threads(value: str | None, undo: Undo) -> None:
     undo.append((torch, "set_num_threads", ("call", before)))
 
 
-def _outermost(undo: Undo, enter: Callable[[torch.nn.Module], Any]) -> None:
+def _outermost(undo: Undo, enter: Callable[[torch.nn.Module], Any],
+               leave: Callable[[Any], Any] | None = None) -> None:
     """Global forward hooks: ``enter(module)`` before the outermost module's forward, and the
-    context it returns (if any) left after it."""
+    context it returns (if any) left after it; ``leave(output)`` may replace its output."""
     from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
     depth, contexts = [0], []
@@ -128,12 +129,14 @@ def _outermost(undo: Undo, enter: Callable[[torch.nn.Module], Any]) -> None:
             contexts.append(context)
         depth[0] += 1
 
-    def post(module: torch.nn.Module, args: Any, output: Any) -> None:
+    def post(module: torch.nn.Module, args: Any, output: Any) -> Any:
         depth[0] = max(depth[0] - 1, 0)
         if depth[0] == 0 and contexts:
             context = contexts.pop()
             if context is not None:
                 context.__exit__(None, None, None)
+            return leave(output) if leave is not None else None
+        return None
 
     handles = [register_module_forward_pre_hook(pre), register_module_forward_hook(post)]
     undo.append((handles, "remove", ("handles", None)))
@@ -144,9 +147,20 @@ def _device_type(module: torch.nn.Module) -> str:
     return first.device.type if first is not None else "cpu"
 
 
+def _to_float(output: Any) -> Any:
+    """The model's half-precision outputs as float32: the script's loss, outside autocast, then
+    sees the dtype it was written for (autocast itself runs losses in float32)."""
+    from torch.utils._pytree import tree_map
+
+    def cast(t: Any) -> Any:
+        return t.float() if isinstance(t, torch.Tensor) and t.dtype in (torch.bfloat16, torch.float16) else t
+
+    return tree_map(cast, output)
+
+
 @patch("bf16")
 def _bf16(value: str | None, undo: Undo) -> None:
-    _outermost(undo, lambda m: torch.autocast(device_type=_device_type(m), dtype=torch.bfloat16))
+    _outermost(undo, lambda m: torch.autocast(device_type=_device_type(m), dtype=torch.bfloat16), _to_float)
 
 
 @patch("compile")

@@ -19,7 +19,7 @@ FILES: tuple[tuple[str, str, str], ...] = (
      "rendered from it", "`python -m bench report {out}/run.json` re-renders it"),
     ("summary.md", "the finding, the variants with 95% intervals, where the step goes, the noise",
      "any Markdown viewer"),
-    ("summary.csv", "one row per variant (or rank): medians, part shares, overheads, counters",
+    ("summary.csv", "one row per variant, rank or tried fix: medians or speedups, shares, overheads",
      "`pandas.read_csv`"),
     ("variants.csv", "one row per variant: median step, speedup with its interval, verdict, "
      "throughput, memory, MFU", "`pandas.read_csv`"),
