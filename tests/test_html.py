@@ -226,3 +226,23 @@ def test_a_run_that_measured_nothing_has_a_page_without_empty_charts(tmp_path: P
     render_all(r, tmp_path)
     text = (tmp_path / "report.html").read_text()
     assert '<svg class="chart"' not in text and "the warm-up raised ValueError: x" in text
+
+
+def test_a_try_report_in_a_browser(browser, tmp_path: Path):
+    """The page of `run --try`: its recommendation is summary.md's, its forest plot draws every
+    fix, its table sorts, nothing is fetched from a host."""
+    from selenium.webdriver.common.by import By
+
+    from bench.render import render_all
+    from tests.test_try import _try_result
+
+    render_all(_try_result(), tmp_path)
+    path = tmp_path / "report.html"
+    text = path.read_text()
+    seen = _open(browser, path, "report-try")
+    _check_page(seen, text)
+    shown = " ".join(browser.find_element(By.ID, "headline").text.split())
+    bold = next(p for p in (tmp_path / "summary.md").read_text().split("\n\n") if p.startswith("**"))
+    assert shown == " ".join(page.plain(bold.strip("*")).split())
+    assert seen["marks"] == [5]  # the A/A, the three fixes, the combination: one interval each
+    _sorts(browser)

@@ -95,7 +95,7 @@ def _process(side: str, i: int, step_ms: float, losses: list[float], phase: int 
     steps = [step_ms / 1e3 * (1 + 0.01 * ((i + k) % 3)) for k in range(10)]
     return Measurement(name=f"{side} #{i + 1}", samples=[Timing(s, [s]) for s in steps], batch_size=32,
                        notes={"side": side, "repeat": i, "phase": phase, **notes},
-                       process=Process(losses=losses, warmup_s=1.0 + (2.0 if side == "compiled" else 0.0)))
+                       process=Process(losses=losses, warmup_s=1.0 + (2.0 if side == "num_workers=2" else 0.0)))
 
 
 def _try_result() -> Result:
@@ -139,6 +139,12 @@ def test_the_try_report_recommends_from_the_combination_and_never_the_diverged_f
     wrong = next(line for line in md.splitlines() if line.startswith("| wrong"))
     assert "changes the result: loss diverged" in wrong
     assert "`t.py:9: DataLoader(..., num_workers=2)`" in md
+    workers = next(line for line in md.splitlines() if line.startswith("| num_workers=2"))
+    assert "+2.00 s" in workers  # its one-off cost (worker start), and the steps that pay it back
+    base, fast = 10.0 * 1.01, 7.0 * 1.01  # the medians of _process's steps
+    assert f"| {math.ceil(2.0 / ((base - fast) / 1e3))} steps |" in workers
+    again = next(line for line in md.splitlines() if line.startswith("| baseline again"))
+    assert " steps |" not in again
     assert "The A/A (the baseline against itself) reads" in md and "pin_memory: CUDA only" in md
     csv = (tmp_path / "summary.csv").read_text()
     assert csv.splitlines()[0].startswith("fix,group,processes,speedup") and "wrong" in csv
@@ -279,3 +285,18 @@ def test_max_minutes_starts_no_process_past_it(tmp_path: Path, monkeypatch):
     assert code == 0 and len(result.measurements) == 1  # the probe only
     assert result.partial["try/schedule"].startswith("stopped at --max-minutes 0.0001")
     assert "No recommendation: the run stopped before it was complete." in (out / "summary.md").read_text()
+
+
+def test_a_script_that_updates_by_hand_gets_no_optimizer_fix_and_says_why(tmp_path: Path, monkeypatch):
+    from bench.fixes import trial
+
+    monkeypatch.setattr(trial, "launch", _in_process)
+    out = tmp_path / "out"
+    script = Path(__file__).parents[1] / "examples" / "scripts" / "manual_update.py"
+    code = cli.main(["run", "--try", "--max-minutes", "0.0001", "--steps", "5", "--warmup", "1",
+                     "--out", str(out), str(script)])
+    result = Result.load(out / "run.json")
+    assert code == 0 and result.measurements[0].process.step_rule == "backward"
+    skipped = dict(s.split(": ", 1) for s in result.spec.skipped)
+    assert skipped["foreach"].startswith("no optimizer seen") and skipped["fused"].startswith("no optimizer")
+    assert not any(f.endswith("=True") and f.split("=")[0] in ("foreach", "fused") for f in result.spec.fixes)

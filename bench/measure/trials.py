@@ -55,8 +55,8 @@ class Row:
         return self.verdict == "faster" and not self.diverged
 
     def payback_steps(self, base_step_s: float) -> float | None:
-        """Steps until the one-off cost is saved back (None: no saving, or no cost)."""
-        if not self.comparison or self.one_off_s is None or self.one_off_s <= 0:
+        """Steps until the one-off cost is saved back (None: not measurably faster, or no cost)."""
+        if self.verdict != "faster" or self.one_off_s is None or self.one_off_s <= 0:
             return None
         saved = base_step_s - self.comparison.cand_median
         return math.ceil(self.one_off_s / saved) if saved > 0 else None
