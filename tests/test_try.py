@@ -95,7 +95,7 @@ def _process(side: str, i: int, step_ms: float, losses: list[float], phase: int 
     steps = [step_ms / 1e3 * (1 + 0.01 * ((i + k) % 3)) for k in range(10)]
     return Measurement(name=f"{side} #{i + 1}", samples=[Timing(s, [s]) for s in steps], batch_size=32,
                        notes={"side": side, "repeat": i, "phase": phase, **notes},
-                       process=Process(losses=losses, warmup_s=1.0 + (2.0 if side == "num_workers=2" else 0.0)))
+                       process=Process(losses=losses, warmup_s=3.0 if side == "num_workers=2" else 1.0))
 
 
 def _try_result() -> Result:

@@ -27,7 +27,7 @@ def _header(result: Result, root: Path) -> list[str]:
     took = f", measuring took {result.duration_s:.0f} s" if result.duration_s else ""
     return [f"<h1>vaebench: {inline(result.spec.title())}</h1>",
             f'<p class="meta">Started {escape(result.created)}{took} on {escape(env.describe())}, '
-            f"Python {escape(env.python)}, torch {escape(env.torch)}, {env.threads} threads.</p>"]
+            f"Python {escape(env.python)}.</p>"]
 
 
 def _headline(text: str, notes: list[str]) -> list[str]:

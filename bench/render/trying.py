@@ -34,7 +34,9 @@ def _cells(result: Result, r: Row) -> list[str]:
     base = trials.baseline_step(result, 2 if r.name == trials.COMBINED else 1)
     payback = r.payback_steps(base) if base else None
     one_off = "" if r.one_off_s is None else f"{_signed(r.one_off_s, 2)} s"
-    return [r.name, _speedup(r), r.verdict if not r.failed or r.comparison else f"failed: {r.failed}",
+    verdict = f"failed: {r.failed}" if r.failed and not r.comparison else r.verdict
+    verdict += " (not recommended: it changes the result)" if r.diverged and r.comparison else ""
+    return [r.name, _speedup(r), verdict,
             f"{r.samples_per_s:.0f}" if r.samples_per_s else "-",
             "" if r.memory_mb is None else f"{_signed(r.memory_mb, 0)} MB", one_off,
             f"{payback} steps" if payback else "", r.numerics, f"`{r.edit}`" if r.edit else ""]
@@ -161,12 +163,28 @@ def write_figure(result: Result, out: Path) -> list[Path]:
     return [path]
 
 
+HTML_COLUMNS = ("fix", "speedup", "95% CI", "verdict", "samples/s", "memory (MB)", "one-off (s)",
+                "payback (steps)", "numerics", "the edit")
+
+
+def _html_row(result: Result, r: Row) -> list[str]:
+    """The table's cells, numbers as numbers (the page sorts by them)."""
+    shown = _cells(result, r)
+    s = r.speedup
+    base = trials.baseline_step(result, 2 if r.name == trials.COMBINED else 1)
+    payback = r.payback_steps(base) if base else None
+    return [page.cell(r.name), page.cell(s[0] if s else None, "{:.3f}"),
+            page.cell(f"{s[1]:.3f}-{s[2]:.3f}" if s else None), page.cell(shown[2]),
+            page.cell(r.samples_per_s, "{:,.0f}"), page.cell(r.memory_mb, "{:+.0f}"),
+            page.cell(r.one_off_s, "{:+.2f}"), page.cell(payback), page.cell(r.numerics), page.cell(shown[8])]
+
+
 def html(result: Result, root: Path) -> list[str]:
     found = trials.rows(result)
     body = [f'<p class="headline" id="headline">{page.inline(recommendation(result))}</p>',
             *[f'<p class="note">{page.inline(n)}</p>' for n in _notes(result)],
             "<h2>The fixes, measured</h2>",
-            page.table(COLUMNS, [[page.cell(c) for c in _cells(result, r)] for r in found])]
+            page.table(HTML_COLUMNS, [_html_row(result, r) for r in found])]
     rows = intervals(result)
     if rows:
         body.append(svg.forest(rows, "speedup of each fix over the baseline, 95% interval"))
