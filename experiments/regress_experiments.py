@@ -31,7 +31,7 @@ from itertools import pairwise
 from pathlib import Path
 
 from bench.regress.benchjson import load
-from bench.regress.rule import compare
+from bench.regress.compare import compare_benchmarks as compare
 
 OUT = Path("reports/experiments")
 

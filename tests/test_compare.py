@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.measure.rule import Rule, decide, ratio_ci
 from bench.regress.benchjson import Benchmark
-from bench.regress.rule import Rule, compare, decide, ratio_ci
+from bench.regress.compare import compare_benchmarks as compare
 from tests.helpers import run_bench
 
 rng = np.random.default_rng(42)
@@ -216,7 +217,7 @@ def test_markdown_into_a_missing_folder_is_exit_2(tmp_path: Path):
 
 
 def test_holm_adjusts_exactly():
-    from bench.regress.rule import holm
+    from bench.measure.rule import holm
 
     adjusted = holm([0.01, 0.04, float("nan"), 0.03])
     assert adjusted[0] == pytest.approx(0.03) and adjusted[3] == pytest.approx(0.06)
@@ -239,8 +240,8 @@ def test_family_wise_false_alarms_stay_below_alpha():
 
 
 def test_a_family_too_large_for_the_samples_is_noisy_and_says_how_many_are_needed():
+    from bench.measure.rule import min_samples_for
     from bench.regress.compare import Judged, render
-    from bench.regress.rule import min_samples_for
 
     assert min_samples_for(0.01) == 5 and min_samples_for(0.01, 10) == 7
     base = [Benchmark(f"b{i}", "g", (1.0, 1.01, 0.99, 1.0, 1.02)) for i in range(10)]

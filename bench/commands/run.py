@@ -268,7 +268,7 @@ def compare_commands(args: argparse.Namespace) -> int:
 
     from bench.capture.script import check_target
     from bench.measure.alternation import alternate
-    from bench.regress.rule import Rule, decide, min_samples_for
+    from bench.measure.rule import Rule, decide, min_samples_for
 
     if args.script_args or args.module:
         raise UsageError("--compare takes the two command lines itself: vaebench run --compare "

@@ -88,7 +88,7 @@ class Runner:
 
 def check(args: argparse.Namespace) -> None:
     """``--try``'s bad input: one line, exit 2."""
-    from bench.regress.rule import Rule, min_samples_for
+    from bench.measure.rule import Rule, min_samples_for
 
     if args.steps == 0:
         raise UsageError("--try --steps 0: each process needs a fixed window of steps (its median is one "

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from bench.measure import stats
 from bench.measure.result import Measurement, Result
-from bench.regress.rule import Comparison, decide
+from bench.measure.rule import Comparison, decide
 
 BASELINE, AGAIN, COMBINED = "baseline", "baseline again (A/A)", "combined"
 SAID = {"faster": "faster", "slower": "slower", "unchanged": "unchanged", "noisy": "not measurable"}

@@ -27,9 +27,9 @@ from bench.instructions.compare import (
     compare_instructions,
     instruction_lines,
 )
+from bench.measure.rule import Comparison, Rule, evidence, holm, min_samples_for, verdict_of
 from bench.measure.stats import Verdict
-from bench.regress.benchjson import BenchFileError, Loaded, load_file
-from bench.regress.rule import Comparison, Rule, compare, min_samples_for
+from bench.regress.benchjson import BenchFileError, Benchmark, Loaded, load_file
 
 
 @dataclass
@@ -207,7 +207,7 @@ def checked_compare(base: Loaded, cand: Loaded, rule: Rule, base_name: object, c
     """Timings and counts compared; refuses two files with nothing in common (nothing was compared)."""
     from bench.errors import UsageError
 
-    results, only_base, only_cand = compare(base.benchmarks, cand.benchmarks, rule)
+    results, only_base, only_cand = compare_benchmarks(base.benchmarks, cand.benchmarks, rule)
     counts: list[InstructionComparison] = []
     notes = []
     if base.counts and cand.counts:
@@ -238,3 +238,33 @@ def exit_code(judged: Judged) -> int:
     if any(f.regression for f in found):
         return REGRESSION
     return NOISY if any(f.unresolved for f in found) else 0
+
+
+def _counter_changes(base: Benchmark, cand: Benchmark) -> dict[str, tuple[float, float]]:
+    keys = sorted(k for k in set(base.extra_info) & set(cand.extra_info) if k.endswith("_per_step"))
+    return {k: (base.extra_info[k], cand.extra_info[k]) for k in keys
+            if base.extra_info[k] != cand.extra_info[k]}
+
+
+def compare_benchmarks(base: list[Benchmark], cand: list[Benchmark], rule: Rule | None = None
+                       ) -> tuple[list[Comparison], list[str], list[str]]:
+    """Compare benchmarks by name -> (comparisons, only in base, only in candidate).
+
+    The benchmarks in both files are one family: their U-test p-values are Holm-adjusted
+    (separately for `slower` and for `faster`), so the chance of any false alarm among them
+    stays at most ``alpha``, however many benchmarks there are.
+    """
+    rule = rule or Rule()
+    b_by, c_by = {b.name: b for b in base}, {c.name: c for c in cand}
+    names = [n for n in b_by if n in c_by]
+    found = [evidence(b_by[n].data, c_by[n].data, rule, family=len(names), name=n) for n in names]
+    slow_adj = holm([e.p_slower for e in found])
+    fast_adj = holm([e.p_faster for e in found])
+    results = []
+    for name, ev, ps, pf in zip(names, found, slow_adj, fast_adj, strict=True):
+        adjusted = replace(ev, p_slower=ps, p_faster=pf, counters=_counter_changes(b_by[name], c_by[name]),
+                           base_median=b_by[name].median, cand_median=c_by[name].median)
+        results.append(replace(adjusted, verdict=verdict_of(adjusted, rule)))
+    only_base = [n for n in b_by if n not in c_by]
+    only_cand = [n for n in c_by if n not in b_by]
+    return results, only_base, only_cand

@@ -8,9 +8,9 @@ from __future__ import annotations
 from html import escape
 from pathlib import Path
 
+from bench.measure.rule import Rule, decide
 from bench.regress.compare import Judged, exit_code, finals, headline
 from bench.regress.history import History, steps
-from bench.regress.rule import Rule, decide
 from bench.render import page, svg
 from bench.render.page import cell
 

@@ -21,10 +21,10 @@ from pathlib import Path
 
 from bench.defaults import BUILTIN, BUILTIN_SUITE_VARIANTS
 from bench.instructions.sides import count_sides, data_options
+from bench.measure.rule import Rule, min_samples_for
 from bench.output import check_writable_dir, publish, staging
 from bench.regress.benchjson import BenchFileError, load, load_file
 from bench.regress.compare import checked_compare, exit_code, render, verdict_doc
-from bench.regress.rule import Rule, min_samples_for
 
 SUITES = "bench/suites"
 

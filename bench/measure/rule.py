@@ -1,4 +1,5 @@
-"""The regression decision between a baseline and a candidate benchmark run.
+"""The decision between a baseline's samples and a candidate's (``regress``, ``compare``,
+``run --compare`` and ``run --try`` all use it).
 
 A benchmark is ``slower`` only when its median ratio (candidate / baseline) exceeds
 ``1 + threshold`` **and** a one-sided Mann-Whitney U test says the candidate's samples are
@@ -7,10 +8,10 @@ larger with p < ``alpha`` **and** the 95% interval of the ratio lies above 1 -- 
 noise needs a clear shift; ``faster`` mirrors that; ``noisy`` when there are too few samples
 to reach ``alpha`` at all, or the spread is wide and no shift is clear; ``unchanged``
 otherwise. All benchmarks of one comparison form one family: their p-values are
-Holm-Bonferroni adjusted, so the chance of a false ``slower`` anywhere stays below ``alpha``.
-The ratio comes with a 95% bootstrap confidence interval. Deterministic counters
-(``*_per_step`` in extra_info) are compared exactly: a slowdown with a jump in operator calls
-is explained, not guessed.
+Holm-Bonferroni adjusted (``bench.regress.compare.compare_benchmarks``), so the chance of a
+false ``slower`` anywhere stays below ``alpha``. The ratio comes with a 95% bootstrap
+confidence interval. Deterministic counters (``*_per_step`` in extra_info) are compared
+exactly: a slowdown with a jump in operator calls is explained, not guessed.
 
 Anchors: asv continuous (Mann-Whitney U, p < 0.002, factor 1.1), Google Benchmark compare.py.
 """
@@ -20,16 +21,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 from scipy import stats as sps
 
 from bench.measure.stats import Verdict, ratio, relative_spread
-from bench.regress.benchjson import Benchmark
-
-if TYPE_CHECKING:
-    from bench.instructions.compare import InstructionComparison
 
 
 @dataclass(frozen=True)
@@ -70,7 +67,9 @@ class Comparison:
     family: int = 1  # benchmarks compared together; p_slower is Holm-adjusted over them
     p_faster: float = float("nan")
     spread: bool = False  # either side's IQR/median above the rule's max_spread
-    instructions: InstructionComparison | None = None  # the exact counts, where there are some
+    # the exact counts, where there are some: a bench.instructions.compare.InstructionComparison
+    # (typed loosely: the rule sits below the instruction counting that fills it in)
+    instructions: Any = None
     final: Verdict | None = None  # from both signals (None: not judged together yet)
     how: str = ""  # how the final verdict was reached, when not by the timing alone
 
@@ -125,7 +124,7 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return adjusted
 
 
-def _evidence(base: Sequence[float], cand: Sequence[float], rule: Rule, family: int = 1,
+def evidence(base: Sequence[float], cand: Sequence[float], rule: Rule, family: int = 1,
               name: str = "") -> Comparison:
     """The timing's numbers, before the verdict (unadjusted p-values)."""
     ratio = float(np.median(cand) / np.median(base))
@@ -141,7 +140,7 @@ def _evidence(base: Sequence[float], cand: Sequence[float], rule: Rule, family: 
                       Verdict.NOISY, len(base), len(cand), family=family, p_faster=p_faster, spread=spread)
 
 
-def _verdict(ev: Comparison, rule: Rule) -> Verdict:
+def verdict_of(ev: Comparison, rule: Rule) -> Verdict:
     if math.isnan(ev.p_slower):
         return Verdict.NOISY
     # With a wide spread, ask more: the whole interval beyond the threshold, not just beyond 1.
@@ -155,34 +154,5 @@ def _verdict(ev: Comparison, rule: Rule) -> Verdict:
 
 def decide(base: Sequence[float], cand: Sequence[float], rule: Rule = Rule(), name: str = "") -> Comparison:
     """One benchmark (or one pair of command lines) alone, no family: its Comparison."""
-    ev = _evidence(base, cand, rule, name=name)
-    return replace(ev, verdict=_verdict(ev, rule))
-
-
-def _counter_changes(base: Benchmark, cand: Benchmark) -> dict[str, tuple[float, float]]:
-    keys = sorted(k for k in set(base.extra_info) & set(cand.extra_info) if k.endswith("_per_step"))
-    return {k: (base.extra_info[k], cand.extra_info[k]) for k in keys
-            if base.extra_info[k] != cand.extra_info[k]}
-
-
-def compare(base: list[Benchmark], cand: list[Benchmark], rule: Rule = Rule()
-            ) -> tuple[list[Comparison], list[str], list[str]]:
-    """Compare benchmarks by name -> (comparisons, only in base, only in candidate).
-
-    The benchmarks in both files are one family: their U-test p-values are Holm-adjusted
-    (separately for `slower` and for `faster`), so the chance of any false alarm among them
-    stays at most ``alpha``, however many benchmarks there are.
-    """
-    b_by, c_by = {b.name: b for b in base}, {c.name: c for c in cand}
-    names = [n for n in b_by if n in c_by]
-    evidence = [_evidence(b_by[n].data, c_by[n].data, rule, family=len(names), name=n) for n in names]
-    slow_adj = holm([e.p_slower for e in evidence])
-    fast_adj = holm([e.p_faster for e in evidence])
-    results = []
-    for name, ev, ps, pf in zip(names, evidence, slow_adj, fast_adj, strict=True):
-        adjusted = replace(ev, p_slower=ps, p_faster=pf, counters=_counter_changes(b_by[name], c_by[name]),
-                           base_median=b_by[name].median, cand_median=c_by[name].median)
-        results.append(replace(adjusted, verdict=_verdict(adjusted, rule)))
-    only_base = [n for n in b_by if n not in c_by]
-    only_cand = [n for n in c_by if n not in b_by]
-    return results, only_base, only_cand
+    ev = evidence(base, cand, rule, name=name)
+    return replace(ev, verdict=verdict_of(ev, rule))
