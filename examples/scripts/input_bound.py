@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 parser = argparse.ArgumentParser()
 parser.add_argument("--epochs", type=int, default=3)
 parser.add_argument("--read-ms", type=float, default=0.5, help="the wait of one sample's read")
+parser.add_argument("--layers", type=int, default=24, help="small layers of the model")
 args = parser.parse_args()
 
 
@@ -34,7 +35,7 @@ class SlowReads(Dataset):
 
 
 loader = DataLoader(SlowReads(), batch_size=32, shuffle=True)
-layers = [m for _ in range(24) for m in (nn.Linear(32, 32), nn.ReLU())]
+layers = [m for _ in range(args.layers) for m in (nn.Linear(32, 32), nn.ReLU())]
 model = nn.Sequential(*layers, nn.Linear(32, 1))  # (batch, 32) -> (batch, 1)
 optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 
