@@ -157,6 +157,7 @@ def test_the_try_report_recommends_from_the_combination_and_never_the_diverged_f
     (["--steps", "0"], "--try --steps 0"),
     (["--repeats", "1"], "--try --repeats 1"),
     (["--fixes", "warp-drive"], "unknown fix 'warp-drive'"),
+    (["--fixes-from", "no_such_fixes_module"], "--fixes-from no_such_fixes_module: cannot import it"),
 ])
 def test_bad_try_input_is_one_line_and_exit_2(tmp_path: Path, capsys, argv, said):
     script = tmp_path / "t.py"

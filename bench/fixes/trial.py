@@ -160,7 +160,11 @@ def run_try(args: argparse.Namespace, command: tuple[str, ...], output,  # outpu
     import importlib
 
     for module in args.fixes_from:
-        importlib.import_module(module)  # a user's own entries register themselves
+        try:
+            importlib.import_module(module)  # a user's own entries register themselves
+        except ImportError as exc:
+            raise UsageError(f"--fixes-from {module}: cannot import it ({exc}); put its folder on "
+                             "PYTHONPATH or run from there") from None
     check(args)
     spec = TrySpec(command=command, warmup=args.warmup, steps=args.steps, repeats=args.repeats,
                    seed=args.seed if args.seed is not None else 0, losses=args.losses,
