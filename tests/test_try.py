@@ -91,6 +91,11 @@ def test_numerics_against_the_baseline(cand, said):
     assert trials.numerics([[1.0, 0.9, 0.8], [1.0, 0.9, 0.8]], cand, 0.05).startswith(said)
 
 
+def test_a_baseline_whose_loss_is_nan_blames_no_fix():
+    said = trials.numerics([[1.0, math.nan], [1.0, math.nan]], [[1.0, math.nan]], 0.05)
+    assert said == "not compared: the baseline's own loss is not finite"
+
+
 def _process(side: str, i: int, step_ms: float, losses: list[float], phase: int = 1, **notes) -> Measurement:
     steps = [step_ms / 1e3 * (1 + 0.01 * ((i + k) % 3)) for k in range(10)]
     return Measurement(name=f"{side} #{i + 1}", samples=[Timing(s, [s]) for s in steps], batch_size=32,

@@ -93,6 +93,8 @@ def numerics(base: list[list[float]], cand: list[list[float]], tolerance: float)
     n = min(len(r) for r in base + cand)
     if n == 0:
         return "not compared (no losses recorded)"
+    if any(not math.isfinite(x) for r in base for x in r[:n]):
+        return "not compared: the baseline's own loss is not finite"
     if any(not math.isfinite(x) for r in cand for x in r[:n]):
         return "changes the result: loss diverged (not finite)"
     if all(r[:n] == base[0][:n] for r in base + cand):
