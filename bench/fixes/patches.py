@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-Undo = list[tuple[Any, str, Any]]
+Undo = list[Callable[[], None]]  # each puts back one thing a patch changed
 PATCHES: dict[str, Callable[[str | None, Undo], None]] = {}
 
 
@@ -41,7 +41,7 @@ def wrap_init(cls: Any, change: Callable[[inspect.BoundArguments], None], undo: 
         original(*bound.args, **bound.kwargs)
 
     cls.__init__ = init
-    undo.append((cls, "__init__", original))
+    undo.append(lambda: setattr(cls, "__init__", original))
 
 
 def _set(bound: inspect.BoundArguments, name: str, value: Any) -> None:
@@ -110,7 +110,7 @@ def _fused(value: str | None, undo: Undo) -> None:
 def _threads(value: str | None, undo: Undo) -> None:
     before = torch.get_num_threads()
     torch.set_num_threads(int(value or 1))
-    undo.append((torch, "set_num_threads", ("call", before)))
+    undo.append(lambda: torch.set_num_threads(before))
 
 
 def _outermost(undo: Undo, enter: Callable[[torch.nn.Module], Any],
@@ -139,7 +139,7 @@ def _outermost(undo: Undo, enter: Callable[[torch.nn.Module], Any],
         return None
 
     handles = [register_module_forward_pre_hook(pre), register_module_forward_hook(post)]
-    undo.append((handles, "remove", ("handles", None)))
+    undo += [handle.remove for handle in handles]
 
 
 def _device_type(module: torch.nn.Module) -> str:
@@ -199,14 +199,8 @@ def apply(fixes: tuple[str, ...]) -> Undo:
 
 
 def restore(undo: Undo) -> None:
-    for owner, attr, original in reversed(undo):
-        if isinstance(original, tuple) and original[0] == "call":
-            getattr(owner, attr)(original[1])
-        elif isinstance(original, tuple) and original[0] == "handles":
-            for handle in owner:
-                handle.remove()
-        else:
-            setattr(owner, attr, original)
+    for put_back in reversed(undo):
+        put_back()
 
 
 def seed_everything(seed: int) -> None:
@@ -223,11 +217,13 @@ def seed_everything(seed: int) -> None:
 
 @patch("tf32")
 def _tf32(value: str | None, undo: Undo) -> None:
-    undo.append((torch.backends.cuda.matmul, "allow_tf32", torch.backends.cuda.matmul.allow_tf32))
+    before = torch.backends.cuda.matmul.allow_tf32
+    undo.append(lambda: setattr(torch.backends.cuda.matmul, "allow_tf32", before))
     torch.backends.cuda.matmul.allow_tf32 = True
 
 
 @patch("cudnn_benchmark")
 def _cudnn_benchmark(value: str | None, undo: Undo) -> None:
-    undo.append((torch.backends.cudnn, "benchmark", torch.backends.cudnn.benchmark))
+    before = torch.backends.cudnn.benchmark
+    undo.append(lambda: setattr(torch.backends.cudnn, "benchmark", before))
     torch.backends.cudnn.benchmark = True

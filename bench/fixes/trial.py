@@ -105,7 +105,7 @@ def check(args: argparse.Namespace) -> None:
         raise UsageError(f"--fixes: unknown fix {unknown[0]!r}: choose from {', '.join(catalogue.names())}")
 
 
-def schedule(spec: TrySpec, fixes: list[Fix], runner: Runner, first: Measurement) -> str:
+def schedule(spec: TrySpec, fixes: list[Fix], runner: Runner) -> str:
     """Phase 1: baseline, A/A and each fix, rotated; returns why it stopped early ("" if it did not)."""
     sides = [trials.BASELINE, trials.AGAIN, *(f.name for f in fixes)]
     by_name = {f.name: f for f in fixes}
@@ -200,7 +200,7 @@ def _phase_one(spec: TrySpec, runner: Runner, asked: list[str] | None) -> tuple[
     log.info("%d fixes x %d repeats + the baseline and the A/A: %d processes, ~%.0f s a process: about "
              "%.1f minutes (the faster fixes together after it: %d more)", len(fixes), spec.repeats, n,
              runner.per_process(), n * runner.per_process() / 60, 2 * spec.repeats)
-    return spec, fixes, schedule(spec, fixes, runner, first)
+    return spec, fixes, schedule(spec, fixes, runner)
 
 
 def _result(spec: TrySpec, runner: Runner, why: str) -> Result:

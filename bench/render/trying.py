@@ -30,9 +30,13 @@ def _signed(x: float, digits: int) -> str:
     return "0" if float(shown) == 0 else shown
 
 
-def _cells(result: Result, r: Row) -> list[str]:
+def _payback(result: Result, r: Row) -> float | None:
     base = trials.baseline_step(result, 2 if r.name == trials.COMBINED else 1)
-    payback = r.payback_steps(base) if base else None
+    return r.payback_steps(base) if base else None
+
+
+def _cells(result: Result, r: Row) -> list[str]:
+    payback = _payback(result, r)
     one_off = "" if r.one_off_s is None else f"{_signed(r.one_off_s, 2)} s"
     verdict = f"failed: {r.failed}" if r.failed and not r.comparison else r.verdict
     verdict += " (not recommended: it changes the result)" if r.diverged and r.comparison else ""
@@ -171,12 +175,11 @@ def _html_row(result: Result, r: Row) -> list[str]:
     """The table's cells, numbers as numbers (the page sorts by them)."""
     shown = _cells(result, r)
     s = r.speedup
-    base = trials.baseline_step(result, 2 if r.name == trials.COMBINED else 1)
-    payback = r.payback_steps(base) if base else None
     return [page.cell(r.name), page.cell(s[0] if s else None, "{:.3f}"),
             page.cell(f"{s[1]:.3f}-{s[2]:.3f}" if s else None), page.cell(shown[2]),
             page.cell(r.samples_per_s, "{:,.0f}"), page.cell(r.memory_mb, "{:+.0f}"),
-            page.cell(r.one_off_s, "{:+.2f}"), page.cell(payback), page.cell(r.numerics), page.cell(shown[8])]
+            page.cell(r.one_off_s, "{:+.2f}"), page.cell(_payback(result, r)), page.cell(r.numerics),
+            page.cell(shown[8])]
 
 
 def html(result: Result, root: Path) -> list[str]:
