@@ -33,7 +33,8 @@ def _install(session: nox.Session, extras: str = "dev,lightning,wandb") -> None:
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Run the test suite (small generated data, CPU; GPU tests skip without CUDA)."""
-    _install(session, "dev,lightning,wandb,viewers")  # a test reads our traces with the TB plugin
+    # a test reads our traces with the TB plugin, another a multi-node run's with HTA
+    _install(session, "dev,lightning,wandb,viewers,hta")
     # Two workers, a test file each at a time (a file's module fixtures are built once); each
     # pins torch to one thread, so the two share the machine's two cores.
     session.run("pytest", "-n", "2", "--dist", "loadfile", *session.posargs)

@@ -1,11 +1,10 @@
 """`vaebench run --nproc N`: one capture per torchrun rank, merged -- the skew, the straggler
-wherever its extra time lies, a rank that dies, and ranks on several nodes gathered to node 0."""
+wherever its extra time lies (data, backward, hand-called collectives), a rank that dies, the
+ranks' clocks aligned and one trace of them all. Several nodes: tests/test_nodes.py."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -117,31 +116,90 @@ def test_a_straggler_inside_backward_is_found_from_the_waits():
     assert not any(s.named for s in stragglers(r)[0])
 
 
-@pytest.mark.slow
-def test_two_nodes_gather_every_rank_on_node_0(tmp_path: Path):
-    """Two torchrun agents on this machine as two nodes, one rank each, each under its own
-    `vaebench run`: node 0's run holds both ranks (rank 1's record came over the network, not
-    through a shared folder), node 1's its own rank and says where the merged run is."""
-    import socket
+def _timelines(skew_s: float = 0.5, jitter_s: float = 50e-6, steps: int = 20):
+    """Two ranks' timelines as their recorders keep them: rank 1 loads slowly and reaches the
+    step's all_reduce 15 ms after rank 0; both leave it together. Rank 1's host clock is
+    ``skew_s`` ahead of rank 0's and it started 0.2 s later; its ends jitter by ``jitter_s``."""
+    import numpy as np
 
-    with socket.socket() as s:  # a free port for the job (the gather takes the next one)
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    procs = []
-    for node in (0, 1):
-        torchrun = f"--nnodes 2 --node-rank {node} --master-addr 127.0.0.1 --master-port {port}"
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "bench", "run", "--nproc", "1", "--steps", "10", "--warmup", "2",
-             "--tools", "none", "--observe-windows", "0", "--torchrun", torchrun, "--out",
-             str(tmp_path / f"node{node}"), str(SCRIPTS / "ddp_train.py")],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    outputs = [p.communicate(timeout=240)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outputs
-    merged = Result.load(tmp_path / "node0" / "run.json")
-    assert merged.measured == ["rank0", "rank1"]
-    assert all(len(merged[n].samples) == 10 for n in merged.measured)
-    assert [merged[n].process.node_rank for n in merged.measured] == [0, 1]
-    assert "(node 1, local rank 0)" in (tmp_path / "node0" / "summary.md").read_text()
-    local = Result.load(tmp_path / "node1" / "run.json")
-    assert local.measured == ["rank1"]
-    assert "the merged run of all 2 ranks is written by the node of global rank 0" in outputs[1]
+    from bench.measure.result import Process
+
+    rng = np.random.default_rng(2)
+    out = {}
+    for name, origin, late, arrive in (("rank0", 1000.0, 0.0, 0.005), ("rank1", 1000.2 + skew_s, 0.2, 0.020)):
+        steps_, spans, syncs = [], [], []
+        for i in range(steps):
+            s = i * 0.03 - late  # the same true moment on this rank's own relative clock
+            leave = s + 0.022 + (rng.uniform(-jitter_s, jitter_s) if name == "rank1" else 0.0)
+            steps_.append([i, s, s + 0.03])
+            spans += [[i, "data", s, s + arrive - 0.001], [i, "collective:all_reduce", s + arrive, leave]]
+            syncs.append([i, 0, leave])
+        out[name] = Process(rank=int(name[4:]), timeline={"origin": origin, "steps": steps_, "spans": spans,
+                                                          "syncs": syncs})
+    return out
+
+
+def test_ranks_clocks_are_aligned_on_the_collectives_ends():
+    """Rank 1's clock 0.5 s ahead: its offset is found from the collectives' ends to within their
+    jitter, and the residual stated is the jitter's."""
+    from bench.measure.clocks import align
+    from tests.helpers import make_result
+
+    r = make_result({"rank0": [30.0], "rank1": [30.0]})
+    for name, process in _timelines().items():
+        r[name].process = process
+    a = align(r)
+    assert a.reference == "rank0" and a.points == 20 and a.basis == "collective"
+    assert a.offsets["rank0"] == pytest.approx(0.0, abs=1e-9)
+    assert a.offsets["rank1"] == pytest.approx(-0.5, abs=60e-6)
+    assert 0 < a.largest_s <= 100e-6 and a.typical_s <= a.p95_s <= a.largest_s
+    assert "aligned on 20 collective ends" in a.text()
+    r["rank1"].process.timeline = {}  # a rank without sync points: no alignment claimed
+    r.cache.clear()
+    assert align(r) is None
+
+
+def test_merged_trace_puts_every_rank_on_one_clock_with_its_waits(tmp_path: Path):
+    from bench.measure.clocks import align
+    from bench.render import chrome
+    from tests.helpers import make_result
+
+    r = make_result({"rank0": [30.0], "rank1": [30.0]})
+    for name, process in _timelines().items():
+        r[name].process = process
+    (path,) = chrome.write(r, tmp_path)
+    trace = json.loads(path.read_text())
+    names = {e["pid"]: e["args"]["name"] for e in trace["traceEvents"] if e.get("name") == "process_name"}
+    assert sorted(names) == [0, 1] and names[0].startswith("rank0") and names[1].startswith("rank1")
+    spans = [e for e in trace["traceEvents"] if e["ph"] == "X"]
+    ends = {pid: [e["ts"] + e["dur"] for e in spans if e["pid"] == pid and e["name"] == "all_reduce"]
+            for pid in (0, 1)}
+    # the same collective ends at the same moment on the one clock, within the stated error
+    error_us = align(r).largest_s * 1e6
+    assert len(ends[0]) == len(ends[1]) == 20
+    assert max(abs(a - b) for a, b in zip(ends[0], ends[1], strict=True)) <= error_us + 1
+    waits = [e for e in spans if e["cat"] == "wait"]
+    assert waits and {e["pid"] for e in waits} == {0}  # rank 0 waits for rank 1, never the reverse
+    assert all(e["args"]["wait_ms"] == pytest.approx(15, abs=0.2) for e in waits)
+    assert chrome.write(make_result({"solo": [1.0]}), tmp_path / "none") == []  # one process: no file
+
+
+@pytest.mark.slow
+def test_collectives_called_by_hand_name_the_slow_rank_and_draw_one_trace(tmp_path: Path):
+    """No DDP: the script averages its gradients with `dist.all_reduce`. Rank 1 loads 20 ms
+    slower; rank 0 waits for it inside the collectives, which are timed as their own part."""
+    out = tmp_path / "out"
+    assert run("--nproc", "2", "--steps", "30", "--warmup", "3", "--tools", "none", "--observe-windows", "0",
+               "--out", str(out), str(SCRIPTS / "allreduce_by_hand.py"), "--slow-rank", "1",
+               "--delay-ms", "20") == 0
+    result = Result.load(out / "run.json")
+    summary = (out / "summary.md").read_text()
+    assert "**Straggler: `rank1`**" in summary and "its `data` part explains" in summary
+    assert "the collectives the script calls (`collective`)" in summary
+    collective = {n: sum(sum(t.parts["collective"]) for t in result[n].samples) for n in result.measured}
+    assert collective["rank0"] > collective["rank1"] > 0  # the fast rank waits there
+    assert "The ranks' clocks aligned on" in summary
+    trace = json.loads((out / "ranks.trace.json").read_text())
+    pids = {e["pid"] for e in trace["traceEvents"] if e.get("name") == "process_name"}
+    assert pids == {0, 1}
+    assert any(e.get("cat") == "wait" and e["pid"] == 0 for e in trace["traceEvents"])

@@ -16,7 +16,7 @@ from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
-    from bench.capture.gather import gather, several_nodes
+    from bench.capture.gather import INTERRUPTED_WAIT_S, WAIT_S, announce, gather, several_nodes
     from bench.capture.ranks import record, save_record
     from bench.capture.script import ScriptSpec, run_script
 
@@ -28,6 +28,7 @@ def main(argv: list[str]) -> int:
         for f in fields(ScriptSpec) if f.name in given and f.name != "command"})
     rank = int(os.environ.get("RANK", "0"))
     out = Path(folder)
+    announce(rank, out)  # for this node's vaebench run: which ranks ran here, where the gather listens
     # torchrun stops the other ranks (SIGTERM) when one dies: take it as an interrupt, so this
     # rank writes what it measured before it goes.
     signal.signal(signal.SIGTERM, _terminated)
@@ -45,7 +46,8 @@ def main(argv: list[str]) -> int:
     measured = record(spec, outcome, rank)
     save_record(measured, out / f"rank{rank}.json")
     if several_nodes():  # every record to global rank 0's node, over the network
-        missing = gather(json.dumps(measured.as_dict()), rank, out)
+        missing = gather(json.dumps(measured.as_dict()), rank, out,
+                         INTERRUPTED_WAIT_S if outcome.interrupted else WAIT_S, files=measured.artifacts)
         if missing:
             print(f"vaebench: ranks {', '.join(map(str, missing))} sent no record to rank 0",
                   file=sys.stderr)

@@ -44,7 +44,8 @@ def record(spec: ScriptSpec, outcome: Outcome, rank: int | None = None) -> Measu
                       exit_code=outcome.exit_code, error=outcome.error, interrupted=outcome.interrupted,
                       no_step=outcome.no_step, waited=outcome.waited, micro_batches=rec.micro_batches(),
                       built=list(rec.builds.found), losses=[float(x) for x in rec.losses],
-                      threads=torch.get_num_threads(), warmup_s=rec.warmup_s)
+                      threads=torch.get_num_threads(), warmup_s=rec.warmup_s,
+                      timeline=rec.timeline.as_dict() if rank is not None and not rec.cuda else {})
     failed = outcome.error or outcome.no_step or outcome.interrupted
     return Measurement(
         name=spec.name if rank is None else f"rank{rank}", status="failed" if failed else "ok",
@@ -62,10 +63,22 @@ def load_record(path: Path) -> Measurement:
     return Measurement.from_dict(json.loads(path.read_text()))
 
 
-def died(rank: int) -> Measurement:
-    """The record of a rank that wrote none."""
-    return Measurement(name=f"rank{rank}", status="failed", reason="the rank died without writing its record",
-                       process=Process(rank=rank, error="the rank died without writing its record"))
+def died(rank: int, notice: dict | None = None) -> Measurement:
+    """The record of a rank that wrote none; ``notice``: its node's word of it (bench.capture.gather)."""
+    if notice:
+        where = (f"on node {notice.get('node_rank')} ({notice.get('host')}, "
+                 f"local rank {notice.get('local_rank')})")
+        why = (f"the rank died {where} without writing its record (torchrun's exit code there: "
+               f"{notice.get('exit_code')})")
+        process = Process(rank=rank, local_rank=notice.get("local_rank"), node=notice.get("host", ""),
+                          node_rank=int(notice.get("node_rank") or 0), error=why)
+    else:
+        why = DIED
+        process = Process(rank=rank, error=why)
+    return Measurement(name=f"rank{rank}", status="failed", reason=why, process=process)
+
+
+DIED = "the rank died without writing its record"
 
 
 def merge(spec: ScriptSpec, records: list[Measurement], *, started: str, duration_s: float) -> Result:

@@ -23,8 +23,6 @@ overhead has an interval); after the last window the script is stopped with :cla
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -32,8 +30,10 @@ from typing import Any
 import torch
 
 from bench.capture.built import Builds
-from bench.capture.ddp import allreduce_times, keep_ddp
-from bench.capture.windows import PARTS, Marks, Stop, Window, batch_size_of, first_tensor, merge_window
+from bench.capture.collectives import wrap_collectives
+from bench.capture.ddp import DDPTiming
+from bench.capture.timeline import Timeline
+from bench.capture.windows import PARTS, Marks, Stop, Window, batch_size_of, caller_code, first_tensor, pairs
 from bench.measure.clock import Timing
 from bench.profile.tools import Profiler
 
@@ -69,7 +69,7 @@ class Recorder:
         self._step_inputs: dict[int, int] = {}
         self.in_optimizer = False  # inside optimizer.step(): a closure's forward/backward run there
         self.dataset: Any = None  # the first DataLoader's dataset (line_profiler's default target)
-        self.ddp: list[Any] = []  # DistributedDataParallel models made (read for their all-reduce times)
+        self.ddp = DDPTiming()  # DistributedDataParallel models made: their all-reduce over the window
         self.step_caller: Any = None  # the code object that calls optimizer.step() (or backward)
         self._index = 0  # the window being filled
         self._step_start: Any = None
@@ -87,6 +87,7 @@ class Recorder:
         self.keep_losses = 0  # the first N losses of the measured steps (--try compares them)
         self.losses: list[torch.Tensor] = []  # detached; read as numbers once the script ends
         self.started = clock()
+        self.timeline = Timeline(clock)  # the measured steps on the wall clock (CPU), for the ranks' view
         self.warmup_s: float | None = None  # from the start to the end of the warm-up
         self._clock = clock
         # Profilers are started, stepped and stopped at the next step's first part, not inside
@@ -117,6 +118,10 @@ class Recorder:
         parent = self._stack[-1] if self._stack else -1
         self._spans.append([name, self.marks.mark(), None, parent])
         self._stack.append(len(self._spans) - 1)
+
+    def _enter(self, name: str) -> int | None:  # a part opened by the collectives: its span's index
+        self._open(name)
+        return len(self._spans) - 1 if self.timing_parts else None
 
     def _close(self, name: str) -> None:
         if not self.timing_parts:
@@ -154,7 +159,7 @@ class Recorder:
 
         self._wrap_backward()
         self.builds.install(self._patched)
-        keep_ddp(self.ddp, self._patched)
+        self.ddp.install(self._patched)
         self._handles += [optim.register_optimizer_step_pre_hook(self._optimizer_pre),
                           optim.register_optimizer_step_post_hook(self._optimizer_post)]
         self.attach()
@@ -171,6 +176,7 @@ class Recorder:
         self._wrap(dataloader._BaseDataLoaderIter, "__next__", "data", after=self._saw_batch)
         if self.cuda:
             self._wrap_copy()
+        wrap_collectives(self._enter, self._close, self.timeline.op, self._part_patched)
         self._part_handles = [nn_module.register_module_forward_pre_hook(self._forward_pre),
                               nn_module.register_module_forward_hook(self._forward_post)]
 
@@ -252,7 +258,7 @@ class Recorder:
             self.losses.append(loss.detach().clone())
 
     def allreduce(self) -> dict[str, float]:
-        return allreduce_times(self.ddp)
+        return self.ddp.times()
 
     def _wrap_copy(self) -> None:
         recorder = self
@@ -273,7 +279,7 @@ class Recorder:
 
     def _optimizer_pre(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         if self.step_caller is None:
-            self.step_caller = _caller_code()
+            self.step_caller = caller_code()
         self.in_optimizer = True
         self._open("optimizer")
 
@@ -305,6 +311,8 @@ class Recorder:
             self._pending.append((window, start, end, spans))
         else:
             window.timings.append(self._timing(start, end, spans))
+        self.timeline.step(self.steps_seen, start, end, spans, backward_syncs=bool(self.ddp.models),
+                           keep=window.kind == "measure" and not self.cuda)
         if window.kind in self.tools:
             self._call(self.tools[window.kind].step)
         if len(window.timings) + sum(1 for w, *_ in self._pending if w is window) >= window.steps:
@@ -338,6 +346,8 @@ class Recorder:
         done = self.windows[self._index]
         if done.kind == "warmup":
             self.warmup_s = self._clock() - self.started
+        if done.kind in ("warmup", "measure"):  # DDP's own timing, read over the measured window
+            self.ddp.mark("start" if done.kind == "warmup" else "end")
         if done.kind in self.tools:
             self._call(self.tools[done.kind].stop)  # its last step is over
         self._index += 1
@@ -381,20 +391,4 @@ class Recorder:
         return [t for w in self.windows if w.kind == kind for t in w.timings]
 
     def pairs(self, tool: str) -> tuple[list[Timing], list[Timing]]:
-        """A tool's windows and the plain windows alternated with them: per-window mean steps."""
-        plain = [w for w in self.windows if w.kind == "plain" and w.tool == tool and w.timings]
-        used = [w for w in self.windows if w.kind == tool and w.timings]
-        n = min(len(plain), len(used))
-        return [merge_window(w.timings) for w in plain[:n]], [merge_window(w.timings) for w in used[:n]]
-
-
-def _caller_code() -> Any:
-    """The code object of the first frame outside torch and this package: the user's function
-    that called ``optimizer.step()``."""
-    frame = sys._getframe(2)
-    while frame is not None:
-        name = frame.f_code.co_filename
-        if f"{os.sep}torch{os.sep}" not in name and f"{os.sep}bench{os.sep}capture" not in name:
-            return frame.f_code
-        frame = frame.f_back
-    return None
+        return pairs(self.windows, tool)

@@ -4,7 +4,9 @@ fills them from PyTorch's global hooks."""
 
 from __future__ import annotations
 
+import os
 import resource
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,7 +15,7 @@ import torch
 
 from bench.measure.clock import Timing
 
-PARTS = ("data", "copy", "forward", "backward", "optimizer", "other")
+PARTS = ("data", "copy", "forward", "backward", "collective", "optimizer", "other")
 
 
 class Stop(BaseException):  # not an error: the capture has what it needs
@@ -85,3 +87,23 @@ def peak_memory() -> dict[str, float]:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         out["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return out
+
+
+def caller_code() -> Any:
+    """The code object of the first frame outside torch and this package: the user's function
+    that called ``optimizer.step()``."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if f"{os.sep}torch{os.sep}" not in name and f"{os.sep}bench{os.sep}capture" not in name:
+            return frame.f_code
+        frame = frame.f_back
+    return None
+
+
+def pairs(windows: list[Window], tool: str) -> tuple[list[Timing], list[Timing]]:
+    """A tool's windows and the plain windows alternated with them: per-window mean steps."""
+    plain = [w for w in windows if w.kind == "plain" and w.tool == tool and w.timings]
+    used = [w for w in windows if w.kind == tool and w.timings]
+    n = min(len(plain), len(used))
+    return [merge_window(w.timings) for w in plain[:n]], [merge_window(w.timings) for w in used[:n]]

@@ -10,14 +10,12 @@ was measured before it is written; our errors are one line and exit 2.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shlex
 import subprocess
 import sys
 import time
-from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -124,6 +122,7 @@ def spec_from(args: argparse.Namespace):  # -> ScriptSpec
 
 def main(args: argparse.Namespace) -> int:
     """``run``: observe the script (or its ranks), write the run."""
+    from bench.capture.launch import launch_ranks
     from bench.capture.script import check_target
     from bench.output import writing
     from plumbing.logs import setup_logging
@@ -141,7 +140,8 @@ def main(args: argparse.Namespace) -> int:
     started = datetime.now(UTC).isoformat(timespec="seconds")
     begin = time.perf_counter()
     with writing(args.out) as output:
-        records, script_code = (_ranks(args, spec, output.stage) if args.nproc else _one(spec, output.stage))
+        records, script_code = (launch_ranks(spec, output.stage, args.nproc, args.torchrun) if args.nproc
+                                 else _one(spec, output.stage))
         from bench.capture.ranks import merge
 
         result = merge(spec, records, started=started, duration_s=time.perf_counter() - begin)
@@ -195,48 +195,6 @@ def _one(spec, stage: Path):  # -> (records, exit code)
                  "are complete", outcome.recorder.steps_seen)
     code = 130 if outcome.interrupted else (outcome.exit_code or 0)
     return [record(spec, outcome)], code
-
-
-def _ranks(args: argparse.Namespace, spec, stage: Path):  # -> (records, exit code)
-    """torchrun with our rank entry; each rank writes rankN.json into the staging folder."""
-    given = {k: v for k, v in asdict(spec).items() if k != "command"}
-    extra = shlex.split(args.torchrun)
-    if not any(a.startswith(("--rdzv", "--master", "--nnodes", "--standalone")) for a in extra):
-        extra = ["--standalone", *extra]  # a free port: two runs at once do not collide on 29500
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(args.nproc),
-               *extra, "-m", "bench.capture.rank", str(stage), json.dumps(given),
-               "--", *spec.command]
-    log.info("launching %d ranks with torchrun: %s", args.nproc, spec.shell())
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(Path(__file__).resolve().parents[2]), os.getcwd(), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run(command, env=env)
-    return _collect(args, stage, proc.returncode), proc.returncode
-
-
-def _collect(args: argparse.Namespace, stage: Path, code: int):  # -> list[Measurement]
-    """The records in the staging folder, by global rank: this node's ranks, and on global rank
-    0's node every node's (gathered over the network); a rank that wrote none is named."""
-    from bench.capture.ranks import died, load_record
-
-    found = {int(p.stem[4:]): load_record(p) for p in sorted(stage.glob("rank*.json"))
-             if p.stem[4:].isdigit()}
-    for p in stage.glob("rank*.json"):
-        p.unlink()
-    world = max((m.process.world_size for m in found.values() if m.process), default=args.nproc)
-    if 0 in found or not found:  # this node holds global rank 0: the run of every node
-        expected = list(range(max(world, args.nproc)))
-    else:
-        expected = sorted(found)
-        log.info("this node's ranks %s are written here; the merged run of all %d ranks is written by "
-                 "the node of global rank 0", ", ".join(map(str, expected)), world)
-    for rank in expected:
-        if rank not in found:
-            log.error("rank %d wrote no record: it died, or its node never sent it (torchrun's exit code "
-                      "%d); the other ranks' results are kept", rank, code)
-            found[rank] = died(rank)
-    if all(m.reason == died(0).reason for m in found.values()):
-        raise UsageError(f"no rank wrote a record (torchrun exit code {code}); see its output above")
-    return [found[r] for r in sorted(found)]
 
 
 def _check(result, spec, script_code: int) -> None:  # result: Result

@@ -5,12 +5,13 @@ In synchronous data-parallel training every rank's step takes as long as the slo
 fast rank waits inside ``backward``, where DDP's gradient all-reduce runs. A rank's *own work*
 is therefore its step without its **wait**: its all-reduce time by DDP's own sampled timing
 less the least of any rank's (the rank the others wait for waits least), so extra work inside
-``backward`` is seen too; where DDP's timing is missing, the step without ``backward``. A
-straggler is a rank whose own work is measurably
-longer (the 95% interval of the paired ratio above 1, its assumptions checked) **and** whose
-extra work costs the others a real share of the step in waiting (at least ``MATERIAL`` of the
-median step). Two ranks sharing a small machine differ by a few percent in any run; that is a
-measurable skew, said as such, not a straggler.
+``backward`` is seen too. A script that calls the collectives by hand (no DDP) waits inside
+them: its wait is, per step, its time in the blocking collectives less the least of any rank's
+in that step. Where neither is known, own work is the step without ``backward``. A straggler is
+a rank whose own work is measurably longer (the 95% interval of the paired ratio above 1, its
+assumptions checked) **and** whose extra work costs the others a real share of the step in
+waiting (at least ``MATERIAL`` of the median step). Two ranks sharing a small machine differ by
+a few percent in any run; that is a measurable skew, said as such, not a straggler.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from bench.measure.clock import Timing
 from bench.measure.derive import cached
 from bench.measure.result import Result
 
-PARTS = ("data", "copy", "forward", "backward", "optimizer", "other")
+PARTS = ("data", "copy", "forward", "backward", "collective", "optimizer", "other")
 MATERIAL = 0.10  # a straggler's extra own work, as a share of the median step
 
 
@@ -43,38 +44,73 @@ class Straggler:
     named: bool = True  # False: measurable but below MATERIAL -- a skew, not a straggler
 
 
-def waits(result: Result, names: list[str]) -> dict[str, float] | None:
-    """Each rank's mean wait in the gradient all-reduce (seconds): its all-reduce time by DDP's
-    own sampled timing, less the least of any rank's -- the rank the others wait for waits
-    least, so its all-reduce is the communication alone. None without DDP's timing on every
-    rank (then a rank's backward stands in for its wait)."""
+@dataclass(frozen=True)
+class Waits:
+    """Each rank's wait for the others, where it is known (seconds).
+
+    ``ddp``: in DDP's gradient all-reduce, a rank's mean all-reduce time by DDP's own sampled
+    timing less the least of any rank's -- the rank the others wait for waits least, so its
+    all-reduce is the communication alone. ``collective``: in the blocking collectives the
+    script calls by hand (the part ``collective``), per step, a rank's time there less the least
+    of any rank's in that step (all ranks leave a collective together: the last to arrive spends
+    least in it)."""
+
+    ddp: dict[str, float] | None
+    collective: dict[str, dict[int, float]] | None
+
+    def total(self, name: str, step: int) -> float:
+        return (self.ddp or {}).get(name, 0.0) + (self.collective or {}).get(name, {}).get(step, 0.0)
+
+    @property
+    def where(self) -> str:
+        return "backward" if self.ddp is not None else "collective"
+
+
+def waits(result: Result, names: list[str]) -> Waits | None:
+    """The ranks' waits (None with neither DDP's timing on every rank nor hand-called collectives
+    on every rank: then a rank's backward stands in for its wait)."""
     times = {n: result[n].process.allreduce_ms if result[n].process else None for n in names}
-    if any(not t for t in times.values()):
-        return None
-    least = min(t for t in times.values() if t)
-    return {n: (float(t or 0.0) - least) / 1e3 for n, t in times.items()}
+    ddp = None
+    if all(times.values()):
+        least = min(t for t in times.values() if t)
+        ddp = {n: (float(t or 0.0) - least) / 1e3 for n, t in times.items()}
+    spent = {n: {t.round: sum(t.parts.get("collective", [0.0])) for t in result[n].samples} for n in names}
+    collective = None
+    if all(any(v > 0 for v in by_step.values()) for by_step in spent.values()):
+        steps = set.intersection(*(set(by_step) for by_step in spent.values()))
+        collective = {n: {r: spent[n][r] - min(spent[m][r] for m in names) for r in steps} for n in names}
+    return Waits(ddp, collective) if ddp is not None or collective is not None else None
 
 
 def busy(t: Timing, wait: float | None = None) -> float:
-    """A step's own work: the step less its wait in the all-reduce (``wait``, from DDP's timing),
-    or where that is not known, less its backward (DDP's all-reduce runs inside backward, so a
-    fast rank's wait is there -- and so is a slow backward, which that rule cannot see)."""
+    """A step's own work: the step less its wait (``wait``), or where that is not known, less its
+    backward (DDP's all-reduce runs inside backward, so a fast rank's wait is there -- and so is
+    a slow backward, which that rule cannot see)."""
     if wait is not None:
         return max(t.seconds - wait, 0.0)
     return t.seconds - sum(t.parts.get("backward", [0.0]))
 
 
-def _part(t: Timing, part: str, wait: float | None) -> float:
-    """One part of a step as the rank's own work: backward less the wait in it."""
+def _part(t: Timing, part: str, wait: Waits | None, name: str) -> float:
+    """One part of a step as the rank's own work: backward less the wait in DDP's all-reduce,
+    the collectives less the wait in them."""
     value = sum(t.parts.get(part, [0.0]))
-    return max(value - wait, 0.0) if part == "backward" and wait is not None else value
+    if wait is not None and part == "backward" and wait.ddp is not None:
+        return max(value - wait.ddp[name], 0.0)
+    if wait is not None and part == "collective" and wait.collective is not None:
+        return max(value - wait.collective[name].get(t.round, 0.0), 0.0)
+    return value
+
+
+def _own(t: Timing, wait: Waits | None, name: str) -> float:
+    return busy(t, wait.total(name, t.round) if wait is not None else None)
 
 
 def own_work(result: Result, name: str) -> float:
     """A rank's median own work per step (seconds)."""
     names = [n for n in result.measured if n.startswith("rank")]
-    wait = (waits(result, names) or {}).get(name)
-    return float(np.median([busy(t, wait) for t in result[name].samples]))
+    wait = waits(result, names)
+    return float(np.median([_own(t, wait, name) for t in result[name].samples]))
 
 
 @cached  # the reports ask for it in every renderer: one bootstrap per rank, once
@@ -85,24 +121,24 @@ def stragglers(result: Result) -> tuple[list[Straggler], dict[str, stats.Ratio]]
     names = [n for n in result.measured if n.startswith("rank")]
     if len(names) < 2:
         return [], {}
-    wait = waits(result, names) or dict.fromkeys(names)
+    wait = waits(result, names)
     by_step = {n: {t.round: t for t in result[n].samples} for n in names}
     common = sorted(set.intersection(*(set(d) for d in by_step.values())))
-    medians = {n: float(np.median([busy(by_step[n][r], wait[n]) for r in common])) for n in names}
+    medians = {n: float(np.median([_own(by_step[n][r], wait, n) for r in common])) for n in names}
     reference = sorted(names, key=lambda n: medians[n])[(len(names) - 1) // 2]
     skews, found = {}, []
     for name in names:
         if name == reference:
             continue
-        own = [busy(by_step[name][r], wait[name]) for r in common]
-        ref = [busy(by_step[reference][r], wait[reference]) for r in common]
+        own = [_own(by_step[name][r], wait, name) for r in common]
+        ref = [_own(by_step[reference][r], wait, reference) for r in common]
         skew = stats.checked_ratio(own, ref, None)
         skews[name] = skew
         if skew.verdict != stats.Verdict.SLOWER:  # a ratio of times: its interval above 1
             continue
-        parts = [p for p in PARTS if p != "backward" or wait[name] is not None]
-        gaps = {p: float(np.median([_part(by_step[name][r], p, wait[name])
-                                    - _part(by_step[reference][r], p, wait[reference]) for r in common]))
+        parts = [p for p in PARTS if p != "backward" or wait is not None]
+        gaps = {p: float(np.median([_part(by_step[name][r], p, wait, name)
+                                    - _part(by_step[reference][r], p, wait, reference) for r in common]))
                 for p in parts}
         total = sum(max(g, 0.0) for g in gaps.values())
         part = max(gaps, key=lambda p: gaps[p])
@@ -110,5 +146,5 @@ def stragglers(result: Result) -> tuple[list[Straggler], dict[str, stats.Ratio]]
         gap = medians[name] - medians[reference]
         share = gap / step if step > 0 else 0.0
         found.append(Straggler(name, reference, skew, part, gaps[part] / total if total > 0 else 0.0,
-                               "backward", share, share >= MATERIAL))
+                               wait.where if wait is not None else "backward", share, share >= MATERIAL))
     return found, skews

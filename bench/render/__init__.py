@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.measure.result import Result
-from bench.render import figures, html, readme, summary, tables, trying
+from bench.render import chrome, figures, html, readme, summary, tables, trying
 
 Renderer = Callable[[Result, Path], list[Path]]
 
@@ -19,6 +19,7 @@ RENDERERS: dict[str, Renderer] = {
     "summary.csv": tables.write_summary_csv,
     "variants.csv": tables.write_variants,
     "figures": figures.write,
+    chrome.NAME: chrome.write,  # several ranks only
 }
 # A kind whose files differ: its own renderer per file (the others keep RENDERERS').
 BY_KIND: dict[str, dict[str, Renderer]] = {

@@ -190,7 +190,8 @@ def _ranks(result: Result, root: Path) -> list[str]:
              cell(r.skew.text() if r.skew else "(the median rank)")] for r in found]
     forest = [svg.Interval(r.name, r.skew.value, r.skew.low, r.skew.high, str(r.skew.verdict))
               for r in found if r.skew is not None and r.skew.measurable]
-    said = [line for line in script.ranks(result) if line.startswith(("**", "No straggler", "`rank"))]
+    said = [line for line in script.ranks(result)
+            if line.startswith(("**", "No straggler", "`rank", "The ranks' clocks"))]
     return ["<h2>Ranks</h2>", *[f"<p>{inline(line)}</p>" for line in said],
             svg.forest(forest, "own work against the median rank's") if forest else "",
             table(["rank", "step ms", "own work ms", "all-reduce ms", "skew vs median rank (95% CI)"], rows)]

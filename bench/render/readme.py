@@ -31,6 +31,8 @@ FILES: tuple[tuple[str, str, str], ...] = (
     ("*.memory.pickle", "the CUDA allocator's history", "drag into pytorch.org/memory_viz"),
     ("tb/*", "Kineto traces", "`tensorboard --logdir {out}/tb` (PYTORCH_PROFILER tab), or "
      "ui.perfetto.dev, or Holistic Trace Analysis"),
+    ("ranks.trace.json", "every rank's steps, parts, collectives and waits on one clock (aligned on the "
+     "collectives' ends), one process per rank", "ui.perfetto.dev (Open trace file), or `chrome://tracing`"),
     ("compare.md", "`run --compare`: B / A with its interval and verdict", "any Markdown viewer"),
 )
 VIEWERS = "snakeviz and torch-tb-profiler come with `pip install vaebench[viewers]`."

@@ -198,6 +198,17 @@ class RankRow:
     skew: stats.Ratio | None  # own work against the median rank's (None: the median rank)
 
 
+RANK_PARTS = ("data", "forward", "backward", "collective", "optimizer", "other")  # the ranks table's
+OWN_WORK = ("Own work = the step less its wait for the other ranks. Under DDP the wait is in the "
+            "gradient all-reduce: a rank's all-reduce time by DDP's own timing less the least of any "
+            "rank's (the rank the others wait for waits least), so extra work inside `backward` counts "
+            "as own work. With collectives called by hand (`collective`: blocking `torch.distributed` "
+            "calls), the wait is, per step, a rank's time in them less the least of any rank's. With "
+            "neither, the step without `backward`. Skew = a rank's own work / the median rank's, paired "
+            "by step. All-reduce: DDP's own timing of its backward communication (sampled iterations, "
+            "waiting included), and its share of the median step.")
+
+
 def rank_rows(result: Result) -> list[RankRow]:
     from bench.measure.skew import own_work, stragglers
 
@@ -228,29 +239,22 @@ def ranks(result: Result) -> list[str]:
         rows.append({"rank": r.name, **({"node": r.node} if r.node else {}),
                      "step ms": f"{r.step_s * 1e3:.2f}",
                      "samples/s": f"{r.samples_per_s:,.0f}" if r.samples_per_s else "-",
-                     **{p: f"{r.shares[p]:.0%}" for p in ("data", "forward", "backward", "optimizer", "other")
-                        if p in r.shares},
+                     **{p: f"{r.shares[p]:.0%}" for p in RANK_PARTS if p in r.shares},
                      "own work ms": f"{r.own_s * 1e3:.2f}",
                      **({"all-reduce ms (share)": f"{r.reduce_ms:.2f} ({r.reduce_ms / 1e3 / r.step_s:.0%})"}
                         if r.reduce_ms else {}),
                      "skew vs median rank (95% CI)": r.skew.text() if r.skew else "(the median rank)"})
-    lines = ["## Ranks", "", pd.DataFrame(rows).to_markdown(index=False), "",
-             "Own work = the step less its wait in DDP's gradient all-reduce, where a fast rank waits "
-             "for a slow one: the wait is a rank's all-reduce time less the least of any rank's (the "
-             "rank the others wait for waits least), so extra work inside `backward` counts as own "
-             "work; without DDP's timing, the step without `backward`. Skew = a rank's own work / "
-             "the median rank's, paired by step. All-reduce: DDP's own timing of its backward "
-             "communication (sampled iterations, waiting included), and its share of the median step.",
-             ""]
+    lines = ["## Ranks", "", pd.DataFrame(rows).to_markdown(index=False), "", OWN_WORK, ""]
     for s in found:
         if s.named:
             ref = result[s.reference].process
-            waited = ref.allreduce_ms if ref else None
+            waited = ref.allreduce_ms if ref and s.waits_in == "backward" else None
             step = derive.step_seconds(result, s.reference)
+            where = ("`backward`'s all-reduce" if s.waits_in == "backward"
+                     else "the collectives the script calls (`collective`)")
             lines.append(f"**Straggler: `{s.rank}`** does {s.skew.text()} times the own work of "
                          f"`{s.reference}`, {s.gap_share:.0%} of a step more; its `{s.part}` part "
-                         f"explains {s.explains:.0%} of the gap; the other ranks wait for it in "
-                         f"`{s.waits_in}`'s all-reduce"
+                         f"explains {s.explains:.0%} of the gap; the other ranks wait for it in {where}"
                          + (f" (`{s.reference}`'s all-reduce: {waited:.1f} ms, {waited / 1e3 / step:.0%} "
                             "of its step, by DDP's own timing)" if waited else "") + ".")
         else:
@@ -259,4 +263,17 @@ def ranks(result: Result) -> list[str]:
     if not any(s.named for s in found):
         lines.append("No straggler: no rank's own work is longer than the median rank's by "
                      f"{MATERIAL:.0%} of a step or more, measurably.")
-    return [*lines, ""]
+    return [*lines, "", *_clocks(result), ""]
+
+
+def _clocks(result: Result) -> list[str]:
+    """The alignment of the ranks' clocks, and the merged trace drawn on it."""
+    from bench.measure.clocks import align
+
+    alignment = align(result)
+    if alignment is None:
+        return ["The ranks' clocks were not aligned: no collective (and no DDP `backward`) that every "
+                "rank measured" + (" (on CUDA the step's marks are GPU events: see the Kineto traces)"
+                                   if any(m.device == "cuda" for m in result.measurements) else "") + "."]
+    return [f"{alignment.text()[0].upper()}{alignment.text()[1:]}. Every rank on one clock: "
+            "`ranks.trace.json` (ui.perfetto.dev), one process per rank, its steps, parts and waits."]
