@@ -2,6 +2,8 @@
 
     python experiments/run_acceptance.py overhead   # vae train alone vs under `vaebench run`, alternating
     python experiments/run_acceptance.py straggler  # DDP, 2 ranks: a 20 ms slow rank named 5/5, none 5/5
+    python experiments/run_acceptance.py nodes      # 2 nodes x 1 rank, localhost: rank 1 named 5/5, none 5/5
+    python experiments/run_acceptance.py backward   # DDP, rank 1 slow inside backward: named 5/5, none 5/5
     python experiments/run_acceptance.py breakdown  # `run` vs `profile` on naive and optimized
     python experiments/run_acceptance.py ratio      # naive/optimized: `run --compare` vs `profile`
 
@@ -64,6 +66,63 @@ def straggler(runs: int = 5) -> None:
         print(f"delay {delay} ms: rank1 named with `data` in {named} of {runs} runs")
 
 
+def _straggler_line(summary: str) -> str:
+    return next((x for x in summary.splitlines() if "Straggler" in x or "No straggler" in x), "")
+
+
+def _node(node: int, port: int, out: str, delay: float) -> subprocess.Popen[str]:
+    torchrun = f"--nnodes 2 --node-rank {node} --master-addr 127.0.0.1 --master-port {port}"
+    return subprocess.Popen([PY, "-m", "bench", "run", "--nproc", "1", "--steps", "40", "--warmup", "5",
+                             "--tools", "none", "--torchrun", torchrun, "--out", out,
+                             "examples/scripts/ddp_train.py", "--slow-rank", "1", "--delay-ms", str(delay)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def nodes(runs: int = 5) -> None:
+    """The issue's command: two torchrun agents on this machine as two nodes, one rank each,
+    each under its own `vaebench run`; rank 1 (on node 1) loads 20 ms slower, then not at all."""
+    import socket
+
+    for delay in (20, 0):
+        named = 0
+        for i in range(runs):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            with tempfile.TemporaryDirectory() as tmp:
+                procs = [_node(node, port, f"{tmp}/node{node}", delay) for node in (0, 1)]
+                outputs = [p.communicate()[0] for p in procs]
+                codes = [p.returncode for p in procs]
+                summary = (Path(tmp) / "node0" / "summary.md").read_text()
+                pointed = "is written by the node of global rank 0" in outputs[1]
+                hit = ("**Straggler: `rank1`**" in summary and "`data` part" in summary) if delay else (
+                    "No straggler" in summary)
+                named += hit and codes == [0, 0] and pointed
+                print(f"delay {delay} ms, run {i + 1}: exit codes {codes}, node 1 points at node 0: "
+                      f"{pointed}; {_straggler_line(summary)}", flush=True)
+        said = "rank1 named with `data`" if delay else "no straggler"
+        print(f"delay {delay} ms: {said}, both nodes exit 0, in {named} of {runs} runs")
+
+
+def backward(runs: int = 5) -> None:
+    """DDP, 2 ranks, rank 1 burns 20 ms inside a custom autograd function's backward, then not."""
+    for delay in (20, 0):
+        named = 0
+        for i in range(runs):
+            with tempfile.TemporaryDirectory() as tmp:
+                subprocess.run([PY, "-m", "bench", "run", "--nproc", "2", "--steps", "40", "--warmup", "5",
+                                "--tools", "none", "--out", tmp, "examples/scripts/ddp_train.py",
+                                "--slow-backward-rank", "1", "--backward-delay-ms", str(delay)],
+                               capture_output=True, text=True, cwd=ROOT, check=True)
+                summary = (Path(tmp) / "summary.md").read_text()
+                hit = ("**Straggler: `rank1`**" in summary and "`backward` part" in summary) if delay else (
+                    "No straggler" in summary)
+                named += hit
+                print(f"backward delay {delay} ms, run {i + 1}: {_straggler_line(summary)}", flush=True)
+        print(f"backward delay {delay} ms: {'rank1 named with `backward`' if delay else 'no straggler'} "
+              f"in {named} of {runs} runs")
+
+
 def breakdown() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         shares = {}
@@ -107,4 +166,5 @@ def ratio() -> None:
 
 
 if __name__ == "__main__":
-    {"overhead": overhead, "straggler": straggler, "breakdown": breakdown, "ratio": ratio}[sys.argv[1]]()
+    {"overhead": overhead, "straggler": straggler, "nodes": nodes, "backward": backward,
+     "breakdown": breakdown, "ratio": ratio}[sys.argv[1]]()

@@ -6,6 +6,7 @@ subprocess would run) so the suite stays fast; the figures on real scripts are i
 from __future__ import annotations
 
 import math
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -306,3 +307,40 @@ def test_a_script_that_updates_by_hand_gets_no_optimizer_fix_and_says_why(tmp_pa
     skipped = dict(s.split(": ", 1) for s in result.spec.skipped)
     assert skipped["foreach"].startswith("no optimizer seen") and skipped["fused"].startswith("no optimizer")
     assert not any(f.endswith("=True") and f.split("=")[0] in ("foreach", "fused") for f in result.spec.fixes)
+
+
+def test_try_under_torchrun_runs_each_process_as_a_job_and_shares_the_cores(tmp_path: Path):
+    """--try --nproc N: every process of the schedule is a torchrun job of N ranks (the fix applied
+    in each), rank 0's steps and losses its sample, a failed rank fails the process; the
+    catalogue fits workers and threads to the cores a rank has."""
+    from bench.fixes import trial
+
+    spec = TrySpec(command=("ddp.py", "--epochs", "1"), nproc=2, torchrun="--master-port 29999")
+    words = trial.Runner(spec, tmp_path).command(("fused",), tmp_path / "p0")
+    assert words[words.index("--nproc") + 1] == "2"
+    assert words[words.index("--torchrun") + 1] == "--master-port 29999"
+    assert words[-3:] == ["ddp.py", "--epochs", "1"] and words[words.index("--apply") + 1] == "fused"
+    ok = [_process("baseline", 0, 10.0, [1.0]), _process("baseline", 0, 10.0, [1.0])]
+    ok[0].name, ok[1].name = "rank0", "rank1"
+    child = Result(kind="script", spec=TrySpec(command=("x.py",)), machine=_try_result().machine,
+                   measurements=ok)
+    assert trial._sample(child) is ok[0]
+    ok[1].status, ok[1].reason = "failed", "the script raised ValueError: fused"
+    assert trial._sample(child).status == "failed" and trial._sample(child).reason.startswith("rank1: ")
+    rank0 = Measurement(name="rank0", process=Process(threads=1, built=[
+        Built("DataLoader", "DataLoader", "ddp.py:9", {"num_workers": 0})]))
+    seen = catalogue.Seen.of(rank0, ranks=2)
+    assert seen.cores == max(1, (os.cpu_count() or 1) // 2) and seen.ranks == 2
+    fixes, skipped = catalogue.propose(catalogue.Seen(**{**seen.__dict__, "cores": 1}))
+    loader = [f.name for f in fixes if f.group == "loader"]
+    assert loader == ["num_workers=1", "num_workers=1+persistent_workers"]
+    assert skipped["threads"] == "torch already uses all 1 core a rank (2 ranks) (1 threads)"
+
+
+def test_try_across_several_nodes_is_refused_in_one_line(tmp_path: Path, capsys):
+    script = tmp_path / "t.py"
+    script.write_text("print('never run')\n")
+    code = cli.main(["run", "--try", "--nproc", "1", "--torchrun", "--nnodes 2 --node-rank 0", "--out",
+                     str(tmp_path / "out"), str(script)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--try across several nodes is not built" in err and len(err.splitlines()) == 1

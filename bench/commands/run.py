@@ -81,7 +81,8 @@ def _try_options(p: argparse.ArgumentParser) -> None:
                    help="measure the usual fixes on the unmodified script: each applied by patching "
                         "PyTorch in the script's process (DataLoader workers, foreach/fused optimizers, "
                         "threads, bf16 autocast, CUDA ones on a GPU), in alternating processes against "
-                        "the baseline and an A/A, with the losses compared and the line to change")
+                        "the baseline and an A/A, with the losses compared and the line to change; "
+                        "with --nproc N each process is a torchrun job of N ranks")
     p.add_argument("--fixes", type=comma_list, default=None,
                    help="--try: only these catalogue entries (default: every one that applies; "
                         "'compile' only when named)")

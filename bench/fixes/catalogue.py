@@ -36,15 +36,24 @@ class Seen:
     models: list[Built] = field(default_factory=list)
     device: str = "cpu"
     threads: int | None = None
-    cores: int = 1
+    cores: int = 1  # the cores one process (one rank) may use
+    ranks: int = 1  # processes sharing the machine's cores (torchrun's ranks on this node)
 
     @classmethod
-    def of(cls, m: Measurement) -> Seen:
+    def of(cls, m: Measurement, ranks: int = 1) -> Seen:
+        """What ``m`` (the script, or rank 0 of ``ranks`` on this node) showed; the machine's
+        cores are shared out between the ranks."""
         built = m.process.built if m.process else []
         return cls(loaders=[b for b in built if b.kind == "DataLoader"],
                    optimizers=[b for b in built if b.kind == "optimizer"],
                    models=[b for b in built if b.kind == "model"], device=m.device,
-                   threads=m.process.threads if m.process else None, cores=os.cpu_count() or 1)
+                   threads=m.process.threads if m.process else None,
+                   cores=max(1, (os.cpu_count() or 1) // max(ranks, 1)), ranks=max(ranks, 1))
+
+    def on(self) -> str:
+        """How the cores are counted, for a reason: "2 cores" or "1 core a rank (2 ranks)"."""
+        plural = "s" if self.cores != 1 else ""
+        return f"{self.cores} core{plural}" + (f" a rank ({self.ranks} ranks)" if self.ranks > 1 else "")
 
 
 Proposal = list[Fix] | str
@@ -67,7 +76,7 @@ def _workers(seen: Seen) -> Proposal:
     loader = seen.loaders[0]
     have = int(loader.options.get("num_workers") or 0)
     if have >= seen.cores:
-        return f"the loader already has {have} workers on {seen.cores} cores"
+        return f"the loader already has {have} workers on {seen.on()}"
     values = sorted({n for n in (1, max(1, seen.cores // 2), seen.cores) if n > have})
     return [Fix(f"num_workers={n}", "loader", (f"workers={n}",),
                 f"{_at(loader)}DataLoader(..., num_workers={n})") for n in values]
@@ -111,7 +120,7 @@ def _threads(seen: Seen) -> Proposal:
     if seen.threads is None:
         return "the baseline's thread count was not recorded"
     if seen.threads >= seen.cores:
-        return f"torch already uses all {seen.cores} cores ({seen.threads} threads)"
+        return f"torch already uses all {seen.on()} ({seen.threads} threads)"
     return [Fix(f"set_num_threads({seen.cores})", "threads", (f"threads={seen.cores}",),
                 f"at the script's start: torch.set_num_threads({seen.cores})")]
 

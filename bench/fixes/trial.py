@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -57,6 +58,8 @@ class Runner:
             words += ["--apply", p]
         for module in s.plugins:
             words += ["--fixes-from", module]
+        if s.nproc:
+            words += ["--nproc", str(s.nproc)] + (["--torchrun", s.torchrun] if s.torchrun else [])
         return words + list(s.command)
 
     def run(self, side: str, repeat: int, phase: int, fix: Fix | None) -> Measurement:
@@ -69,7 +72,7 @@ class Runner:
             notes |= {"group": fix.group, "patches": list(fix.patches), "edit": fix.edit}
         try:
             child = Result.load(out / "run.json")
-            m = replace(child.measurements[0], name=f"{side} #{repeat + 1}", notes=notes, artifacts=[])
+            m = replace(_sample(child), name=f"{side} #{repeat + 1}", notes=notes, artifacts=[])
             self.machine = self.machine or child.machine
         except Exception:  # no run.json: the script (or the patch) failed before a step was measured
             lines = said.strip().splitlines()
@@ -86,6 +89,29 @@ class Runner:
         return (time.perf_counter() - self.started) / 60
 
 
+def _sample(child: Result) -> Measurement:
+    """The measurement one process contributes: the script's, or under torchrun rank 0's (in
+    synchronous training every rank steps together, and rank 0's losses are the ones a user
+    logs) -- failed with the first failed rank's reason if any rank failed."""
+    first = child.measurements[0]
+    bad = next((m for m in child.measurements if m.status != "ok"), None)
+    if bad is None or bad is first:
+        return first
+    return replace(first, status="failed", reason=f"{bad.name}: {bad.reason}")
+
+
+def _nodes(torchrun: str) -> int:
+    """The most nodes torchrun's options ask for (``--nnodes 2`` or ``--nnodes 1:4``)."""
+    words = shlex.split(torchrun)
+    for i, word in enumerate(words):
+        value = words[i + 1] if word == "--nnodes" and i + 1 < len(words) else (
+            word.split("=", 1)[1] if word.startswith("--nnodes=") else None)
+        if value is not None:
+            last = value.split(":")[-1]
+            return int(last) if last.isdigit() else 1
+    return 1
+
+
 def check(args: argparse.Namespace) -> None:
     """``--try``'s bad input: one line, exit 2."""
     from bench.measure.rule import Rule, min_samples_for
@@ -97,9 +123,10 @@ def check(args: argparse.Namespace) -> None:
     if args.repeats < need:
         raise UsageError(f"--try --repeats {args.repeats}: at least {need} processes a side are needed for "
                          f"a verdict at p < {Rule().alpha}")
-    if args.nproc:
-        raise UsageError("--try with --nproc is not built yet: try the fixes on one process "
-                         "(vaebench run --try train.py), then check them under torchrun with --compare")
+    if args.nproc and _nodes(args.torchrun or "") > 1:
+        raise UsageError("--try across several nodes is not built: each process of the schedule would have "
+                         "to start on every node at once; try the fixes on one node (--nproc N without "
+                         "--nnodes), then run the chosen ones across the nodes")
     unknown = [f for f in args.fixes or [] if f not in catalogue.names()]
     if unknown:
         raise UsageError(f"--fixes: unknown fix {unknown[0]!r}: choose from {', '.join(catalogue.names())}")
@@ -169,7 +196,7 @@ def run_try(args: argparse.Namespace, command: tuple[str, ...], output,  # outpu
     spec = TrySpec(command=command, warmup=args.warmup, steps=args.steps, repeats=args.repeats,
                    seed=args.seed if args.seed is not None else 0, losses=args.losses,
                    tolerance=args.tolerance, wait=args.wait, plugins=tuple(args.fixes_from),
-                   max_minutes=args.max_minutes)
+                   max_minutes=args.max_minutes, nproc=args.nproc or 0, torchrun=args.torchrun or "")
     with tempfile.TemporaryDirectory(prefix="vaebench-try-", dir=output.stage) as tmp:
         runner = Runner(spec, Path(tmp), launcher or launch)
         why = ""
@@ -191,7 +218,7 @@ def _phase_one(spec: TrySpec, runner: Runner, asked: list[str] | None) -> tuple[
     if first.status != "ok":
         raise UsageError(f"the baseline itself failed ({first.reason}): run it with plain `vaebench run` "
                          "to see why")
-    fixes, skipped = catalogue.propose(catalogue.Seen.of(first), asked)
+    fixes, skipped = catalogue.propose(catalogue.Seen.of(first, ranks=spec.nproc or 1), asked)
     spec = replace(spec, fixes=tuple(f.name for f in fixes),
                    skipped=tuple(f"{k}: {v}" for k, v in skipped.items()))
     for entry, reason in skipped.items():

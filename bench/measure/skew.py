@@ -48,69 +48,80 @@ class Straggler:
 class Waits:
     """Each rank's wait for the others, where it is known (seconds).
 
-    ``ddp``: in DDP's gradient all-reduce, a rank's mean all-reduce time by DDP's own sampled
-    timing less the least of any rank's -- the rank the others wait for waits least, so its
-    all-reduce is the communication alone. ``collective``: in the blocking collectives the
-    script calls by hand (the part ``collective``), per step, a rank's time there less the least
-    of any rank's in that step (all ranks leave a collective together: the last to arrive spends
-    least in it)."""
+    ``ddp``: in DDP's gradient all-reduce, a rank's mean all-reduce time by DDP's own timing
+    less the least of any rank's -- the rank the others wait for waits least, so its all-reduce
+    is the communication alone. DDP gives that wait as a mean over the window, not per step, so
+    a rank's backward counts as its own work at ``backward``: its median backward less its mean
+    wait, the same every step. (Subtracting the mean wait from each step instead would leave
+    every step's wait's jitter -- the slow rank's data stalls, the scheduler -- in the fast
+    rank's own work: on a loaded 2-core machine that spread the paired ratios past what an
+    interval can mean, and a 20 ms straggler went unnamed 2 runs of 5.) ``collective``: in the
+    blocking collectives the script calls by hand (the part ``collective``), per step, a rank's
+    time there less the least of any rank's in that step (all ranks leave a collective together:
+    the last to arrive spends least in it)."""
 
     ddp: dict[str, float] | None
+    backward: dict[str, float] | None  # with ddp: each rank's backward as own work, per step
     collective: dict[str, dict[int, float]] | None
-
-    def total(self, name: str, step: int) -> float:
-        return (self.ddp or {}).get(name, 0.0) + (self.collective or {}).get(name, {}).get(step, 0.0)
 
     @property
     def where(self) -> str:
         return "backward" if self.ddp is not None else "collective"
 
 
+def _backward(t: Timing) -> float:
+    return sum(t.parts.get("backward", [0.0]))
+
+
 def waits(result: Result, names: list[str]) -> Waits | None:
     """The ranks' waits (None with neither DDP's timing on every rank nor hand-called collectives
     on every rank: then a rank's backward stands in for its wait)."""
     times = {n: result[n].process.allreduce_ms if result[n].process else None for n in names}
-    ddp = None
+    ddp = backward = None
     if all(times.values()):
         least = min(t for t in times.values() if t)
         ddp = {n: (float(t or 0.0) - least) / 1e3 for n, t in times.items()}
+        backward = {n: max(float(np.median([_backward(t) for t in result[n].samples])) - ddp[n], 0.0)
+                    for n in names}
     spent = {n: {t.round: sum(t.parts.get("collective", [0.0])) for t in result[n].samples} for n in names}
     collective = None
     if all(any(v > 0 for v in by_step.values()) for by_step in spent.values()):
         steps = set.intersection(*(set(by_step) for by_step in spent.values()))
         collective = {n: {r: spent[n][r] - min(spent[m][r] for m in names) for r in steps} for n in names}
-    return Waits(ddp, collective) if ddp is not None or collective is not None else None
+    return Waits(ddp, backward, collective) if ddp is not None or collective is not None else None
 
 
-def busy(t: Timing, wait: float | None = None) -> float:
-    """A step's own work: the step less its wait (``wait``), or where that is not known, less its
-    backward (DDP's all-reduce runs inside backward, so a fast rank's wait is there -- and so is
-    a slow backward, which that rule cannot see)."""
-    if wait is not None:
-        return max(t.seconds - wait, 0.0)
-    return t.seconds - sum(t.parts.get("backward", [0.0]))
+def busy(t: Timing, wait: Waits | None, name: str) -> float:
+    """A step's own work: the step less its waits -- its backward counted as its own work under
+    DDP (see :class:`Waits`), less its wait in the collectives called by hand -- or, where no
+    wait is known, the step less its backward (DDP's all-reduce runs inside backward, so a fast
+    rank's wait is there -- and so is a slow backward, which that rule cannot see)."""
+    if wait is None:
+        return t.seconds - _backward(t)
+    own = t.seconds
+    if wait.backward is not None:
+        own += wait.backward[name] - _backward(t)
+    if wait.collective is not None:
+        own -= wait.collective[name].get(t.round, 0.0)
+    return max(own, 0.0)
 
 
 def _part(t: Timing, part: str, wait: Waits | None, name: str) -> float:
-    """One part of a step as the rank's own work: backward less the wait in DDP's all-reduce,
-    the collectives less the wait in them."""
+    """One part of a step as the rank's own work: backward as in :class:`Waits`, the
+    collectives less the wait in them."""
+    if wait is not None and part == "backward" and wait.backward is not None:
+        return wait.backward[name]
     value = sum(t.parts.get(part, [0.0]))
-    if wait is not None and part == "backward" and wait.ddp is not None:
-        return max(value - wait.ddp[name], 0.0)
     if wait is not None and part == "collective" and wait.collective is not None:
         return max(value - wait.collective[name].get(t.round, 0.0), 0.0)
     return value
-
-
-def _own(t: Timing, wait: Waits | None, name: str) -> float:
-    return busy(t, wait.total(name, t.round) if wait is not None else None)
 
 
 def own_work(result: Result, name: str) -> float:
     """A rank's median own work per step (seconds)."""
     names = [n for n in result.measured if n.startswith("rank")]
     wait = waits(result, names)
-    return float(np.median([_own(t, wait, name) for t in result[name].samples]))
+    return float(np.median([busy(t, wait, name) for t in result[name].samples]))
 
 
 @cached  # the reports ask for it in every renderer: one bootstrap per rank, once
@@ -124,14 +135,14 @@ def stragglers(result: Result) -> tuple[list[Straggler], dict[str, stats.Ratio]]
     wait = waits(result, names)
     by_step = {n: {t.round: t for t in result[n].samples} for n in names}
     common = sorted(set.intersection(*(set(d) for d in by_step.values())))
-    medians = {n: float(np.median([_own(by_step[n][r], wait, n) for r in common])) for n in names}
+    medians = {n: float(np.median([busy(by_step[n][r], wait, n) for r in common])) for n in names}
     reference = sorted(names, key=lambda n: medians[n])[(len(names) - 1) // 2]
     skews, found = {}, []
     for name in names:
         if name == reference:
             continue
-        own = [_own(by_step[name][r], wait, name) for r in common]
-        ref = [_own(by_step[reference][r], wait, reference) for r in common]
+        own = [busy(by_step[name][r], wait, name) for r in common]
+        ref = [busy(by_step[reference][r], wait, reference) for r in common]
         skew = stats.checked_ratio(own, ref, None)
         skews[name] = skew
         if skew.verdict != stats.Verdict.SLOWER:  # a ratio of times: its interval above 1

@@ -137,6 +137,8 @@ class TrySpec(Command):
     combination: tuple[str, ...] = ()  # the fixes measured together in the second phase
     plugins: tuple[str, ...] = ()
     max_minutes: float | None = None
+    nproc: int = 0  # ranks under torchrun per process (0: the script alone); rank 0's steps are the sample
+    torchrun: str = ""  # torchrun's own options, as given
 
     kind = "try"
     samples_are = "processes"

@@ -202,9 +202,10 @@ RANK_PARTS = ("data", "forward", "backward", "collective", "optimizer", "other")
 OWN_WORK = ("Own work = the step less its wait for the other ranks. Under DDP the wait is in the "
             "gradient all-reduce: a rank's all-reduce time by DDP's own timing less the least of any "
             "rank's (the rank the others wait for waits least), so extra work inside `backward` counts "
-            "as own work. With collectives called by hand (`collective`: blocking `torch.distributed` "
-            "calls), the wait is, per step, a rank's time in them less the least of any rank's. With "
-            "neither, the step without `backward`. Skew = a rank's own work / the median rank's, paired "
+            "as own work; DDP gives it as a mean, so a rank's `backward` counts as its median less "
+            "that wait in every step. With collectives called by hand (`collective`: blocking "
+            "`torch.distributed` calls), the wait is, per step, a rank's time in them less the least of "
+            "any rank's. With neither, the step without `backward`. Skew = a rank's own work / the median rank's, paired "
             "by step. All-reduce: DDP's own timing of its backward communication (sampled iterations, "
             "waiting included), and its share of the median step.")
 

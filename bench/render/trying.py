@@ -89,6 +89,10 @@ def _notes(result: Result) -> list[str]:
                      "own spread.")
     elif det:
         lines.append(f"With --seed {spec.seed} the baseline's processes gave the same losses, bit for bit.")
+    if spec.nproc:
+        lines.append(f"Each process is a torchrun job of {spec.nproc} ranks: rank 0's median step is its "
+                     "sample and rank 0's losses are compared (in synchronous training every rank steps "
+                     "together); a fix is applied in every rank.")
     lines.append(f"Each process: {spec.warmup} warm-up + {spec.steps} measured steps, its median one "
                  f"sample; {spec.repeats} processes a side in rotated order; a fix is faster or slower "
                  "by the rule `regress` applies (>5%, one-sided Mann-Whitney p < 0.01, the interval "
