@@ -111,6 +111,12 @@ def numerics(base: list[list[float]], cand: list[list[float]], tolerance: float)
     return f"changes the result: loss diverged ({far} from the baseline's, allowed {tolerance + own:.0%})"
 
 
+def _job_batches(ms: list[Measurement]) -> list[float]:
+    """Each process's samples a step: under torchrun the job's (every rank steps its own batch
+    with rank 0, whose measurement stands for the process)."""
+    return [m.batch_size * (m.process.world_size if m.process else 1) for m in ms if m.batch_size]
+
+
 def _delta(base: list[float | None], cand: list[float | None]) -> float | None:
     b, c = [x for x in base if x is not None], [x for x in cand if x is not None]
     return stats.median(c) - stats.median(b) if b and c else None
@@ -122,7 +128,7 @@ def row(result: Result, side: str, phase: int = 1) -> Row:
     failed = next((m.reason for m in ms if m.status != "ok"), "")
     comparison = decide([median_step(m) for m in base], [median_step(m) for m in own], name=side) \
         if len(base) >= 2 and len(own) >= 2 else None
-    sizes = [m.batch_size for m in own if m.batch_size]
+    sizes = _job_batches(own)
     rate = stats.median(sizes) / comparison.cand_median if comparison and sizes else None
     notes = ms[0].notes if ms else {}
     tolerance = getattr(result.spec, "tolerance", 0.05)
@@ -151,8 +157,7 @@ def baseline_step(result: Result, phase: int = 1) -> float | None:
 
 
 def baseline_rate(result: Result) -> float | None:
-    ok = _ok(processes(result, BASELINE, 1))
-    sizes = [m.batch_size for m in ok if m.batch_size]
+    sizes = _job_batches(_ok(processes(result, BASELINE, 1)))
     step = baseline_step(result)
     return stats.median(sizes) / step if sizes and step else None
 

@@ -204,10 +204,11 @@ OWN_WORK = ("Own work = the step less its wait for the other ranks. Under DDP th
             "rank's (the rank the others wait for waits least), so extra work inside `backward` counts "
             "as own work; DDP gives it as a mean, so a rank's `backward` counts as its median less "
             "that wait in every step. With collectives called by hand (`collective`: blocking "
-            "`torch.distributed` calls), the wait is, per step, a rank's time in them less the least of "
-            "any rank's. With neither, the step without `backward`. Skew = a rank's own work / the median rank's, paired "
-            "by step. All-reduce: DDP's own timing of its backward communication (sampled iterations, "
-            "waiting included), and its share of the median step.")
+            "`torch.distributed` calls), the wait is, per step, a rank's time in them less the least "
+            "of any rank's. With neither, the step without `backward`. Skew = a rank's own work / the "
+            "median rank's, paired by step. All-reduce: DDP's own timing of its backward "
+            "communication (every iteration of the measured window, waiting included), and its share "
+            "of the median step.")
 
 
 def rank_rows(result: Result) -> list[RankRow]:

@@ -92,7 +92,8 @@ def _notes(result: Result) -> list[str]:
     if spec.nproc:
         lines.append(f"Each process is a torchrun job of {spec.nproc} ranks: rank 0's median step is its "
                      "sample and rank 0's losses are compared (in synchronous training every rank steps "
-                     "together); a fix is applied in every rank.")
+                     "together); a fix is applied in every rank; samples/s are the job's (every rank's "
+                     "batch).")
     lines.append(f"Each process: {spec.warmup} warm-up + {spec.steps} measured steps, its median one "
                  f"sample; {spec.repeats} processes a side in rotated order; a fix is faster or slower "
                  "by the rule `regress` applies (>5%, one-sided Mann-Whitney p < 0.01, the interval "
