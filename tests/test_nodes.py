@@ -34,9 +34,10 @@ def _free_port() -> int:
         return port
 
 
-def nodes(tmp_path: Path, nproc: int, *script_args: str, steps: int = 10,
-          options: tuple[str, ...] = ("--tools", "none")) -> list[subprocess.CompletedProcess[str]]:
-    """Two nodes of ``nproc`` ranks each, started together; their outputs in node order."""
+def start_nodes(tmp_path: Path, nproc: int, *script_args: str, steps: int = 10,
+                options: tuple[str, ...] = ("--tools", "none")) -> list[subprocess.Popen[str]]:
+    """Two nodes of ``nproc`` ranks each, started together, each in its own session (as from
+    its own terminal)."""
     port = _free_port()
     procs = []
     for node in (0, 1):
@@ -45,7 +46,13 @@ def nodes(tmp_path: Path, nproc: int, *script_args: str, steps: int = 10,
             [sys.executable, "-m", "bench", "run", "--nproc", str(nproc), "--steps", str(steps), "--warmup",
              "2", "--observe-windows", "0", *options, "--torchrun", torchrun, "--out",
              str(tmp_path / f"node{node}"), str(DDP), *script_args],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True))
+    return procs
+
+
+def nodes(tmp_path: Path, nproc: int, *script_args: str, **kw) -> list[subprocess.CompletedProcess[str]]:
+    """:func:`start_nodes`, run to their end; their outputs in node order."""
+    procs = start_nodes(tmp_path, nproc, *script_args, **kw)
     return [subprocess.CompletedProcess(p.args, p.wait(timeout=240), p.communicate()[0], "") for p in procs]
 
 
@@ -110,6 +117,28 @@ def test_a_rank_killed_on_node_1_is_named_on_node_0(tmp_path: Path):
     assert len(merged["rank0"].samples) >= 15
     assert "rank1: the rank died on node 1" in done[0].stdout
     assert "the node of global rank 0 was told" in done[1].stdout
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_node_0_keeps_what_every_node_measured(tmp_path: Path):
+    """Ctrl-C in node 0's terminal, mid-run: rank 0 stops and writes what it measured; rank 1 (node
+    1), blocked in its next all-reduce, fails as rank 0's process goes, and its record still
+    reaches node 0 -- whose `vaebench run`, not rank 0, receives the records."""
+    import signal
+    import time
+
+    procs = start_nodes(tmp_path, 1, "--epochs", "50", steps=3000)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".node0.staging-*/started/rank0.json")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(6)  # some measured steps
+    os.killpg(procs[0].pid, signal.SIGINT)  # the whole foreground group, as a terminal's Ctrl-C
+    for p in procs:
+        p.wait(timeout=120)
+    merged = Result.load(tmp_path / "node0" / "run.json")
+    assert "interrupted (Ctrl-C)" in merged["rank0"].reason and merged["rank0"].samples
+    assert merged["rank1"].samples, merged["rank1"].reason  # node 1's steps, gathered to node 0
+    assert merged["rank1"].process.node_rank == 1
 
 
 def test_a_node_that_never_joins_is_named_in_one_line():

@@ -3,8 +3,8 @@
 
 On one node every record is in this node's staging folder. With several nodes, global rank 0's
 node receives every rank's record over the network (:mod:`bench.capture.gather`) and writes the
-merged run; another node keeps its own ranks, tells rank 0 of the ones that died here, and says
-where the merged run is. A node that never joins the job is named from torchrun's rendezvous
+merged run (this process serves the gather); another node keeps its own ranks, tells node 0 of
+the ones that died here, and says where the merged run is. A node that never joins the job is named from torchrun's rendezvous
 error, in one line.
 """
 
@@ -23,7 +23,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from bench.capture.gather import STARTED, report_deaths, started
+from bench.capture.gather import INTERRUPTED_WAIT_S, STARTED, WAIT_S, Receiver, report_deaths, started
 from bench.capture.ranks import DIED, died, load_record
 from bench.errors import UsageError
 from bench.measure.result import Measurement
@@ -44,11 +44,20 @@ def launch_ranks(spec: ScriptSpec, stage: Path, nproc: int, torchrun: str) -> tu
     log.info("launching %d ranks with torchrun: %s", nproc, spec.shell())
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(ROOT), os.getcwd(), os.environ.get("PYTHONPATH", "")])}
-    code, tail = _torchrun(command, env)
+    receiver = Receiver(stage).start()  # serves the gather once global rank 0 starts on this node
+    code, tail, interrupted = _torchrun(command, env)
+    ran_here = started(stage)
+    if 0 in ran_here:  # node 0: what the other nodes send (each rank at its end)
+        others = set(range(int(ran_here[0]["world_size"]))) - set(ran_here)
+        missing = receiver.finish(others, INTERRUPTED_WAIT_S if interrupted else WAIT_S)
+        if missing:
+            log.error("ranks %s sent no record to this node", ", ".join(map(str, missing)))
+    else:
+        receiver.finish(set(), 0.0)
     return collect(stage, code, nproc=nproc, torchrun=extra, tail=tail), code
 
 
-def _torchrun(command: list[str], env: dict[str, str]) -> tuple[int, list[str]]:
+def _torchrun(command: list[str], env: dict[str, str]) -> tuple[int, list[str], bool]:
     """Run torchrun, its stderr passed through as it comes, its last lines kept (a rendezvous
     failure is read from them). A Ctrl-C reaches torchrun and its ranks too (one process group):
     wait for them to write what they measured; a second Ctrl-C stops torchrun at once."""
@@ -61,7 +70,7 @@ def _torchrun(command: list[str], env: dict[str, str]) -> tuple[int, list[str]]:
             for line in proc.stderr:
                 sys.stderr.write(line)
                 tail.append(line)
-            return proc.wait(), list(tail)
+            return proc.wait(), list(tail), interrupts > 0
         except KeyboardInterrupt:
             interrupts += 1
             if interrupts > 1:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
-    from bench.capture.gather import INTERRUPTED_WAIT_S, WAIT_S, announce, gather, several_nodes
+    from bench.capture.gather import announce, send, several_nodes
     from bench.capture.ranks import record, save_record
     from bench.capture.script import ScriptSpec, run_script
 
@@ -42,15 +42,14 @@ def main(argv: list[str]) -> int:
         outcome = holder[0]
         outcome.interrupted, outcome.exit_code = True, 130
         outcome.recorder.close()
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # what was measured is written, whatever comes
+    # What was measured is written and sent, whatever comes (torchrun forwards a Ctrl-C to its
+    # workers as a second SIGINT).
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     measured = record(spec, outcome, rank)
     save_record(measured, out / f"rank{rank}.json")
     if several_nodes():  # every record to global rank 0's node, over the network
-        missing = gather(json.dumps(measured.as_dict()), rank, out,
-                         INTERRUPTED_WAIT_S if outcome.interrupted else WAIT_S, files=measured.artifacts)
-        if missing:
-            print(f"vaebench: ranks {', '.join(map(str, missing))} sent no record to rank 0",
-                  file=sys.stderr)
+        send(json.dumps(measured.as_dict()), rank, out, files=measured.artifacts)
     if outcome.interrupted:
         return 130
     return outcome.exit_code or 0
