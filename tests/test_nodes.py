@@ -1,7 +1,14 @@
 """Several nodes: torchrun agents on this machine as nodes, each under its own `vaebench run`.
 Every rank's record (and its Kineto traces) travels to global rank 0's node over the network,
 not through a shared folder; node 0 writes the merged run of every rank; a rank that dies on
-another node is named there; a node that never joins is named in one line."""
+another node is named there; a node that never joins is named in one line.
+
+These tests check what arrives, not a verdict on timings: with two nodes' agents, parents and
+ranks on two cores beside the other test worker, any rank can really be the slow one (a CPU
+hog beside this file made rank 0 the measurable straggler, its optimizer starved). The slow
+rank's delay is a sleep, so its record must hold at least that much `data` wherever it was
+measured; the straggler rule on such records is tested in tests/test_ranks.py, and the
+two-node command names the slow rank 5 of 5 on a quiet machine (docs/results.md)."""
 
 from __future__ import annotations
 
@@ -56,19 +63,26 @@ def nodes(tmp_path: Path, nproc: int, *script_args: str, **kw) -> list[subproces
     return [subprocess.CompletedProcess(p.args, p.wait(timeout=240), p.communicate()[0], "") for p in procs]
 
 
+def _median_data_ms(result: Result, name: str) -> float:
+    import numpy as np
+
+    return float(np.median([sum(t.parts.get("data", [0.0])) for t in result[name].samples])) * 1e3
+
+
 @pytest.mark.slow
 def test_two_nodes_gather_every_rank_on_node_0(tmp_path: Path):
-    """One rank a node: node 0's run holds both ranks (rank 1's record came over the network)
-    and names the slow one, which lives on node 1; node 1 keeps its own rank and says where the
-    merged run is."""
-    done = nodes(tmp_path, 1, "--slow-rank", "1", "--delay-ms", "30", steps=20)
+    """One rank a node: node 0's run holds both ranks (rank 1's record came over the network,
+    with the slow data its node measured); node 1 keeps its own rank and says where the merged
+    run is."""
+    done = nodes(tmp_path, 1, "--slow-rank", "1", "--delay-ms", "50", steps=20)
     assert [p.returncode for p in done] == [0, 0], [p.stdout[-2000:] for p in done]
     merged = Result.load(tmp_path / "node0" / "run.json")
     assert merged.measured == ["rank0", "rank1"]
     assert all(len(merged[n].samples) == 20 for n in merged.measured)
     assert [merged[n].process.node_rank for n in merged.measured] == [0, 1]
     summary = (tmp_path / "node0" / "summary.md").read_text()
-    assert "(node 1, local rank 0)" in summary and "**Straggler: `rank1`**" in summary
+    assert "(node 1, local rank 0)" in summary[summary.index("## Ranks"):]
+    assert _median_data_ms(merged, "rank1") >= 50 > _median_data_ms(merged, "rank0")
     local = Result.load(tmp_path / "node1" / "run.json")
     assert local.measured == ["rank1"]
     assert "the merged run of all 2 ranks is written by the node of global rank 0" in done[1].stdout
@@ -76,7 +90,7 @@ def test_two_nodes_gather_every_rank_on_node_0(tmp_path: Path):
 
 @pytest.mark.slow
 def test_two_nodes_of_two_ranks_in_one_folder_that_hta_reads(tmp_path: Path):
-    """2 nodes x 2 ranks, global rank 3 (node 1, local rank 1) slow: node 0 names it, and holds
+    """2 nodes x 2 ranks, global rank 3 (node 1, local rank 1) slow: node 0 has its data, and holds
     every rank's Kineto trace -- the ones of node 1 sent with their records -- so Holistic
     Trace Analysis loads all four ranks from one folder; the merged trace has one process a rank."""
     done = nodes(tmp_path, 2, "--slow-rank", "3", "--delay-ms", "30", steps=16,
@@ -87,7 +101,7 @@ def test_two_nodes_of_two_ranks_in_one_folder_that_hta_reads(tmp_path: Path):
     assert merged.measured == ["rank0", "rank1", "rank2", "rank3"]
     assert [(merged[n].process.node_rank, merged[n].process.local_rank) for n in merged.measured] == [
         (0, 0), (0, 1), (1, 0), (1, 1)]
-    assert "**Straggler: `rank3`**" in (out / "summary.md").read_text()
+    assert _median_data_ms(merged, "rank3") >= 30 > max(_median_data_ms(merged, f"rank{r}") for r in range(3))
     traces = out / "tb" / DDP.name
     expected = [f"rank{r}.pt.trace.json" for r in range(4)]
     assert sorted(p.name for p in traces.glob("*.pt.trace.json")) == expected
