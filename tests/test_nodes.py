@@ -70,29 +70,11 @@ def _median_data_ms(result: Result, name: str) -> float:
 
 
 @pytest.mark.slow
-def test_two_nodes_gather_every_rank_on_node_0(tmp_path: Path):
-    """One rank a node: node 0's run holds both ranks (rank 1's record came over the network,
-    with the slow data its node measured); node 1 keeps its own rank and says where the merged
-    run is."""
-    done = nodes(tmp_path, 1, "--slow-rank", "1", "--delay-ms", "50", steps=20)
-    assert [p.returncode for p in done] == [0, 0], [p.stdout[-2000:] for p in done]
-    merged = Result.load(tmp_path / "node0" / "run.json")
-    assert merged.measured == ["rank0", "rank1"]
-    assert all(len(merged[n].samples) == 20 for n in merged.measured)
-    assert [merged[n].process.node_rank for n in merged.measured] == [0, 1]
-    summary = (tmp_path / "node0" / "summary.md").read_text()
-    assert "(node 1, local rank 0)" in summary[summary.index("## Ranks"):]
-    assert _median_data_ms(merged, "rank1") >= 50 > _median_data_ms(merged, "rank0")
-    local = Result.load(tmp_path / "node1" / "run.json")
-    assert local.measured == ["rank1"]
-    assert "the merged run of all 2 ranks is written by the node of global rank 0" in done[1].stdout
-
-
-@pytest.mark.slow
 def test_two_nodes_of_two_ranks_in_one_folder_that_hta_reads(tmp_path: Path):
-    """2 nodes x 2 ranks, global rank 3 (node 1, local rank 1) slow: node 0 has its data, and holds
-    every rank's Kineto trace -- the ones of node 1 sent with their records -- so Holistic
-    Trace Analysis loads all four ranks from one folder; the merged trace has one process a rank."""
+    """2 nodes x 2 ranks, global rank 3 (node 1, local rank 1) slow: node 0's run holds every
+    rank, rank 3 with the slow data its node measured, and every rank's Kineto trace -- the ones
+    of node 1 sent with their records, over the network -- so Holistic Trace Analysis loads all
+    four ranks from one folder; the merged trace has one process a rank; node 1 keeps its own."""
     done = nodes(tmp_path, 2, "--slow-rank", "3", "--delay-ms", "30", steps=16,
                  options=("--tools", "kineto", "--profile-windows", "1", "--profile-steps", "2"))
     assert [p.returncode for p in done] == [0, 0], [p.stdout[-2000:] for p in done]
@@ -102,6 +84,10 @@ def test_two_nodes_of_two_ranks_in_one_folder_that_hta_reads(tmp_path: Path):
     assert [(merged[n].process.node_rank, merged[n].process.local_rank) for n in merged.measured] == [
         (0, 0), (0, 1), (1, 0), (1, 1)]
     assert _median_data_ms(merged, "rank3") >= 30 > max(_median_data_ms(merged, f"rank{r}") for r in range(3))
+    assert "(node 1, local rank 1)" in (out / "summary.md").read_text()
+    local = Result.load(tmp_path / "node1" / "run.json")  # node 1: its own ranks, and where the rest is
+    assert local.measured == ["rank2", "rank3"]
+    assert "the merged run of all 4 ranks is written by the node of global rank 0" in done[1].stdout
     traces = out / "tb" / DDP.name
     expected = [f"rank{r}.pt.trace.json" for r in range(4)]
     assert sorted(p.name for p in traces.glob("*.pt.trace.json")) == expected
