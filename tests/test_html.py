@@ -200,6 +200,18 @@ def test_the_ranks_table_says_what_summary_csv_says(tmp_path: Path):
     assert "## Ranks" in markdown(r)
 
 
+def test_ranks_of_several_nodes_are_named_by_node_on_the_page(tmp_path: Path):
+    shutil.copy(V1 / "ranks.json", tmp_path / "run.json")
+    r = Result.load(tmp_path / "run.json")
+    for i, name in enumerate(r.measured):
+        r[name].process.node, r[name].process.node_rank, r[name].process.local_rank = f"host{i}", i, 0
+    render_all(r, tmp_path)
+    section = (tmp_path / "report.html").read_text().split("<h2>Ranks</h2>", 1)[1].split("</table>", 1)[0]
+    assert "<th>node" in section
+    for i in range(len(r.measured)):
+        assert f">host{i} (node {i}, local rank 0)</td>" in section
+
+
 def test_a_page_is_one_small_file(runs):
     """Everything inline: no other file is referenced, and a page stays far under 5 MB (how fast
     a default `nox -s bench` page renders is measured in docs/results.md, not judged here)."""

@@ -4,8 +4,8 @@
 On one node every record is in this node's staging folder. With several nodes, global rank 0's
 node receives every rank's record over the network (:mod:`bench.capture.gather`) and writes the
 merged run (this process serves the gather); another node keeps its own ranks, tells node 0 of
-the ones that died here, and says where the merged run is. A node that never joins the job is named from torchrun's rendezvous
-error, in one line.
+the ones that died here, and says where the merged run is. A node that never joins the job is
+named from torchrun's rendezvous error, in one line.
 """
 
 from __future__ import annotations

@@ -186,15 +186,17 @@ def _ranks(result: Result, root: Path) -> list[str]:
     found = script.rank_rows(result)
     if len(found) < 2:
         return []
-    rows = [[cell(r.name), cell(r.step_s * 1e3), cell(r.own_s * 1e3), cell(r.reduce_ms),
-             cell(r.skew.text() if r.skew else "(the median rank)")] for r in found]
+    nodes = any(r.node for r in found)  # several nodes: each rank's host, node and local rank
+    rows = [[cell(r.name), *([cell(r.node)] if nodes else []), cell(r.step_s * 1e3), cell(r.own_s * 1e3),
+             cell(r.reduce_ms), cell(r.skew.text() if r.skew else "(the median rank)")] for r in found]
     forest = [svg.Interval(r.name, r.skew.value, r.skew.low, r.skew.high, str(r.skew.verdict))
               for r in found if r.skew is not None and r.skew.measurable]
     said = [line for line in script.ranks(result)
             if line.startswith(("**", "No straggler", "`rank", "The ranks' clocks"))]
     return ["<h2>Ranks</h2>", *[f"<p>{inline(line)}</p>" for line in said],
             svg.forest(forest, "own work against the median rank's") if forest else "",
-            table(["rank", "step ms", "own work ms", "all-reduce ms", "skew vs median rank (95% CI)"], rows)]
+            table(["rank", *(["node"] if nodes else []), "step ms", "own work ms", "all-reduce ms",
+                   "skew vs median rank (95% CI)"], rows)]
 
 
 def _built(result: Result, root: Path) -> list[str]:
