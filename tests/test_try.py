@@ -82,6 +82,30 @@ def test_bf16_autocast_wraps_only_the_outermost_forward():
     assert model(torch.ones(2, 4)).dtype == torch.float32
 
 
+def test_channels_last_converts_a_conv_model_and_its_images_and_is_undone():
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())
+    seen = []
+    model[0].register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    x = torch.randn(2, 3, 8, 8)
+    eager = model(x)
+    undo = patches.apply(("channels_last",))
+    try:
+        out = model(x)
+        assert seen[-1].is_contiguous(memory_format=torch.channels_last)
+        assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
+        assert torch.allclose(out, eager, atol=1e-5)  # the same function, another memory order
+        lengths = torch.nn.Linear(3, 2)(torch.ones(5, 3))  # not 4-D: passed as it is
+        assert lengths.shape == (5, 2)
+    finally:
+        patches.restore(undo)
+    model(x)
+    assert seen[-1].is_contiguous()  # the hooks are gone
+    fixes, _ = catalogue.propose(_seen(models=[Built("model", "Net", "", {"conv2d": 2})]))
+    (fix,) = [f for f in fixes if f.name == "channels_last"]
+    assert fix.edit.startswith("after building Net: model = model.to(memory_format=torch.channels_last)")
+    assert catalogue.propose(_seen())[1]["channels_last"] == "no 2-D convolution in the model"
+
+
 @pytest.mark.parametrize(("cand", "said"), [
     ([[1.0, 0.9, 0.8]], "same numerics (bitwise)"),
     ([[1.0, 0.905, 0.81]], "numerics changed, loss within 1.3%"),

@@ -144,6 +144,19 @@ def _compile(seen: Seen) -> Proposal:
                 f"after building {_model(seen)}: model.compile()")]
 
 
+def _channels_last(seen: Seen) -> Proposal:
+    """Convolutions over images in channels-last order: cuDNN's tensor-core kernels want it on a
+    GPU, and oneDNN's convolutions on a CPU often do too -- measured, not assumed."""
+    if not seen.models:
+        return "no module's forward seen"
+    convs = [m for m in seen.models if m.options.get("conv2d")]
+    if not convs:
+        return "no 2-D convolution in the model"
+    return [Fix("channels_last", "memory_format", ("channels_last",),
+                f"after building {convs[0].type}: model = model.to(memory_format=torch.channels_last); "
+                "each batch: x = x.to(memory_format=torch.channels_last)")]
+
+
 def _cuda(name: str, patch: str, edit: str) -> Callable[[Seen], Proposal]:
     def propose(seen: Seen) -> Proposal:
         if seen.device != "cuda":
@@ -171,6 +184,7 @@ CATALOGUE: list[Entry] = [
     Entry("fused", _optimizer("fused")),
     Entry("threads", _threads),
     Entry("bf16", _bf16),
+    Entry("channels_last", _channels_last),
     Entry("tf32", _cuda("tf32", "tf32",
                         "at the script's start: torch.backends.cuda.matmul.allow_tf32 = True")),
     Entry("cudnn_benchmark", _cuda("cudnn_benchmark", "cudnn_benchmark",

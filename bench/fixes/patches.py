@@ -1,7 +1,8 @@
 """The patches ``--try`` applies inside the script's process before the script starts: each a
 change of PyTorch's defaults that the script cannot tell from its own code having asked for it
 (a DataLoader's ``num_workers``, an optimizer's ``fused``, the thread count, autocast around the
-outermost forward). Each is named ``key`` or ``key=value``; :func:`apply` returns the undo list.
+outermost forward, its weights and inputs in channels-last order). Each is named ``key`` or
+``key=value``; :func:`apply` returns the undo list.
 
 A patch binds the constructor's own arguments (``inspect.signature``), so a script that passes
 an option positionally is changed the same way as one that names it.
@@ -114,20 +115,24 @@ def _threads(value: str | None, undo: Undo) -> None:
 
 
 def _outermost(undo: Undo, enter: Callable[[torch.nn.Module], Any],
-               leave: Callable[[Any], Any] | None = None) -> None:
+               leave: Callable[[Any], Any] | None = None, inputs: Callable[[Any], Any] | None = None) -> None:
     """Global forward hooks: ``enter(module)`` before the outermost module's forward, and the
-    context it returns (if any) left after it; ``leave(output)`` may replace its output."""
+    context it returns (if any) left after it; ``inputs(args)`` may replace its inputs and
+    ``leave(output)`` its output."""
     from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
     depth, contexts = [0], []
 
-    def pre(module: torch.nn.Module, args: Any) -> None:
+    def pre(module: torch.nn.Module, args: Any) -> Any:
+        new = None
         if depth[0] == 0:
             context = enter(module)
             if context is not None:
                 context.__enter__()
             contexts.append(context)
+            new = inputs(args) if inputs is not None else None
         depth[0] += 1
+        return new
 
     def post(module: torch.nn.Module, args: Any, output: Any) -> Any:
         depth[0] = max(depth[0] - 1, 0)
@@ -173,6 +178,28 @@ def _compile(value: str | None, undo: Undo) -> None:
             module.compile()
 
     _outermost(undo, enter)
+
+
+@patch("channels_last")
+def _channels_last(value: str | None, undo: Undo) -> None:
+    """The outermost module's weights in channels-last order once, at its first call, and every
+    4-D floating-point input converted on the way in (what a script does with
+    ``model.to(memory_format=torch.channels_last)`` and ``x.to(memory_format=...)``)."""
+    from torch.utils._pytree import tree_map
+
+    converted: set[int] = set()
+
+    def enter(module: torch.nn.Module) -> None:
+        if id(module) not in converted:
+            converted.add(id(module))
+            module.to(memory_format=torch.channels_last)
+
+    def cast(t: Any) -> Any:
+        if isinstance(t, torch.Tensor) and t.dim() == 4 and t.is_floating_point():
+            return t.contiguous(memory_format=torch.channels_last)
+        return t
+
+    _outermost(undo, enter, inputs=lambda args: tree_map(cast, args))
 
 
 def names(fixes: tuple[str, ...]) -> list[tuple[str, str | None]]:
