@@ -189,7 +189,7 @@ def test_collectives_called_by_hand_name_the_slow_rank_and_draw_one_trace(tmp_pa
     """No DDP: the script averages its gradients with `dist.all_reduce`. Rank 1 loads 20 ms
     slower; rank 0 waits for it inside the collectives, which are timed as their own part."""
     out = tmp_path / "out"
-    assert run("--nproc", "2", "--steps", "30", "--warmup", "3", "--tools", "none", "--observe-windows", "0",
+    assert run("--nproc", "2", "--steps", "20", "--warmup", "3", "--tools", "none", "--observe-windows", "0",
                "--out", str(out), str(SCRIPTS / "allreduce_by_hand.py"), "--slow-rank", "1",
                "--delay-ms", "20") == 0
     result = Result.load(out / "run.json")
