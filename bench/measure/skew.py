@@ -3,15 +3,17 @@ and the **straggler** it points to, with the part that explains the gap.
 
 In synchronous data-parallel training every rank's step takes as long as the slowest one's: a
 fast rank waits inside ``backward``, where DDP's gradient all-reduce runs. A rank's *own work*
-is therefore its step without its **wait**: its all-reduce time by DDP's own sampled timing
-less the least of any rank's (the rank the others wait for waits least), so extra work inside
-``backward`` is seen too. A script that calls the collectives by hand (no DDP) waits inside
-them: its wait is, per step, its time in the blocking collectives less the least of any rank's
-in that step. Where neither is known, own work is the step without ``backward``. A straggler is
-a rank whose own work is measurably longer (the 95% interval of the paired ratio above 1, its
-assumptions checked) **and** whose extra work costs the others a real share of the step in
-waiting (at least ``MATERIAL`` of the median step). Two ranks sharing a small machine differ by
-a few percent in any run; that is a measurable skew, said as such, not a straggler.
+is therefore its step without its **wait**: its all-reduce time by DDP's own timing less the
+least of any rank's (the rank the others wait for waits least), so extra work inside
+``backward`` is seen too -- a mean over the window, so a rank's backward counts as its median
+less that wait in every step (:class:`Waits`). A script that calls the collectives by hand (no
+DDP) waits inside them: its wait is, per step, its time in the blocking collectives less the
+least of any rank's in that step. Where neither is known, own work is the step without
+``backward``. A straggler is a rank whose own work is measurably longer (the 95% interval of
+the paired ratio above 1, its assumptions checked) **and** whose extra work costs the others a
+real share of the step in waiting (at least ``MATERIAL`` of the median step). Two ranks sharing
+a small machine differ by a few percent in any run; that is a measurable skew, said as such,
+not a straggler.
 """
 
 from __future__ import annotations
