@@ -31,7 +31,8 @@ def write(tmp_path: Path, body: str, name: str = "train.py") -> Path:
 def test_a_dataloader_script_steps_and_parts(tmp_path: Path, data_root: Path):
     out = tmp_path / "out"
     assert run("--steps", "12", "--warmup", "2", "--profile-windows", "2", "--profile-steps", "2",
-               "--out", str(out), str(SCRIPTS / "mnist_classifier.py"), "--data-dir", str(data_root),
+               "--observe-windows", "4", "--out", str(out), str(SCRIPTS / "mnist_classifier.py"),
+               "--data-dir", str(data_root),
                "--batch-size", "20", "--epochs", "2") == 0
     result = Result.load(out / "run.json")
     m = result["mnist_classifier.py"]
@@ -41,11 +42,12 @@ def test_a_dataloader_script_steps_and_parts(tmp_path: Path, data_root: Path):
     for t in steps:  # the parts and `other` add up to the step
         assert sum(v[0] for v in t.parts.values()) == pytest.approx(t.seconds, rel=0.02)
         assert {"data", "forward", "backward", "optimizer", "other"} <= set(t.parts)
-    # 2 warm-up steps, 12 measured, 1 counted (FLOPs), 5 pairs of 2-step windows with the part
+    # 2 warm-up steps, 12 measured, 1 counted (FLOPs), 4 pairs of single steps with the part
     # hooks on and off (observing's cost), 3 tools x 2 pairs x 2 windows x 2 steps
-    assert m.process.steps_seen == 2 + 12 + 1 + 20 + 24
+    assert m.process.steps_seen == 2 + 12 + 1 + 8 + 24
     unhooked = m.profiles["unhooked"]
-    assert len(unhooked.plain) == len(unhooked.tool) == 5
+    assert len(unhooked.plain) == len(unhooked.tool) == 4
+    assert all(len(t.steps) == 1 for t in unhooked.plain + unhooked.tool)
     assert all(set(t.parts) == {"other"} for t in unhooked.tool)  # the step clock alone: no parts
     assert all("forward" in t.parts for t in unhooked.plain)
     assert "Observing it (vaebench's part hooks" in (out / "summary.md").read_text()
@@ -311,10 +313,11 @@ def test_the_wait_gives_up_only_without_progress_and_says_what_it_saw(monkeypatc
 
 def test_profilers_the_script_ended_before_are_named_and_no_missing_file_listed(tmp_path: Path):
     out = tmp_path / "out"
-    # warm-up 2, 20 measured, 1 counted, then 8 steps each for the hooks-off pairs, cprofile,
-    # lines and kineto: the script's 44 steps end inside the lines windows, before kineto's
+    # warm-up 2, 20 measured, 1 counted, then 8 steps each for the hooks-off pairs (4 pairs of
+    # single steps), cprofile, lines and kineto: the script's 44 steps end inside the lines
+    # windows, before kineto's
     assert run("--warmup", "2", "--steps", "20", "--profile-windows", "2", "--profile-steps", "2",
-               "--observe-windows", "2", "--out", str(out), str(SCRIPTS / "short.py"), "--steps", "44") == 0
+               "--observe-windows", "4", "--out", str(out), str(SCRIPTS / "short.py"), "--steps", "44") == 0
     summary = (out / "summary.md").read_text()
     assert "kineto did not run (its windows take steps 48-55; the script ran 44)" in summary
     assert "lines ran 1 of 2 window pairs" in summary

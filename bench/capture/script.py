@@ -77,8 +77,9 @@ def plan(spec: ScriptSpec) -> list[Window]:
         return [Window("measure", sys.maxsize)]
     windows = [Window("measure", spec.steps), Window("flops", 1)]
     for tool in ((UNHOOKED,) if spec.observe_windows else ()) + tuple(spec.tools):
+        steps = spec.observe_steps if tool == UNHOOKED else spec.profile_steps
         for i in range(spec.observe_windows if tool == UNHOOKED else spec.profile_windows):
-            pair = [Window("plain", spec.profile_steps, tool=tool), Window(tool, spec.profile_steps)]
+            pair = [Window("plain", steps, tool=tool), Window(tool, steps)]
             windows += pair if i % 2 == 0 else pair[::-1]
     return windows
 

@@ -53,9 +53,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--profile-windows", type=positive_int, default=5,
                    help="pairs of (plain, profiled) windows per profiler: its overhead's samples")
     p.add_argument("--profile-steps", type=positive_int, default=5, help="steps per profiler window")
-    p.add_argument("--observe-windows", type=non_negative_int, default=5,
-                   help="pairs of windows with vaebench's part hooks on and off, before the profilers': "
-                        "what observing the script costs, with its interval (0: not measured)")
+    p.add_argument("--observe-windows", type=non_negative_int, default=200,
+                   help="pairs of single steps with vaebench's part hooks on and off, before the "
+                        "profilers': what observing the script costs, with its interval (0: not "
+                        "measured; fewer for a script whose steps take seconds)")
     p.add_argument("--wait", type=positive_float, default=30.0,
                    help="seconds to wait for the first step before saying it is no training script")
     p.add_argument("--nproc", type=positive_int, default=None,

@@ -221,7 +221,10 @@ class Result:
         kind = d["kind"]
         if kind not in SPECS:
             raise ValueError(f"unknown kind {kind!r}")
-        return cls(kind=kind, spec=build(SPECS[kind], d["spec"]),
+        spec = d["spec"]
+        if kind == "script" and "observe_steps" not in spec:  # saved before its own window length
+            spec = {**spec, "observe_steps": spec.get("profile_steps", 5)}
+        return cls(kind=kind, spec=build(SPECS[kind], spec),
                    machine=Environment.from_dict(d["machine"]),
                    measurements=[Measurement.from_dict(m) for m in d["measurements"]],
                    orders=[list(o) for o in d.get("orders", [])], peak=dict(d.get("peak") or {}),

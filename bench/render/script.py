@@ -114,8 +114,9 @@ def how_it_ran(result: Result) -> list[str]:
     costs = {n: derive.observing(result, n) for n in result.measured}
     said = [f"`{n}` {statements.overhead_text(c)}" for n, c in costs.items() if c is not None]
     if said:
-        lines.append("Observing it (vaebench's part hooks, on in alternated windows of "
-                     f"{spec.profile_steps} steps against the step clock alone): " + "; ".join(said) + ".")
+        window = "single steps" if spec.observe_steps == 1 else f"windows of {spec.observe_steps} steps"
+        lines.append(f"Observing it (vaebench's part hooks, on in {spec.observe_windows} alternated pairs of "
+                     f"{window} against the step clock alone): " + "; ".join(said) + ".")
     built = next((p.built for p in processes.values() if p.built), [])
     if built:
         lines.append("It built: " + "; ".join(built_text(b) for b in built) + ".")
@@ -168,7 +169,7 @@ def missing_windows(spec: ScriptSpec, m: Measurement) -> list[str]:
     out, start = [], spec.warmup + spec.steps + 1
     planned = [(UNHOOKED, spec.observe_windows)] if spec.observe_windows else []
     for tool, windows in [*planned, *((t, spec.profile_windows) for t in spec.tools)]:
-        need = start + 2 * windows * spec.profile_steps
+        need = start + 2 * windows * (spec.observe_steps if tool == UNHOOKED else spec.profile_steps)
         got = m.profiles.get(tool)
         pairs = min(len(got.plain), len(got.tool)) if got else 0
         if pairs < windows:
