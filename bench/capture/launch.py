@@ -101,8 +101,10 @@ def collect(stage: Path, code: int, *, nproc: int, torchrun: list[str], tail: li
         report_deaths(ran_here, set(found), code)
         expected = sorted(set(found) | set(ran_here))
         if found:
+            where = next((i["master_addr"] for i in ran_here.values() if i.get("master_addr")), "")
             log.info("this node's ranks %s are written here; the merged run of all %d ranks is written by "
-                     "the node of global rank 0", ", ".join(map(str, sorted(found))), world)
+                     "the node of global rank 0%s, into its --out", ", ".join(map(str, sorted(found))), world,
+                     f" ({where})" if where else "")
     for rank in expected:
         if rank not in found:
             notice = notices.get(rank)
