@@ -357,3 +357,29 @@ def test_a_forward_the_hooks_see_keeps_its_verdict():
     assert not forward_unseen({"forward": 0.25, "backward": 0.5, "other": 0.25})
     assert forward_unseen({"forward": 0.01, "backward": 0.5, "other": 0.45})
     assert not forward_unseen({"forward": 0.0, "backward": 0.0, "other": 0.9})  # no backward seen: not this
+
+
+def test_observing_pairs_fit_a_time_budget_for_slow_steps():
+    """200 pairs of single steps cost 2 s on a 5 ms step; at 1 s a step they would cost 400 s:
+    after the measured window only what fits the budget is kept (at least the minimum)."""
+    from types import SimpleNamespace
+
+    from bench.capture import recorder
+    from bench.capture.script import plan
+    from bench.capture.windows import Window
+    from bench.defaults import UNHOOKED
+    from bench.measure.clock import Timing
+    from bench.measure.specs import ScriptSpec
+
+    def kept(step_s: float) -> tuple[int, int]:
+        windows = plan(ScriptSpec(command=("t.py",), tools=("cprofile",)))
+        fake = SimpleNamespace(windows=windows, observe_pairs=None)
+        measured = Window("measure", 3, timings=[Timing(step_s, [step_s]) for _ in range(3)])
+        recorder.Recorder._fit_observing(fake, measured)
+        observing = [w for w in fake.windows if UNHOOKED in (w.kind, w.tool)]
+        assert len([w for w in fake.windows if w.kind == "cprofile"]) == 5  # the profilers' untouched
+        return fake.observe_pairs, len(observing) // 2
+
+    assert kept(0.005) == (200, 200)  # 2 s: all of them
+    assert kept(0.1) == (50, 50)  # 10 s / (2 x 0.1 s)
+    assert kept(1.0) == (recorder.OBSERVE_MIN_PAIRS, recorder.OBSERVE_MIN_PAIRS)

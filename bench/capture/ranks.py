@@ -44,7 +44,7 @@ def record(spec: ScriptSpec, outcome: Outcome, rank: int | None = None) -> Measu
                       exit_code=outcome.exit_code, error=outcome.error, interrupted=outcome.interrupted,
                       no_step=outcome.no_step, waited=outcome.waited, micro_batches=rec.micro_batches(),
                       built=list(rec.builds.found), losses=[float(x) for x in rec.losses],
-                      threads=torch.get_num_threads(), warmup_s=rec.warmup_s,
+                      threads=torch.get_num_threads(), warmup_s=rec.warmup_s, observe_pairs=rec.observe_pairs,
                       timeline=rec.timeline.as_dict() if rank is not None and not rec.cuda else {})
     failed = outcome.error or outcome.no_step or outcome.interrupted
     return Measurement(

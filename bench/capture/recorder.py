@@ -34,8 +34,12 @@ from bench.capture.collectives import wrap_collectives
 from bench.capture.ddp import DDPTiming
 from bench.capture.timeline import Timeline
 from bench.capture.windows import PARTS, Marks, Stop, Window, batch_size_of, caller_code, first_tensor, pairs
+from bench.defaults import UNHOOKED
 from bench.measure.clock import Timing
 from bench.profile.tools import Profiler
+
+OBSERVE_BUDGET_S = 10.0  # at most this long (at the median step) observing observing's cost
+OBSERVE_MIN_PAIRS = 10  # ... but at least this many pairs, whatever a step costs
 
 
 class Recorder:
@@ -89,6 +93,7 @@ class Recorder:
         self.started = clock()
         self.timeline = Timeline(clock)  # the measured steps on the wall clock (CPU), for the ranks' view
         self.warmup_s: float | None = None  # from the start to the end of the warm-up
+        self.observe_pairs: int | None = None  # observing's pairs kept for the time budget
         self._clock = clock
         # Profilers are started, stepped and stopped at the next step's first part, not inside
         # the optimizer's hook: starting or stopping Kineto inside the optimizer's (or the
@@ -348,6 +353,8 @@ class Recorder:
             self.warmup_s = self._clock() - self.started
         if done.kind in ("warmup", "measure"):  # DDP's own timing, read over the measured window
             self.ddp.mark("start" if done.kind == "warmup" else "end")
+        if done.kind == "measure":
+            self._fit_observing(done)
         if done.kind in self.tools:
             self._call(self.tools[done.kind].stop)  # its last step is over
         self._index += 1
@@ -357,6 +364,20 @@ class Recorder:
         upcoming = self.windows[self._index]
         if upcoming.kind in self.tools:
             self._call(self.tools[upcoming.kind].start)
+
+    def _fit_observing(self, measured: Window) -> None:
+        """Keep only as many observing pairs (hooks on / off) as fit ``OBSERVE_BUDGET_S`` at the
+        measured median step, at least ``OBSERVE_MIN_PAIRS``: hundreds of single steps cost a
+        second on a fast script, and minutes on one whose steps take seconds."""
+        observing = [i for i, w in enumerate(self.windows) if UNHOOKED in (w.kind, w.tool)]
+        if not observing or not measured.timings:
+            return
+        step = sorted(t.seconds for t in measured.timings)[len(measured.timings) // 2]
+        pair_s = max(2 * self.windows[observing[0]].steps * step, 1e-9)
+        keep = min(len(observing) // 2, max(OBSERVE_MIN_PAIRS, int(OBSERVE_BUDGET_S / pair_s)))
+        drop = set(observing[2 * keep:])
+        self.windows = [w for i, w in enumerate(self.windows) if i not in drop]
+        self.observe_pairs = keep
 
     def close(self) -> None:
         """The script ended (or stopped): resolve what is pending (a profiler still running is

@@ -56,7 +56,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--observe-windows", type=non_negative_int, default=200,
                    help="pairs of single steps with vaebench's part hooks on and off, before the "
                         "profilers': what observing the script costs, with its interval (0: not "
-                        "measured; fewer for a script whose steps take seconds)")
+                        "measured; at most what fits 10 s at the median step are kept, at least 10)")
     p.add_argument("--wait", type=positive_float, default=30.0,
                    help="seconds to wait for the first step before saying it is no training script")
     p.add_argument("--nproc", type=positive_int, default=None,

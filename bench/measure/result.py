@@ -94,6 +94,7 @@ class Process:
     losses: list[float] = field(default_factory=list)  # the first measured losses (spec.losses)
     threads: int | None = None  # torch's intra-op threads at the script's end
     warmup_s: float | None = None  # from the script's start to the end of its warm-up steps
+    observe_pairs: int | None = None  # observing's pairs kept (spec.observe_windows, or fewer to fit 10 s)
     # Under torchrun: the measured steps on the host's wall clock (bench.capture.timeline), which
     # the ranks' view aligns on the collectives' ends; empty for one process or on CUDA.
     timeline: dict[str, Any] = field(default_factory=dict)

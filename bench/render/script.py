@@ -115,8 +115,12 @@ def how_it_ran(result: Result) -> list[str]:
     said = [f"`{n}` {statements.overhead_text(c)}" for n, c in costs.items() if c is not None]
     if said:
         window = "single steps" if spec.observe_steps == 1 else f"windows of {spec.observe_steps} steps"
-        lines.append(f"Observing it (vaebench's part hooks, on in {spec.observe_windows} alternated pairs of "
-                     f"{window} against the step clock alone): " + "; ".join(said) + ".")
+        kept = [p.observe_pairs for p in processes.values() if p.observe_pairs]
+        pairs = max(kept) if kept else spec.observe_windows
+        fewer = (" (fewer than asked: what fits 10 s at the median step)"
+                 if pairs < spec.observe_windows else "")
+        lines.append(f"Observing it (vaebench's part hooks, on in {pairs} alternated pairs of {window}"
+                     f"{fewer} against the step clock alone): " + "; ".join(said) + ".")
     built = next((p.built for p in processes.values() if p.built), [])
     if built:
         lines.append("It built: " + "; ".join(built_text(b) for b in built) + ".")
@@ -167,7 +171,8 @@ def missing_windows(spec: ScriptSpec, m: Measurement) -> list[str]:
     if not spec.steps or m.process is None or m.process.stopped:
         return []
     out, start = [], spec.warmup + spec.steps + 1
-    planned = [(UNHOOKED, spec.observe_windows)] if spec.observe_windows else []
+    observe = (m.process.observe_pairs or spec.observe_windows) if m.process else spec.observe_windows
+    planned = [(UNHOOKED, observe)] if spec.observe_windows else []
     for tool, windows in [*planned, *((t, spec.profile_windows) for t in spec.tools)]:
         need = start + 2 * windows * (spec.observe_steps if tool == UNHOOKED else spec.profile_steps)
         got = m.profiles.get(tool)
