@@ -362,24 +362,37 @@ def test_a_forward_the_hooks_see_keeps_its_verdict():
 def test_observing_pairs_fit_a_time_budget_for_slow_steps():
     """200 pairs of single steps cost 2 s on a 5 ms step; at 1 s a step they would cost 400 s:
     after the measured window only what fits the budget is kept (at least the minimum)."""
-    from types import SimpleNamespace
-
-    from bench.capture import recorder
     from bench.capture.script import plan
-    from bench.capture.windows import Window
+    from bench.capture.windows import OBSERVE_MIN_PAIRS, Window, fit_observing
     from bench.defaults import UNHOOKED
     from bench.measure.clock import Timing
     from bench.measure.specs import ScriptSpec
 
-    def kept(step_s: float) -> tuple[int, int]:
+    def kept(step_s: float) -> tuple[int | None, int]:
         windows = plan(ScriptSpec(command=("t.py",), tools=("cprofile",)))
-        fake = SimpleNamespace(windows=windows, observe_pairs=None)
         measured = Window("measure", 3, timings=[Timing(step_s, [step_s]) for _ in range(3)])
-        recorder.Recorder._fit_observing(fake, measured)
-        observing = [w for w in fake.windows if UNHOOKED in (w.kind, w.tool)]
-        assert len([w for w in fake.windows if w.kind == "cprofile"]) == 5  # the profilers' untouched
-        return fake.observe_pairs, len(observing) // 2
+        windows, pairs = fit_observing(windows, measured)
+        observing = [w for w in windows if UNHOOKED in (w.kind, w.tool)]
+        assert len([w for w in windows if w.kind == "cprofile"]) == 5  # the profilers' untouched
+        return pairs, len(observing) // 2
 
     assert kept(0.005) == (200, 200)  # 2 s: all of them
     assert kept(0.1) == (50, 50)  # 10 s / (2 x 0.1 s)
-    assert kept(1.0) == (recorder.OBSERVE_MIN_PAIRS, recorder.OBSERVE_MIN_PAIRS)
+    assert kept(1.0) == (OBSERVE_MIN_PAIRS, OBSERVE_MIN_PAIRS)
+
+
+def test_a_script_that_ends_while_its_hooks_are_off_leaves_none_behind(tmp_path: Path):
+    """The script ends inside the observing windows (part hooks detached): closing the capture
+    must not attach them again -- they would stay in the process, in every later forward (a
+    later test's torch.compile saw the recorder's record_function and lost its graph breaks)."""
+    from torch.nn.modules import module as nn_module
+    from torch.utils.data import dataloader
+
+    before = dataloader._BaseDataLoaderIter.__next__
+    # 2 warm-up + 10 measured + 1 counted steps, then pairs of single steps (plain, hooks off;
+    # hooks off, plain; ...): a script of 43 steps ends as its 44th, one with the hooks off, begins
+    assert run("--warmup", "2", "--steps", "10", "--tools", "none", "--observe-windows", "100",
+               "--out", str(tmp_path / "out"), str(SCRIPTS / "short.py"), "--steps", "43") == 0
+    assert "observing-cost windows" in (tmp_path / "out" / "summary.md").read_text()  # it ended inside
+    assert not nn_module._global_forward_pre_hooks and not nn_module._global_forward_hooks
+    assert dataloader._BaseDataLoaderIter.__next__ is before

@@ -34,12 +34,8 @@ from bench.capture.collectives import wrap_collectives
 from bench.capture.ddp import DDPTiming
 from bench.capture.timeline import Timeline
 from bench.capture.windows import PARTS, Marks, Stop, Window, batch_size_of, caller_code, first_tensor, pairs
-from bench.defaults import UNHOOKED
 from bench.measure.clock import Timing
 from bench.profile.tools import Profiler
-
-OBSERVE_BUDGET_S = 10.0  # at most this long (at the median step) observing observing's cost
-OBSERVE_MIN_PAIRS = 10  # ... but at least this many pairs, whatever a step costs
 
 
 class Recorder:
@@ -86,7 +82,7 @@ class Recorder:
         self._patched: list[tuple[Any, str, Any]] = []
         self._part_handles: list[Any] = []  # the hooks that time parts (detached in some windows)
         self._part_patched: list[tuple[Any, str, Any]] = []
-        self.timing_parts = True
+        self.timing_parts, self.removed = True, False  # removed: nothing is attached again
         self.finished = False
         self.keep_losses = 0  # the first N losses of the measured steps (--try compares them)
         self.losses: list[torch.Tensor] = []  # detached; read as numbers once the script ends
@@ -176,7 +172,7 @@ class Recorder:
         from torch.utils.data import dataloader
 
         self.timing_parts, self._forward_depth = True, 0
-        if self._part_handles:
+        if self._part_handles or self.removed:  # removed: an unhooked window's end must not re-attach
             return
         self._wrap(dataloader._BaseDataLoaderIter, "__next__", "data", after=self._saw_batch)
         if self.cuda:
@@ -196,6 +192,7 @@ class Recorder:
         self._part_handles, self._part_patched = [], []
 
     def remove(self) -> None:
+        self.removed = True
         self.detach()
         for handle in self._handles:
             handle.remove()
@@ -353,8 +350,10 @@ class Recorder:
             self.warmup_s = self._clock() - self.started
         if done.kind in ("warmup", "measure"):  # DDP's own timing, read over the measured window
             self.ddp.mark("start" if done.kind == "warmup" else "end")
-        if done.kind == "measure":
-            self._fit_observing(done)
+        if done.kind == "measure":  # observing's pairs: as many as fit its time budget
+            from bench.capture.windows import fit_observing
+
+            self.windows, self.observe_pairs = fit_observing(self.windows, done)
         if done.kind in self.tools:
             self._call(self.tools[done.kind].stop)  # its last step is over
         self._index += 1
@@ -364,20 +363,6 @@ class Recorder:
         upcoming = self.windows[self._index]
         if upcoming.kind in self.tools:
             self._call(self.tools[upcoming.kind].start)
-
-    def _fit_observing(self, measured: Window) -> None:
-        """Keep only as many observing pairs (hooks on / off) as fit ``OBSERVE_BUDGET_S`` at the
-        measured median step, at least ``OBSERVE_MIN_PAIRS``: hundreds of single steps cost a
-        second on a fast script, and minutes on one whose steps take seconds."""
-        observing = [i for i, w in enumerate(self.windows) if UNHOOKED in (w.kind, w.tool)]
-        if not observing or not measured.timings:
-            return
-        step = sorted(t.seconds for t in measured.timings)[len(measured.timings) // 2]
-        pair_s = max(2 * self.windows[observing[0]].steps * step, 1e-9)
-        keep = min(len(observing) // 2, max(OBSERVE_MIN_PAIRS, int(OBSERVE_BUDGET_S / pair_s)))
-        drop = set(observing[2 * keep:])
-        self.windows = [w for i, w in enumerate(self.windows) if i not in drop]
-        self.observe_pairs = keep
 
     def close(self) -> None:
         """The script ended (or stopped): resolve what is pending (a profiler still running is

@@ -13,9 +13,12 @@ from typing import Any
 
 import torch
 
+from bench.defaults import UNHOOKED
 from bench.measure.clock import Timing
 
 PARTS = ("data", "copy", "forward", "backward", "collective", "optimizer", "other")
+OBSERVE_BUDGET_S = 10.0  # observing's pairs: at most what fits this long at the median step ...
+OBSERVE_MIN_PAIRS = 10  # ... but at least this many, whatever a step costs
 
 
 class Stop(BaseException):  # not an error: the capture has what it needs
@@ -107,3 +110,19 @@ def pairs(windows: list[Window], tool: str) -> tuple[list[Timing], list[Timing]]
     used = [w for w in windows if w.kind == tool and w.timings]
     n = min(len(plain), len(used))
     return [merge_window(w.timings) for w in plain[:n]], [merge_window(w.timings) for w in used[:n]]
+
+
+def fit_observing(windows: list[Window], measured: Window, budget_s: float = OBSERVE_BUDGET_S,
+                  least: int = OBSERVE_MIN_PAIRS) -> tuple[list[Window], int | None]:
+    """The windows with only as many observing pairs (part hooks on / off) as fit ``budget_s``
+    at the measured median step, at least ``least``: hundreds of single steps cost a second on
+    a fast script, and minutes on one whose steps take seconds. Returns the pairs kept (None:
+    no observing windows, or nothing measured to size them by)."""
+    observing = [i for i, w in enumerate(windows) if UNHOOKED in (w.kind, w.tool)]
+    if not observing or not measured.timings:
+        return windows, None
+    step = sorted(t.seconds for t in measured.timings)[len(measured.timings) // 2]
+    pair_s = max(2 * windows[observing[0]].steps * step, 1e-9)
+    keep = min(len(observing) // 2, max(least, int(budget_s / pair_s)))
+    drop = set(observing[2 * keep:])
+    return [w for i, w in enumerate(windows) if i not in drop], keep
