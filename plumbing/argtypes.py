@@ -47,3 +47,14 @@ def seed_int(text: str) -> int:
 def comma_list(text: str) -> list[str]:
     """``a, b,c`` -> ``["a", "b", "c"]`` (empty parts dropped)."""
     return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def option_value(words: list[str], name: str) -> str | None:
+    """The value of ``name VALUE`` or ``name=VALUE`` among command-line ``words`` (None: absent):
+    for reading the options a user passes through to another tool (torchrun's)."""
+    for i, word in enumerate(words):
+        if word == name and i + 1 < len(words):
+            return words[i + 1]
+        if word.startswith(name + "="):
+            return word.split("=", 1)[1]
+    return None

@@ -28,6 +28,7 @@ from bench.capture.ranks import DIED, died, load_record
 from bench.errors import UsageError
 from bench.measure.result import Measurement
 from bench.measure.specs import ScriptSpec
+from plumbing.argtypes import option_value
 
 log = logging.getLogger("bench")
 ROOT = Path(__file__).resolve().parents[2]
@@ -124,19 +125,10 @@ def collect(stage: Path, code: int, *, nproc: int, torchrun: list[str], tail: li
     return [found[r] for r in sorted(found)]
 
 
-def _option(words: list[str], name: str) -> str | None:
-    for i, word in enumerate(words):
-        if word == name and i + 1 < len(words):
-            return words[i + 1]
-        if word.startswith(name + "="):
-            return word.split("=", 1)[1]
-    return None
-
-
 def never_joined(torchrun: list[str], code: int, tail: list[str]) -> str:
     """One line: no rank started, and, from torchrun's own words, which node is missing."""
-    nodes = _option(torchrun, "--nnodes") or "1"
-    me = _option(torchrun, "--node-rank") or _option(torchrun, "--node_rank") or "0"
+    nodes = option_value(torchrun, "--nnodes") or "1"
+    me = option_value(torchrun, "--node-rank") or option_value(torchrun, "--node_rank") or "0"
     text = "".join(tail)
     joined = re.search(r"(\d+)/(\d+) clients joined", text)
     if joined or "RendezvousTimeoutError" in text or "DistStoreError" in text:

@@ -28,6 +28,7 @@ from bench.measure import trials
 from bench.measure.alternation import alternate
 from bench.measure.result import Measurement, Result
 from bench.measure.specs import TrySpec
+from plumbing.argtypes import option_value
 
 log = logging.getLogger("bench")
 
@@ -102,14 +103,8 @@ def _sample(child: Result) -> Measurement:
 
 def _nodes(torchrun: str) -> int:
     """The most nodes torchrun's options ask for (``--nnodes 2`` or ``--nnodes 1:4``)."""
-    words = shlex.split(torchrun)
-    for i, word in enumerate(words):
-        value = words[i + 1] if word == "--nnodes" and i + 1 < len(words) else (
-            word.split("=", 1)[1] if word.startswith("--nnodes=") else None)
-        if value is not None:
-            last = value.split(":")[-1]
-            return int(last) if last.isdigit() else 1
-    return 1
+    last = (option_value(shlex.split(torchrun), "--nnodes") or "1").split(":")[-1]
+    return int(last) if last.isdigit() else 1
 
 
 def check(args: argparse.Namespace) -> None:
