@@ -49,21 +49,28 @@ def overhead(pairs: int = 10) -> None:
     print(f"epoch time under `vaebench run --tools none --steps 0` / alone: {r.text(3)}")
 
 
-def straggler(runs: int = 5) -> None:
+def _one_node(runs: int, flags: tuple[str, str], part: str) -> None:
+    """DDP, 2 ranks on one node: rank 1 slowed by 20 ms through ``flags`` (rank, delay), then
+    not at all; counts the runs that say what they should (rank 1 and ``part``; no straggler)."""
     for delay in (20, 0):
-        named = 0
+        right = 0
         for i in range(runs):
             with tempfile.TemporaryDirectory() as tmp:
                 subprocess.run([PY, "-m", "bench", "run", "--nproc", "2", "--steps", "40", "--warmup", "5",
                                 "--tools", "none", "--out", tmp, "examples/scripts/ddp_train.py",
-                                "--slow-rank", "1", "--delay-ms", str(delay)],
+                                flags[0], "1", flags[1], str(delay)],
                                capture_output=True, text=True, cwd=ROOT, check=True)
                 summary = (Path(tmp) / "summary.md").read_text()
-                line = next((x for x in summary.splitlines() if "Straggler" in x or "No straggler" in x), "")
-                hit = "**Straggler: `rank1`**" in summary and "`data` part" in summary
-                named += hit
-                print(f"delay {delay} ms, run {i + 1}: {line}", flush=True)
-        print(f"delay {delay} ms: rank1 named with `data` in {named} of {runs} runs")
+                right += (("**Straggler: `rank1`**" in summary and f"`{part}` part" in summary) if delay
+                          else "No straggler" in summary)
+                print(f"{flags[1]} {delay}, run {i + 1}: {_straggler_line(summary)}", flush=True)
+        said = f"rank1 named with `{part}`" if delay else "no straggler"
+        print(f"{flags[1]} {delay}: {said} in {right} of {runs} runs")
+
+
+def straggler(runs: int = 5) -> None:
+    """Rank 1 loads 20 ms slower, then not."""
+    _one_node(runs, ("--slow-rank", "--delay-ms"), "data")
 
 
 def _straggler_line(summary: str) -> str:
@@ -105,22 +112,8 @@ def nodes(runs: int = 5) -> None:
 
 
 def backward(runs: int = 5) -> None:
-    """DDP, 2 ranks, rank 1 burns 20 ms inside a custom autograd function's backward, then not."""
-    for delay in (20, 0):
-        named = 0
-        for i in range(runs):
-            with tempfile.TemporaryDirectory() as tmp:
-                subprocess.run([PY, "-m", "bench", "run", "--nproc", "2", "--steps", "40", "--warmup", "5",
-                                "--tools", "none", "--out", tmp, "examples/scripts/ddp_train.py",
-                                "--slow-backward-rank", "1", "--backward-delay-ms", str(delay)],
-                               capture_output=True, text=True, cwd=ROOT, check=True)
-                summary = (Path(tmp) / "summary.md").read_text()
-                hit = ("**Straggler: `rank1`**" in summary and "`backward` part" in summary) if delay else (
-                    "No straggler" in summary)
-                named += hit
-                print(f"backward delay {delay} ms, run {i + 1}: {_straggler_line(summary)}", flush=True)
-        print(f"backward delay {delay} ms: {'rank1 named with `backward`' if delay else 'no straggler'} "
-              f"in {named} of {runs} runs")
+    """Rank 1 burns 20 ms inside a custom autograd function's backward, then not."""
+    _one_node(runs, ("--slow-backward-rank", "--backward-delay-ms"), "backward")
 
 
 def breakdown() -> None:
