@@ -55,7 +55,7 @@ def launch_ranks(spec: ScriptSpec, stage: Path, nproc: int, torchrun: str) -> tu
             log.error("ranks %s sent no record to this node", ", ".join(map(str, missing)))
     else:
         receiver.finish(set(), 0.0)
-    return collect(stage, code, nproc=nproc, torchrun=extra, tail=tail), code
+    return collect(stage, code, nproc=nproc, torchrun=extra, tail=tail, ran_here=ran_here), code
 
 
 def _torchrun(command: list[str], env: dict[str, str]) -> tuple[int, list[str], bool]:
@@ -80,15 +80,15 @@ def _torchrun(command: list[str], env: dict[str, str]) -> tuple[int, list[str], 
                         " (Ctrl-C again to stop torchrun now)")
 
 
-def collect(stage: Path, code: int, *, nproc: int, torchrun: list[str], tail: list[str]) -> list[Measurement]:
+def collect(stage: Path, code: int, *, nproc: int, torchrun: list[str], tail: list[str],
+            ran_here: dict[int, dict]) -> list[Measurement]:
     """The records in the staging folder, by global rank: this node's ranks, and on global rank
     0's node every node's (gathered over the network); a rank that wrote none is named, with its
-    node where its node said so."""
+    node where its node said so. ``ran_here``: the ranks that announced themselves here."""
     found = {int(p.stem[4:]): load_record(p) for p in sorted(stage.glob("rank*.json"))
              if p.stem[4:].isdigit()}
     notices = {int(p.name[4:].split(".")[0]): json.loads(p.read_text())
                for p in stage.glob("rank*.died.json")}
-    ran_here = started(stage)
     for p in stage.glob("rank*.json"):
         p.unlink()
     shutil.rmtree(stage / STARTED, ignore_errors=True)

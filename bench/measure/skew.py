@@ -75,9 +75,11 @@ def _backward(t: Timing) -> float:
     return sum(t.parts.get("backward", [0.0]))
 
 
-def waits(result: Result, names: list[str]) -> Waits | None:
+@cached  # every rank's own work asks for it: once per Result
+def waits(result: Result) -> Waits | None:
     """The ranks' waits (None with neither DDP's timing on every rank nor hand-called collectives
     on every rank: then a rank's backward stands in for its wait)."""
+    names = [n for n in result.measured if n.startswith("rank")]
     times = {n: result[n].process.allreduce_ms if result[n].process else None for n in names}
     ddp = backward = None
     if all(times.values()):
@@ -121,9 +123,7 @@ def _part(t: Timing, part: str, wait: Waits | None, name: str) -> float:
 
 def own_work(result: Result, name: str) -> float:
     """A rank's median own work per step (seconds)."""
-    names = [n for n in result.measured if n.startswith("rank")]
-    wait = waits(result, names)
-    return float(np.median([busy(t, wait, name) for t in result[name].samples]))
+    return float(np.median([busy(t, waits(result), name) for t in result[name].samples]))
 
 
 @cached  # the reports ask for it in every renderer: one bootstrap per rank, once
@@ -134,7 +134,7 @@ def stragglers(result: Result) -> tuple[list[Straggler], dict[str, stats.Ratio]]
     names = [n for n in result.measured if n.startswith("rank")]
     if len(names) < 2:
         return [], {}
-    wait = waits(result, names)
+    wait = waits(result)
     by_step = {n: {t.round: t for t in result[n].samples} for n in names}
     common = sorted(set.intersection(*(set(d) for d in by_step.values())))
     medians = {n: float(np.median([busy(by_step[n][r], wait, n) for r in common])) for n in names}
