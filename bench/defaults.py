@@ -7,3 +7,4 @@ TOOLS = ("cprofile", "lines", "kineto")
 # The windows of `vaebench run` with only the step-end clock (the part hooks off): what observing
 # a script costs is measured against them. Not a profiler: kept out of TOOLS.
 UNHOOKED = "unhooked"
+SETTLE = "settle"  # one step between the last profiler's windows and observing's: not measured

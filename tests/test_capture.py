@@ -42,9 +42,9 @@ def test_a_dataloader_script_steps_and_parts(tmp_path: Path, data_root: Path):
     for t in steps:  # the parts and `other` add up to the step
         assert sum(v[0] for v in t.parts.values()) == pytest.approx(t.seconds, rel=0.02)
         assert {"data", "forward", "backward", "optimizer", "other"} <= set(t.parts)
-    # 2 warm-up steps, 12 measured, 1 counted (FLOPs), 4 pairs of single steps with the part
-    # hooks on and off (observing's cost), 3 tools x 2 pairs x 2 windows x 2 steps
-    assert m.process.steps_seen == 2 + 12 + 1 + 8 + 24
+    # 2 warm-up steps, 12 measured, 1 counted (FLOPs), 3 tools x 2 pairs x 2 windows x 2 steps,
+    # 1 settling step, 4 pairs of single steps with the part hooks on and off (observing's cost)
+    assert m.process.steps_seen == 2 + 12 + 1 + 24 + 1 + 8
     unhooked = m.profiles["unhooked"]
     assert len(unhooked.plain) == len(unhooked.tool) == 4
     assert all(len(t.steps) == 1 for t in unhooked.plain + unhooked.tool)
@@ -313,14 +313,15 @@ def test_the_wait_gives_up_only_without_progress_and_says_what_it_saw(monkeypatc
 
 def test_profilers_the_script_ended_before_are_named_and_no_missing_file_listed(tmp_path: Path):
     out = tmp_path / "out"
-    # warm-up 2, 20 measured, 1 counted, then 8 steps each for the hooks-off pairs (4 pairs of
-    # single steps), cprofile, lines and kineto: the script's 44 steps end inside the lines
-    # windows, before kineto's
+    # warm-up 2, 20 measured, 1 counted, then 8 steps each for cprofile, lines and kineto, one
+    # settling step and the hooks-off pairs (4 pairs of single steps): the script's 37 steps end
+    # inside the lines windows, before kineto's and observing's
     assert run("--warmup", "2", "--steps", "20", "--profile-windows", "2", "--profile-steps", "2",
-               "--observe-windows", "4", "--out", str(out), str(SCRIPTS / "short.py"), "--steps", "44") == 0
+               "--observe-windows", "4", "--out", str(out), str(SCRIPTS / "short.py"), "--steps", "37") == 0
     summary = (out / "summary.md").read_text()
-    assert "kineto did not run (its windows take steps 48-55; the script ran 44)" in summary
+    assert "kineto did not run (its windows take steps 40-47; the script ran 37)" in summary
     assert "lines ran 1 of 2 window pairs" in summary
+    assert "observing-cost windows (part hooks off) did not run (its windows take steps 49-56" in summary
     assert "tensorboard" not in summary and not (out / "tb").exists()
     readme = (out / "README.md").read_text()
     assert "tensorboard" not in readme and "short.py.prof" in readme
@@ -360,7 +361,7 @@ def test_a_forward_the_hooks_see_keeps_its_verdict():
 
 
 def test_observing_pairs_fit_a_time_budget_for_slow_steps():
-    """200 pairs of single steps cost 2 s on a 5 ms step; at 1 s a step they would cost 400 s:
+    """400 pairs of single steps cost 4 s on a 5 ms step; at 1 s a step they would cost 800 s:
     after the measured window only what fits the budget is kept (at least the minimum)."""
     from bench.capture.script import plan
     from bench.capture.windows import OBSERVE_MIN_PAIRS, Window, fit_observing
@@ -376,7 +377,7 @@ def test_observing_pairs_fit_a_time_budget_for_slow_steps():
         assert len([w for w in windows if w.kind == "cprofile"]) == 5  # the profilers' untouched
         return pairs, len(observing) // 2
 
-    assert kept(0.005) == (200, 200)  # 2 s: all of them
+    assert kept(0.005) == (400, 400)  # 4 s: all of them
     assert kept(0.1) == (50, 50)  # 10 s / (2 x 0.1 s)
     assert kept(1.0) == (OBSERVE_MIN_PAIRS, OBSERVE_MIN_PAIRS)
 

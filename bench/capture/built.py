@@ -48,6 +48,7 @@ class Builds:
         self.found: list[Built] = []
         self.optimizers_made = 0
         self.models: list[str] = []
+        self._modules: set[int] = set()
 
     def _note(self, kind: str, made: Any, options: dict[str, Any], where: str) -> None:
         if sum(1 for b in self.found if b.kind == kind) < KEEP:
@@ -82,6 +83,9 @@ class Builds:
 
     def saw_model(self, module: Any) -> None:
         """An outermost module's forward (a wrapper such as DDP named with what it wraps)."""
+        if id(module) in self._modules:  # every step calls it: read it once
+            return
+        self._modules.add(id(module))
         inner = getattr(module, "module", None)
         wraps = f"({type(inner).__name__})" if isinstance(inner, torch.nn.Module) else ""
         name = type(module).__name__ + wraps

@@ -8,17 +8,19 @@ its own end, so the fetch of its batch is inside it. Its **parts**:
 - ``data``: inside a DataLoader iterator's ``__next__`` (single- and multi-process iterators
   both subclass ``_BaseDataLoaderIter``);
 - ``copy``: host-to-device ``Tensor.to()``/``.cuda()`` (on CUDA only: on the CPU there is none);
-- ``forward``: the outermost module's forward (global module hooks, depth counted);
+- ``forward``: the outermost module's forward (:mod:`plumbing.outermost`: one global pre-hook);
 - ``backward``: the outermost ``Tensor.backward``/``torch.autograd.backward``;
 - ``optimizer``: ``optimizer.step()``;
 - ``other``: the rest of the step (logging, ``.item()``, metrics).
 
 Parts nest (Lightning runs forward and backward inside ``optimizer.step``'s closure): each
 part's time is its own, without the parts inside it, so the parts and ``other`` add up to the
-step. On CUDA the boundaries are CUDA events, read after a synchronize at the end of a window
--- never a synchronize inside a step. Steps are grouped in **windows**: ``warmup`` steps left
-out, then the measured window, then each profiler's windows alternated with plain ones (so its
-overhead has an interval); after the last window the script is stopped with :class:`Stop`.
+step. A step's marks are turned into its parts' times later (at the end of the warm-up, of the
+measured window and of the run), never inside an observed step; on CUDA the marks are CUDA
+events, read after one synchronize then -- never a synchronize inside a step. Steps are grouped
+in **windows**: ``warmup`` steps left out, then the measured window, then each profiler's
+windows alternated with plain ones (so its overhead has an interval); after the last window the
+script is stopped with :class:`Stop`.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from bench.capture.timeline import Timeline
 from bench.capture.windows import PARTS, Marks, Stop, Window, batch_size_of, caller_code, first_tensor, pairs
 from bench.measure.clock import Timing
 from bench.profile.tools import Profiler
+from plumbing.outermost import Outermost
 
 
 class Recorder:
@@ -75,12 +78,11 @@ class Recorder:
         self._step_start: Any = None
         self._spans: list[list[Any]] = []  # [name, start, end, parent index] of the current step
         self._stack: list[int] = []
-        self._forward_depth = 0
         self._backward_depth = 0
-        self._pending: list[tuple[Window, Any, Any, list[list[Any]]]] = []  # CUDA: resolved at sync
+        self.outermost = Outermost(self._forward_in, self._forward_out)  # the forward part
+        self._pending: list[tuple[Window, int, Any, Any, list[list[Any]]]] = []  # steps not yet read
         self._handles: list[Any] = []
         self._patched: list[tuple[Any, str, Any]] = []
-        self._part_handles: list[Any] = []  # the hooks that time parts (detached in some windows)
         self._part_patched: list[tuple[Any, str, Any]] = []
         self.timing_parts, self.removed = True, False  # removed: nothing is attached again
         self.finished = False
@@ -110,10 +112,12 @@ class Recorder:
 
     # --- parts ---------------------------------------------------------------------------
     def _open(self, name: str) -> None:
+        # A profiler's deferred start or stop runs at a step's first part, outside the optimizer
+        # (a closure's backward runs inside it), with the part hooks off too (observing's windows).
+        if self._deferred and not self._stack and name != "optimizer" and not self.in_optimizer:
+            self._run_deferred()
         if not self.timing_parts:
             return
-        if self._deferred and not self._stack and name != "optimizer":
-            self._run_deferred()
         if self._step_start is None:
             self._step_start = self.marks.mark()
         parent = self._stack[-1] if self._stack else -1
@@ -168,28 +172,25 @@ class Recorder:
     def attach(self) -> None:
         """The hooks that time a step's parts: the DataLoader's ``__next__``, the modules' forward,
         host-to-device copies (the optimizer's and backward's own hooks stay, for a step's end)."""
-        from torch.nn.modules import module as nn_module
         from torch.utils.data import dataloader
 
-        self.timing_parts, self._forward_depth = True, 0
-        if self._part_handles or self.removed:  # removed: an unhooked window's end must not re-attach
+        self.timing_parts = True
+        if self.outermost.attached or self.removed:  # removed: an unhooked window's end must not re-attach
             return
         self._wrap(dataloader._BaseDataLoaderIter, "__next__", "data", after=self._saw_batch)
         if self.cuda:
             self._wrap_copy()
         wrap_collectives(self._enter, self._close, self.timeline.op, self._part_patched)
-        self._part_handles = [nn_module.register_module_forward_pre_hook(self._forward_pre),
-                              nn_module.register_module_forward_hook(self._forward_post)]
+        self.outermost.attach()
 
     def detach(self) -> None:
         """Only the step-end clock stays: a window so observed costs what running unobserved does,
         which the windows with every hook attached are measured against (observing's cost)."""
         self.timing_parts = False
-        for handle in self._part_handles:
-            handle.remove()
+        self.outermost.detach()
         for owner, attr, original in reversed(self._part_patched):
             setattr(owner, attr, original)
-        self._part_handles, self._part_patched = [], []
+        self._part_patched = []
 
     def remove(self) -> None:
         self.removed = True
@@ -207,22 +208,18 @@ class Recorder:
             if len(self.batch_sizes) < 10_000:
                 self.batch_sizes.append(size)
 
-    def _forward_pre(self, module: Any, args: Any) -> None:
-        if self._forward_depth == 0:
-            self._open("forward")
-            self.forwards_seen += 1
-            self.builds.saw_model(module)
-            tensor = first_tensor(args)  # no DataLoader: the outermost module's input says it
-            if tensor is not None and tensor.dim():
-                self._step_inputs.setdefault(tensor.data_ptr(), int(tensor.shape[0]))
-                if len(self.forward_sizes) < 10_000:
-                    self.forward_sizes.append(int(tensor.shape[0]))
-        self._forward_depth += 1
+    def _forward_in(self, module: Any, args: Any) -> None:
+        self._open("forward")
+        self.forwards_seen += 1
+        self.builds.saw_model(module)
+        tensor = first_tensor(args)  # no DataLoader: the outermost module's input says it
+        if tensor is not None and tensor.dim():
+            self._step_inputs.setdefault(tensor.data_ptr(), int(tensor.shape[0]))
+            if len(self.forward_sizes) < 10_000:
+                self.forward_sizes.append(int(tensor.shape[0]))
 
-    def _forward_post(self, module: Any, args: Any, output: Any) -> None:
-        self._forward_depth = max(self._forward_depth - 1, 0)
-        if self._forward_depth == 0:
-            self._close("forward")
+    def _forward_out(self, module: Any, output: Any) -> None:
+        self._close("forward")
 
     def _wrap_backward(self) -> None:
         recorder = self
@@ -309,18 +306,16 @@ class Recorder:
         if start is None or self.finished:
             return
         window = self.windows[self._index]
-        if self.cuda:
-            self._pending.append((window, start, end, spans))
-        else:
-            window.timings.append(self._timing(start, end, spans))
+        self._pending.append((window, self.steps_seen, start, end, spans))
+        window.filled += 1
         self.timeline.step(self.steps_seen, start, end, spans, backward_syncs=bool(self.ddp.models),
                            keep=window.kind == "measure" and not self.cuda)
         if window.kind in self.tools:
             self._call(self.tools[window.kind].step)
-        if len(window.timings) + sum(1 for w, *_ in self._pending if w is window) >= window.steps:
+        if window.filled >= window.steps:
             self._next_window()
 
-    def _timing(self, start: Any, end: Any, spans: list[list[Any]]) -> Timing:
+    def _timing(self, number: int, start: Any, end: Any, spans: list[list[Any]]) -> Timing:
         step = self.marks.elapsed(start, end)
         own: dict[str, float] = {}
         children = [0.0] * len(spans)
@@ -332,20 +327,24 @@ class Recorder:
             own[name] = own.get(name, 0.0) + max(durations[i] - children[i], 0.0)
         parts = {p: [own[p]] for p in PARTS if p in own}
         parts["other"] = [max(step - sum(own.values()), 0.0)]
-        return Timing(seconds=step, steps=[step], parts=parts, round=self.steps_seen)
+        return Timing(seconds=step, steps=[step], parts=parts, round=number)
 
     def _resolve(self) -> None:
-        """CUDA: wait for the queued work once, then read the window's events."""
+        """The pending steps' Timings, read only when needed (the warm-up's and the measured
+        window's ends, the end of the run) and never inside an observed step: on CUDA after one
+        synchronize (the marks are events)."""
         if not self._pending:
             return
-        torch.cuda.synchronize()
-        for window, start, end, spans in self._pending:
-            window.timings.append(self._timing(start, end, spans))
+        if self.cuda:
+            torch.cuda.synchronize()
+        for window, number, start, end, spans in self._pending:
+            window.timings.append(self._timing(number, start, end, spans))
         self._pending = []
 
     def _next_window(self) -> None:
-        self._resolve()
         done = self.windows[self._index]
+        if done.kind in ("warmup", "measure"):
+            self._resolve()
         if done.kind == "warmup":
             self.warmup_s = self._clock() - self.started
         if done.kind in ("warmup", "measure"):  # DDP's own timing, read over the measured window
@@ -367,8 +366,7 @@ class Recorder:
     def close(self) -> None:
         """The script ended (or stopped): resolve what is pending (a profiler still running is
         stopped, outside every hook now); an unfinished window keeps its steps."""
-        if self.cuda and self._pending:
-            self._resolve()
+        self._resolve()
         self.remove()
         current = self.windows[self._index] if self._index < len(self.windows) else None
         pending_stop = [c for c in self._deferred if getattr(c, "__name__", "") == "stop"]

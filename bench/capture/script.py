@@ -21,7 +21,7 @@ import torch
 
 from bench.capture.recorder import Recorder
 from bench.capture.windows import Stop, Window
-from bench.defaults import UNHOOKED
+from bench.defaults import SETTLE, UNHOOKED
 from bench.errors import UsageError
 from bench.measure.specs import ScriptSpec
 from bench.profile.tools import Profiler, make
@@ -69,15 +69,21 @@ def check_target(command: tuple[str, ...]) -> None:
 
 
 def plan(spec: ScriptSpec) -> list[Window]:
-    """The measured window, one counted step, the windows with the part hooks off alternated
-    with plain ones (observing's cost), then each tool's windows alternated with plain ones
-    (P T, T P, ...). The unhooked windows come before the profilers': a profiler is started and
-    stopped at a step's first part, which a step without part hooks does not have."""
+    """The measured window, one counted step, each tool's windows alternated with plain ones
+    (P T, T P, ...), then the windows with the part hooks off alternated with plain ones
+    (observing's cost). Observing's hundreds of steps come last, so that a script too short for
+    all of them still gets its profilers, and after one settling step: the last profiler stops
+    at the next step's first part (never inside the optimizer's hook), which must not land in a
+    measured pair. (Runs saved before ``observe_last`` had them first.)"""
     if spec.steps == 0:
         return [Window("measure", sys.maxsize)]
     windows = [Window("measure", spec.steps), Window("flops", 1)]
-    for tool in ((UNHOOKED,) if spec.observe_windows else ()) + tuple(spec.tools):
+    observing = (UNHOOKED,) if spec.observe_windows else ()
+    order = tuple(spec.tools) + observing if spec.observe_last else observing + tuple(spec.tools)
+    for tool in order:
         steps = spec.observe_steps if tool == UNHOOKED else spec.profile_steps
+        if tool == UNHOOKED and spec.observe_last and spec.tools:
+            windows.append(Window(SETTLE, 1))
         for i in range(spec.observe_windows if tool == UNHOOKED else spec.profile_windows):
             pair = [Window("plain", steps, tool=tool), Window(tool, steps)]
             windows += pair if i % 2 == 0 else pair[::-1]

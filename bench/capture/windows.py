@@ -35,6 +35,7 @@ class Window:
     steps: int
     tool: str | None = None  # the tool whose overhead a plain window is paired with
     timings: list[Timing] = field(default_factory=list)
+    filled: int = 0  # steps it ended (their Timings are read later: Recorder._resolve)
 
 
 def first_tensor(batch: Any) -> torch.Tensor | None:

@@ -53,8 +53,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--profile-windows", type=positive_int, default=5,
                    help="pairs of (plain, profiled) windows per profiler: its overhead's samples")
     p.add_argument("--profile-steps", type=positive_int, default=5, help="steps per profiler window")
-    p.add_argument("--observe-windows", type=non_negative_int, default=200,
-                   help="pairs of single steps with vaebench's part hooks on and off, before the "
+    p.add_argument("--observe-windows", type=non_negative_int, default=400,
+                   help="pairs of single steps with vaebench's part hooks on and off, after the "
                         "profilers': what observing the script costs, with its interval (0: not "
                         "measured; at most what fits 10 s at the median step are kept, at least 10)")
     p.add_argument("--wait", type=positive_float, default=30.0,

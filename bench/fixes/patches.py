@@ -116,35 +116,30 @@ def _threads(value: str | None, undo: Undo) -> None:
 
 def _outermost(undo: Undo, enter: Callable[[torch.nn.Module], Any],
                leave: Callable[[Any], Any] | None = None, inputs: Callable[[Any], Any] | None = None) -> None:
-    """Global forward hooks: ``enter(module)`` before the outermost module's forward, and the
-    context it returns (if any) left after it; ``inputs(args)`` may replace its inputs and
-    ``leave(output)`` its output."""
-    from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+    """Around the outermost module's forward (:mod:`plumbing.outermost`, the capture's own
+    mechanism: the modules inside it keep PyTorch's fast path and a compiled model its graph):
+    ``enter(module)`` before it, and the context it returns (if any) left after it;
+    ``inputs(args)`` may replace its inputs and ``leave(output)`` its output."""
+    from plumbing.outermost import Outermost
 
-    depth, contexts = [0], []
+    contexts: list[Any] = []
 
     def pre(module: torch.nn.Module, args: Any) -> Any:
-        new = None
-        if depth[0] == 0:
-            context = enter(module)
-            if context is not None:
-                context.__enter__()
-            contexts.append(context)
-            new = inputs(args) if inputs is not None else None
-        depth[0] += 1
-        return new
+        context = enter(module)
+        if context is not None:
+            context.__enter__()
+        contexts.append(context)
+        return inputs(args) if inputs is not None else None
 
-    def post(module: torch.nn.Module, args: Any, output: Any) -> Any:
-        depth[0] = max(depth[0] - 1, 0)
-        if depth[0] == 0 and contexts:
-            context = contexts.pop()
-            if context is not None:
-                context.__exit__(None, None, None)
-            return leave(output) if leave is not None else None
-        return None
+    def post(module: torch.nn.Module, output: Any) -> Any:
+        context = contexts.pop() if contexts else None
+        if context is not None:
+            context.__exit__(None, None, None)
+        return leave(output) if leave is not None else None
 
-    handles = [register_module_forward_pre_hook(pre), register_module_forward_hook(post)]
-    undo += [handle.remove for handle in handles]
+    hooks = Outermost(pre, post)
+    hooks.attach()
+    undo.append(hooks.detach)
 
 
 def _device_type(module: torch.nn.Module) -> str:

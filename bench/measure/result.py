@@ -225,6 +225,8 @@ class Result:
         spec = d["spec"]
         if kind == "script" and "observe_steps" not in spec:  # saved before its own window length
             spec = {**spec, "observe_steps": spec.get("profile_steps", 5)}
+        if kind == "script" and "observe_last" not in spec:  # saved when it came before the profilers
+            spec = {**spec, "observe_last": False}
         return cls(kind=kind, spec=build(SPECS[kind], spec),
                    machine=Environment.from_dict(d["machine"]),
                    measurements=[Measurement.from_dict(m) for m in d["measurements"]],

@@ -106,10 +106,11 @@ class ScriptSpec(Command):
     wait: float = 30.0  # seconds to wait for the first step before calling it "no training script"
     lines: tuple[str, ...] = ()  # line_profiler's functions: NAME (in the script) or module:function
     # Observing's cost: pairs of windows with the part hooks on and off. Single steps (the finest
-    # alternation: drift cancels pair by pair), many pairs (a step jitters by ~7% here): 200
-    # pairs put the interval within about +-1.5% on a 5 ms step, at the price of 400 steps.
-    observe_windows: int = 200
+    # alternation: drift cancels pair by pair), many pairs (a step jitters by ~7% here): 400
+    # pairs put the interval within about +-0.6-1.5% on a 5 ms step, at the price of 800 steps.
+    observe_windows: int = 400
     observe_steps: int = 1  # steps per observing window (runs saved before it had profile_steps)
+    observe_last: bool = True  # its pairs after the profilers' windows (runs saved before: before them)
     ranks: int = 1  # processes under torchrun (1: the script ran alone)
     fixes: tuple[str, ...] = ()  # --try: patches applied before the script starts (bench.fixes)
     seed: int | None = None  # torch, numpy and random seeded before the script starts

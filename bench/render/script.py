@@ -116,9 +116,12 @@ def how_it_ran(result: Result) -> list[str]:
     if said:
         window = "single steps" if spec.observe_steps == 1 else f"windows of {spec.observe_steps} steps"
         kept = [p.observe_pairs for p in processes.values() if p.observe_pairs]
-        pairs = max(kept) if kept else spec.observe_windows
-        fewer = (" (fewer than asked: what fits 10 s at the median step)"
-                 if pairs < spec.observe_windows else "")
+        budget = max(kept) if kept else spec.observe_windows
+        pairs = max(min(len(t.plain), len(t.tool)) for t in
+                    (result[n].profiles[UNHOOKED] for n in costs if costs[n] is not None))
+        fewer = (" (fewer than asked: the script ended first)" if pairs < budget else
+                 " (fewer than asked: what fits 10 s at the median step)" if pairs < spec.observe_windows
+                 else "")
         lines.append(f"Observing it (vaebench's part hooks, on in {pairs} alternated pairs of {window}"
                      f"{fewer} against the step clock alone): " + "; ".join(said) + ".")
     built = next((p.built for p in processes.values() if p.built), [])
@@ -172,8 +175,11 @@ def missing_windows(spec: ScriptSpec, m: Measurement) -> list[str]:
         return []
     out, start = [], spec.warmup + spec.steps + 1
     observe = (m.process.observe_pairs or spec.observe_windows) if m.process else spec.observe_windows
-    planned = [(UNHOOKED, observe)] if spec.observe_windows else []
-    for tool, windows in [*planned, *((t, spec.profile_windows) for t in spec.tools)]:
+    observing = [(UNHOOKED, observe)] if spec.observe_windows else []
+    tools = [(t, spec.profile_windows) for t in spec.tools]
+    for tool, windows in [*tools, *observing] if spec.observe_last else [*observing, *tools]:
+        if tool == UNHOOKED and spec.observe_last and spec.tools:
+            start += 1  # the settling step
         need = start + 2 * windows * (spec.observe_steps if tool == UNHOOKED else spec.profile_steps)
         got = m.profiles.get(tool)
         pairs = min(len(got.plain), len(got.tool)) if got else 0
