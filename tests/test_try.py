@@ -82,6 +82,70 @@ def test_bf16_autocast_wraps_only_the_outermost_forward():
     assert model(torch.ones(2, 4)).dtype == torch.float32
 
 
+def _fit(steps: int, fixes: tuple[str, ...] = (), blow_up_at: int = -1) -> dict:
+    """A small regression trained with clipping, as a script writes it (no scaler of its own)."""
+    out: dict = {"losses": [], "norms": [], "params": []}
+    undo = patches.apply(fixes)  # before the script starts, as --try applies it
+    try:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        x, y = torch.randn(64, 8), torch.randn(64, 1)
+        for step in range(steps):
+            loss = torch.nn.functional.mse_loss(model(x), y)
+            opt.zero_grad()
+            (loss * (1e30 if step == blow_up_at else 1.0)).backward()
+            out["norms"].append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)))
+            opt.step()
+            out["losses"].append(loss.item())
+            out["params"].append([p.detach().clone() for p in model.parameters()])
+    finally:
+        patches.restore(undo)
+    return out
+
+
+def test_fp16_scales_the_scripts_own_backward_unscales_before_clipping_and_skips_inf_steps():
+    """The fp16 fix on a script with no scaler of its own (run here on the CPU, which has fp16
+    autocast and a CPU GradScaler; the catalogue proposes it on CUDA only)."""
+    plain, half = _fit(20), _fit(20, ("fp16",))
+    # clipping saw the true gradients (a scaled one would be 65536 times larger)
+    assert half["norms"][0] == pytest.approx(plain["norms"][0], rel=0.02)
+    # it trains as the float32 script does, within fp16's precision
+    assert half["losses"][-1] == pytest.approx(plain["losses"][-1], rel=0.05)
+    assert half["losses"][-1] < half["losses"][0]
+    # a step whose scaled gradients overflow changes nothing, and training goes on
+    blown = _fit(6, ("fp16",), blow_up_at=3)
+    assert all(torch.equal(a, b) for a, b in zip(blown["params"][2], blown["params"][3], strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(blown["params"][3], blown["params"][4], strict=True))
+    assert math.isfinite(blown["losses"][-1])
+    # undone: backward and clipping are PyTorch's own again
+    assert _fit(2)["norms"] == plain["norms"][:2]
+
+
+def test_fp16_refuses_a_closure_in_one_line_and_is_proposed_on_cuda_only():
+    model = torch.nn.Linear(2, 1)
+    opt = torch.optim.LBFGS(model.parameters())
+    undo = patches.apply(("fp16",))
+    try:
+        def closure():
+            opt.zero_grad()
+            loss = model(torch.ones(3, 2)).pow(2).mean()
+            loss.backward()
+            return loss
+
+        closure()
+        with pytest.raises(RuntimeError, match="closure cannot be scaled"):
+            opt.step(closure)
+    finally:
+        patches.restore(undo)
+    assert catalogue.propose(_seen())[1]["fp16"].startswith("CUDA only")
+    fixes, _ = catalogue.propose(_seen(device="cuda"), asked=["fp16"])
+    assert fixes[0].patches == ("fp16",) and fixes[0].group == "precision"
+    assert "train.py:20: scaler = torch.amp.GradScaler('cuda')" in fixes[0].edit
+    lbfgs = [Built("optimizer", "LBFGS", "t.py:3", {})]
+    assert "closure" in catalogue.propose(_seen(device="cuda", optimizers=lbfgs), asked=["fp16"])[1]["fp16"]
+
+
 def test_channels_last_converts_a_conv_model_and_its_images_and_is_undone():
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())
     seen = []

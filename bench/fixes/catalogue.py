@@ -137,6 +137,24 @@ def _bf16(seen: Seen) -> Proposal:
                 "dtype=torch.bfloat16): (its output .float() before the loss)")]
 
 
+def _fp16(seen: Seen) -> Proposal:
+    """fp16 autocast with a gradient scaler: tensor cores on a GPU; a CPU has no fp16 matmul
+    units to gain from (bf16 is tried there)."""
+    if seen.device != "cuda":
+        return "CUDA only: the script ran on the CPU (bf16 is tried there)"
+    if not seen.models:
+        return "no module's forward seen"
+    if not seen.optimizers:
+        return "no optimizer seen: the gradient scaler steps through one"
+    opt = seen.optimizers[0]
+    if opt.type == "LBFGS":
+        return "`LBFGS` steps with a closure, which a gradient scaler cannot scale"
+    return [Fix("fp16 autocast+GradScaler", "precision", ("fp16",),
+                f"around the call of {_model(seen)}: with torch.autocast('cuda', dtype=torch.float16): ...; "
+                f"{_at(opt)}scaler = torch.amp.GradScaler('cuda'), then scaler.scale(loss).backward(), "
+                "scaler.unscale_(optimizer) before clipping, scaler.step(optimizer), scaler.update()")]
+
+
 def _compile(seen: Seen) -> Proposal:
     if not seen.models:
         return "no module's forward seen"
@@ -184,6 +202,7 @@ CATALOGUE: list[Entry] = [
     Entry("fused", _optimizer("fused")),
     Entry("threads", _threads),
     Entry("bf16", _bf16),
+    Entry("fp16", _fp16),
     Entry("channels_last", _channels_last),
     Entry("tf32", _cuda("tf32", "tf32",
                         "at the script's start: torch.backends.cuda.matmul.allow_tf32 = True")),

@@ -1,7 +1,8 @@
 """The patches ``--try`` applies inside the script's process before the script starts: each a
 change of PyTorch's defaults that the script cannot tell from its own code having asked for it
 (a DataLoader's ``num_workers``, an optimizer's ``fused``, the thread count, autocast around the
-outermost forward, its weights and inputs in channels-last order). Each is named ``key`` or
+outermost forward -- with a gradient scaler for fp16 --, its weights and inputs in
+channels-last order). Each is named ``key`` or
 ``key=value``; :func:`apply` returns the undo list.
 
 A patch binds the constructor's own arguments (``inspect.signature``), so a script that passes
@@ -161,6 +162,16 @@ def _to_float(output: Any) -> Any:
 @patch("bf16")
 def _bf16(value: str | None, undo: Undo) -> None:
     _outermost(undo, lambda m: torch.autocast(device_type=_device_type(m), dtype=torch.bfloat16), _to_float)
+
+
+@patch("fp16")
+def _fp16(value: str | None, undo: Undo) -> None:
+    """fp16 autocast around the outermost forward and a gradient scaler around the script's
+    backward and optimizer steps (:mod:`bench.fixes.scaling`): fp16 without one underflows."""
+    from bench.fixes.scaling import LossScaling
+
+    _outermost(undo, lambda m: torch.autocast(device_type=_device_type(m), dtype=torch.float16), _to_float)
+    LossScaling().install(undo)
 
 
 @patch("compile")
