@@ -9,6 +9,8 @@ line and exit code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import faulthandler
+import os
 import sys
 from collections.abc import Sequence
 
@@ -40,6 +42,20 @@ def take_compare(argv: list[str]) -> tuple[list[str], list[str] | None]:
 RENAMED = {"cost": "instructions"}  # old command -> new, kept for one release
 
 
+_CRASH_OUT: list[object] = []  # the real stderr, kept open for faulthandler
+
+
+def _on_crash() -> None:
+    """A crash inside a native library (torch, a profiler, the user's extension) prints the
+    Python stack that led to it, instead of a bare "Segmentation fault" (one run in about a
+    dozen here died so, with no line to go on). Written to a copy of the real stderr: while a
+    script runs, fd 2 points at the chatter filter's file, which dies with the process."""
+    if not _CRASH_OUT:
+        _CRASH_OUT.append(os.fdopen(os.dup(2), "w"))
+    faulthandler.enable(file=_CRASH_OUT[0])  # type: ignore[arg-type]
+    os.environ.setdefault("PYTHONFAULTHANDLER", "1")  # the processes it starts: --try's, the ranks
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     rest, compare = take_compare(list(sys.argv[1:] if argv is None else argv))
@@ -50,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(rest)
     if compare is not None:
         args.compare = compare
+    _on_crash()
     try:
         return int(module(args.command).main(args))
     except (UsageError, OutInUse) as exc:

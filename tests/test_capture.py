@@ -7,6 +7,7 @@ import json
 import pstats
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -397,3 +398,30 @@ def test_a_script_that_ends_while_its_hooks_are_off_leaves_none_behind(tmp_path:
     assert "observing-cost windows" in (tmp_path / "out" / "summary.md").read_text()  # it ended inside
     assert not nn_module._global_forward_pre_hooks and not nn_module._global_forward_hooks
     assert dataloader._BaseDataLoaderIter.__next__ is before
+
+
+SEGFAULT = """
+    import ctypes
+    import torch
+    model = torch.nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for step in range(10):
+        opt.zero_grad()
+        model(torch.randn(8, 4)).pow(2).mean().backward()
+        opt.step()
+        if step == 2:
+            ctypes.string_at(0)  # a native library's crash, as a broken extension would
+    """
+
+
+def test_a_script_that_crashes_natively_names_its_python_line(tmp_path: Path):
+    """A segmentation fault kills the process that runs the script: no report can be written,
+    but the user gets the Python stack down to the line that crashed, not a bare signal."""
+    script = tmp_path / "crash.py"
+    script.write_text(textwrap.dedent(SEGFAULT))
+    proc = subprocess.run([sys.executable, "-m", "bench", "run", "--tools", "none", "--observe-windows", "0",
+                           "--warmup", "1", "--steps", "3", "--out", str(tmp_path / "out"), str(script)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode != 0
+    assert "Fatal Python error: Segmentation fault" in proc.stderr
+    assert f'File "{script}", line 11' in proc.stderr

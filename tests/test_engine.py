@@ -254,6 +254,35 @@ def test_profiler_chatter_is_dropped_and_everything_else_kept(capfd):
     assert capfd.readouterr().err == "a real warning\n"
 
 
+def test_stderr_inside_the_filter_shows_while_the_script_runs(tmp_path):
+    """A whole observed script runs inside the filter: its warnings and progress bars must show
+    as they come (and survive a crash), not when it ends."""
+    import os
+    import time
+
+    from bench.measure.quiet import without_profiler_chatter
+
+    terminal = tmp_path / "terminal"
+    fd = os.open(terminal, os.O_WRONLY | os.O_CREAT)
+    saved = os.dup(2)
+    os.dup2(fd, 2)
+    try:
+        with without_profiler_chatter(poll_s=0.05):
+            os.write(2, b"USDT:2026-11-23 SyncActivityProfilerHandler.cpp:39] profiler_start\n")
+            os.write(2, b"epoch 1: 10%\repoch 1: 20%\repoch 1: 3")  # a bar, mid-redraw
+            deadline = time.monotonic() + 10
+            while b"20%" not in terminal.read_bytes() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            shown = terminal.read_bytes()
+            os.write(2, b"0%\n")
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(fd)
+    assert shown == b"epoch 1: 10%\repoch 1: 20%\r"  # what was complete, live, without the chatter
+    assert terminal.read_bytes() == b"epoch 1: 10%\repoch 1: 20%\repoch 1: 30%\n"
+
+
 def test_chatter_inside_a_progress_bar_line_is_cut_and_the_bar_kept():
     from bench.measure.quiet import strip_chatter
 
