@@ -209,6 +209,28 @@ def _try_result() -> Result:
     return Result(kind="try", spec=spec, machine=Environment.capture(torch.device("cpu")), measurements=ms)
 
 
+def test_a_machine_whose_speed_jumps_between_processes_is_said_why_not_measurable():
+    """Processes alternating between two speeds of the machine (10 and 13.6 ms for the same
+    baseline, seen here): no verdict, and the report says which sides spread and by how much."""
+    same = [2.0, 1.5]
+    ms = []
+    for i, state in enumerate([1.0, 1.36, 1.0, 1.36, 1.0]):
+        ms += [_process(trials.BASELINE, i, 10.0 * state, same), _process(trials.AGAIN, i, 10.0, same),
+               _process("fused=True", i, 9.0 * state, same, group="optimizer", edit="t.py:3: fused")]
+    spec = TrySpec(command=("t.py",), fixes=("fused=True",))
+    result = Result(kind="try", spec=spec, machine=Environment.capture(torch.device("cpu")), measurements=ms)
+    by = {r.name: r for r in trials.rows(result)}
+    assert by["fused=True"].verdict == "not measurable" and by[trials.AGAIN].verdict == "not measurable"
+    assert list(trials.unsteady(result)) == [trials.BASELINE, "fused=True"]
+    from bench.render import trying
+
+    said = "\n".join(trying.markdown(result))
+    assert "the processes of a side spread by more than 25%" in said
+    assert "baseline 36% (10.10-13.74 ms)" in said and "re-run on a quieter machine" in said
+    assert any("spread by more than" in line for line in trying.terminal(result))
+    assert not trials.unsteady(_try_result())  # a steady run says nothing of it
+
+
 def test_a_try_result_says_faster_unchanged_and_flags_the_fix_that_changes_the_loss(tmp_path: Path):
     result = _try_result()
     by = {r.name: r for r in trials.rows(result)}

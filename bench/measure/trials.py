@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from bench.measure import stats
 from bench.measure.result import Measurement, Result
-from bench.measure.rule import Comparison, decide
+from bench.measure.rule import Comparison, Rule, decide
 
 BASELINE, AGAIN, COMBINED = "baseline", "baseline again (A/A)", "combined"
 SAID = {"faster": "faster", "slower": "slower", "unchanged": "unchanged", "noisy": "not measurable"}
@@ -149,6 +149,18 @@ def rows(result: Result) -> list[Row]:
             found.append(row(result, COMBINED, 2))
         result.cache[key] = found
     return result.cache[key]
+
+
+def unsteady(result: Result) -> dict[str, tuple[float, float, float]]:
+    """The sides whose processes spread beyond the rule's limit (what makes a verdict "not
+    measurable"): side -> (IQR/median of its processes' median steps, the fastest, the slowest)."""
+    limit = Rule().max_spread
+    out = {}
+    for side in [BASELINE, AGAIN, *getattr(result.spec, "fixes", ())]:
+        steps = [median_step(m) for m in _ok(processes(result, side, 1))]
+        if len(steps) >= 2 and stats.relative_spread(steps) > limit:
+            out[side] = (stats.relative_spread(steps), min(steps), max(steps))
+    return out
 
 
 def baseline_step(result: Result, phase: int = 1) -> float | None:

@@ -12,6 +12,7 @@ import pandas as pd
 
 from bench.measure import trials
 from bench.measure.result import Result
+from bench.measure.rule import Rule
 from bench.measure.trials import Row
 from bench.render import page, svg
 
@@ -82,6 +83,9 @@ def _notes(result: Result) -> list[str]:
     if again is not None and again.comparison:
         lines.append(f"The A/A (the baseline against itself) reads {_speedup(again)}, {again.verdict}: "
                      "the run's own noise.")
+    unsteady = _unsteady(result)
+    if unsteady:
+        lines.append(unsteady)
     det = trials.deterministic(result)
     if det is False:
         lines.append(f"With --seed {spec.seed} two baseline processes gave different losses: the script is "
@@ -99,6 +103,19 @@ def _notes(result: Result) -> list[str]:
                  "by the rule `regress` applies (>5%, one-sided Mann-Whitney p < 0.01, the interval "
                  "beyond 1), each fix tested on its own.")
     return lines
+
+
+def _unsteady(result: Result) -> str:
+    """Why verdicts read "not measurable", when the processes of a side spread too far."""
+    wide = trials.unsteady(result)
+    if not wide:
+        return ""
+    said = "; ".join(f"{side} {spread:.0%} ({low * 1e3:.2f}-{high * 1e3:.2f} ms)"
+                     for side, (spread, low, high) in wide.items())
+    return (f"Not measurable where said: the processes of a side spread by more than "
+            f"{Rule().max_spread:.0%} (IQR/median of their median steps): {said}. The machine's "
+            "speed changed between processes, more than the fixes change the step; re-run on a quieter "
+            "machine, or with more --repeats.")
 
 
 def markdown(result: Result) -> list[str]:
@@ -121,7 +138,8 @@ def terminal(result: Result) -> list[str]:
     lines = [recommendation(result), ""]
     for r in found:
         lines.append(f"  {r.name:<{width}}  {_speedup(r):<22} {r.verdict:<15} {r.numerics}")
-    return [*lines, "", *_notes(result)[:2]]
+    unsteady = _unsteady(result)
+    return [*lines, "", *_notes(result)[:2], *([unsteady] if unsteady else [])]
 
 
 def frame(result: Result) -> pd.DataFrame:
