@@ -343,12 +343,11 @@ class Recorder:
 
     def _next_window(self) -> None:
         done = self.windows[self._index]
-        if done.kind in ("warmup", "measure"):
+        if done.kind in ("warmup", "measure"):  # their steps read; DDP's timing over the measured window
             self._resolve()
+            self.ddp.mark("start" if done.kind == "warmup" else "end")
         if done.kind == "warmup":
             self.warmup_s = self._clock() - self.started
-        if done.kind in ("warmup", "measure"):  # DDP's own timing, read over the measured window
-            self.ddp.mark("start" if done.kind == "warmup" else "end")
         if done.kind == "measure":  # observing's pairs: as many as fit its time budget
             from bench.capture.windows import fit_observing
 

@@ -78,12 +78,11 @@ def plan(spec: ScriptSpec) -> list[Window]:
     if spec.steps == 0:
         return [Window("measure", sys.maxsize)]
     windows = [Window("measure", spec.steps), Window("flops", 1)]
-    observing = (UNHOOKED,) if spec.observe_windows else ()
-    order = tuple(spec.tools) + observing if spec.observe_last else observing + tuple(spec.tools)
-    for tool in order:
-        steps = spec.observe_steps if tool == UNHOOKED else spec.profile_steps
-        if tool == UNHOOKED and spec.observe_last and spec.tools:
+    for tool in spec.window_order():
+        if tool == SETTLE:
             windows.append(Window(SETTLE, 1))
+            continue
+        steps = spec.observe_steps if tool == UNHOOKED else spec.profile_steps
         for i in range(spec.observe_windows if tool == UNHOOKED else spec.profile_windows):
             pair = [Window("plain", steps, tool=tool), Window(tool, steps)]
             windows += pair if i % 2 == 0 else pair[::-1]

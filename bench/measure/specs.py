@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bench.defaults import TOOLS
+from bench.defaults import SETTLE, TOOLS, UNHOOKED
 
 T = TypeVar("T")
 
@@ -119,6 +119,15 @@ class ScriptSpec(Command):
 
     kind = "script"
     samples_are = "steps"
+
+    def window_order(self) -> list[str]:
+        """What follows the measured window (and its counted step), in the order it runs: each
+        tool's windows, then a settling step and observing's (UNHOOKED) pairs -- before the
+        tools in runs saved before ``observe_last``."""
+        observing = [UNHOOKED] if self.observe_windows else []
+        if not self.observe_last:
+            return observing + list(self.tools)
+        return list(self.tools) + ([SETTLE] if observing and self.tools else []) + observing
 
     def title(self) -> str:
         return f"Script `{self.shell()}`"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.defaults import UNHOOKED
+from bench.defaults import SETTLE, UNHOOKED
 from bench.measure import derive, stats
 from bench.measure.result import Built, Measurement, Process, Result
 from bench.measure.specs import ScriptSpec
@@ -175,11 +175,11 @@ def missing_windows(spec: ScriptSpec, m: Measurement) -> list[str]:
         return []
     out, start = [], spec.warmup + spec.steps + 1
     observe = (m.process.observe_pairs or spec.observe_windows) if m.process else spec.observe_windows
-    observing = [(UNHOOKED, observe)] if spec.observe_windows else []
-    tools = [(t, spec.profile_windows) for t in spec.tools]
-    for tool, windows in [*tools, *observing] if spec.observe_last else [*observing, *tools]:
-        if tool == UNHOOKED and spec.observe_last and spec.tools:
-            start += 1  # the settling step
+    for tool in spec.window_order():
+        if tool == SETTLE:
+            start += 1
+            continue
+        windows = observe if tool == UNHOOKED else spec.profile_windows
         need = start + 2 * windows * (spec.observe_steps if tool == UNHOOKED else spec.profile_steps)
         got = m.profiles.get(tool)
         pairs = min(len(got.plain), len(got.tool)) if got else 0
