@@ -263,7 +263,7 @@ def test_the_try_report_recommends_from_the_combination_and_never_the_diverged_f
     assert " steps |" not in again
     assert "The A/A (the baseline against itself) reads" in md and "pin_memory: CUDA only" in md
     csv = (tmp_path / "summary.csv").read_text()
-    assert csv.splitlines()[0].startswith("fix,group,processes,speedup") and "wrong" in csv
+    assert csv.splitlines()[0].startswith("fix,group,measured,processes,blocks") and "wrong" in csv
     assert (tmp_path / "speedup.png").stat().st_size > 0
     html = (tmp_path / "report.html").read_text()
     assert "together 1.67x faster" in html and "<svg" in html
@@ -326,11 +326,13 @@ def _in_process(words: list[str]) -> tuple[int, str]:
     import contextlib
     import io
 
-    assert words[1:3] == ["-m", "bench"]
+    from bench.capture import child
+
+    assert words[1:3] == ["-m", "bench.capture.child"]
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         try:
-            code = cli.main(words[3:])
+            code = child.main(words[3:])
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
     return code, err.getvalue()
@@ -346,13 +348,20 @@ def test_try_end_to_end_flags_a_wrong_fix_and_never_ranks_the_a_a(tmp_path: Path
     monkeypatch.setattr(catalogue, "CATALOGUE", list(catalogue.CATALOGUE))
     out = tmp_path / "out"
     code = cli.main(["run", "--try", "--fixes", "lr100,fused,refuse", "--fixes-from", "my_fixes",
-                     "--steps", "10", "--warmup", "2", "--out", str(out), str(tmp_path / "train.py")])
+                     "--blocks", "3", "--pairs", "5", "--steps", "10", "--warmup", "2", "--out", str(out),
+                     str(tmp_path / "train.py")])
     assert code == 0, capsys.readouterr().err
     result = Result.load(out / "run.json")
     assert result.kind == "try" and "lr x500" in result.spec.fixes and "fused=True" in result.spec.fixes
-    # 5 processes a side; the refused fix failed once and was not run again
-    assert len(result.measurements) == (2 + len(result.spec.fixes) - 1) * 5 + 1
+    # fused is a switch: in-process pairs (one process of the script holds its 3 blocks and the
+    # A/A's) and one short seeded run for its numerics; the fixes with no switch in processes,
+    # 5 a side against the baseline's (the probe the first); the refused fix failed once and
+    # was not run again
+    assert result.spec.switched == ("fused=True",)
+    assert len(result.measurements) == 1 + 1 + 1 + 4 + 5 + 1
     by = {r.name: r for r in trials.rows(result)}
+    assert by["fused=True"].how == "in-process pairs, 3 blocks" and by["fused=True"].comparison is None
+    assert by[trials.AGAIN].how == "in-process pairs, 3 blocks" and by["lr x500"].how == "5 processes"
     # sub-millisecond steps in one shared process: the A/A may be unmeasurable, never a finding
     assert by[trials.AGAIN].verdict in ("unchanged", "not measurable")
     assert by["lr x500"].diverged and not by["lr x500"].recommended
@@ -360,7 +369,9 @@ def test_try_end_to_end_flags_a_wrong_fix_and_never_ranks_the_a_a(tmp_path: Path
     assert by["fused=True"].numerics != "" and not by["fused=True"].failed
     assert by["refused"].verdict == "failed" and "SGD rejects this option" in by["refused"].failed
     md = (out / "summary.md").read_text()
-    assert "| lr x500 |" in md and "loss diverged" in md and "failed: exit 1" in md
+    refused = next(line for line in md.splitlines() if line.startswith("| refused"))
+    assert "| lr x500 |" in md and "loss diverged" in md
+    assert "failed: " in refused and "SGD rejects" in refused
     assert sys.modules.get("my_fixes") is not None
 
 
@@ -423,13 +434,17 @@ def test_try_under_torchrun_runs_each_process_as_a_job_and_shares_the_cores(tmp_
     """--try --nproc N: every process of the schedule is a torchrun job of N ranks (the fix applied
     in each), rank 0's steps and losses its sample, a failed rank fails the process; the
     catalogue fits workers and threads to the cores a rank has."""
+    import json
+
     from bench.fixes import trial
 
     spec = TrySpec(command=("ddp.py", "--epochs", "1"), nproc=2, torchrun="--master-port 29999")
-    words = trial.Runner(spec, tmp_path).command(("fused",), tmp_path / "p0")
-    assert words[words.index("--nproc") + 1] == "2"
-    assert words[words.index("--torchrun") + 1] == "--master-port 29999"
-    assert words[-3:] == ["ddp.py", "--epochs", "1"] and words[words.index("--apply") + 1] == "fused"
+    runner = trial.Runner(spec, tmp_path)
+    words = runner.command(runner.child(("fused",), 50), tmp_path / "p0")
+    assert words[1:3] == ["-m", "bench.capture.child"]
+    given = json.loads(Path(words[3]).read_text())  # the child's spec, as data
+    assert given["nproc"] == 2 and given["torchrun"] == "--master-port 29999"
+    assert given["spec"]["command"] == ["ddp.py", "--epochs", "1"] and given["spec"]["fixes"] == ["fused"]
     ok = [_process("baseline", 0, 10.0, [1.0]), _process("baseline", 0, 10.0, [1.0])]
     ok[0].name, ok[1].name = "rank0", "rank1"
     child = Result(kind="script", spec=TrySpec(command=("x.py",)), machine=_try_result().machine,
@@ -443,7 +458,7 @@ def test_try_under_torchrun_runs_each_process_as_a_job_and_shares_the_cores(tmp_
     assert seen.cores == max(1, (os.cpu_count() or 1) // 2) and seen.ranks == 2
     fixes, skipped = catalogue.propose(catalogue.Seen(**{**seen.__dict__, "cores": 1}))
     loader = [f.name for f in fixes if f.group == "loader"]
-    assert loader == ["num_workers=1", "num_workers=1+persistent_workers"]
+    assert loader == ["num_workers=1"]  # persistent workers: asked for by name only
     assert skipped["threads"] == "torch already uses all 1 core a rank (2 ranks) (1 threads)"
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from bench.capture.switches import Live
 from bench.measure.result import Built
 
 KEEP = 10  # constructions kept of each kind (a script that makes loaders in a loop stays small)
@@ -49,6 +50,7 @@ class Builds:
         self.optimizers_made = 0
         self.models: list[str] = []
         self._modules: set[int] = set()
+        self.live = Live()  # the optimizers and outermost modules themselves (--try's switches)
 
     def _note(self, kind: str, made: Any, options: dict[str, Any], where: str) -> None:
         if sum(1 for b in self.found if b.kind == kind) < KEEP:
@@ -74,6 +76,7 @@ class Builds:
         def optimizer(made: Any, *args: Any, **kwargs: Any) -> None:
             builds.optimizers_made += 1
             optimizer_init(made, *args, **kwargs)
+            builds.live.add_optimizer(made)
             builds._note("optimizer", made, dict(getattr(made, "defaults", {})), call_site())
 
         DataLoader.__init__ = loader  # type: ignore[method-assign]
@@ -86,6 +89,8 @@ class Builds:
         if id(module) in self._modules:  # every step calls it: read it once
             return
         self._modules.add(id(module))
+        if len(self._modules) <= KEEP:
+            self.live.add_module(module)
         inner = getattr(module, "module", None)
         wraps = f"({type(inner).__name__})" if isinstance(inner, torch.nn.Module) else ""
         name = type(module).__name__ + wraps

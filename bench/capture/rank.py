@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 
@@ -22,10 +21,9 @@ def main(argv: list[str]) -> int:
 
     folder, spec_json, sep, *command = argv
     assert sep == "--", "usage: DIR SPEC_JSON -- COMMAND..."
-    given = json.loads(spec_json)
-    spec = ScriptSpec(command=tuple(command), **{
-        f.name: tuple(given[f.name]) if isinstance(given[f.name], list) else given[f.name]
-        for f in fields(ScriptSpec) if f.name in given and f.name != "command"})
+    from bench.measure.specs import build
+
+    spec = build(ScriptSpec, {**json.loads(spec_json), "command": command})
     rank = int(os.environ.get("RANK", "0"))
     out = Path(folder)
     announce(rank, out)  # for this node's vaebench run: which ranks ran here, where the gather listens

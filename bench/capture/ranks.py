@@ -10,6 +10,7 @@ a **straggler** (:mod:`bench.measure.skew`).
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 from dataclasses import replace
@@ -34,6 +35,13 @@ def record(spec: ScriptSpec, outcome: Outcome, rank: int | None = None) -> Measu
         plain, used = rec.pairs(tool)
         if plain:
             profiles[tool] = ToolTiming(plain, used)
+    if spec.duet is not None:  # --try's switches: each side's pairs, by block
+        from bench.capture import duet
+
+        profiles |= {duet.kind(side): duet.pairs(rec.windows, side) for side in spec.duet.sides}
+        notes = {"warm": duet.warm_steps(rec.windows)}
+    else:
+        notes = {}
     memory = peak_memory()
     local = int(os.environ.get("LOCAL_RANK", rank or 0)) if rank is not None else None
     process = Process(rank=rank, local_rank=local, node=socket.gethostname(),
@@ -43,7 +51,7 @@ def record(spec: ScriptSpec, outcome: Outcome, rank: int | None = None) -> Measu
                       pid=os.getpid(), memory=memory, **rec.allreduce(), stopped=outcome.stopped,
                       exit_code=outcome.exit_code, error=outcome.error, interrupted=outcome.interrupted,
                       no_step=outcome.no_step, waited=outcome.waited, micro_batches=rec.micro_batches(),
-                      built=list(rec.builds.found), losses=[float(x) for x in rec.losses],
+                      built=list(rec.builds.found), losses=[_finite(x) for x in rec.losses],
                       threads=torch.get_num_threads(), warmup_s=rec.warmup_s, observe_pairs=rec.observe_pairs,
                       timeline=rec.timeline.as_dict() if rank is not None and not rec.cuda else {})
     failed = outcome.error or outcome.no_step or outcome.interrupted
@@ -51,8 +59,14 @@ def record(spec: ScriptSpec, outcome: Outcome, rank: int | None = None) -> Measu
         name=spec.name if rank is None else f"rank{rank}", status="failed" if failed else "ok",
         reason=status_line(process) if failed else "", samples=rec.window("measure"), profiles=profiles,
         artifacts=list(outcome.artifacts), parts=list(PARTS), description=spec.shell(),
-        device="cuda" if rec.cuda else "cpu", batch_size=rec.batch_size(), process=process,
+        device="cuda" if rec.cuda else "cpu", batch_size=rec.batch_size(), process=process, notes=notes,
         footprint=Footprint(flops_per_step=outcome.flops_per_step, max_rss_mb=memory.get("max_rss_mb")))
+
+
+def _finite(loss: torch.Tensor) -> float | None:
+    """A loss as JSON can hold it: inf and NaN as None (what --try's numerics call diverged)."""
+    x = float(loss)
+    return x if math.isfinite(x) else None
 
 
 def save_record(m: Measurement, path: Path) -> None:

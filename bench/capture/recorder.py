@@ -98,12 +98,14 @@ class Recorder:
         # DataLoader's) record_function scope corrupted the heap here, now and then (checked).
         self._deferred: list[Callable[[], None]] = []
 
-    def _call(self, method: Callable[[], None]) -> None:
+    def _call(self, method: Callable[[], None]) -> bool:
+        """Run a tool's start/step/stop now (True) or at the next step's first part."""
         tool = getattr(method, "__self__", None)
         if getattr(tool, "deferred", True):
             self._deferred.append(method)
-        else:
-            method()
+            return False
+        method()
+        return True
 
     def _run_deferred(self) -> None:
         calls, self._deferred = self._deferred, []
@@ -352,15 +354,18 @@ class Recorder:
             from bench.capture.windows import fit_observing
 
             self.windows, self.observe_pairs = fit_observing(self.windows, done)
-        if done.kind in self.tools:
-            self._call(self.tools[done.kind].stop)  # its last step is over
+        # A tool started or stopped right here (a switch flipped, the part hooks taken off) is
+        # outside every step: the next step's clock starts after it.
+        flipped = done.kind in self.tools and self._call(self.tools[done.kind].stop)  # its last step is over
         self._index += 1
         if self._index == len(self.windows):
             self.finished = True
             raise Stop
         upcoming = self.windows[self._index]
         if upcoming.kind in self.tools:
-            self._call(self.tools[upcoming.kind].start)
+            flipped = self._call(self.tools[upcoming.kind].start) or flipped
+        if flipped:
+            self._step_start = self.marks.mark()
 
     def close(self) -> None:
         """The script ended (or stopped): resolve what is pending (a profiler still running is

@@ -77,6 +77,10 @@ def plan(spec: ScriptSpec) -> list[Window]:
     measured pair. (Runs saved before ``observe_last`` had them first.)"""
     if spec.steps == 0:
         return [Window("measure", sys.maxsize)]
+    if spec.duet is not None:  # --try's switches: nothing else after the measured window
+        from bench.capture import duet
+
+        return [Window("measure", spec.steps), *duet.plan(spec.duet)]
     windows = [Window("measure", spec.steps), Window("flops", 1)]
     for tool in spec.window_order():
         if tool == SETTLE:
@@ -166,6 +170,10 @@ def line_targets(names: tuple[str, ...], recorder_ref: list[Any]) -> tuple[list[
 
 def _tools(spec: ScriptSpec, worker: str, recorder_ref: list[Any]) -> dict[str, Profiler]:
     made: dict[str, Profiler] = {}
+    if spec.duet is not None:
+        from bench.capture import duet
+
+        return duet.tools(spec.duet, lambda: recorder_ref[0].builds.live)
     if spec.steps:
         made["flops"] = _Flops()
         if spec.observe_windows:

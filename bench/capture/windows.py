@@ -36,6 +36,7 @@ class Window:
     tool: str | None = None  # the tool whose overhead a plain window is paired with
     timings: list[Timing] = field(default_factory=list)
     filled: int = 0  # steps it ended (their Timings are read later: Recorder._resolve)
+    block: int | None = None  # --try's switches: the block of a pair's window (-1: a switch's warm-up)
 
 
 def first_tensor(batch: Any) -> torch.Tensor | None:

@@ -39,9 +39,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                     "and traces into --out. --nproc N runs it under torchrun, one capture per rank.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--warmup", type=non_negative_int, default=5, help="steps left out first")
-    p.add_argument("--steps", type=non_negative_int, default=100,
+    p.add_argument("--steps", type=non_negative_int, default=None,
                    help="steps measured, then the profiler windows, then the script is stopped; 0: "
-                        "measure every step until the script ends (no profilers)")
+                        "measure every step until the script ends (no profilers) (default: 100; "
+                        "--try: 30 a process)")
     p.add_argument("--step-on", choices=("auto", "optimizer", "backward"), default="auto",
                    help="what ends a step: optimizer.step(), or backward() for a script with no "
                         "optimizer (auto: the optimizer where the script makes one)")
@@ -79,11 +80,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def _try_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--try", dest="try_", action="store_true",
-                   help="measure the usual fixes on the unmodified script: each applied by patching "
-                        "PyTorch in the script's process (DataLoader workers, foreach/fused optimizers, "
-                        "threads, bf16 autocast, CUDA ones on a GPU), in alternating processes against "
-                        "the baseline and an A/A, with the losses compared and the line to change; "
-                        "with --nproc N each process is a torchrun job of N ranks")
+                   help="measure the usual fixes on the unmodified script, each applied by patching "
+                        "PyTorch in the script's process: those that can be switched between steps "
+                        "(foreach/fused optimizers, threads, bf16 autocast, compile, CUDA flags) step "
+                        "against step in the script's own process, in blocks, with an A/A; the others "
+                        "(DataLoader workers) in processes alternated with the baseline's; losses "
+                        "compared and the line to change; with --nproc N each process is a torchrun "
+                        "job of N ranks")
     p.add_argument("--fixes", type=comma_list, default=None,
                    help="--try: only these catalogue entries (default: every one that applies; "
                         "'compile' only when named)")
@@ -97,6 +100,11 @@ def _try_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tolerance", type=positive_float, default=0.05,
                    help="--try: a relative loss change up to this (beyond the baseline's own) is "
                         "'within'; more is 'loss diverged'")
+    p.add_argument("--blocks", type=positive_int, default=8,
+                   help="--try: independent blocks of in-process pairs; a switch's interval is taken "
+                        "across them (at least 3)")
+    p.add_argument("--pairs", type=positive_int, default=20,
+                   help="--try: pairs of single steps (switch on, off) per fix per block")
     p.add_argument("--max-minutes", type=positive_float, default=None,
                    help="--try: start no process after this; what was measured is kept")
 
@@ -134,6 +142,7 @@ def main(args: argparse.Namespace) -> int:
         return compare_commands(args)
     if args.try_:
         return try_fixes(args)
+    args.steps = 100 if args.steps is None else args.steps
     spec = spec_from(args)
     check_target(spec.command)
     if args.nproc and args.nproc > (os.cpu_count() or 1):
@@ -171,20 +180,44 @@ def main(args: argparse.Namespace) -> int:
 def try_fixes(args: argparse.Namespace) -> int:
     """``--try``: the fixes measured on the script (bench.fixes.trial), saved as a ``try`` run."""
     from bench.capture.script import check_target
-    from bench.fixes.trial import run_try
+    from bench.fixes.schedule import run_try
     from bench.output import writing
     from bench.render.terminal import text
 
     command = tuple(["-m", args.module, *args.script_args] if args.module else args.script_args)
     check_target(command)
     args.losses = 10 if args.losses is None else args.losses
+    args.steps = 30 if args.steps is None else args.steps
+    spec = try_spec(args, command)
     with writing(args.out) as output:
-        result = run_try(args, command, output)
+        result = run_try(spec, args.fixes, output.stage)
         output.publish(result)
     print(f"\n{text(result)}")
     print(f"\nWrote the run into {args.out}/ (start with {args.out}/summary.md; every process's steps "
           f"and losses: {args.out}/run.json)")
     return 130 if "interrupted" in result.partial.get("try/schedule", "") else 0
+
+
+def try_spec(args: argparse.Namespace, command: tuple[str, ...]):  # -> TrySpec
+    """``--try``'s spec, built here from the command line (a user's fix modules imported first:
+    their entries and switches register themselves); its bad input is one line, exit 2."""
+    import importlib
+
+    from bench.fixes.trial import check
+    from bench.measure.specs import TrySpec
+
+    for module in args.fixes_from:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise UsageError(f"--fixes-from {module}: cannot import it ({exc}); put its folder on "
+                             "PYTHONPATH or run from there") from None
+    check(args)
+    return TrySpec(command=command, warmup=args.warmup, steps=args.steps, repeats=args.repeats,
+                   blocks=args.blocks, pairs=args.pairs, seed=args.seed if args.seed is not None else 0,
+                   losses=args.losses, tolerance=args.tolerance, wait=args.wait,
+                   plugins=tuple(args.fixes_from), max_minutes=args.max_minutes, nproc=args.nproc or 0,
+                   torchrun=args.torchrun or "")
 
 
 def _one(spec, stage: Path):  # -> (records, exit code)
@@ -246,12 +279,13 @@ def compare_commands(args: argparse.Namespace) -> int:
             log.info("process %d of %d: %s", 2 * i + (1 if samples[side] else 0) + 1,
                      2 * args.repeats, args.compare[0 if side == "A" else 1])
             samples[side].append(_one_process(args, sides[side], side, Path(tmp) / f"{side}{i}", samples))
-    outcome = decide(samples["A"], samples["B"], name="B against A")
+    outcome = decide(samples["A"], samples["B"], name="B against A", advice=True)
     ratio, p, (low, high) = outcome.ratio, outcome.p_slower, outcome.ci
     said = {"slower": "B is measurably slower than A", "faster": "B is measurably faster than A",
-            "unchanged": "no measurable difference between A and B",
-            "noisy": "no verdict: the processes' medians spread too much (more --repeats, or a quieter "
-                     "machine)"}[outcome.verdict]
+            "unchanged": f"A and B are the same within {Rule().threshold:.0%}",
+            "noisy": "not measurable: the interval holds 1 and reaches beyond the 5% threshold, or the "
+                     "processes' medians spread too much (more --repeats, or a quieter machine)",
+            }[outcome.verdict]
     lines = [f"A: {args.compare[0]}", f"B: {args.compare[1]}",
              f"median step per process (ms): A {', '.join(f'{s * 1e3:.2f}' for s in samples['A'])}; "
              f"B {', '.join(f'{s * 1e3:.2f}' for s in samples['B'])}",

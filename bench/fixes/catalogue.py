@@ -196,7 +196,9 @@ def _pinned(seen: Seen) -> Proposal:
 
 CATALOGUE: list[Entry] = [
     Entry("num_workers", _workers),
-    Entry("persistent_workers", _persistent),
+    # Its saving is the workers' start at each epoch: a window of steps inside an epoch does not
+    # see it, so it is measured only when asked for (by processes spanning an epoch's start).
+    Entry("persistent_workers", _persistent, default=False),
     Entry("pin_memory", _pinned),
     Entry("foreach", _optimizer("foreach")),
     Entry("fused", _optimizer("fused")),

@@ -191,14 +191,19 @@ def _channels_last(value: str | None, undo: Undo) -> None:
     """The outermost module's weights in channels-last order once, at its first call, and every
     4-D floating-point input converted on the way in (what a script does with
     ``model.to(memory_format=torch.channels_last)`` and ``x.to(memory_format=...)``)."""
-    from torch.utils._pytree import tree_map
-
     converted: set[int] = set()
 
     def enter(module: torch.nn.Module) -> None:
         if id(module) not in converted:
             converted.add(id(module))
             module.to(memory_format=torch.channels_last)
+
+    convert_inputs(undo, enter)
+
+
+def convert_inputs(undo: Undo, enter: Callable[[torch.nn.Module], Any] = lambda m: None) -> None:
+    """The outermost module's 4-D floating-point inputs in channels-last order on the way in."""
+    from torch.utils._pytree import tree_map
 
     def cast(t: Any) -> Any:
         if isinstance(t, torch.Tensor) and t.dim() == 4 and t.is_floating_point():

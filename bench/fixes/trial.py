@@ -1,10 +1,12 @@
-"""``vaebench run --try``: the baseline process first (what it built decides the fixes), then
-the baseline, itself again (A/A) and every fix in rotated order, ``repeats`` processes each;
-then the faster fixes together against new baseline processes. Every process is a plain
-``vaebench run`` of the unmodified script with the fix's patches applied before it starts (no
-profilers, the same warm-up, steps and seed), its median step one sample.
+"""``vaebench run --try``: the baseline process first (what it built decides the fixes); then
+every fix that can be switched between steps (:mod:`bench.capture.switches`) measured in the
+script's own process, pairs of single steps in blocks, the A/A with them -- as many short
+processes of the script as the blocks need (a script may end first); short seeded processes for
+their numerics; then the fixes that cannot be switched (a DataLoader's workers: the loader is
+built once) in processes alternated with the baseline's, ``repeats`` each; then the faster fixes
+together, the same way. Every child receives its spec as data (:mod:`bench.capture.child`).
 
-Ctrl-C or ``--max-minutes`` keeps every process measured so far: the run is saved and rendered
+Ctrl-C or ``--max-minutes`` keeps everything measured so far: the run is saved and rendered
 as partial.
 """
 
@@ -15,7 +17,6 @@ import logging
 import shlex
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -24,10 +25,8 @@ from pathlib import Path
 from bench.errors import UsageError
 from bench.fixes import catalogue
 from bench.fixes.catalogue import Fix
-from bench.measure import trials
-from bench.measure.alternation import alternate
 from bench.measure.result import Measurement, Result
-from bench.measure.specs import TrySpec
+from bench.measure.specs import Duet, ScriptSpec, TrySpec
 from plumbing.argtypes import option_value
 
 log = logging.getLogger("bench")
@@ -46,42 +45,70 @@ class Runner:
         self.spec, self.tmp, self.launch = spec, tmp, launch
         self.measured: list[Measurement] = []
         self.machine = None
-        self.walls: list[float] = []
+        self.walls: list[float] = []  # the timed processes' (warm-up + steps)
         self.started = time.perf_counter()
 
-    def command(self, patches: tuple[str, ...], out: Path) -> list[str]:
+    def child(self, patches: tuple[str, ...], steps: int, duet: Duet | None = None) -> ScriptSpec:
+        """What one process runs, as data: the script with the patches, no profilers."""
         s = self.spec
-        words = [sys.executable, "-m", "bench", "run", "--raw", "--tools", "none", "--observe-windows", "0",
-                 "--steps", str(s.steps), "--warmup", str(s.warmup), "--wait", str(s.wait),
-                 "--losses", str(s.losses), "--out", str(out)]
-        words += ["--seed", str(s.seed)] if s.seed is not None else []
-        for p in patches:
-            words += ["--apply", p]
-        for module in s.plugins:
-            words += ["--fixes-from", module]
-        if s.nproc:
-            words += ["--nproc", str(s.nproc)] + (["--torchrun", s.torchrun] if s.torchrun else [])
-        return words + list(s.command)
+        return ScriptSpec(command=s.command, warmup=s.warmup, steps=steps, tools=(), observe_windows=0,
+                          wait=s.wait, fixes=patches, seed=s.seed, losses=s.losses, plugins=s.plugins,
+                          duet=duet)
 
-    def run(self, side: str, repeat: int, phase: int, fix: Fix | None) -> Measurement:
-        out = self.tmp / f"p{len(self.measured)}"
+    def command(self, spec: ScriptSpec, out: Path) -> list[str]:
+        from bench.capture.child import order
+
+        path = out.with_suffix(".json")
+        path.write_text(order(spec, self.spec.nproc, self.spec.torchrun))
+        return [sys.executable, "-m", "bench.capture.child", str(path), str(out)]
+
+    def run(self, side: str, repeat: int, phase: int, fix: Fix | None, *, numerics: bool = False,
+            duet: Duet | None = None, notes: dict | None = None) -> Measurement:
+        """One process of ``side``: timed (``steps`` measured), for its losses only (``numerics``),
+        or the switches' pairs (``duet``)."""
+        return self.run_many([(side, repeat, phase, fix)], numerics=numerics, duet=duet, notes=notes)[0]
+
+    def run_many(self, jobs: list[tuple[str, int, int, Fix | None]], *, numerics: bool = False,
+                 duet: Duet | None = None, notes: dict | None = None) -> list[Measurement]:
+        """Processes of several sides; at the same time (two at once) only where nothing is timed
+        (``numerics``: the losses of short seeded runs do not depend on the machine's load)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        steps = (self.spec.losses or 1) if numerics else (1 if duet else self.spec.steps)
+        outs = [self.tmp / f"p{len(self.measured) + i}" for i in range(len(jobs))]
+        words = [self.command(self.child(fix.patches if fix else (), steps, duet), out)
+                 for (_, _, _, fix), out in zip(jobs, outs, strict=True)]
         begin = time.perf_counter()
-        code, said = self.launch(self.command(fix.patches if fix else (), out))
-        self.walls.append(time.perf_counter() - begin)
-        notes = {"side": side, "repeat": repeat, "phase": phase}
+        if numerics and len(jobs) > 1:
+            with ThreadPoolExecutor(2) as pool:
+                done = list(pool.map(self.launch, words))
+        else:
+            done = [self.launch(w) for w in words]
+        if not numerics and duet is None:
+            self.walls.append(time.perf_counter() - begin)
+        found = [self._collect(job, out, said, numerics, notes)
+                 for job, out, said in zip(jobs, outs, done, strict=True)]
+        self.measured += found
+        return found
+
+    def _collect(self, job: tuple[str, int, int, Fix | None], out: Path, said: tuple[int, str],
+                 numerics: bool, extra: dict | None) -> Measurement:
+        side, repeat, phase, fix = job
+        notes = {"side": side, "repeat": repeat, "phase": phase, **(extra or {})}
+        notes |= {"numerics": True} if numerics else {}
         if fix is not None:
             notes |= {"group": fix.group, "patches": list(fix.patches), "edit": fix.edit}
         try:
             child = Result.load(out / "run.json")
-            m = replace(_sample(child), name=f"{side} #{repeat + 1}", notes=notes, artifacts=[])
+            first = _sample(child)
             self.machine = self.machine or child.machine
+            return replace(first, name=f"{side} #{repeat + 1}", notes=first.notes | notes, artifacts=[])
         except Exception:  # no run.json: the script (or the patch) failed before a step was measured
-            lines = said.strip().splitlines()
+            code, text = said
+            lines = text.strip().splitlines()
             why = next((ln for ln in reversed(lines) if ln.strip() and not ln.startswith(" ")), "")
-            m = Measurement(name=f"{side} #{repeat + 1}", status="failed",
-                            reason=f"exit {code}: {why[-300:]}", notes=notes)
-        self.measured.append(m)
-        return m
+            return Measurement(name=f"{side} #{repeat + 1}", status="failed",
+                               reason=f"exit {code}: {why[-300:]}", notes=notes)
 
     def per_process(self) -> float:
         return sorted(self.walls)[len(self.walls) // 2] if self.walls else 0.0
@@ -118,6 +145,8 @@ def check(args: argparse.Namespace) -> None:
     if args.repeats < need:
         raise UsageError(f"--try --repeats {args.repeats}: at least {need} processes a side are needed for "
                          f"a verdict at p < {Rule().alpha}")
+    if args.blocks < 3:
+        raise UsageError(f"--try --blocks {args.blocks}: an interval across blocks needs at least 3")
     if args.nproc and _nodes(args.torchrun or "") > 1:
         raise UsageError("--try across several nodes is not built: each process of the schedule would have "
                          "to start on every node at once; try the fixes on one node (--nproc N without "
@@ -127,110 +156,3 @@ def check(args: argparse.Namespace) -> None:
         raise UsageError(f"--fixes: unknown fix {unknown[0]!r}: choose from {', '.join(catalogue.names())}")
 
 
-def schedule(spec: TrySpec, fixes: list[Fix], runner: Runner) -> str:
-    """Phase 1: baseline, A/A and each fix, rotated; returns why it stopped early ("" if it did not)."""
-    sides = [trials.BASELINE, trials.AGAIN, *(f.name for f in fixes)]
-    by_name = {f.name: f for f in fixes}
-    total = len(sides) * spec.repeats
-    done, given_up = 1, set()
-    for i, side in alternate(sides, spec.repeats):
-        if i == 0 and side == trials.BASELINE:
-            continue  # the first baseline process was the probe
-        if side in given_up:
-            continue
-        why = _over_time(spec, runner, total - done)
-        if why:
-            return why
-        left = runner.per_process() * (total - done) / 60
-        log.info("process %d of %d: %s (about %.1f min left)", done + 1, total, side, left)
-        m = runner.run(side, i, 1, by_name.get(side))
-        done += 1
-        if m.status != "ok" and side in by_name:
-            log.warning("%s failed (%s): its other processes are skipped, the other fixes go on",
-                        side, m.reason)
-            given_up.add(side)
-    return ""
-
-
-def _over_time(spec: TrySpec, runner: Runner, left: int) -> str:
-    if spec.max_minutes is not None and runner.elapsed_min() + runner.per_process() / 60 > spec.max_minutes:
-        return (f"stopped at --max-minutes {spec.max_minutes:g} with {left} processes not run: "
-                "the fixes with fewer processes have wider intervals or none")
-    return ""
-
-
-def combine(spec: TrySpec, fixes: list[Fix], runner: Runner, result: Result) -> tuple[TrySpec, str]:
-    """Phase 2: the faster fixes that kept the result, one per group, applied together."""
-    chosen = [f for f in fixes if f.name in {r.name for r in trials.choose(trials.rows(result))}]
-    if len(chosen) < 2:
-        return spec, ""
-    together = Fix(trials.COMBINED, "combined", tuple(p for f in chosen for p in f.patches),
-                   "; ".join(f.edit for f in chosen))
-    spec = replace(spec, combination=tuple(f.name for f in chosen))
-    log.info("the faster fixes together: %s, against the baseline, %d processes each",
-             " + ".join(spec.combination), spec.repeats)
-    for i, side in alternate([trials.BASELINE, trials.COMBINED], spec.repeats):
-        why = _over_time(spec, runner, 0)
-        if why:
-            return spec, why
-        runner.run(side, i, 2, together if side == trials.COMBINED else None)
-    return spec, ""
-
-
-def run_try(args: argparse.Namespace, command: tuple[str, ...], output,  # output: Output
-            launcher: Callable[[list[str]], tuple[int, str]] | None = None) -> Result:
-    import importlib
-
-    for module in args.fixes_from:
-        try:
-            importlib.import_module(module)  # a user's own entries register themselves
-        except ImportError as exc:
-            raise UsageError(f"--fixes-from {module}: cannot import it ({exc}); put its folder on "
-                             "PYTHONPATH or run from there") from None
-    check(args)
-    spec = TrySpec(command=command, warmup=args.warmup, steps=args.steps, repeats=args.repeats,
-                   seed=args.seed if args.seed is not None else 0, losses=args.losses,
-                   tolerance=args.tolerance, wait=args.wait, plugins=tuple(args.fixes_from),
-                   max_minutes=args.max_minutes, nproc=args.nproc or 0, torchrun=args.torchrun or "")
-    with tempfile.TemporaryDirectory(prefix="vaebench-try-", dir=output.stage) as tmp:
-        runner = Runner(spec, Path(tmp), launcher or launch)
-        why = ""
-        try:
-            spec, fixes, why = _phase_one(spec, runner, args.fixes)
-            if not why:
-                result = _result(spec, runner, why)
-                spec, why = combine(spec, fixes, runner, result)
-        except KeyboardInterrupt:
-            why = f"interrupted (Ctrl-C) after {len(runner.measured)} processes: what they measured is kept"
-            log.warning(why)
-    return _result(spec, runner, why)
-
-
-def _phase_one(spec: TrySpec, runner: Runner, asked: list[str] | None) -> tuple[TrySpec, list[Fix], str]:
-    log.info("the baseline first: %s (seed %s), %d warm-up + %d measured steps a process",
-             spec.shell(), spec.seed, spec.warmup, spec.steps)
-    first = runner.run(trials.BASELINE, 0, 1, None)
-    if first.status != "ok":
-        raise UsageError(f"the baseline itself failed ({first.reason}): run it with plain `vaebench run` "
-                         "to see why")
-    fixes, skipped = catalogue.propose(catalogue.Seen.of(first, ranks=spec.nproc or 1), asked)
-    spec = replace(spec, fixes=tuple(f.name for f in fixes),
-                   skipped=tuple(f"{k}: {v}" for k, v in skipped.items()))
-    for entry, reason in skipped.items():
-        log.info("skipped %s: %s", entry, reason)
-    n = (2 + len(fixes)) * spec.repeats
-    log.info("%d fixes x %d repeats + the baseline and the A/A: %d processes, ~%.0f s a process: about "
-             "%.1f minutes (the faster fixes together after it: %d more)", len(fixes), spec.repeats, n,
-             runner.per_process(), n * runner.per_process() / 60, 2 * spec.repeats)
-    return spec, fixes, schedule(spec, fixes, runner)
-
-
-def _result(spec: TrySpec, runner: Runner, why: str) -> Result:
-    import torch
-
-    from bench.measure.environment import Environment
-
-    machine = runner.machine or Environment.capture(torch.device("cpu"))
-    return Result(kind="try", spec=spec, machine=machine, measurements=list(runner.measured),
-                  partial={"try/schedule": why} if why else {},
-                  duration_s=time.perf_counter() - runner.started)

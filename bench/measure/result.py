@@ -91,7 +91,7 @@ class Process:
     waited: str = ""  # with no_step: what the wait saw (forwards, backwards, inside optimizer.step())
     micro_batches: int = 1  # batches per step: above 1, gradients accumulated over them
     built: list[Built] = field(default_factory=list)  # what the script built, where
-    losses: list[float] = field(default_factory=list)  # the first measured losses (spec.losses)
+    losses: list[float | None] = field(default_factory=list)  # the first measured losses (None: inf/NaN)
     threads: int | None = None  # torch's intra-op threads at the script's end
     warmup_s: float | None = None  # from the script's start to the end of its warm-up steps
     observe_pairs: int | None = None  # observing's pairs kept (spec.observe_windows, or fewer to fit 10 s)

@@ -152,7 +152,33 @@ def verdict_of(ev: Comparison, rule: Rule) -> Verdict:
     return Verdict.NOISY if ev.spread else Verdict.UNCHANGED
 
 
-def decide(base: Sequence[float], cand: Sequence[float], rule: Rule = Rule(), name: str = "") -> Comparison:
-    """One benchmark (or one pair of command lines) alone, no family: its Comparison."""
+def within(c: Comparison, rule: Rule) -> bool:
+    """Does the ratio's whole interval lie within the threshold (+-``rule.threshold``)?"""
+    return all(math.isfinite(x) for x in c.ci) and \
+        1 / (1 + rule.threshold) <= c.ci[0] and c.ci[1] <= 1 + rule.threshold
+
+
+def advised(verdict: Verdict, c: Comparison, rule: Rule) -> Verdict:
+    """The verdict where a report *advises* (``run --compare``, ``--try``): "unchanged" only
+    when the interval lies within the threshold; an interval that reaches beyond it is "not
+    measurable" (``noisy``). The regression gate keeps the rule's verdict (and its exit codes)
+    and words such a pass "no regression detected" (:func:`gate_word`)."""
+    return Verdict.NOISY if verdict == Verdict.UNCHANGED and not within(c, rule) else verdict
+
+
+def gate_word(c: Comparison, rule: Rule = Rule()) -> str:
+    """How the gate names a verdict: a pass whose interval reaches beyond the threshold is "no
+    regression detected", not "unchanged" (nothing says the change did nothing)."""
+    v = c.final or c.verdict
+    if v == Verdict.UNCHANGED and c.timed and not within(c, rule) and not c.how:
+        return "no regression detected"
+    return v.upper() if v == Verdict.SLOWER else str(v)
+
+
+def decide(base: Sequence[float], cand: Sequence[float], rule: Rule = Rule(), name: str = "",
+           advice: bool = False) -> Comparison:
+    """One benchmark (or one pair of command lines) alone, no family: its Comparison.
+    ``advice``: the verdict as a report that advises says it (:func:`advised`)."""
     ev = evidence(base, cand, rule, name=name)
-    return replace(ev, verdict=verdict_of(ev, rule))
+    verdict = verdict_of(ev, rule)
+    return replace(ev, verdict=advised(verdict, ev, rule) if advice else verdict)

@@ -75,6 +75,27 @@ class VariantsSpec:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Duet:
+    """``--try``'s switches in one process (:mod:`bench.capture.duet`): after the warm-up and the
+    measured window, each switch ``warm`` steps on (its one-off cost: a compile, a first fused
+    step), then blocks ``first_block`` .. ``first_block + blocks - 1``, each of ``pairs`` pairs
+    of single steps per side -- one step with the side's switch on, one off, in random order
+    (seeded by ``seed`` and the block: every rank of a job flips at the same step)."""
+
+    sides: tuple[str, ...]  # as the report names them
+    patches: tuple[str, ...]  # per side its patches joined by "+" ("" for the A/A: nothing switched)
+    first_block: int = 0
+    blocks: int = 8
+    pairs: int = 20
+    warm: int = 5
+    seed: int = 0
+
+    def side_patches(self, side: str) -> tuple[str, ...]:
+        joined = self.patches[self.sides.index(side)]
+        return tuple(joined.split("+")) if joined else ()
+
+
 class Command:
     """A spec that runs a user's command line: ``command`` is ("train.py", *args) or ("-m", ...)."""
 
@@ -116,6 +137,7 @@ class ScriptSpec(Command):
     seed: int | None = None  # torch, numpy and random seeded before the script starts
     losses: int = 0  # the first N measured losses (what backward() was called on) kept
     plugins: tuple[str, ...] = ()  # modules imported first: a user's own fixes
+    duet: Duet | None = None  # --try's switches, measured step against step after the measured window
 
     kind = "script"
     samples_are = "steps"
@@ -135,13 +157,19 @@ class ScriptSpec(Command):
 
 @dataclass(frozen=True)
 class TrySpec(Command):
-    """A ``vaebench run --try``: the baseline, itself again (A/A), each fix and their combination,
-    each a separate process of the unmodified script, visited in rotated order."""
+    """A ``vaebench run --try``: each fix that can be switched between steps measured in the
+    script's own process, step against step, in blocks (the A/A with them); the others in
+    separate processes against baseline processes, visited in rotated order; the faster fixes
+    together after them, the same way."""
 
     command: tuple[str, ...]
     warmup: int = 5
-    steps: int = 50  # measured steps per process: its median is one sample
-    repeats: int = 5  # processes per side
+    steps: int = 30  # measured steps per process (processes' fixes): its median is one sample
+    repeats: int = 5  # processes per side (processes' fixes)
+    blocks: int = 8  # in-process: independent blocks, the interval taken across them
+    pairs: int = 20  # in-process: pairs of single steps (on, off) per side per block
+    switch_warm: int = 5  # in-process: steps with each switch on before the pairs (its one-off cost)
+    switched: tuple[str, ...] = ()  # the fixes measured in-process (the others in processes)
     seed: int | None = 0
     losses: int = 10  # measured losses compared per process
     tolerance: float = 0.05  # relative loss difference still "within" (beyond the baseline's own)
@@ -177,6 +205,8 @@ def build(cls: type[T], doc: dict[str, Any]) -> T:
     for name, value in doc.items():
         if name == "plan" and isinstance(value, dict):
             value = build(Plan, value)
+        elif name == "duet" and isinstance(value, dict):
+            value = build(Duet, value)
         elif isinstance(value, list):
             value = tuple(value)
         values[name] = value

@@ -19,6 +19,10 @@ from scipy import stats as sps
 CONFIDENCE = 0.95
 RESAMPLES = 2000
 MIN_SAMPLES = 5  # below this a bootstrap interval is too narrow to mean anything: none is given
+# The smallest change worth a word: a ratio whose whole interval lies within +-5% is "unchanged";
+# one whose interval reaches beyond it without excluding 1 is "not measurable", never "unchanged".
+THRESHOLD = 0.05
+MIN_BLOCKS = 3  # independent repetitions needed for an interval across them
 
 
 def median(samples: Sequence[float]) -> float:
@@ -68,16 +72,12 @@ class Ratio:
 
     @property
     def verdict(self) -> Verdict:
-        """For a ratio of *times* (new / reference): ``slower`` when the interval lies above 1,
-        ``faster`` below it, ``unchanged`` when it holds 1 (or there is none), ``noisy`` when its
-        assumptions failed on this run. A speedup (reference / new) reads :func:`speed_verdict`."""
-        if self.caveat:
+        """For a ratio of *times* (new / reference), by :func:`band_verdict`; ``noisy`` too when
+        there is no interval or its assumptions failed on this run. A speedup (reference / new)
+        reads :func:`speed_verdict`."""
+        if self.caveat or not self.has_interval:
             return Verdict.NOISY
-        if self.low > 1:
-            return Verdict.SLOWER
-        if self.high < 1:
-            return Verdict.FASTER
-        return Verdict.UNCHANGED
+        return band_verdict(self.low, self.high)
 
     @property
     def has_interval(self) -> bool:
@@ -98,6 +98,44 @@ class Ratio:
     def half_width(self) -> float:
         """The interval's half-width relative to the value (NaN without an interval)."""
         return (self.high - self.low) / 2 / self.value if self.has_interval and self.value else float("nan")
+
+
+def band_verdict(low: float, high: float, threshold: float = THRESHOLD) -> Verdict:
+    """The verdict of a ratio's 95% interval [low, high] (symmetric in the ratio's direction):
+    ``unchanged`` when it lies within 1/(1+threshold) .. 1+threshold -- whatever it says about 1,
+    the change is too small to matter; else ``slower`` (``faster``) when it lies above (below) 1;
+    else ``noisy``: it holds 1 *and* reaches beyond the threshold, so the run cannot tell a
+    change that matters from none ("not measurable"). A ratio of 1.02 (0.90-1.15) is therefore
+    never "unchanged"."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return Verdict.NOISY
+    if 1 / (1 + threshold) <= low and high <= 1 + threshold:
+        return Verdict.UNCHANGED
+    if low > 1:
+        return Verdict.SLOWER
+    if high < 1:
+        return Verdict.FASTER
+    return Verdict.NOISY
+
+
+def across_blocks(values: Sequence[float], confidence: float = CONFIDENCE) -> Ratio:
+    """A ratio and its interval from independent repetitions (blocks in time, processes), each
+    already a ratio: the geometric mean, with Student's t interval on the logs.
+
+    Why not the pooled pairs: neighbouring steps share the machine's state, so each block's
+    ratio is precise, but the ratio itself moves with the state (fused Adam: 1.04 in one block,
+    1.18 in another, each +-1%). An interval from all pairs pooled claims the blocks' precision
+    for a value the next block contradicts; the spread *between* blocks is the honest error.
+    Fewer than MIN_BLOCKS: no interval."""
+    logs = np.log(np.asarray(values, dtype=float))
+    n = len(logs)
+    if n == 0:
+        return Ratio(float("nan"), float("nan"), float("nan"))
+    centre = float(np.mean(logs))
+    if n < MIN_BLOCKS:
+        return Ratio(math.exp(centre), float("nan"), float("nan"))
+    half = float(sps.t.ppf(0.5 + confidence / 2, n - 1) * np.std(logs, ddof=1) / math.sqrt(n))
+    return Ratio(math.exp(centre), math.exp(centre - half), math.exp(centre + half))
 
 
 def ratio(num: Sequence[float], den: Sequence[float], *, paired: bool = True, seed: int = 0) -> Ratio:

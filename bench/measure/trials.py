@@ -1,24 +1,35 @@
-"""What a ``--try`` Result says, derived once from its processes: per fix, B/A against the
-baseline's processes of the same phase by the rule ``regress`` applies (each process's median
-step one sample), samples/s, memory, the one-off cost and the steps until it pays back, and
-whether the losses stayed the same.
+"""What a ``--try`` Result says, derived once from its processes.
 
-Each process is one Measurement with ``notes``: ``side`` (baseline, the A/A side, a fix, the
-combination), ``repeat`` and ``phase`` (1: every fix alone; 2: the combination, with baseline
-processes of its own), and for a fix its ``group``, ``patches`` and ``edit``.
+Two ways a fix is measured, and the Result says which per fix:
+
+- **in-process pairs** (a switch: :mod:`bench.capture.duet`): processes of side ``switches``
+  hold, per side, pairs of single steps (off, on) whose ``round`` is their block; each block's
+  speedup is the median of its pairs' off/on, and the speedup's 95% interval is taken *across*
+  the blocks (:func:`bench.measure.stats.across_blocks`), not from the pooled pairs; the
+  verdict by the band (``unchanged`` only within +-5%).
+- **processes** (a DataLoader's workers, fp16 with its scaler): B/A against the baseline's
+  processes of the same phase by the rule ``regress`` applies (each process's median step one
+  sample), worded as advice (``unchanged`` only within the threshold).
+
+Numerics come from short seeded processes either way (toggling changes the trajectory). Each
+process is one Measurement with ``notes``: ``side`` (baseline, ``switches``, a fix, the
+combination), ``repeat``, ``phase`` (1: every fix alone; 2: the combination), ``numerics``
+(True: a short run for its losses only), and for a fix its ``group``, ``patches`` and ``edit``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bench.measure import stats
 from bench.measure.result import Measurement, Result
 from bench.measure.rule import Comparison, Rule, decide
+from bench.measure.stats import Ratio, across_blocks, speed_verdict
 
-BASELINE, AGAIN, COMBINED = "baseline", "baseline again (A/A)", "combined"
+BASELINE, AGAIN, COMBINED, SWITCHES = "baseline", "baseline again (A/A)", "combined", "switches"
 SAID = {"faster": "faster", "slower": "slower", "unchanged": "unchanged", "noisy": "not measurable"}
+MIN_PAIRS = 0.5  # a block counts for a side when it holds at least this share of the pairs asked
 
 
 @dataclass(frozen=True)
@@ -28,14 +39,24 @@ class Row:
     group: str
     processes: int
     failed: str  # the first failed process's reason ("" if none)
-    comparison: Comparison | None
+    comparison: Comparison | None  # measured in processes
     samples_per_s: float | None
     memory_mb: float | None  # median max RSS change against the baseline
     one_off_s: float | None  # median change of the time to the end of the warm-up
     numerics: str
+    duet: Ratio | None = None  # measured in-process: the speedup across blocks
+    blocks: tuple[float, ...] = field(default=())  # each block's speedup
+
+    @property
+    def how(self) -> str:
+        if self.duet is not None:
+            return f"in-process pairs, {len(self.blocks)} blocks"
+        return f"{self.processes} processes" if self.comparison else ""
 
     @property
     def verdict(self) -> str:
+        if self.duet is not None:
+            return SAID[str(speed_verdict(self.duet))]
         if self.failed and self.comparison is None:
             return "failed"
         return SAID[str(self.comparison.verdict)] if self.comparison else "not measured"
@@ -43,8 +64,16 @@ class Row:
     @property
     def speedup(self) -> tuple[float, float, float] | None:
         """Baseline step / this step, with its 95% interval."""
+        if self.duet is not None:
+            d = self.duet
+            return (d.value, d.low, d.high) if d.has_interval else None
         c = self.comparison
         return (1 / c.ratio, 1 / c.ci[1], 1 / c.ci[0]) if c else None
+
+    @property
+    def spread(self) -> tuple[float, float] | None:
+        """The slowest and the fastest block's speedup (in-process only)."""
+        return (min(self.blocks), max(self.blocks)) if self.blocks else None
 
     @property
     def diverged(self) -> bool:
@@ -56,15 +85,39 @@ class Row:
 
     def payback_steps(self, base_step_s: float) -> float | None:
         """Steps until the one-off cost is saved back (None: not measurably faster, or no cost)."""
-        if self.verdict != "faster" or self.one_off_s is None or self.one_off_s <= 0:
+        if self.verdict != "faster" or self.one_off_s is None or self.one_off_s <= 0 or not self.speedup:
             return None
-        saved = base_step_s - self.comparison.cand_median
+        saved = base_step_s * (1 - 1 / self.speedup[0])
         return math.ceil(self.one_off_s / saved) if saved > 0 else None
 
 
-def processes(result: Result, side: str, phase: int) -> list[Measurement]:
+def processes(result: Result, side: str, phase: int, numerics: bool | None = False) -> list[Measurement]:
+    """The side's processes of the phase: timed ones (``numerics`` False), the short runs for
+    losses only (True), or both (None)."""
     return [m for m in result.measurements
-            if m.notes.get("side") == side and m.notes.get("phase", 1) == phase]
+            if m.notes.get("side") == side and m.notes.get("phase", 1) == phase
+            and (numerics is None or bool(m.notes.get("numerics")) == numerics)]
+
+
+def block_speedups(result: Result, side: str, phase: int = 1) -> list[float]:
+    """Each (process, block)'s speedup for an in-process side: the median of its pairs' off/on."""
+    ask = getattr(result.spec, "pairs", 1)
+    found = []
+    for m in processes(result, SWITCHES, phase):
+        pairs = m.profiles.get("switch:" + side)
+        if pairs is None:
+            continue
+        by_block: dict[int, list[float]] = {}
+        for off, on in zip(pairs.plain, pairs.tool, strict=False):
+            by_block.setdefault(off.round, []).append(off.seconds / on.seconds)
+        found += [stats.median(r) for r in by_block.values() if len(r) >= MIN_PAIRS * ask]
+    return found
+
+
+def switched(result: Result, phase: int = 1) -> list[str]:
+    """The sides measured in-process in the phase (the A/A among them)."""
+    return sorted({k.removeprefix("switch:") for m in processes(result, SWITCHES, phase)
+                   for k in m.profiles if k.startswith("switch:")})
 
 
 def median_step(m: Measurement) -> float:
@@ -81,7 +134,7 @@ def _losses(ms: list[Measurement]) -> list[list[float]]:
 
 def deterministic(result: Result) -> bool | None:
     """Did the baseline's processes give the same losses, bit for bit (None: fewer than two)?"""
-    runs = _losses(processes(result, BASELINE, 1) + processes(result, AGAIN, 1))
+    runs = _losses(processes(result, BASELINE, 1, None))
     return None if len(runs) < 2 else all(r == runs[0] for r in runs)
 
 
@@ -93,9 +146,9 @@ def numerics(base: list[list[float]], cand: list[list[float]], tolerance: float)
     n = min(len(r) for r in base + cand)
     if n == 0:
         return "not compared (no losses recorded)"
-    if any(not math.isfinite(x) for r in base for x in r[:n]):
+    if any(x is None or not math.isfinite(x) for r in base for x in r[:n]):
         return "not compared: the baseline's own loss is not finite"
-    if any(not math.isfinite(x) for r in cand for x in r[:n]):
+    if any(x is None or not math.isfinite(x) for r in cand for x in r[:n]):
         return "changes the result: loss diverged (not finite)"
     if all(r[:n] == base[0][:n] for r in base + cand):
         return "same numerics (bitwise)"
@@ -123,20 +176,43 @@ def _delta(base: list[float | None], cand: list[float | None]) -> float | None:
 
 
 def row(result: Result, side: str, phase: int = 1) -> Row:
-    ms = processes(result, side, phase)
-    base, own = _ok(processes(result, BASELINE, phase)), _ok(ms)
+    ms = processes(result, side, phase, numerics=None)
+    base, own = _ok(processes(result, BASELINE, phase)), _ok(processes(result, side, phase))
     failed = next((m.reason for m in ms if m.status != "ok"), "")
-    comparison = decide([median_step(m) for m in base], [median_step(m) for m in own], name=side) \
-        if len(base) >= 2 and len(own) >= 2 else None
+    notes = next((m.notes for m in ms), {}) or _switch_notes(result, side, phase)
+    tolerance = getattr(result.spec, "tolerance", 0.05)
+    said = numerics(_losses(_ok(processes(result, BASELINE, 1, None))), _losses(_ok(ms)), tolerance) \
+        if side != AGAIN else ""
+    if side in switched(result, phase):
+        blocks = block_speedups(result, side, phase)
+        duet = across_blocks(blocks)
+        rate = baseline_rate(result)
+        return Row(side, notes.get("edit", ""), notes.get("group", ""), len(ms), failed, None,
+                   rate * duet.value if rate and blocks else None, None, _one_off(result, side, phase),
+                   said, duet=duet, blocks=tuple(blocks))
+    comparison = decide([median_step(m) for m in base], [median_step(m) for m in own], name=side,
+                        advice=True) if len(base) >= 2 and len(own) >= 2 else None
     sizes = _job_batches(own)
     rate = stats.median(sizes) / comparison.cand_median if comparison and sizes else None
-    notes = ms[0].notes if ms else {}
-    tolerance = getattr(result.spec, "tolerance", 0.05)
     return Row(side, notes.get("edit", ""), notes.get("group", ""), len(ms), failed, comparison, rate,
                _delta([m.footprint.max_rss_mb for m in base], [m.footprint.max_rss_mb for m in own]),
                _delta([m.process.warmup_s for m in base if m.process],
-                      [m.process.warmup_s for m in own if m.process]),
-               numerics(_losses(base), _losses(own), tolerance) if side != BASELINE else "")
+                      [m.process.warmup_s for m in own if m.process]), said)
+
+
+def _switch_notes(result: Result, side: str, phase: int) -> dict:
+    return next((m.notes.get("fixes", {}).get(side, {}) for m in processes(result, SWITCHES, phase)), {})
+
+
+def _one_off(result: Result, side: str, phase: int) -> float | None:
+    """A switch's one-off cost: its warm-up steps (on) beyond as many of its timed on-steps."""
+    extra = []
+    for m in processes(result, SWITCHES, phase):
+        warm = m.notes.get("warm", {}).get(side)
+        pairs = m.profiles.get("switch:" + side)
+        if warm and pairs and pairs.tool:
+            extra.append(sum(warm) - len(warm) * stats.median([t.seconds for t in pairs.tool]))
+    return stats.median(extra) if extra else None
 
 
 def rows(result: Result) -> list[Row]:
@@ -145,7 +221,7 @@ def rows(result: Result) -> list[Row]:
     if key not in result.cache:
         spec = result.spec
         found = [row(result, AGAIN)] + [row(result, name) for name in getattr(spec, "fixes", ())]
-        if processes(result, COMBINED, 2):
+        if processes(result, COMBINED, 2) or COMBINED in switched(result, 2):
             found.append(row(result, COMBINED, 2))
         result.cache[key] = found
     return result.cache[key]
@@ -164,7 +240,9 @@ def unsteady(result: Result) -> dict[str, tuple[float, float, float]]:
 
 
 def baseline_step(result: Result, phase: int = 1) -> float | None:
-    ok = _ok(processes(result, BASELINE, phase))
+    """The baseline's median step (phase 2 measured in-process has no baseline processes of its
+    own: phase 1's)."""
+    ok = _ok(processes(result, BASELINE, phase)) or _ok(processes(result, BASELINE, 1))
     return stats.median([median_step(m) for m in ok]) if ok else None
 
 
@@ -181,6 +259,6 @@ def choose(found: list[Row]) -> list[Row]:
     for r in found:
         if r.name in (AGAIN, COMBINED) or not r.recommended:
             continue
-        if r.group not in best or r.comparison.ratio < best[r.group].comparison.ratio:  # type: ignore[union-attr]
+        if r.group not in best or r.speedup[0] > best[r.group].speedup[0]:  # type: ignore[index]
             best[r.group] = r
     return list(best.values())

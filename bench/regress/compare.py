@@ -27,7 +27,7 @@ from bench.instructions.compare import (
     compare_instructions,
     instruction_lines,
 )
-from bench.measure.rule import Comparison, Rule, evidence, holm, min_samples_for, verdict_of
+from bench.measure.rule import Comparison, Rule, evidence, gate_word, holm, min_samples_for, verdict_of
 from bench.measure.stats import Verdict
 from bench.regress.benchjson import BenchFileError, Benchmark, Loaded, load_file
 
@@ -84,7 +84,7 @@ def table(results: list[Comparison]) -> pd.DataFrame:
             "benchmark": r.name, "base_ms": r.base_median * 1e3, "cand_ms": r.cand_median * 1e3,
             "ratio": f"{r.ratio:.3f} [{r.ci[0]:.3f}, {r.ci[1]:.3f}]",
             "p_slower (Holm)": f"{r.p_slower:.3g}", "n": f"{r.n_base}/{r.n_cand}",
-            "verdict": r.verdict.upper() if r.verdict == Verdict.SLOWER else str(r.verdict),
+            "verdict": gate_word(replace(r, final=None, how="")),
             "counters changed": changes or "-",
         })
     return pd.DataFrame(rows)
@@ -92,15 +92,16 @@ def table(results: list[Comparison]) -> pd.DataFrame:
 
 RULE = ("Verdict per benchmark, from both signals: `slower` (a regression) when the timing or the "
         "instruction counts say so; `unchanged` when the timing says so, or when the timing is too "
-        "noisy and the counts are unchanged; `noisy` (no verdict) only where the timing is noisy "
-        "and there are no counts to resolve it.")
+        "noisy and the counts are unchanged (a pass whose interval reaches beyond the threshold "
+        "reads `no regression detected`: nothing says the change did nothing); `noisy` (no "
+        "verdict) only where the timing is noisy and there are no counts to resolve it.")
 
 
 def verdict_table(found: list[Comparison]) -> pd.DataFrame:
     return pd.DataFrame([{
         "benchmark": f.name, "timing": str(f.verdict) if f.timed else "-",
         "instructions": str(f.instructions.verdict) if f.instructions else "-",
-        "verdict": str(f.final).upper() if f.regression else str(f.final), "how": f.how or "by timing",
+        "verdict": gate_word(f), "how": f.how or "by timing",
     } for f in found])
 
 

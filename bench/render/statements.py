@@ -29,9 +29,14 @@ def overhead_text(r: Ratio) -> str:
         return (f"biased measurement: {r.value:.2f}x ({r.ci()}) -- a profiler cannot make a step faster; "
                 "the plain rounds were slowed by something else (the machine's load changed between "
                 "them, or the profiled rounds found warmer caches)")
-    if r.verdict == Verdict.UNCHANGED and r.has_interval:
-        return f"no measurable overhead ({r.ci()})"
+    if r.verdict == Verdict.UNCHANGED:
+        return f"no overhead beyond 5% ({r.ci()})"
+    if r.verdict == Verdict.NOISY:
+        return f"{r.value:.2f}x ({r.ci()}): not measured to 5% on this run -- {WIDE}"
     return f"{r.value:.2f}x ({r.ci()})"
+
+
+WIDE = "the interval holds 1 and reaches beyond +-5%"
 
 
 def fastest(result: Result) -> str:
@@ -49,7 +54,7 @@ def fastest(result: Result) -> str:
     best_ms = f"{derive.step_seconds(result, best) * 1e3:.2f} ms per step"
     unranked = ""
     if unknown:
-        why = verdicts[unknown[0]].caveat
+        why = verdicts[unknown[0]].caveat or WIDE if verdicts[unknown[0]].has_interval else "too few rounds"
         unranked = (f" {names(unknown)} could not be ranked against `{best}`: not measurable on this "
                     f"run ({why}).")
     if base == best and not same:
@@ -96,8 +101,8 @@ def efficiency(result: Result) -> str:
     said = []
     for name, eff in derive.efficiencies(result).items():
         text = f"`{name}` runs at {eff.text()} times its compute-only bound"
-        if not eff.measurable:
-            said.append(f"`{name}`'s ratio to its compute-only bound is {eff.ci()}.")
+        if not eff.measurable or eff.verdict == Verdict.NOISY:
+            said.append(f"`{name}`'s ratio to its compute-only bound is {eff.text()}: not measurable.")
         elif eff.verdict == Verdict.UNCHANGED:
             said.append(text + ": no measurable data cost is left.")
         elif eff.verdict == Verdict.FASTER:

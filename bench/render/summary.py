@@ -78,8 +78,9 @@ def _variants(result: Result) -> list[str]:
     return [title, "", pd.DataFrame(table).to_markdown(index=False), "",
             *([f"Not measurable on this run: {'; '.join(sorted(caveats))}.", ""] if caveats else []),
             f"Speedup = baseline's step time / this one's (above 1: faster), {against}. `unchanged` = "
-            "the 95% interval holds 1: no measurable difference, so no ranking; `noisy` = the "
-            "rounds broke what the interval assumes: not measurable on this run. Each sample is one "
+            "the 95% interval lies within +-5%: no difference that matters; `noisy` = not measurable "
+            "on this run: the interval holds 1 and reaches beyond +-5%, or the rounds broke what it "
+            "assumes. Each sample is one "
             "round's mean step time; the rounds of all variants were interleaved (order rotated "
             "every round) and are paired in the bootstrap, after checking that the pairs show no "
             "trend and no order effect.", *_footprint_note(result), ""]

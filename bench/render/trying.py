@@ -16,7 +16,7 @@ from bench.measure.rule import Rule
 from bench.measure.trials import Row
 from bench.render import page, svg
 
-COLUMNS = ("fix", "speedup (95% CI)", "verdict", "samples/s", "memory", "one-off", "payback",
+COLUMNS = ("fix", "speedup (95% CI)", "verdict", "measured", "samples/s", "memory", "one-off", "payback",
            "numerics", "the edit")
 
 
@@ -31,6 +31,12 @@ def _signed(x: float, digits: int) -> str:
     return "0" if float(shown) == 0 else shown
 
 
+def _how(r: Row) -> str:
+    """How the fix was measured, with the spread across its blocks where it was switched."""
+    spread = r.spread
+    return r.how + (f" (blocks {spread[0]:.2f}-{spread[1]:.2f})" if spread else "")
+
+
 def _payback(result: Result, r: Row) -> float | None:
     base = trials.baseline_step(result, 2 if r.name == trials.COMBINED else 1)
     return r.payback_steps(base) if base else None
@@ -41,7 +47,7 @@ def _cells(result: Result, r: Row) -> list[str]:
     one_off = "" if r.one_off_s is None else f"{_signed(r.one_off_s, 2)} s"
     verdict = f"failed: {r.failed}" if r.failed and not r.comparison else r.verdict
     verdict += " (not recommended: it changes the result)" if r.diverged and r.comparison else ""
-    return [r.name, _speedup(r), verdict,
+    return [r.name, _speedup(r), verdict, _how(r),
             f"{r.samples_per_s:.0f}" if r.samples_per_s else "-",
             "" if r.memory_mb is None else f"{_signed(r.memory_mb, 0)} MB", one_off,
             f"{payback} steps" if payback else "", r.numerics, f"`{r.edit}`" if r.edit else ""]
@@ -52,12 +58,14 @@ def recommendation(result: Result) -> str:
     found = trials.rows(result)
     together = next((r for r in found if r.name == trials.COMBINED), None)
     spec = result.spec
-    if together is not None and together.comparison:
+    if together is not None and together.speedup:
         s = together.speedup
         verdict = together.verdict
+        how = ("switched on and off together in the script's process" if together.duet
+               else "measured against new baseline processes")
         if together.recommended:
             return (f"Apply {' + '.join(spec.combination)}: together {s[0]:.2f}x faster (95% CI "
-                    f"{s[1]:.2f}-{s[2]:.2f}), measured against new baseline processes.")
+                    f"{s[1]:.2f}-{s[2]:.2f}), {how}.")
         return (f"Together {' + '.join(spec.combination)} measured {verdict} ({_speedup(together)}): "
                 "no combined recommendation; the fixes alone are in the table.")
     good = trials.choose(found)
@@ -80,7 +88,7 @@ def _notes(result: Result) -> list[str]:
         rate = trials.baseline_rate(result)
         per_s = f", {rate:.0f} samples/s" if rate else ""
         lines.append(f"The baseline: median step {base * 1e3:.2f} ms{per_s}.")
-    if again is not None and again.comparison:
+    if again is not None and again.speedup:
         lines.append(f"The A/A (the baseline against itself) reads {_speedup(again)}, {again.verdict}: "
                      "the run's own noise.")
     unsteady = _unsteady(result)
@@ -94,14 +102,27 @@ def _notes(result: Result) -> list[str]:
     elif det:
         lines.append(f"With --seed {spec.seed} the baseline's processes gave the same losses, bit for bit.")
     if spec.nproc:
-        lines.append(f"Each process is a torchrun job of {spec.nproc} ranks: rank 0's median step is its "
+        lines.append(f"Each process is a torchrun job of {spec.nproc} ranks: rank 0's steps are its "
                      "sample and rank 0's losses are compared (in synchronous training every rank steps "
-                     "together); a fix is applied in every rank; samples/s are the job's (every rank's "
-                     "batch).")
-    lines.append(f"Each process: {spec.warmup} warm-up + {spec.steps} measured steps, its median one "
-                 f"sample; {spec.repeats} processes a side in rotated order; a fix is faster or slower "
-                 "by the rule `regress` applies (>5%, one-sided Mann-Whitney p < 0.01, the interval "
-                 "beyond 1), each fix tested on its own.")
+                     "together); a fix is applied in every rank, and every rank switches at the same "
+                     "step; samples/s are the job's (every rank's batch).")
+    if spec.switched:
+        lines.append(f"In-process pairs ({', '.join(spec.switched)}, the A/A): in the script's own "
+                     f"process, each fix switched on and off between single steps ({spec.pairs} pairs a "
+                     f"fix per block, the order in each pair random, the switch flipped outside the "
+                     f"timed steps), after {spec.switch_warm} steps with it on; the speedup is the "
+                     f"blocks' geometric mean, its 95% interval taken across the {spec.blocks} blocks "
+                     "(their spread shown), not from the pooled pairs: the ratio moves with the "
+                     "machine's state from block to block.")
+    others = [f for f in spec.fixes if f not in spec.switched]
+    if others:
+        lines.append(f"In processes ({', '.join(others)}: built once, so not switched in place): "
+                     f"{spec.warmup} warm-up + {spec.steps} measured steps a process, its median one "
+                     f"sample; {spec.repeats} processes a side in rotated order against the baseline's, "
+                     "by the rule `regress` applies (>5%, one-sided Mann-Whitney p < 0.01, the interval "
+                     "beyond 1).")
+    lines.append("`unchanged`: the whole interval within +-5%; `not measurable`: it holds 1 and reaches "
+                 "beyond +-5%. Numerics: the first losses of short seeded runs against the baseline's.")
     return lines
 
 
@@ -137,16 +158,20 @@ def terminal(result: Result) -> list[str]:
     width = max([len(r.name) for r in found] + [4])
     lines = [recommendation(result), ""]
     for r in found:
-        lines.append(f"  {r.name:<{width}}  {_speedup(r):<22} {r.verdict:<15} {r.numerics}")
+        lines.append(f"  {r.name:<{width}}  {_speedup(r):<22} {r.verdict:<15} {_how(r):<40} {r.numerics}")
+    notes = _notes(result)
     unsteady = _unsteady(result)
-    return [*lines, "", *_notes(result)[:2], *([unsteady] if unsteady else [])]
+    return [*lines, "", *notes[:2], *([unsteady] if unsteady and unsteady not in notes[:2] else [])]
 
 
 def frame(result: Result) -> pd.DataFrame:
     rows = []
     for r in trials.rows(result):
         s = r.speedup or (float("nan"),) * 3
-        rows.append({"fix": r.name, "group": r.group, "processes": r.processes, "speedup": s[0],
+        spread = r.spread or (None, None)
+        rows.append({"fix": r.name, "group": r.group, "measured": r.how, "processes": r.processes,
+                     "blocks": len(r.blocks) or None, "block_speedup_min": spread[0],
+                     "block_speedup_max": spread[1], "speedup": s[0],
                      "speedup_ci_low": s[1], "speedup_ci_high": s[2], "verdict": r.verdict,
                      "p_faster": r.comparison.p_faster if r.comparison else None,
                      "samples_per_s": r.samples_per_s, "memory_mb_change": r.memory_mb,
@@ -190,7 +215,7 @@ def write_figure(result: Result, out: Path) -> list[Path]:
     return [path]
 
 
-HTML_COLUMNS = ("fix", "speedup", "95% CI", "verdict", "samples/s", "memory (MB)", "one-off (s)",
+HTML_COLUMNS = ("fix", "speedup", "95% CI", "verdict", "measured", "samples/s", "memory (MB)", "one-off (s)",
                 "payback (steps)", "numerics", "the edit")
 
 
@@ -199,10 +224,10 @@ def _html_row(result: Result, r: Row) -> list[str]:
     shown = _cells(result, r)
     s = r.speedup
     return [page.cell(r.name), page.cell(s[0] if s else None, "{:.3f}"),
-            page.cell(f"{s[1]:.3f}-{s[2]:.3f}" if s else None), page.cell(shown[2]),
+            page.cell(f"{s[1]:.3f}-{s[2]:.3f}" if s else None), page.cell(shown[2]), page.cell(shown[3]),
             page.cell(r.samples_per_s, "{:,.0f}"), page.cell(r.memory_mb, "{:+.0f}"),
             page.cell(r.one_off_s, "{:+.2f}"), page.cell(_payback(result, r)), page.cell(r.numerics),
-            page.cell(shown[8])]
+            page.cell(shown[9])]
 
 
 def html(result: Result, root: Path) -> list[str]:

@@ -1,0 +1,206 @@
+"""The order of ``--try``'s processes and what each phase measures (:mod:`bench.fixes.trial`
+runs one process; this module decides which, and when to stop)."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from bench.capture.switches import switchable
+from bench.errors import UsageError
+from bench.fixes import catalogue, trial
+from bench.fixes.catalogue import Fix
+from bench.fixes.trial import Runner
+from bench.measure import trials
+from bench.measure.alternation import alternate
+from bench.measure.result import Measurement, Result
+from bench.measure.specs import Duet, TrySpec
+
+log = logging.getLogger("bench")
+
+
+def run_try(spec: TrySpec, asked: list[str] | None, stage: Path, launcher=None) -> Result:
+    """The whole ``--try``: a ``try`` Result, partial when stopped (Ctrl-C, --max-minutes)."""
+    with tempfile.TemporaryDirectory(prefix="vaebench-try-", dir=stage) as tmp:
+        runner = Runner(spec, Path(tmp), launcher or trial.launch)
+        why = ""
+        try:
+            spec, fixes = _probe(spec, runner, asked)
+            why = _phase_one(spec, fixes, runner)
+            if not why:
+                spec, why = combine(spec, fixes, runner, _result(spec, runner, why))
+        except KeyboardInterrupt:
+            why = f"interrupted (Ctrl-C) after {len(runner.measured)} processes: what they measured is kept"
+            log.warning(why)
+    return _result(spec, runner, why)
+
+
+def _probe(spec: TrySpec, runner: Runner, asked: list[str] | None) -> tuple[TrySpec, list[Fix]]:
+    log.info("the baseline first: %s (seed %s), %d warm-up + %d measured steps",
+             spec.shell(), spec.seed, spec.warmup, spec.steps)
+    first = runner.run(trials.BASELINE, 0, 1, None)
+    if first.status != "ok":
+        raise UsageError(f"the baseline itself failed ({first.reason}): run it with plain `vaebench run` "
+                         "to see why")
+    fixes, skipped = catalogue.propose(catalogue.Seen.of(first, ranks=spec.nproc or 1), asked)
+    switched = tuple(f.name for f in fixes if switchable(f.patches))
+    spec = replace(spec, fixes=tuple(f.name for f in fixes), switched=switched,
+                   skipped=tuple(f"{k}: {v}" for k, v in skipped.items()))
+    for entry, reason in skipped.items():
+        log.info("skipped %s: %s", entry, reason)
+    _estimate(spec, fixes, runner, first)
+    return spec, fixes
+
+
+def _estimate(spec: TrySpec, fixes: list[Fix], runner: Runner, first: Measurement) -> None:
+    step = trials.median_step(first)
+    switched = [f for f in fixes if f.name in spec.switched]
+    others = len(fixes) - len(switched)
+    steps = (len(switched) + 1) * spec.pairs * 2 * spec.blocks + len(switched) * spec.switch_warm
+    per = runner.per_process()
+    duet_s = steps * step + per * max(1, steps * step / max(per, 1.0))  # + a start per process, roughly
+    processes = (1 + others) * spec.repeats - 1 if others else 0
+    numerics = len(switched) + (0 if others else 1)
+    log.info("in-process: %s and the A/A, %d blocks x %d pairs each (~%d steps, ~%.0f s); numerics: %d "
+             "short processes; in processes: %d fixes, %d processes: about %.1f minutes in all",
+             ", ".join(spec.switched) or "nothing", spec.blocks, spec.pairs, steps, duet_s, numerics,
+             others, processes, (duet_s + (numerics + processes) * per) / 60)
+
+
+def _phase_one(spec: TrySpec, fixes: list[Fix], runner: Runner) -> str:
+    switched = [f for f in fixes if f.name in spec.switched]
+    others = [f for f in fixes if f.name not in spec.switched]
+    sides = [(trials.AGAIN, ())] + [(f.name, f.patches) for f in switched]
+    why = duet_blocks(spec, runner, sides, 1, _notes(switched))
+    if why:
+        return why
+    why = _over_time(spec, runner, "the numerics' short runs")
+    if why:
+        return why
+    short = [None] * (0 if others else 1) + switched  # losses only: a second baseline, each switch
+    if short:
+        log.info("numerics: %d short seeded runs (%s), two at a time", len(short),
+                 ", ".join(f.name if f else trials.BASELINE for f in short))
+        runner.run_many([(f.name if f else trials.BASELINE, i + 1, 1, f) for i, f in enumerate(short)],
+                        numerics=True)
+    return schedule(spec, others, runner)
+
+
+def _notes(fixes: list[Fix]) -> dict:
+    return {"fixes": {f.name: {"group": f.group, "patches": list(f.patches), "edit": f.edit} for f in fixes}}
+
+
+def duet_blocks(spec: TrySpec, runner: Runner, sides: list[tuple[str, tuple[str, ...]]], phase: int,
+                notes: dict) -> str:
+    """The sides' blocks of pairs, in as many processes of the script as they need (one that
+    ends early, or fails, keeps its complete blocks); "" when done, else why it stopped."""
+    if len(sides) < 2 and phase == 1:
+        return ""  # the A/A alone: no switch to measure
+    done, k = 0, 0
+    names, patches = tuple(s for s, _ in sides), tuple("+".join(p) for _, p in sides)
+    while done < spec.blocks:
+        why = _over_time(spec, runner, f"{spec.blocks - done} blocks of the switches")
+        if why:
+            return why
+        duet = Duet(sides=names, patches=patches, first_block=done, blocks=spec.blocks - done,
+                    pairs=spec.pairs, warm=spec.switch_warm, seed=spec.seed or 0)
+        log.info("in-process pairs: blocks %d-%d of %d (%s), process %d", done + 1, spec.blocks, spec.blocks,
+                 ", ".join(names), k + 1)
+        m = runner.run(trials.SWITCHES, k, phase, None, duet=duet, notes=notes)
+        got = complete_blocks(m, names, spec.pairs)
+        k += 1
+        if got == 0:
+            steps = m.process.steps_seen if m.process else 0
+            return (f"the switches' process {'failed: ' + m.reason if m.status != 'ok' else 'ended'} "
+                    f"before a block of pairs was complete ({steps} steps); a block needs "
+                    f"{2 * spec.pairs * len(names)} steps after {spec.warmup} + {spec.switch_warm} x "
+                    f"{len(names) - 1} warm-up steps: fewer --pairs, or let the script run longer")
+        done += got
+    return ""
+
+
+def complete_blocks(m: Measurement, sides: tuple[str, ...], pairs: int) -> int:
+    """Blocks in which every side has all its pairs."""
+    counts: dict[int, dict[str, int]] = {}
+    for side in sides:
+        t = m.profiles.get("switch:" + side)
+        for off in t.plain if t else []:
+            counts.setdefault(off.round, {}).setdefault(side, 0)
+            counts[off.round][side] += 1
+    # a block cut short by the script's end still counts where every side has half its pairs
+    # (trials.block_speedups reads it the same way): the next process starts after it
+    return sum(1 for c in counts.values() if all(c.get(s, 0) >= trials.MIN_PAIRS * pairs for s in sides))
+
+
+def schedule(spec: TrySpec, fixes: list[Fix], runner: Runner) -> str:
+    """The fixes that cannot be switched: each against the baseline in rotated processes; returns
+    why it stopped early ("" if it did not)."""
+    if not fixes:
+        return ""
+    sides = [trials.BASELINE, *(f.name for f in fixes)]
+    by_name = {f.name: f for f in fixes}
+    total = len(sides) * spec.repeats
+    done, given_up = 1, set()
+    for i, side in alternate(sides, spec.repeats):
+        if i == 0 and side == trials.BASELINE:
+            continue  # the first baseline process was the probe
+        if side in given_up:
+            continue
+        why = _over_time(spec, runner, f"{total - done} processes")
+        if why:
+            return why
+        log.info("process %d of %d: %s (about %.1f min left)", done + 1, total, side,
+                 runner.per_process() * (total - done) / 60)
+        m = runner.run(side, i, 1, by_name.get(side))
+        done += 1
+        if m.status != "ok" and side in by_name:
+            log.warning("%s failed (%s): its other processes are skipped, the other fixes go on",
+                        side, m.reason)
+            given_up.add(side)
+    return ""
+
+
+def _over_time(spec: TrySpec, runner: Runner, left: str) -> str:
+    if spec.max_minutes is not None and runner.elapsed_min() + runner.per_process() / 60 > spec.max_minutes:
+        return (f"stopped at --max-minutes {spec.max_minutes:g} with {left} not run: "
+                "the fixes measured less have wider intervals or none")
+    return ""
+
+
+def combine(spec: TrySpec, fixes: list[Fix], runner: Runner, result: Result) -> tuple[TrySpec, str]:
+    """Phase 2: the faster fixes that kept the result, one per group, applied together -- in
+    place where every one is a switch (all on against all off), else in processes."""
+    chosen = [f for f in fixes if f.name in {r.name for r in trials.choose(trials.rows(result))}]
+    if len(chosen) < 2:
+        return spec, ""
+    together = Fix(trials.COMBINED, "combined", tuple(p for f in chosen for p in f.patches),
+                   "; ".join(f.edit for f in chosen))
+    spec = replace(spec, combination=tuple(f.name for f in chosen))
+    if all(f.name in spec.switched for f in chosen):
+        log.info("the faster fixes together: %s, switched on and off together", " + ".join(spec.combination))
+        why = duet_blocks(spec, runner, [(trials.COMBINED, together.patches)], 2, _notes([together]))
+        if not why:
+            runner.run(trials.COMBINED, 0, 2, together, numerics=True)
+        return spec, why
+    log.info("the faster fixes together: %s, against the baseline, %d processes each",
+             " + ".join(spec.combination), spec.repeats)
+    for i, side in alternate([trials.BASELINE, trials.COMBINED], spec.repeats):
+        why = _over_time(spec, runner, "the combination's processes")
+        if why:
+            return spec, why
+        runner.run(side, i, 2, together if side == trials.COMBINED else None)
+    return spec, ""
+
+
+def _result(spec: TrySpec, runner: Runner, why: str) -> Result:
+    import torch
+
+    from bench.measure.environment import Environment
+
+    machine = runner.machine or Environment.capture(torch.device("cpu"))
+    return Result(kind="try", spec=spec, machine=machine, measurements=list(runner.measured),
+                  partial={"try/schedule": why} if why else {},
+                  duration_s=time.perf_counter() - runner.started)
