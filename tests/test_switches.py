@@ -227,3 +227,42 @@ def test_a_flip_never_lands_inside_a_timed_step(tmp_path: Path):
     assert len(pairs.plain) == len(pairs.tool) == 3 * 6 and {t.round for t in pairs.plain} == {0, 1, 2}
     assert max(stats.median([t.seconds for t in side]) for side in (pairs.plain, pairs.tool)) < 0.02
     assert len(m.profiles["switch:A/A"].plain) == 18 and m.notes["warm"]["sleepy"]
+
+
+class _Where(torch.utils.data.Dataset):
+    """Each sample says its index and the process that made it."""
+
+    def __len__(self) -> int:
+        return 64
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        import os
+
+        return torch.tensor([i, os.getpid()])
+
+
+def test_a_loader_switch_draws_from_a_twin_with_workers_and_the_scripts_iterator_waits():
+    import os
+
+    from bench.capture.built import Builds
+
+    builds, patched = Builds(), []
+    builds.install(patched)
+    try:
+        loader = torch.utils.data.DataLoader(_Where(), batch_size=4)  # the script's: no workers
+        switch = switches.make(("workers=1",), builds.live)
+        it = iter(loader)
+        first = next(it)
+        switch.on()
+        twin = [next(it) for _ in range(3)]
+        switch.off()
+        after = next(it)
+    finally:
+        for owner, attr, original in reversed(patched):
+            setattr(owner, attr, original)
+    assert len(builds.live.loaders) == 1 and len(builds.found) == 1  # the twin is not the script's
+    assert set(first[:, 1].tolist()) == {os.getpid()}
+    assert all(os.getpid() not in b[:, 1].tolist() for b in twin)  # made in the twin's worker
+    assert [b[0, 0].item() for b in twin] == [0, 4, 8]  # the twin's own epoch, from its start
+    assert after[0, 0].item() == 4 and set(after[:, 1].tolist()) == {os.getpid()}  # ours went on
+    assert switches.window_of(("workers=2",)) == (5, 8) and switches.window_of(("fused",)) == (0, 1)

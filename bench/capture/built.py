@@ -68,6 +68,9 @@ class Builds:
         @functools.wraps(loader_init)
         def loader(made: Any, *args: Any, **kwargs: Any) -> None:
             loader_init(made, *args, **kwargs)
+            if builds.live.building:  # a twin of --try's loader switch, not the script's
+                return
+            builds.live.add_loader(made, args, kwargs)
             options = {k: getattr(made, k, None) for k in LOADER_OPTIONS}
             builds._note("DataLoader", made, {"dataset": type(made.dataset).__name__, **options},
                          call_site())

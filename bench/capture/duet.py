@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.capture.switches import Live, Nothing, Switch, make
-from bench.capture.windows import Window
+from bench.capture.windows import Window, merge_window
 from bench.measure.clock import Timing
 from bench.measure.result import ToolTiming
 from bench.measure.specs import Duet
@@ -38,12 +38,14 @@ def plan(duet: Duet) -> list[Window]:
                for side in duet.sides if duet.side_patches(side)] if duet.warm else []
     for block in range(duet.first_block, duet.first_block + duet.blocks):
         draw = random.Random(f"{duet.seed}:{block}")
-        for _ in range(duet.pairs):
-            sides = list(duet.sides)
-            draw.shuffle(sides)
-            for side in sides:
-                pair = [Window("plain", 1, tool=side, block=block), Window(kind(side), 1, block=block)]
-                windows += pair[::-1] if draw.random() < 0.5 else pair
+        # every side's pairs in one shuffled order: a side of windows (fewer pairs) is spread
+        # over the block like the others
+        turns = [side for side in duet.sides for _ in range(duet.pairs_of(side))]
+        draw.shuffle(turns)
+        for side in turns:
+            n = sum(duet.window(side))
+            pair = [Window("plain", n, tool=side, block=block), Window(kind(side), n, block=block)]
+            windows += pair[::-1] if draw.random() < 0.5 else pair
     return windows
 
 
@@ -71,20 +73,20 @@ def tools(duet: Duet, live: Callable[[], Live]) -> dict[str, Profiler]:
     return {kind(side): SwitchTool(duet.side_patches(side), live) for side in duet.sides}
 
 
-def pairs(windows: list[Window], side: str) -> ToolTiming:
-    """The side's complete pairs, off (plain) and on, each Timing's ``round`` its block."""
+def pairs(windows: list[Window], side: str, settle: int = 0) -> ToolTiming:
+    """The side's complete pairs, off (plain) and on, each Timing's ``round`` its block: one
+    step, or a window's steps after the ``settle`` first ones."""
     off: list[Timing] = []
     on: list[Timing] = []
     i = 0
     while i + 1 < len(windows):
         a, b = windows[i], windows[i + 1]
-        if a.block is not None and a.block >= 0 and side in (a.tool, _side(a)) and a.timings and b.timings:
+        paired = a.block is not None and a.block >= 0
+        if paired and side in (a.tool, _side(a)) and len(a.timings) == a.steps and len(b.timings) == b.steps:
             plain, used = (a, b) if a.kind == "plain" else (b, a)
-            off.append(_blocked(plain.timings[0], a.block))
-            on.append(_blocked(used.timings[0], a.block))
-            i += 2
-            continue
-        i += 1 if not (a.block is not None and a.block >= 0) else 2
+            off.append(_blocked(plain.timings[settle:], a.block))
+            on.append(_blocked(used.timings[settle:], a.block))
+        i += 2 if paired else 1
     return ToolTiming(off, on)
 
 
@@ -92,7 +94,9 @@ def _side(w: Window) -> str | None:
     return w.kind[len(PREFIX):] if w.kind.startswith(PREFIX) else None
 
 
-def _blocked(t: Timing, block: int) -> Timing:
+def _blocked(timings: list[Timing], block: int) -> Timing:
+    """A window's timed steps as one sample (their mean is its ``per_step``), marked with its block."""
+    t = merge_window(timings)
     return Timing(seconds=t.seconds, steps=t.steps, parts=t.parts, round=block)
 
 

@@ -38,7 +38,8 @@ def record(spec: ScriptSpec, outcome: Outcome, rank: int | None = None) -> Measu
     if spec.duet is not None:  # --try's switches: each side's pairs, by block
         from bench.capture import duet
 
-        profiles |= {duet.kind(side): duet.pairs(rec.windows, side) for side in spec.duet.sides}
+        profiles |= {duet.kind(side): duet.pairs(rec.windows, side, spec.duet.window(side)[0])
+                     for side in spec.duet.sides}
         notes = {"warm": duet.warm_steps(rec.windows)}
     else:
         notes = {}

@@ -47,6 +47,16 @@ class Live:
 
     _optimizers: list[weakref.ref[Any]] = field(default_factory=list)
     _modules: list[weakref.ref[Any]] = field(default_factory=list)
+    _loaders: list[tuple[weakref.ref[Any], tuple[Any, ...], dict[str, Any]]] = field(default_factory=list)
+    building: bool = False  # a switch is making an object of its own: not the script's
+
+    def add_loader(self, loader: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """A DataLoader and the arguments it was built with (a twin is built from them)."""
+        self._loaders.append((weakref.ref(loader), args, kwargs))
+
+    @property
+    def loaders(self) -> list[tuple[Any, tuple[Any, ...], dict[str, Any]]]:
+        return [(r(), a, k) for r, a, k in self._loaders if r() is not None]
 
     def add_optimizer(self, optimizer: Any) -> None:
         self._optimizers.append(weakref.ref(optimizer))
@@ -65,15 +75,29 @@ class Live:
 
 
 Maker = Callable[[str | None, Live], Switch]
+Window = Callable[[str | None], tuple[int, int]]
 SWITCHES: dict[str, Maker] = {}
+WINDOWS: dict[str, Window] = {}
 
 
-def switch(name: str) -> Callable[[Maker], Maker]:
-    """Register ``make(value, live) -> Switch`` for the patch ``name`` (the plug-in point)."""
+def switch(name: str, window: Window | None = None) -> Callable[[Maker], Maker]:
+    """Register ``make(value, live) -> Switch`` for the patch ``name`` (the plug-in point).
+
+    ``window(value) -> (settle, steps)``: a switch whose effect lags (a loader's workers fill a
+    queue of batches while the other side runs) is measured in windows of ``settle`` steps left
+    out and ``steps`` timed, instead of single steps."""
     def register(make: Maker) -> Maker:
         SWITCHES[name] = make
+        if window is not None:
+            WINDOWS[name] = window
         return make
     return register
+
+
+def window_of(patches: tuple[str, ...]) -> tuple[int, int]:
+    """(steps left out, steps timed) of each window of a fix's switch: (0, 1) for most."""
+    found = [WINDOWS[k](v or None) for k, _, v in (p.partition("=") for p in patches) if k in WINDOWS]
+    return (max(s for s, _ in found), max(n for _, n in found)) if found else (0, 1)
 
 
 def switchable(patches: tuple[str, ...]) -> bool:
@@ -235,7 +259,9 @@ class Setting:
         self.set(self.before)
 
 
-@switch("threads")
+# OpenMP starts or parks its threads at the first parallel region after the change, inside the
+# next step: that step is left out (windows of 8 timed steps after 1)
+@switch("threads", window=lambda value: (1, 8))
 def _threads(value: str | None, live: Live) -> Switch:
     return Setting(torch.get_num_threads, torch.set_num_threads, int(value or 1))
 
@@ -281,3 +307,83 @@ class ChannelsLast:
 @switch("channels_last")
 def _channels_last(value: str | None, live: Live) -> Switch:
     return ChannelsLast(live)
+
+
+class TwinLoader:
+    """A DataLoader's options switched without rebuilding the script's loader: while on, the
+    batches the script draws from its first DataLoader come from a twin built with the same
+    arguments but ``options`` (``num_workers=2``) over the same dataset; off, from its own
+    iterator, which waits where it was. The twin's iterator goes on across windows (its workers
+    stay up; a new epoch of the twin when it runs out, as the script's own would start one).
+    Measured in windows (:func:`window_of`): workers fill their queue while the other side runs,
+    so a window's first steps are left out."""
+
+    def __init__(self, options: dict[str, Any], live: Live):
+        self.options, self.live = options, live
+        self.twin: Any = None
+        self.twin_it: Any = None
+        self.dataset: Any = None
+        self.original: Any = None
+
+    def _build(self) -> None:
+        from torch.utils.data import DataLoader
+
+        if not self.live.loaders:
+            raise RuntimeError("no DataLoader built: nothing to switch")
+        loader, args, kwargs = self.live.loaders[0]
+        bound = inspect.signature(DataLoader.__init__).bind(loader, *args, **kwargs)
+        bound.arguments.update(self.options)
+        self.live.building = True
+        try:
+            self.twin = DataLoader(*bound.args[1:], **bound.kwargs)
+        finally:
+            self.live.building = False
+        self.dataset = loader.dataset
+
+    def _draw(self) -> Any:
+        if self.twin_it is None:
+            self.twin_it = iter(self.twin)
+        try:
+            return self.original(self.twin_it)
+        except StopIteration:  # the twin's epoch is over: another, as the script would start one
+            self.twin_it = iter(self.twin)
+            return self.original(self.twin_it)
+
+    def on(self) -> None:
+        from torch.utils.data import dataloader
+
+        if self.twin is None:
+            self._build()
+        base = dataloader._BaseDataLoaderIter
+        self.original = base.__next__
+        twin = self
+
+        def next_batch(it: Any) -> Any:
+            if it is not twin.twin_it and getattr(it, "_dataset", None) is twin.dataset:
+                return twin._draw()
+            return twin.original(it)
+
+        base.__next__ = next_batch  # type: ignore[method-assign]
+
+    def off(self) -> None:
+        from torch.utils.data import dataloader
+
+        if self.original is not None:
+            dataloader._BaseDataLoaderIter.__next__ = self.original  # type: ignore[method-assign]
+            self.original = None
+
+
+def _workers_window(value: str | None) -> tuple[int, int]:
+    # a worker keeps prefetch_factor (2) batches ready: 2 x workers steps come free after the
+    # other side's window, and the same batches are still being made in the next window of it
+    return 2 * int(value or 1) + 1, 8
+
+
+@switch("workers", window=_workers_window)
+def _workers(value: str | None, live: Live) -> Switch:
+    return TwinLoader({"num_workers": int(value or 1)}, live)
+
+
+@switch("pin", window=lambda value: (3, 8))
+def _pin(value: str | None, live: Live) -> Switch:
+    return TwinLoader({"pin_memory": True}, live)

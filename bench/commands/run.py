@@ -100,7 +100,7 @@ def _try_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tolerance", type=positive_float, default=0.05,
                    help="--try: a relative loss change up to this (beyond the baseline's own) is "
                         "'within'; more is 'loss diverged'")
-    p.add_argument("--blocks", type=positive_int, default=8,
+    p.add_argument("--blocks", type=positive_int, default=6,
                    help="--try: independent blocks of in-process pairs; a switch's interval is taken "
                         "across them (at least 3)")
     p.add_argument("--pairs", type=positive_int, default=20,

@@ -9,7 +9,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from bench.capture.switches import switchable
+from bench.capture.switches import switchable, window_of
 from bench.errors import UsageError
 from bench.fixes import catalogue, trial
 from bench.fixes.catalogue import Fix
@@ -59,7 +59,12 @@ def _estimate(spec: TrySpec, fixes: list[Fix], runner: Runner, first: Measuremen
     step = trials.median_step(first)
     switched = [f for f in fixes if f.name in spec.switched]
     others = len(fixes) - len(switched)
-    steps = (len(switched) + 1) * spec.pairs * 2 * spec.blocks + len(switched) * spec.switch_warm
+    plan = Duet(sides=("",), patches=("",), pairs=spec.pairs)
+    block = 2 * spec.pairs  # the A/A's
+    for f in switched:
+        settle, timed = window_of(f.patches)
+        block += 2 * (settle + timed) * replace(plan, settle=(settle,), steps=(timed,)).pairs_of("")
+    steps = block * spec.blocks + len(switched) * spec.switch_warm
     per = runner.per_process()
     duet_s = steps * step + per * max(1, steps * step / max(per, 1.0))  # + a start per process, roughly
     processes = (1 + others) * spec.repeats - 1 if others else 0
@@ -101,38 +106,43 @@ def duet_blocks(spec: TrySpec, runner: Runner, sides: list[tuple[str, tuple[str,
         return ""  # the A/A alone: no switch to measure
     done, k = 0, 0
     names, patches = tuple(s for s, _ in sides), tuple("+".join(p) for _, p in sides)
+    windows = [window_of(p) for _, p in sides]
+    plan = Duet(sides=names, patches=patches, blocks=spec.blocks, pairs=spec.pairs, warm=spec.switch_warm,
+                seed=spec.seed or 0, settle=tuple(w[0] for w in windows), steps=tuple(w[1] for w in windows))
+    notes = notes | {"pairs": {side: plan.pairs_of(side) for side in names}}
     while done < spec.blocks:
         why = _over_time(spec, runner, f"{spec.blocks - done} blocks of the switches")
         if why:
             return why
-        duet = Duet(sides=names, patches=patches, first_block=done, blocks=spec.blocks - done,
-                    pairs=spec.pairs, warm=spec.switch_warm, seed=spec.seed or 0)
+        duet = replace(plan, first_block=done, blocks=spec.blocks - done)
         log.info("in-process pairs: blocks %d-%d of %d (%s), process %d", done + 1, spec.blocks, spec.blocks,
                  ", ".join(names), k + 1)
         m = runner.run(trials.SWITCHES, k, phase, None, duet=duet, notes=notes)
-        got = complete_blocks(m, names, spec.pairs)
+        got = complete_blocks(m, duet)
         k += 1
         if got == 0:
             steps = m.process.steps_seen if m.process else 0
+            need = sum(2 * duet.pairs_of(s) * sum(duet.window(s)) for s in names)
             return (f"the switches' process {'failed: ' + m.reason if m.status != 'ok' else 'ended'} "
-                    f"before a block of pairs was complete ({steps} steps); a block needs "
-                    f"{2 * spec.pairs * len(names)} steps after {spec.warmup} + {spec.switch_warm} x "
-                    f"{len(names) - 1} warm-up steps: fewer --pairs, or let the script run longer")
+                    f"before a block of pairs was complete ({steps} steps); a block needs {need} steps "
+                    f"after {spec.warmup} + {spec.switch_warm} x {len(names) - 1} warm-up steps: fewer "
+                    "--pairs, or let the script run longer")
         done += got
     return ""
 
 
-def complete_blocks(m: Measurement, sides: tuple[str, ...], pairs: int) -> int:
-    """Blocks in which every side has all its pairs."""
+def complete_blocks(m: Measurement, duet: Duet) -> int:
+    """Blocks in which every side has its pairs."""
     counts: dict[int, dict[str, int]] = {}
-    for side in sides:
+    for side in duet.sides:
         t = m.profiles.get("switch:" + side)
         for off in t.plain if t else []:
             counts.setdefault(off.round, {}).setdefault(side, 0)
             counts[off.round][side] += 1
     # a block cut short by the script's end still counts where every side has half its pairs
     # (trials.block_speedups reads it the same way): the next process starts after it
-    return sum(1 for c in counts.values() if all(c.get(s, 0) >= trials.MIN_PAIRS * pairs for s in sides))
+    return sum(1 for c in counts.values()
+               if all(c.get(s, 0) >= trials.MIN_PAIRS * duet.pairs_of(s) for s in duet.sides))
 
 
 def schedule(spec: TrySpec, fixes: list[Fix], runner: Runner) -> str:

@@ -86,14 +86,28 @@ class Duet:
     sides: tuple[str, ...]  # as the report names them
     patches: tuple[str, ...]  # per side its patches joined by "+" ("" for the A/A: nothing switched)
     first_block: int = 0
-    blocks: int = 8
+    blocks: int = 6
     pairs: int = 20
     warm: int = 5
     seed: int = 0
+    # per side, for a switch measured in windows (a loader's workers): steps left out at each
+    # window's start, steps timed after them; () or 0 and 1: single steps
+    settle: tuple[int, ...] = ()
+    steps: tuple[int, ...] = ()
 
     def side_patches(self, side: str) -> tuple[str, ...]:
         joined = self.patches[self.sides.index(side)]
         return tuple(joined.split("+")) if joined else ()
+
+    def window(self, side: str) -> tuple[int, int]:
+        """(steps left out, steps timed) of each of the side's windows."""
+        i = self.sides.index(side)
+        return (self.settle[i] if self.settle else 0, self.steps[i] if self.steps else 1)
+
+    def pairs_of(self, side: str) -> int:
+        """Pairs a block holds for the side: windows of several steps need fewer (a window's
+        mean jitters less than one step), a quarter as many, at least 4."""
+        return self.pairs if self.window(side)[1] == 1 else max(4, self.pairs // 4)
 
 
 class Command:
@@ -166,7 +180,7 @@ class TrySpec(Command):
     warmup: int = 5
     steps: int = 30  # measured steps per process (processes' fixes): its median is one sample
     repeats: int = 5  # processes per side (processes' fixes)
-    blocks: int = 8  # in-process: independent blocks, the interval taken across them
+    blocks: int = 6  # in-process: independent blocks, the interval taken across them
     pairs: int = 20  # in-process: pairs of single steps (on, off) per side per block
     switch_warm: int = 5  # in-process: steps with each switch on before the pairs (its one-off cost)
     switched: tuple[str, ...] = ()  # the fixes measured in-process (the others in processes)

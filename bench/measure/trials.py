@@ -3,11 +3,12 @@
 Two ways a fix is measured, and the Result says which per fix:
 
 - **in-process pairs** (a switch: :mod:`bench.capture.duet`): processes of side ``switches``
-  hold, per side, pairs of single steps (off, on) whose ``round`` is their block; each block's
-  speedup is the median of its pairs' off/on, and the speedup's 95% interval is taken *across*
+  hold, per side, pairs of single steps -- or of windows, for a loader's options -- (off, on)
+  whose ``round`` is their block (``notes["pairs"]``: the pairs a block holds per side); each
+  block's speedup is the median of its pairs' off/on, and the speedup's 95% interval is taken *across*
   the blocks (:func:`bench.measure.stats.across_blocks`), not from the pooled pairs; the
   verdict by the band (``unchanged`` only within +-5%).
-- **processes** (a DataLoader's workers, fp16 with its scaler): B/A against the baseline's
+- **processes** (fp16 with its scaler, persistent workers): B/A against the baseline's
   processes of the same phase by the rule ``regress`` applies (each process's median step one
   sample), worded as advice (``unchanged`` only within the threshold).
 
@@ -101,15 +102,15 @@ def processes(result: Result, side: str, phase: int, numerics: bool | None = Fal
 
 def block_speedups(result: Result, side: str, phase: int = 1) -> list[float]:
     """Each (process, block)'s speedup for an in-process side: the median of its pairs' off/on."""
-    ask = getattr(result.spec, "pairs", 1)
     found = []
     for m in processes(result, SWITCHES, phase):
         pairs = m.profiles.get("switch:" + side)
         if pairs is None:
             continue
+        ask = m.notes.get("pairs", {}).get(side, getattr(result.spec, "pairs", 1))
         by_block: dict[int, list[float]] = {}
         for off, on in zip(pairs.plain, pairs.tool, strict=False):
-            by_block.setdefault(off.round, []).append(off.seconds / on.seconds)
+            by_block.setdefault(off.round, []).append(off.per_step / on.per_step)
         found += [stats.median(r) for r in by_block.values() if len(r) >= MIN_PAIRS * ask]
     return found
 
@@ -211,7 +212,7 @@ def _one_off(result: Result, side: str, phase: int) -> float | None:
         warm = m.notes.get("warm", {}).get(side)
         pairs = m.profiles.get("switch:" + side)
         if warm and pairs and pairs.tool:
-            extra.append(sum(warm) - len(warm) * stats.median([t.seconds for t in pairs.tool]))
+            extra.append(sum(warm) - len(warm) * stats.median([t.per_step for t in pairs.tool]))
     return stats.median(extra) if extra else None
 
 

@@ -109,8 +109,10 @@ def _notes(result: Result) -> list[str]:
     if spec.switched:
         lines.append(f"In-process pairs ({', '.join(spec.switched)}, the A/A): in the script's own "
                      f"process, each fix switched on and off between single steps ({spec.pairs} pairs a "
-                     f"fix per block, the order in each pair random, the switch flipped outside the "
-                     f"timed steps), after {spec.switch_warm} steps with it on; the speedup is the "
+                     "fix per block; a DataLoader's options and threads in windows of 8 steps after a "
+                     f"few left out, {max(4, spec.pairs // 4)} pairs; the order in each pair random, the "
+                     "switch flipped outside "
+                     f"the timed steps), after {spec.switch_warm} steps with it on; the speedup is the "
                      f"blocks' geometric mean, its 95% interval taken across the {spec.blocks} blocks "
                      "(their spread shown), not from the pooled pairs: the ratio moves with the "
                      "machine's state from block to block.")
