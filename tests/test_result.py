@@ -25,13 +25,14 @@ def test_ratio_of_paired_rounds_exact():
 
 def test_ratio_interval_holds_one_when_pairs_disagree():
     r = stats.ratio([1.1, 0.9, 1.05, 0.95, 1.0, 1.02], [1.0] * 6)
-    assert r.low < 1 < r.high and r.verdict == "unchanged"
+    # it holds 1 and reaches beyond +-5%: not measurable, never "unchanged"
+    assert r.low < 1 < r.high and r.high > 1.05 and r.verdict == "noisy"
     assert stats.speed_verdict(stats.ratio([1.0] * 5, [2.0, 2.1, 1.9, 2.0, 2.05])) == "slower"
 
 
 def test_too_few_samples_give_no_interval():
     r = stats.ratio([2, 2, 2, 2], [1, 1, 1, 1])
-    assert r.value == 2.0 and math.isnan(r.low) and r.verdict == "unchanged"
+    assert r.value == 2.0 and math.isnan(r.low) and r.verdict == "noisy"
     assert r.ci() == "too few rounds for an interval"
     with pytest.raises(ValueError, match="equal lengths"):
         stats.ratio([1, 2, 3, 4, 5], [1, 2, 3, 4, 5, 6])
@@ -63,15 +64,20 @@ def test_headline_ranks_a_clear_winner_and_admits_a_tie_with_the_baseline():
     clear = make_result({"base": [20, 21, 19, 20, 20.5], "fast": [10, 10.5, 9.5, 10, 10.2]})
     assert statements.fastest(clear).startswith("Fastest: `fast`")
     tie = make_result({"base": [10, 11, 9, 10, 10.5], "other": [10.5, 10, 9.6, 10.9, 10]})
-    assert statements.fastest(tie) == ("No variant is measurably faster than `base` (`other` shows no "
-                                       "measurable difference from it).")
+    assert statements.fastest(tie) == (
+        "`base` has the lowest median step (10.00 ms per step). `other` could not be ranked against "
+        "`base`: not measurable on this run (the interval holds 1 and reaches beyond +-5%).")
 
 
-def test_overhead_whose_interval_holds_one_is_no_measurable_overhead():
+def test_an_overhead_is_none_only_within_5_percent_and_else_not_measured():
     r = make_result({"a": [10] * 5})
     r["a"].profiles = {"cprofile": ToolTiming(plain=rounds([10, 11, 9, 10, 10]),
                                               tool=rounds([10.5, 10, 9.5, 10.2, 9.9]))}
-    assert statements.overhead_text(derive.overhead(r, "a", "cprofile")).startswith("no measurable overhead")
+    wide = statements.overhead_text(derive.overhead(r, "a", "cprofile"))
+    assert wide.startswith("1.00x (95% CI") and "not measured to 5% on this run" in wide
+    r["a"].profiles["kineto"] = ToolTiming(plain=rounds([10, 10.1, 9.9, 10, 10.05]),
+                                           tool=rounds([10.05, 10, 9.95, 10.1, 10]))
+    assert statements.overhead_text(derive.overhead(r, "a", "kineto")).startswith("no overhead beyond 5%")
     r["a"].profiles["lines"] = ToolTiming(plain=rounds([10] * 5), tool=rounds([15, 15.2, 14.8, 15, 15]))
     assert statements.overhead_text(derive.overhead(r, "a", "lines")).startswith("1.50x (95% CI")
 

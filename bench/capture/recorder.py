@@ -35,7 +35,8 @@ from bench.capture.built import Builds
 from bench.capture.collectives import wrap_collectives
 from bench.capture.ddp import DDPTiming
 from bench.capture.timeline import Timeline
-from bench.capture.windows import PARTS, Marks, Stop, Window, batch_size_of, caller_code, first_tensor, pairs
+from bench.capture.windows import Marks, Stop, Window, batch_size_of, caller_code, first_tensor, pairs
+from bench.capture.windows import step_timing as timing_of
 from bench.measure.clock import Timing
 from bench.profile.tools import Profiler
 from plumbing.outermost import Outermost
@@ -317,20 +318,6 @@ class Recorder:
         if window.filled >= window.steps:
             self._next_window()
 
-    def _timing(self, number: int, start: Any, end: Any, spans: list[list[Any]]) -> Timing:
-        step = self.marks.elapsed(start, end)
-        own: dict[str, float] = {}
-        children = [0.0] * len(spans)
-        durations = [self.marks.elapsed(s, e) if e is not None else 0.0 for _, s, e, _ in spans]
-        for i, (_, _, _, parent) in enumerate(spans):
-            if parent >= 0:
-                children[parent] += durations[i]
-        for i, (name, _, _, _) in enumerate(spans):
-            own[name] = own.get(name, 0.0) + max(durations[i] - children[i], 0.0)
-        parts = {p: [own[p]] for p in PARTS if p in own}
-        parts["other"] = [max(step - sum(own.values()), 0.0)]
-        return Timing(seconds=step, steps=[step], parts=parts, round=number)
-
     def _resolve(self) -> None:
         """The pending steps' Timings, read only when needed (the warm-up's and the measured
         window's ends, the end of the run) and never inside an observed step: on CUDA after one
@@ -340,7 +327,7 @@ class Recorder:
         if self.cuda:
             torch.cuda.synchronize()
         for window, number, start, end, spans in self._pending:
-            window.timings.append(self._timing(number, start, end, spans))
+            window.timings.append(timing_of(self.marks, number, start, end, spans))
         self._pending = []
 
     def _next_window(self) -> None:

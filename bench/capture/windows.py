@@ -76,6 +76,23 @@ class Marks:
         return start.elapsed_time(end) / 1e3 if self.cuda else end - start
 
 
+def step_timing(marks: Marks, number: int, start: Any, end: Any, spans: list[list[Any]]) -> Timing:
+    """One step's Timing from its marks: each part's own time (without the parts inside it: parts
+    nest), and ``other``, the rest of the step. ``spans``: [name, start, end, parent index]."""
+    step = marks.elapsed(start, end)
+    own: dict[str, float] = {}
+    children = [0.0] * len(spans)
+    durations = [marks.elapsed(s, e) if e is not None else 0.0 for _, s, e, _ in spans]
+    for i, (_, _, _, parent) in enumerate(spans):
+        if parent >= 0:
+            children[parent] += durations[i]
+    for i, (name, _, _, _) in enumerate(spans):
+        own[name] = own.get(name, 0.0) + max(durations[i] - children[i], 0.0)
+    parts = {p: [own[p]] for p in PARTS if p in own}
+    parts["other"] = [max(step - sum(own.values()), 0.0)]
+    return Timing(seconds=step, steps=[step], parts=parts, round=number)
+
+
 def merge_window(timings: list[Timing]) -> Timing:
     """One window as one sample: its steps one after another."""
     parts: dict[str, list[float]] = {}

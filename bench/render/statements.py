@@ -101,8 +101,10 @@ def efficiency(result: Result) -> str:
     said = []
     for name, eff in derive.efficiencies(result).items():
         text = f"`{name}` runs at {eff.text()} times its compute-only bound"
-        if not eff.measurable or eff.verdict == Verdict.NOISY:
-            said.append(f"`{name}`'s ratio to its compute-only bound is {eff.text()}: not measurable.")
+        if not eff.measurable:
+            said.append(f"`{name}`'s ratio to its compute-only bound is {eff.ci()}.")
+        elif eff.verdict == Verdict.NOISY:
+            said.append(text + f": not measurable ({WIDE}).")
         elif eff.verdict == Verdict.UNCHANGED:
             said.append(text + ": no measurable data cost is left.")
         elif eff.verdict == Verdict.FASTER:
