@@ -103,7 +103,7 @@ def _try_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--blocks", type=positive_int, default=6,
                    help="--try: independent blocks of in-process pairs; a switch's interval is taken "
                         "across them (at least 3)")
-    p.add_argument("--pairs", type=positive_int, default=20,
+    p.add_argument("--pairs", type=positive_int, default=16,
                    help="--try: pairs of single steps (switch on, off) per fix per block")
     p.add_argument("--max-minutes", type=positive_float, default=None,
                    help="--try: start no process after this; what was measured is kept")

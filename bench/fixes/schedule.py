@@ -4,6 +4,7 @@ runs one process; this module decides which, and when to stop)."""
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
 import time
 from dataclasses import replace
@@ -56,6 +57,9 @@ def _probe(spec: TrySpec, runner: Runner, asked: list[str] | None) -> tuple[TryS
 
 
 def _estimate(spec: TrySpec, fixes: list[Fix], runner: Runner, first: Measurement) -> None:
+    """Logs what comes and about how long it takes, from the probe: its start-up (the process's
+    wall time less its steps) and its median step. The switches' steps may need several
+    processes (a script that ends first): the estimate is refined after the first of them."""
     step = trials.median_step(first)
     switched = [f for f in fixes if f.name in spec.switched]
     others = len(fixes) - len(switched)
@@ -66,13 +70,17 @@ def _estimate(spec: TrySpec, fixes: list[Fix], runner: Runner, first: Measuremen
         block += 2 * (settle + timed) * replace(plan, settle=(settle,), steps=(timed,)).pairs_of("")
     steps = block * spec.blocks + len(switched) * spec.switch_warm
     per = runner.per_process()
-    duet_s = steps * step + per * max(1, steps * step / max(per, 1.0))  # + a start per process, roughly
-    processes = (1 + others) * spec.repeats - 1 if others else 0
+    start = max(per - (spec.warmup + spec.steps) * step, 0.0)
     numerics = len(switched) + (0 if others else 1)
-    log.info("in-process: %s and the A/A, %d blocks x %d pairs each (~%d steps, ~%.0f s); numerics: %d "
-             "short processes; in processes: %d fixes, %d processes: about %.1f minutes in all",
-             ", ".join(spec.switched) or "nothing", spec.blocks, spec.pairs, steps, duet_s, numerics,
-             others, processes, (duet_s + (numerics + processes) * per) / 60)
+    processes = (1 + others) * spec.repeats - 1 if others else 0
+    # the short runs go two at a time on the machine's cores: each pair about 1.5 starts
+    runner.later_s = math.ceil(numerics / 2) * 1.5 * (start + (spec.warmup + spec.losses) * step) \
+        + processes * per
+    duet_s = (start + steps * step) if switched else 0.0
+    log.info("in-process: %s and the A/A, %d blocks x %d pairs each (~%d steps, ~%.0f s if one process "
+             "of the script holds them); numerics: %d short runs; in processes: %d fixes, %d processes: "
+             "about %.1f minutes in all", ", ".join(spec.switched) or "nothing", spec.blocks, spec.pairs,
+             steps, duet_s, numerics, others, processes, (per + duet_s + runner.later_s) / 60)
 
 
 def _phase_one(spec: TrySpec, fixes: list[Fix], runner: Runner) -> str:
@@ -117,9 +125,17 @@ def duet_blocks(spec: TrySpec, runner: Runner, sides: list[tuple[str, tuple[str,
         duet = replace(plan, first_block=done, blocks=spec.blocks - done)
         log.info("in-process pairs: blocks %d-%d of %d (%s), process %d", done + 1, spec.blocks, spec.blocks,
                  ", ".join(names), k + 1)
+        begin = time.perf_counter()
         m = runner.run(trials.SWITCHES, k, phase, None, duet=duet, notes=notes)
         got = complete_blocks(m, duet)
         k += 1
+        if 0 < got < spec.blocks - done:
+            more = math.ceil((spec.blocks - done - got) / got)
+            wall = time.perf_counter() - begin
+            log.info("%d of %d blocks done in a process of %d steps: %d more of ~%.0f s, then the rest: "
+                     "about %.1f minutes in all", done + got, spec.blocks,
+                     m.process.steps_seen if m.process else 0, more, wall,
+                     runner.elapsed_min() + (more * wall + runner.later_s) / 60)
         if got == 0:
             steps = m.process.steps_seen if m.process else 0
             need = sum(2 * duet.pairs_of(s) * sum(duet.window(s)) for s in names)

@@ -46,6 +46,7 @@ class Runner:
         self.measured: list[Measurement] = []
         self.machine = None
         self.walls: list[float] = []  # the timed processes' (warm-up + steps)
+        self.later_s = 0.0  # what the numerics and the processes' fixes are expected to take
         self.started = time.perf_counter()
 
     def child(self, patches: tuple[str, ...], steps: int, duet: Duet | None = None) -> ScriptSpec:

@@ -75,6 +75,12 @@ class VariantsSpec:
         return asdict(self)
 
 
+def window_pairs(pairs: int) -> int:
+    """Pairs a block holds for a side measured in windows of steps, for ``pairs`` single-step
+    pairs: a fifth as many (a window's mean jitters less than one step), at least 3."""
+    return max(3, pairs // 5)
+
+
 @dataclass(frozen=True)
 class Duet:
     """``--try``'s switches in one process (:mod:`bench.capture.duet`): after the warm-up and the
@@ -87,8 +93,8 @@ class Duet:
     patches: tuple[str, ...]  # per side its patches joined by "+" ("" for the A/A: nothing switched)
     first_block: int = 0
     blocks: int = 6
-    pairs: int = 20
-    warm: int = 5
+    pairs: int = 16
+    warm: int = 3
     seed: int = 0
     # per side, for a switch measured in windows (a loader's workers): steps left out at each
     # window's start, steps timed after them; () or 0 and 1: single steps
@@ -106,8 +112,8 @@ class Duet:
 
     def pairs_of(self, side: str) -> int:
         """Pairs a block holds for the side: windows of several steps need fewer (a window's
-        mean jitters less than one step), a quarter as many, at least 4."""
-        return self.pairs if self.window(side)[1] == 1 else max(4, self.pairs // 4)
+        mean jitters less than one step), a fifth as many, at least 3."""
+        return self.pairs if self.window(side)[1] == 1 else window_pairs(self.pairs)
 
 
 class Command:
@@ -181,8 +187,8 @@ class TrySpec(Command):
     steps: int = 30  # measured steps per process (processes' fixes): its median is one sample
     repeats: int = 5  # processes per side (processes' fixes)
     blocks: int = 6  # in-process: independent blocks, the interval taken across them
-    pairs: int = 20  # in-process: pairs of single steps (on, off) per side per block
-    switch_warm: int = 5  # in-process: steps with each switch on before the pairs (its one-off cost)
+    pairs: int = 16  # in-process: pairs of single steps (on, off) per side per block
+    switch_warm: int = 3  # in-process: steps with each switch on before the pairs (its one-off cost)
     switched: tuple[str, ...] = ()  # the fixes measured in-process (the others in processes)
     seed: int | None = 0
     losses: int = 10  # measured losses compared per process

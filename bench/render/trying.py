@@ -13,6 +13,7 @@ import pandas as pd
 from bench.measure import trials
 from bench.measure.result import Result
 from bench.measure.rule import Rule
+from bench.measure.specs import window_pairs
 from bench.measure.trials import Row
 from bench.render import page, svg
 
@@ -110,7 +111,7 @@ def _notes(result: Result) -> list[str]:
         lines.append(f"In-process pairs ({', '.join(spec.switched)}, the A/A): in the script's own "
                      f"process, each fix switched on and off between single steps ({spec.pairs} pairs a "
                      "fix per block; a DataLoader's options and threads in windows of 8 steps after a "
-                     f"few left out, {max(4, spec.pairs // 4)} pairs; the order in each pair random, the "
+                     f"few left out, {window_pairs(spec.pairs)} pairs; the order in each pair random, the "
                      "switch flipped outside "
                      f"the timed steps), after {spec.switch_warm} steps with it on; the speedup is the "
                      f"blocks' geometric mean, its 95% interval taken across the {spec.blocks} blocks "
