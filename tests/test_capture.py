@@ -166,30 +166,33 @@ def test_run_help_answers_without_torch():
 
 
 def test_compare_a_script_with_itself_finds_no_difference(tmp_path: Path, monkeypatch, capsys):
-    """Both command lines go through the real `vaebench run` (in this process, to keep the test
-    fast: each "process" is a cli.main call), alternating A B, B A, ... Each process's measured
-    steps are then given the same times on both sides (process k: 10 + k/10 ms), so the test
-    judges the pipeline -- alternation, run.json, the rule, the page -- and not this machine's
-    load (the rule's A/A false-alarm rate is tested on generated samples in test_compare.py)."""
-    from bench.commands import run as command
+    """Both command lines go through --try's runner and the child entry (in this process, to keep
+    the test fast), alternating A B, B A, ... Each process's measured steps are then given the
+    same times on both sides (process k: 10 + k/10 ms), so the test judges the pipeline --
+    alternation, run.json, the rule, the page -- and not this machine's load (the rule's A/A
+    false-alarm rate is tested on generated samples in test_compare.py)."""
+    import json
+
+    from bench.capture import child
+    from bench.fixes import trial
     from bench.measure.result import Result
 
     calls = []
 
-    def in_process(args: list[str], **kw: object) -> subprocess.CompletedProcess:
-        assert args[1:3] == ["-m", "bench"]
-        calls.append("B" if args[-1] == "--same" else "A")
-        proc = helpers.run_bench(*args[3:])
-        out = Path(args[args.index("--out") + 1]) / "run.json"
-        if proc.returncode == 0 and out.is_file():
-            result = Result.load(out)
-            k = calls.count(calls[-1])
-            for t in result[result.measured[0]].samples:
-                t.seconds = t.steps[0] = (10 + k / 10) / 1e3
-            result.save(out)
-        return proc
+    def in_process(words: list[str]) -> tuple[int, str]:
+        assert words[1:3] == ["-m", "bench.capture.child"]
+        given = json.loads(Path(words[3]).read_text())
+        calls.append("B" if given["spec"]["command"][-1] == "--same" else "A")
+        code = child.main(words[3:])
+        out = Path(words[4]) / "run.json"
+        result = Result.load(out)
+        k = calls.count(calls[-1])
+        for t in result[result.measured[0]].samples:
+            t.seconds = t.steps[0] = (10 + k / 10) / 1e3
+        result.save(out)
+        return code, ""
 
-    monkeypatch.setattr(command.subprocess, "run", in_process)
+    monkeypatch.setattr(trial, "launch", in_process)
     script = write(tmp_path, TINY.replace("STEPS", "60").replace("FAIL", "-1"))
     assert run("--compare", str(script), f"{script} --same", "--steps", "20", "--warmup", "3",
                "--out", str(tmp_path / "cmp")) == 0
@@ -197,9 +200,12 @@ def test_compare_a_script_with_itself_finds_no_difference(tmp_path: Path, monkey
     assert "".join(calls) == "ABBAABBAAB"  # five processes a side, alternating
     assert "median step per process (ms): A 10.10, 10.20, 10.30, 10.40, 10.50; B 10.10" in said
     assert "B / A = 1.000" in said and "A and B are the same within 5%" in said, said
-    assert (tmp_path / "cmp" / "compare.md").is_file()
+    result = Result.load(tmp_path / "cmp" / "run.json")  # a Result like every command's
+    assert result.kind == "try" and result.spec.versus[-1] == "--same" and len(result.measurements) == 10
+    assert "B / A = 1.000" in (tmp_path / "cmp" / "summary.md").read_text()
     page = (tmp_path / "cmp" / "report.html").read_text()  # the same sentence on the run's page
     assert "A and B are the same within 5%" in page and page.count('<svg class="chart"') == 2
+    assert helpers.run_bench("report", str(tmp_path / "cmp" / "run.json")).returncode == 0
 
 
 def test_compare_takes_command_lines_that_start_with_dash_m(monkeypatch):

@@ -172,3 +172,36 @@ def test_run_times_parts_with_events_and_sees_the_copies(data_root: Path, tmp_pa
     steps = result["mnist_classifier.py"].samples
     assert all(t.parts.get("copy", [0])[0] > 0 for t in steps)  # host-to-device .to(device)
     assert result["mnist_classifier.py"].process.memory["cuda_max_allocated_mb"] > 0
+
+
+def test_every_switch_on_a_gpu():
+    """--try's switches on CUDA, each toggled between steps: fused Adam's step counters moved to
+    the parameters' device while on and back after; autocast (bf16, fp16), TF32,
+    cudnn.benchmark and channels_last leave the model as built when off; the losses stay finite."""
+    from bench.capture import switches
+    from bench.capture.switches import Live
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                                torch.nn.Linear(8 * 26 * 26, 10)).cuda()  # (batch, 10)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    live = Live()
+    live.add_optimizer(opt)
+    live.add_module(model)
+    flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark)
+    for name in ("foreach", "fused", "bf16", "tf32", "cudnn_benchmark", "channels_last"):
+        switch = switches.make((name,), live)
+        for i in range(6):
+            (switch.on if i % 2 == 0 else switch.off)()
+            x = torch.randn(16, 1, 28, 28, device="cuda")
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(x), torch.randint(0, 10, (16,), device="cuda"))
+            loss.backward()
+            opt.step()
+            assert torch.isfinite(loss)
+            if name == "fused" and i % 2 == 0:
+                assert all(s["step"].device.type == "cuda" for s in opt.state.values())
+        switch.off()
+        assert all(s["step"].device.type == "cpu" for s in opt.state.values())  # as plain Adam keeps it
+        assert model[0].weight.is_contiguous() and not opt.param_groups[0]["fused"]
+        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark) == flags

@@ -9,6 +9,7 @@ import math
 import os
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -381,17 +382,20 @@ def _script(tmp_path: Path) -> Path:
 
 
 def test_ctrl_c_half_way_keeps_every_process_measured(tmp_path: Path, monkeypatch, capsys):
+    """Ctrl-C reaches the switches' second process too (one process group): it writes what it
+    measured, and the parent keeps those blocks with the first process's."""
     from bench.fixes import trial
 
     calls = []
 
-    def interrupted_at_the_fourth(words: list[str]) -> tuple[int, str]:
+    def interrupted_in_the_third(words: list[str]) -> tuple[int, str]:
         calls.append(words)
-        if len(calls) == 4:
+        said = _in_process(words)
+        if len(calls) == 3:
             raise KeyboardInterrupt
-        return _in_process(words)
+        return said
 
-    monkeypatch.setattr(trial, "launch", interrupted_at_the_fourth)
+    monkeypatch.setattr(trial, "launch", interrupted_in_the_third)
     out = tmp_path / "out"
     code = cli.main(["run", "--try", "--fixes", "foreach", "--steps", "5", "--warmup", "1", "--out", str(out),
                      str(_script(tmp_path))])
@@ -399,6 +403,11 @@ def test_ctrl_c_half_way_keeps_every_process_measured(tmp_path: Path, monkeypatc
     result = Result.load(out / "run.json")
     assert len(result.measurements) == 3 and "interrupted (Ctrl-C) after 3 processes" in \
         result.partial["try/schedule"]
+    kept = result.measurements[2]
+    assert kept.notes["side"] == trials.SWITCHES and kept.profiles["switch:foreach=True"].plain
+    before = replace(result, measurements=result.measurements[:2], cache={})
+    blocks = trials.block_speedups
+    assert len(blocks(result, "foreach=True")) > len(blocks(before, "foreach=True"))
     assert "Stopped early: interrupted" in (out / "summary.md").read_text()
 
 

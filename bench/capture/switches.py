@@ -141,44 +141,47 @@ class Nothing:
 
 class OptimizerFlag:
     """``foreach``/``fused`` in every param group of every optimizer the script built that takes
-    the flag: torch.optim reads the group's flags at each ``step()``. ``fused`` needs each
-    state's ``step`` counter on its parameter's device (the plain path keeps it on the CPU on
-    CUDA): it is moved there at ``on()`` and back at ``off()``."""
+    the flag: torch.optim reads the group's flags at each ``step()``. Where each state's ``step``
+    counter lives follows ``torch.optim.Adam``'s rule (``_init_group``): on the parameter's
+    device when fused or capturable, else on the CPU -- so on CUDA the counters move to the GPU
+    at ``on()`` of ``fused`` and back at ``off()`` (those made while on included)."""
 
     def __init__(self, option: str, live: Live):
         self.option, self.live = option, live
-        self.saved: list[tuple[dict[str, Any], dict[str, Any]]] = []
-        self.moved: list[tuple[dict[str, Any], torch.device]] = []
+        self.saved: list[tuple[Any, dict[str, Any], dict[str, Any]]] = []
 
     def _takes(self, optimizer: Any) -> bool:
         return self.option in inspect.signature(type(optimizer).__init__).parameters
 
     def on(self) -> None:
-        self.saved, self.moved = [], []
+        self.saved = []
         for opt in self.live.optimizers:
             if not self._takes(opt):
                 continue
             for group in opt.param_groups:
-                self.saved.append((group, {k: group.get(k) for k in ("foreach", "fused")}))
+                self.saved.append((opt, group, {k: group.get(k) for k in ("foreach", "fused")}))
                 group[self.option] = True
                 if self.option == "fused":
                     group["foreach"] = False  # exclusive
-                    self._steps_to(opt, group)
-
-    def _steps_to(self, opt: Any, group: dict[str, Any]) -> None:
-        for p in group["params"]:
-            state = opt.state.get(p, {})
-            step = state.get("step")
-            if isinstance(step, torch.Tensor) and step.device != p.device:
-                self.moved.append((state, step.device))
-                state["step"] = step.to(p.device)
+                    _place_steps(opt, group)
 
     def off(self) -> None:
-        for group, before in self.saved:
+        for opt, group, before in self.saved:
             group.update(before)
-        for state, device in self.moved:
-            state["step"] = state["step"].to(device)
-        self.saved, self.moved = [], []
+            if self.option == "fused":
+                _place_steps(opt, group)
+        self.saved = []
+
+
+def _place_steps(opt: Any, group: dict[str, Any]) -> None:
+    """Each state's ``step`` where the group's flags need it."""
+    for p in group["params"]:
+        state = opt.state.get(p, {})
+        step = state.get("step")
+        if isinstance(step, torch.Tensor):
+            where = p.device if group.get("fused") or group.get("capturable") else torch.device("cpu")
+            if step.device != where:
+                state["step"] = step.to(where)
 
 
 @switch("foreach")

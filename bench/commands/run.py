@@ -13,7 +13,6 @@ import argparse
 import logging
 import os
 import shlex
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -256,66 +255,31 @@ def _check(result, spec, script_code: int) -> None:  # result: Result
 def compare_commands(args: argparse.Namespace) -> int:
     """``--compare "A" "B"``: the two command lines in alternating processes (A B, B A, ...), each
     process's median step one sample; the ratio B/A with its interval and a verdict, by the same
-    rule ``regress`` applies to commits."""
-    import tempfile
-
+    rule ``regress`` applies to commits -- run by ``--try``'s runner, saved as a ``try`` Result
+    (run.json, summary.md, report.html; ``vaebench report`` re-renders it)."""
     from bench.capture.script import check_target
-    from bench.measure.alternation import alternate
-    from bench.measure.rule import Rule, decide, min_samples_for
+    from bench.fixes.schedule import run_compare
+    from bench.measure.rule import Rule, min_samples_for
+    from bench.measure.specs import TrySpec
+    from bench.output import writing
+    from bench.render.terminal import text
 
     if args.script_args or args.module:
         raise UsageError("--compare takes the two command lines itself: vaebench run --compare "
                          "\"train.py --num-workers 0\" \"train.py --num-workers 2\"")
-    sides = {"A": shlex.split(args.compare[0]), "B": shlex.split(args.compare[1])}
-    for words in sides.values():
-        check_target(tuple(words))
+    a, b = (tuple(shlex.split(side)) for side in args.compare)
+    for words in (a, b):
+        check_target(words)
     need = min_samples_for(Rule().alpha)
     if args.repeats < need:
         raise UsageError(f"--repeats {args.repeats}: at least {need} processes a side are needed for a "
                          f"verdict at p < {Rule().alpha}")
-    samples: dict[str, list[float]] = {"A": [], "B": []}
-    with tempfile.TemporaryDirectory(prefix="vaebench-compare-") as tmp:
-        for i, side in alternate(("A", "B"), args.repeats):
-            log.info("process %d of %d: %s", 2 * i + (1 if samples[side] else 0) + 1,
-                     2 * args.repeats, args.compare[0 if side == "A" else 1])
-            samples[side].append(_one_process(args, sides[side], side, Path(tmp) / f"{side}{i}", samples))
-    outcome = decide(samples["A"], samples["B"], name="B against A", advice=True)
-    ratio, p, (low, high) = outcome.ratio, outcome.p_slower, outcome.ci
-    said = {"slower": "B is measurably slower than A", "faster": "B is measurably faster than A",
-            "unchanged": f"A and B are the same within {Rule().threshold:.0%}",
-            "noisy": "not measurable: the interval holds 1 and reaches beyond the 5% threshold, or the "
-                     "processes' medians spread too much (more --repeats, or a quieter machine)",
-            }[outcome.verdict]
-    lines = [f"A: {args.compare[0]}", f"B: {args.compare[1]}",
-             f"median step per process (ms): A {', '.join(f'{s * 1e3:.2f}' for s in samples['A'])}; "
-             f"B {', '.join(f'{s * 1e3:.2f}' for s in samples['B'])}",
-             f"B / A = {ratio:.3f} (95% CI {low:.3f}-{high:.3f}, one-sided Mann-Whitney p={p:.3g}): {said}."]
-    print("\n".join(lines))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "compare.md").write_text("# vaebench run --compare\n\n" + "\n\n".join(lines) + "\n")
-    from bench.render.html import compare_page
-    from bench.render.svg import Interval
-
-    ratio_ci = Interval("B / A", ratio, low, high, str(outcome.verdict))
-    (args.out / "report.html").write_text(compare_page(args.compare, samples, ratio_ci, lines[-1]))
-    return 0
-
-
-def _one_process(args: argparse.Namespace, words: list[str], side: str, out: Path,
-                 samples: dict[str, list[float]]) -> float:
-    """One process of one side under ``vaebench run`` (no profilers): its median step."""
-    from bench.measure import derive
-    from bench.measure.result import Result
-
-    proc = subprocess.run([sys.executable, "-m", "bench", "run", "--tools", "none",
-                           "--steps", str(args.steps or 50), "--warmup", str(args.warmup),
-                           "--wait", str(args.wait), "--out", str(out), *words],
-                          capture_output=True, text=True)
-    run_json = out / "run.json"
-    if proc.returncode != 0 or not run_json.is_file():
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
-        raise UsageError(f"{args.compare[0 if side == 'A' else 1]!r} failed (exit "
-                         f"{proc.returncode}); the samples so far: A {len(samples['A'])}, "
-                         f"B {len(samples['B'])}:\n{tail}")
-    result = Result.load(run_json)
-    return derive.step_seconds(result, result.measured[0])
+    spec = TrySpec(command=a, versus=b, warmup=args.warmup, steps=args.steps or 50, repeats=args.repeats,
+                   seed=args.seed, losses=args.losses or 0, wait=args.wait, max_minutes=args.max_minutes)
+    with writing(args.out) as output:
+        result = run_compare(spec, output.stage)
+        output.publish(result)
+    print(f"\n{text(result)}")
+    print(f"\nWrote the run into {args.out}/ (start with {args.out}/summary.md; every process's steps: "
+          f"{args.out}/run.json)")
+    return 130 if "interrupted" in result.partial.get("try/schedule", "") else 0

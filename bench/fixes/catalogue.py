@@ -25,6 +25,7 @@ class Fix:
     group: str  # loader | optimizer | threads | precision | compile | cuda | a user's own
     patches: tuple[str, ...]  # applied in the script's process, in order
     edit: str  # what to change, where: "train.py:37: DataLoader(..., num_workers=2)"
+    command: tuple[str, ...] = ()  # a side that runs another command line (run --compare's B)
 
 
 @dataclass

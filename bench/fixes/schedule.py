@@ -39,6 +39,26 @@ def run_try(spec: TrySpec, asked: list[str] | None, stage: Path, launcher=None) 
     return _result(spec, runner, why)
 
 
+def run_compare(spec: TrySpec, stage: Path, launcher=None) -> Result:
+    """``run --compare A B``: B (``spec.versus``) against A (``spec.command``) in alternating
+    processes, by the same runner and rule as ``--try``'s process fixes: a ``try`` Result with
+    one side, B."""
+    with tempfile.TemporaryDirectory(prefix="vaebench-compare-", dir=stage) as tmp:
+        runner = Runner(spec, Path(tmp), launcher or trial.launch)
+        why = ""
+        b = Fix("B", "compare", (), f"python {' '.join(spec.versus)}", command=spec.versus)
+        spec = replace(spec, fixes=("B",))
+        try:
+            first = runner.run(trials.BASELINE, 0, 1, None)
+            if first.status != "ok":
+                raise UsageError(f"A ({spec.shell()}) failed: {first.reason}")
+            why = schedule(spec, [b], runner)
+        except KeyboardInterrupt:
+            why = f"interrupted (Ctrl-C) after {len(runner.measured)} processes: what they measured is kept"
+            log.warning(why)
+    return _result(spec, runner, why)
+
+
 def _probe(spec: TrySpec, runner: Runner, asked: list[str] | None) -> tuple[TrySpec, list[Fix]]:
     log.info("the baseline first: %s (seed %s), %d warm-up + %d measured steps",
              spec.shell(), spec.seed, spec.warmup, spec.steps)
@@ -73,9 +93,7 @@ def _estimate(spec: TrySpec, fixes: list[Fix], runner: Runner, first: Measuremen
     start = max(per - (spec.warmup + spec.steps) * step, 0.0)
     numerics = len(switched) + (0 if others else 1)
     processes = (1 + others) * spec.repeats - 1 if others else 0
-    # the short runs go two at a time on the machine's cores: each pair about 1.5 starts
-    runner.later_s = math.ceil(numerics / 2) * 1.5 * (start + (spec.warmup + spec.losses) * step) \
-        + processes * per
+    runner.later_s = numerics * (start + (spec.warmup + spec.losses) * step) + processes * per
     duet_s = (start + steps * step) if switched else 0.0
     log.info("in-process: %s and the A/A, %d blocks x %d pairs each (~%d steps, ~%.0f s if one process "
              "of the script holds them); numerics: %d short runs; in processes: %d fixes, %d processes: "
@@ -95,7 +113,7 @@ def _phase_one(spec: TrySpec, fixes: list[Fix], runner: Runner) -> str:
         return why
     short = [None] * (0 if others else 1) + switched  # losses only: a second baseline, each switch
     if short:
-        log.info("numerics: %d short seeded runs (%s), two at a time", len(short),
+        log.info("numerics: %d short seeded runs (%s)", len(short),
                  ", ".join(f.name if f else trials.BASELINE for f in short))
         runner.run_many([(f.name if f else trials.BASELINE, i + 1, 1, f) for i, f in enumerate(short)],
                         numerics=True)

@@ -33,9 +33,23 @@ log = logging.getLogger("bench")
 
 
 def launch(words: list[str]) -> tuple[int, str]:
-    """One process: its exit code and its error output."""
-    proc = subprocess.run(words, capture_output=True, text=True)
-    return proc.returncode, proc.stderr or proc.stdout
+    """One process: its exit code and its error output. On Ctrl-C (the child had it too: it is
+    in our process group) the child is given time to write what it measured before the
+    interrupt goes on."""
+    proc = subprocess.Popen(words, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate()
+    except KeyboardInterrupt:
+        try:
+            proc.communicate(timeout=CHILD_WRITES_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+        raise
+    return proc.returncode, err or out
+
+
+CHILD_WRITES_S = 30.0  # how long an interrupted child may take to write its run.json
 
 
 class Runner:
@@ -49,12 +63,14 @@ class Runner:
         self.later_s = 0.0  # what the numerics and the processes' fixes are expected to take
         self.started = time.perf_counter()
 
-    def child(self, patches: tuple[str, ...], steps: int, duet: Duet | None = None) -> ScriptSpec:
-        """What one process runs, as data: the script with the patches, no profilers."""
+    def child(self, patches: tuple[str, ...], steps: int, duet: Duet | None = None,
+              command: tuple[str, ...] = ()) -> ScriptSpec:
+        """What one process runs, as data: the script (or ``command``) with the patches, no
+        profilers."""
         s = self.spec
-        return ScriptSpec(command=s.command, warmup=s.warmup, steps=steps, tools=(), observe_windows=0,
-                          wait=s.wait, fixes=patches, seed=s.seed, losses=s.losses, plugins=s.plugins,
-                          duet=duet)
+        return ScriptSpec(command=command or s.command, warmup=s.warmup, steps=steps, tools=(),
+                          observe_windows=0, wait=s.wait, fixes=patches, seed=s.seed, losses=s.losses,
+                          plugins=s.plugins, duet=duet)
 
     def command(self, spec: ScriptSpec, out: Path) -> list[str]:
         from bench.capture.child import order
@@ -71,20 +87,23 @@ class Runner:
 
     def run_many(self, jobs: list[tuple[str, int, int, Fix | None]], *, numerics: bool = False,
                  duet: Duet | None = None, notes: dict | None = None) -> list[Measurement]:
-        """Processes of several sides; at the same time (two at once) only where nothing is timed
-        (``numerics``: the losses of short seeded runs do not depend on the machine's load)."""
-        from concurrent.futures import ThreadPoolExecutor
-
+        """Processes of several sides, one after another. Never two at once, not even the short
+        runs whose losses do not depend on the load: two copies of a script write the same
+        files (`python -m vae train` refused the second one's output folder, made in the same
+        second)."""
         steps = (self.spec.losses or 1) if numerics else (1 if duet else self.spec.steps)
         outs = [self.tmp / f"p{len(self.measured) + i}" for i in range(len(jobs))]
-        words = [self.command(self.child(fix.patches if fix else (), steps, duet), out)
-                 for (_, _, _, fix), out in zip(jobs, outs, strict=True)]
+        words = [self.command(self.child(fix.patches if fix else (), steps, duet, fix.command if fix else ()),
+                              out) for (_, _, _, fix), out in zip(jobs, outs, strict=True)]
         begin = time.perf_counter()
-        if numerics and len(jobs) > 1:
-            with ThreadPoolExecutor(2) as pool:
-                done = list(pool.map(self.launch, words))
-        else:
-            done = [self.launch(w) for w in words]
+        done = []
+        for job, out, w in zip(jobs, outs, words, strict=True):
+            try:
+                done.append(self.launch(w))
+            except KeyboardInterrupt:  # what the interrupted child wrote is kept
+                if (out / "run.json").is_file():
+                    self.measured.append(self._collect(job, out, (130, "interrupted"), numerics, notes))
+                raise
         if not numerics and duet is None:
             self.walls.append(time.perf_counter() - begin)
         found = [self._collect(job, out, said, numerics, notes)

@@ -201,11 +201,14 @@ class TrySpec(Command):
     max_minutes: float | None = None
     nproc: int = 0  # ranks under torchrun per process (0: the script alone); rank 0's steps are the sample
     torchrun: str = ""  # torchrun's own options, as given
+    versus: tuple[str, ...] = ()  # run --compare: B's command line, against A (``command``)
 
     kind = "try"
     samples_are = "processes"
 
     def title(self) -> str:
+        if self.versus:
+            return f"`python {' '.join(self.versus)}` (B) against `{self.shell()}` (A)"
         return f"What the usual fixes buy on `{self.shell()}`"
 
 

@@ -184,6 +184,9 @@ def row(result: Result, side: str, phase: int = 1) -> Row:
     tolerance = getattr(result.spec, "tolerance", 0.05)
     said = numerics(_losses(_ok(processes(result, BASELINE, 1, None))), _losses(_ok(ms)), tolerance) \
         if side != AGAIN else ""
+    short = next((m.reason for m in processes(result, side, phase, True) if m.status != "ok"), "")
+    if short and not _losses(_ok(ms)):
+        said = f"not compared: its seeded run failed ({short})"
     if side in switched(result, phase):
         blocks = block_speedups(result, side, phase)
         duet = across_blocks(blocks)
@@ -221,7 +224,9 @@ def rows(result: Result) -> list[Row]:
     key = ("trials", "rows")
     if key not in result.cache:
         spec = result.spec
-        found = [row(result, AGAIN)] + [row(result, name) for name in getattr(spec, "fixes", ())]
+        # the A/A: in-process with the switches (in processes in runs saved before them)
+        again = [row(result, AGAIN)] if switched(result, 1) or processes(result, AGAIN, 1) else []
+        found = again + [row(result, name) for name in getattr(spec, "fixes", ())]
         if processes(result, COMBINED, 2) or COMBINED in switched(result, 2):
             found.append(row(result, COMBINED, 2))
         result.cache[key] = found

@@ -307,21 +307,3 @@ def write(result: Result, out: Path, final: Path | None = None) -> list[Path]:
     path = out / "report.html"
     path.write_text(render(result, out if staged or final is None else final))
     return [path]
-
-
-def compare_page(commands: list[str], samples: dict[str, list[float]], ratio: svg.Interval,
-                 said: str) -> str:
-    """report.html of ``run --compare``: B / A with its interval (``ratio``), and every process's
-    median step in the order the processes ran (A B, B A, ...)."""
-    forest = [ratio]
-    series = {side: [s * 1e3 for s in samples[side]] for side in ("A", "B")}
-    rows = [[cell(side), cell(k + 1), cell(s * 1e3, "{:.3f}")] for side in ("A", "B")
-            for k, s in enumerate(samples[side])]
-    body = ["<h1>vaebench run --compare</h1>",
-            f'<p class="meta">A: <code>{escape(commands[0])}</code><br>'
-            f"B: <code>{escape(commands[1])}</code></p>",
-            f'<p class="headline" id="headline">{inline(said)}</p>',
-            svg.forest(forest, "B / A: the median steps' ratio with its 95% interval"),
-            "<h2>Each process's median step</h2>", svg.timeline(series, "median step per process"),
-            table(["side", "process", "median step ms"], rows)]
-    return page.document("vaebench run --compare", body)

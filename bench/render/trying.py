@@ -54,8 +54,26 @@ def _cells(result: Result, r: Row) -> list[str]:
             f"{payback} steps" if payback else "", r.numerics, f"`{r.edit}`" if r.edit else ""]
 
 
+COMPARED = {"faster": "B is measurably faster than A", "slower": "B is measurably slower than A",
+            "unchanged": "A and B are the same within 5%",
+            "not measurable": "not measurable: the interval holds 1 and reaches beyond 5%, or the processes' "
+                              "medians spread too much (more --repeats, or a quieter machine)"}
+
+
+def compared(result: Result) -> str:
+    """``run --compare``'s statement: B / A with its interval and what it says."""
+    b = next((r for r in trials.rows(result) if r.name == "B"), None)
+    if b is None or not b.comparison:
+        return f"B against A: {b.verdict if b else 'not measured'}."
+    c = b.comparison
+    return (f"B / A = {c.ratio:.3f} (95% CI {c.ci[0]:.3f}-{c.ci[1]:.3f}, one-sided Mann-Whitney "
+            f"p={c.p_slower:.3g}): {COMPARED[b.verdict]}.")
+
+
 def recommendation(result: Result) -> str:
     """One statement, from the measurement that supports it: the combination where it ran."""
+    if result.spec.versus:
+        return compared(result)
     found = trials.rows(result)
     together = next((r for r in found if r.name == trials.COMBINED), None)
     spec = result.spec
@@ -80,8 +98,31 @@ def recommendation(result: Result) -> str:
     return "No fix was measurably faster on this script and machine: none is recommended."
 
 
+def _per_process(result: Result) -> dict[str, list[float]]:
+    """Each side's processes' median steps (ms), in the order they ran."""
+    out: dict[str, list[float]] = {}
+    for m in result.measurements:
+        side = m.notes.get("side", "")
+        if side != trials.SWITCHES and not m.notes.get("numerics") and m.status == "ok" and m.samples:
+            out.setdefault("A" if result.spec.versus and side == trials.BASELINE else side, []).append(
+                trials.median_step(m) * 1e3)
+    return out
+
+
+def _compare_notes(result: Result) -> list[str]:
+    spec = result.spec
+    steps = _per_process(result)
+    return [f"A: python {' '.join(spec.command)}", f"B: python {' '.join(spec.versus)}",
+            "median step per process (ms): " + "; ".join(
+                f"{side} {', '.join(f'{s:.2f}' for s in steps.get(side, []))}" for side in ("A", "B")),
+            f"Each process: {spec.warmup} warm-up + {spec.steps} measured steps, its median one sample; "
+            f"{spec.repeats} processes a side alternated (A B, B A, ...), by the rule `regress` applies."]
+
+
 def _notes(result: Result) -> list[str]:
     spec = result.spec
+    if spec.versus:
+        return _compare_notes(result)
     again = next((r for r in trials.rows(result) if r.name == trials.AGAIN), None)
     lines = []
     base = trials.baseline_step(result)
@@ -164,6 +205,8 @@ def terminal(result: Result) -> list[str]:
         lines.append(f"  {r.name:<{width}}  {_speedup(r):<22} {r.verdict:<15} {_how(r):<40} {r.numerics}")
     notes = _notes(result)
     unsteady = _unsteady(result)
+    if result.spec.versus:
+        return [*notes[:3], lines[0]]
     return [*lines, "", *notes[:2], *([unsteady] if unsteady and unsteady not in notes[:2] else [])]
 
 
@@ -242,6 +285,9 @@ def html(result: Result, root: Path) -> list[str]:
     rows = intervals(result)
     if rows:
         body.append(svg.forest(rows, "speedup of each fix over the baseline, 95% interval"))
+    series = _per_process(result)
+    if sum(len(v) for v in series.values()) > 1:
+        body += ["<h2>Each process's median step</h2>", svg.timeline(series, "median step per process (ms)")]
     if result.spec.skipped:
         items = [f"<li>{escape(s)}</li>" for s in result.spec.skipped]
         body += ["<h2>Not tried</h2>", "<ul>", *items, "</ul>"]
