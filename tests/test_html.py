@@ -256,5 +256,7 @@ def test_a_try_report_in_a_browser(browser, tmp_path: Path):
     shown = " ".join(browser.find_element(By.ID, "headline").text.split())
     bold = next(p for p in (tmp_path / "summary.md").read_text().split("\n\n") if p.startswith("**"))
     assert shown == " ".join(page.plain(bold.strip("*")).split())
-    assert seen["marks"] == [5]  # the A/A, the three fixes, the combination: one interval each
+    # the A/A, the three fixes, the combination: one interval each; then each process's median
+    # step, a line per side (the baseline's, the A/A's, the fixes', the combination's)
+    assert seen["marks"] == [5, 6]
     _sorts(browser)

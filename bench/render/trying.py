@@ -269,10 +269,11 @@ def _html_row(result: Result, r: Row) -> list[str]:
     """The table's cells, numbers as numbers (the page sorts by them)."""
     shown = _cells(result, r)
     s = r.speedup
+    one_off = None if r.one_off_s is None else float(_signed(r.one_off_s, 2))  # never "-0.00"
     return [page.cell(r.name), page.cell(s[0] if s else None, "{:.3f}"),
             page.cell(f"{s[1]:.3f}-{s[2]:.3f}" if s else None), page.cell(shown[2]), page.cell(shown[3]),
             page.cell(r.samples_per_s, "{:,.0f}"), page.cell(r.memory_mb, "{:+.0f}"),
-            page.cell(r.one_off_s, "{:+.2f}"), page.cell(_payback(result, r)), page.cell(r.numerics),
+            page.cell(one_off, "{:+.2f}"), page.cell(_payback(result, r)), page.cell(r.numerics),
             page.cell(shown[9])]
 
 
