@@ -189,7 +189,7 @@ def test_every_switch_on_a_gpu():
     live.add_optimizer(opt)
     live.add_module(model)
     flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark)
-    for name in ("foreach", "fused", "bf16", "tf32", "cudnn_benchmark", "channels_last"):
+    for name in ("foreach", "fused", "bf16", "fp16", "tf32", "cudnn_benchmark", "channels_last"):
         switch = switches.make((name,), live)
         for i in range(6):
             (switch.on if i % 2 == 0 else switch.off)()

@@ -266,3 +266,36 @@ def test_a_loader_switch_draws_from_a_twin_with_workers_and_the_scripts_iterator
     assert [b[0, 0].item() for b in twin] == [0, 4, 8]  # the twin's own epoch, from its start
     assert after[0, 0].item() == 4 and set(after[:, 1].tolist()) == {os.getpid()}  # ours went on
     assert switches.window_of(("workers=2",)) == (5, 8) and switches.window_of(("fused",)) == (0, 1)
+
+
+def test_fp16_switch_scales_only_while_on_and_its_scale_carries_across_the_switch():
+    """fp16 with its scaler as a switch (on the CPU here: fp16 autocast and a CPU GradScaler):
+    on-steps run scaled (clipping still sees the true gradients), off-steps are PyTorch's own,
+    and the scaler is the same object from one on-step to the next."""
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    live = Live()
+    live.add_optimizer(opt)
+    live.add_module(model)
+    backward = torch.Tensor.backward
+    switch = switches.make(("fp16",), live)
+    norms, scalers, losses = [], [], []
+    torch.manual_seed(1)
+    for i in range(8):
+        on = i % 2 == 0
+        (switch.on if on else switch.off)()
+        assert (torch.Tensor.backward is backward) is not on
+        x = torch.randn(32, 8)
+        opt.zero_grad()
+        loss = model(x).pow(2).mean()
+        loss.backward()
+        norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1e9)))
+        opt.step()
+        losses.append(float(loss.detach()))
+        if on:
+            scalers.append(switch.scaling.scaler)
+    switch.off()
+    assert torch.Tensor.backward is backward
+    assert all(s is scalers[0] for s in scalers) and scalers[0] is not None
+    assert max(norms) < 100  # unscaled before clipping: a scaled gradient is 65536 times larger
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]

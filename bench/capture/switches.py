@@ -219,6 +219,38 @@ def _bf16(value: str | None, live: Live) -> Switch:
     return AroundForward(lambda undo: PATCHES["bf16"](value, undo))
 
 
+class ScaledHalf:
+    """fp16 autocast with its gradient scaler (:mod:`bench.fixes.scaling`), attached while on.
+    The scaler itself persists across the switch: its scale carries from one on-step to the
+    next, as a script's own GradScaler's does from step to step (re-made at each ``on()``, its
+    first scale would overflow and skip steps that a real run skips once)."""
+
+    def __init__(self, live: Live):
+        from bench.fixes.scaling import LossScaling
+
+        self.live, self.scaling = live, LossScaling()
+        self.undo: list[Callable[[], None]] = []
+
+    def on(self) -> None:
+        from bench.fixes.patches import autocast_forward
+
+        for opt in self.live.optimizers:
+            self.scaling.optimizers.add(opt)
+        autocast_forward(torch.float16, self.undo)
+        self.scaling.install(self.undo)
+
+    def off(self) -> None:
+        from bench.fixes.patches import restore
+
+        restore(self.undo)
+        self.undo = []
+
+
+@switch("fp16")
+def _fp16(value: str | None, live: Live) -> Switch:
+    return ScaledHalf(live)
+
+
 class Compiled:
     """The compiled and the eager call of the same outermost modules: compiled at the first
     ``on()`` (the switch's warm-up pays for it), then only PyTorch's compiled call swapped in and

@@ -161,7 +161,12 @@ def _to_float(output: Any) -> Any:
 
 @patch("bf16")
 def _bf16(value: str | None, undo: Undo) -> None:
-    _outermost(undo, lambda m: torch.autocast(device_type=_device_type(m), dtype=torch.bfloat16), _to_float)
+    autocast_forward(torch.bfloat16, undo)
+
+
+def autocast_forward(dtype: torch.dtype, undo: Undo) -> None:
+    """Autocast to ``dtype`` around the outermost forward, its half-precision outputs as float32."""
+    _outermost(undo, lambda m: torch.autocast(device_type=_device_type(m), dtype=dtype), _to_float)
 
 
 @patch("fp16")
@@ -170,7 +175,7 @@ def _fp16(value: str | None, undo: Undo) -> None:
     backward and optimizer steps (:mod:`bench.fixes.scaling`): fp16 without one underflows."""
     from bench.fixes.scaling import LossScaling
 
-    _outermost(undo, lambda m: torch.autocast(device_type=_device_type(m), dtype=torch.float16), _to_float)
+    autocast_forward(torch.float16, undo)
     LossScaling().install(undo)
 
 

@@ -8,9 +8,9 @@ Two ways a fix is measured, and the Result says which per fix:
   block's speedup is the median of its pairs' off/on, and the speedup's 95% interval is taken *across*
   the blocks (:func:`bench.measure.stats.across_blocks`), not from the pooled pairs; the
   verdict by the band (``unchanged`` only within +-5%).
-- **processes** (fp16 with its scaler, persistent workers): B/A against the baseline's
-  processes of the same phase by the rule ``regress`` applies (each process's median step one
-  sample), worded as advice (``unchanged`` only within the threshold).
+- **processes** (persistent workers, a user's fix without a switch, ``run --compare``): B/A
+  against the baseline's processes of the same phase by the rule ``regress`` applies (each
+  process's median step one sample), worded as advice (``unchanged`` only within the threshold).
 
 Numerics come from short seeded processes either way (toggling changes the trajectory). Each
 process is one Measurement with ``notes``: ``side`` (baseline, ``switches``, a fix, the

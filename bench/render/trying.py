@@ -160,7 +160,7 @@ def _notes(result: Result) -> list[str]:
                      "machine's state from block to block.")
     others = [f for f in spec.fixes if f not in spec.switched]
     if others:
-        lines.append(f"In processes ({', '.join(others)}: built once, so not switched in place): "
+        lines.append(f"In processes ({', '.join(others)}: not switched in place): "
                      f"{spec.warmup} warm-up + {spec.steps} measured steps a process, its median one "
                      f"sample; {spec.repeats} processes a side in rotated order against the baseline's, "
                      "by the rule `regress` applies (>5%, one-sided Mann-Whitney p < 0.01, the interval "
