@@ -478,3 +478,45 @@ def test_try_across_several_nodes_is_refused_in_one_line(tmp_path: Path, capsys)
                      str(tmp_path / "out"), str(script)])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "--try across several nodes is not built" in err and len(err.splitlines()) == 1
+
+
+BREAKS = textwrap.dedent("""
+    from bench.capture import switches
+    from bench.fixes import catalogue, patches
+
+    @patches.patch("breaks")
+    def breaks(value, undo):
+        raise RuntimeError("this fix breaks the script")
+
+    @switches.switch("breaks")
+    def breaks_switch(value, live):
+        def on():
+            raise RuntimeError("this fix breaks the script")
+        return switches.Toggle(on=on, off=lambda: None)
+
+    catalogue.register(catalogue.Entry("breaks", lambda seen: [catalogue.Fix(
+        "breaks", "mine", ("breaks",), "nowhere")]))
+""")
+
+
+def test_a_switch_that_breaks_the_script_fails_alone_and_the_others_are_measured(tmp_path: Path, monkeypatch):
+    from bench.capture import switches
+    from bench.fixes import trial
+
+    (tmp_path / "breaking.py").write_text(BREAKS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(trial, "launch", _in_process)
+    monkeypatch.setattr(catalogue, "CATALOGUE", list(catalogue.CATALOGUE))
+    monkeypatch.setattr(switches, "SWITCHES", dict(switches.SWITCHES))
+    monkeypatch.setattr(patches, "PATCHES", dict(patches.PATCHES))
+    out = tmp_path / "out"
+    code = cli.main(["run", "--try", "--fixes", "breaks,foreach", "--fixes-from", "breaking", "--blocks",
+                     "3", "--pairs", "5", "--steps", "5", "--warmup", "1", "--out", str(out),
+                     str(_script(tmp_path))])
+    assert code == 0
+    result = Result.load(out / "run.json")
+    by = {r.name: r for r in trials.rows(result)}
+    assert by["breaks"].verdict == "failed" and "this fix breaks the script" in by["breaks"].failed
+    assert by["foreach=True"].how == "in-process pairs, 3 blocks" and by["foreach=True"].speedup
+    assert not result.partial  # the run went on without it
+    assert not [m for m in result.measurements if m.notes.get("numerics") and m.notes["side"] == "breaks"]

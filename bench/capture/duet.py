@@ -90,6 +90,11 @@ def pairs(windows: list[Window], side: str, settle: int = 0) -> ToolTiming:
     return ToolTiming(off, on)
 
 
+def switched_in(w: Window) -> str | None:
+    """The side whose switch is on during window ``w`` (None: a plain window)."""
+    return _side(w)
+
+
 def _side(w: Window) -> str | None:
     return w.kind[len(PREFIX):] if w.kind.startswith(PREFIX) else None
 

@@ -111,7 +111,9 @@ def _phase_one(spec: TrySpec, fixes: list[Fix], runner: Runner) -> str:
     why = _over_time(spec, runner, "the numerics' short runs")
     if why:
         return why
-    short = [None] * (0 if others else 1) + switched  # losses only: a second baseline, each switch
+    broken = {m.notes.get("failed_in") for m in runner.measured if m.notes.get("side") == trials.SWITCHES}
+    # losses only: a second baseline and each switch that did not break the script
+    short = [None] * (0 if others else 1) + [f for f in switched if f.name not in broken]
     if short:
         log.info("numerics: %d short seeded runs (%s)", len(short),
                  ", ".join(f.name if f else trials.BASELINE for f in short))
@@ -127,42 +129,55 @@ def _notes(fixes: list[Fix]) -> dict:
 def duet_blocks(spec: TrySpec, runner: Runner, sides: list[tuple[str, tuple[str, ...]]], phase: int,
                 notes: dict) -> str:
     """The sides' blocks of pairs, in as many processes of the script as they need (one that
-    ends early, or fails, keeps its complete blocks); "" when done, else why it stopped."""
-    if len(sides) < 2 and phase == 1:
-        return ""  # the A/A alone: no switch to measure
+    ends early, or fails, keeps its complete blocks; a side whose switch broke the script is
+    dropped, and the others go on without it); "" when done, else why it stopped."""
     done, k = 0, 0
-    names, patches = tuple(s for s, _ in sides), tuple("+".join(p) for _, p in sides)
-    windows = [window_of(p) for _, p in sides]
-    plan = Duet(sides=names, patches=patches, blocks=spec.blocks, pairs=spec.pairs, warm=spec.switch_warm,
-                seed=spec.seed or 0, settle=tuple(w[0] for w in windows), steps=tuple(w[1] for w in windows))
-    notes = notes | {"pairs": {side: plan.pairs_of(side) for side in names}}
     while done < spec.blocks:
+        if not any(p for _, p in sides):
+            return ""  # the A/A alone (or nothing): no switch to measure
+        plan = _plan(spec, sides, done)
         why = _over_time(spec, runner, f"{spec.blocks - done} blocks of the switches")
         if why:
             return why
-        duet = replace(plan, first_block=done, blocks=spec.blocks - done)
         log.info("in-process pairs: blocks %d-%d of %d (%s), process %d", done + 1, spec.blocks, spec.blocks,
-                 ", ".join(names), k + 1)
+                 ", ".join(plan.sides), k + 1)
         begin = time.perf_counter()
-        m = runner.run(trials.SWITCHES, k, phase, None, duet=duet, notes=notes)
-        got = complete_blocks(m, duet)
+        m = runner.run(trials.SWITCHES, k, phase, None, duet=plan,
+                       notes=notes | {"pairs": {side: plan.pairs_of(side) for side in plan.sides}})
         k += 1
-        if 0 < got < spec.blocks - done:
-            more = math.ceil((spec.blocks - done - got) / got)
-            wall = time.perf_counter() - begin
+        broke = m.notes.get("failed_in")
+        if broke and broke != trials.AGAIN:
+            log.warning("%s failed when switched on (%s): the others go on without it", broke, m.reason)
+            sides = [s for s in sides if s[0] != broke]
+            continue
+        got = complete_blocks(m, plan)
+        if got == 0:
+            return _no_block(spec, plan, m)
+        if got < spec.blocks - done:
+            more, wall = math.ceil((spec.blocks - done - got) / got), time.perf_counter() - begin
             log.info("%d of %d blocks done in a process of %d steps: %d more of ~%.0f s, then the rest: "
                      "about %.1f minutes in all", done + got, spec.blocks,
                      m.process.steps_seen if m.process else 0, more, wall,
                      runner.elapsed_min() + (more * wall + runner.later_s) / 60)
-        if got == 0:
-            steps = m.process.steps_seen if m.process else 0
-            need = sum(2 * duet.pairs_of(s) * sum(duet.window(s)) for s in names)
-            return (f"the switches' process {'failed: ' + m.reason if m.status != 'ok' else 'ended'} "
-                    f"before a block of pairs was complete ({steps} steps); a block needs {need} steps "
-                    f"after {spec.warmup} + {spec.switch_warm} x {len(names) - 1} warm-up steps: fewer "
-                    "--pairs, or let the script run longer")
         done += got
     return ""
+
+
+def _plan(spec: TrySpec, sides: list[tuple[str, tuple[str, ...]]], done: int) -> Duet:
+    """One process's blocks, from block ``done`` on: each side's switch and its windows."""
+    windows = [window_of(p) for _, p in sides]
+    return Duet(sides=tuple(s for s, _ in sides), patches=tuple("+".join(p) for _, p in sides),
+                first_block=done, blocks=spec.blocks - done, pairs=spec.pairs, warm=spec.switch_warm,
+                seed=spec.seed or 0, settle=tuple(w[0] for w in windows), steps=tuple(w[1] for w in windows))
+
+
+def _no_block(spec: TrySpec, plan: Duet, m: Measurement) -> str:
+    steps = m.process.steps_seen if m.process else 0
+    need = sum(2 * plan.pairs_of(s) * sum(plan.window(s)) for s in plan.sides)
+    return (f"the switches' process {'failed: ' + m.reason if m.status != 'ok' else 'ended'} before a "
+            f"block of pairs was complete ({steps} steps); a block needs {need} steps after {spec.warmup} + "
+            f"{spec.switch_warm} x {len(plan.sides) - 1} warm-up steps: fewer --pairs, or let the script "
+            "run longer")
 
 
 def complete_blocks(m: Measurement, duet: Duet) -> int:

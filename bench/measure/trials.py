@@ -56,6 +56,8 @@ class Row:
 
     @property
     def verdict(self) -> str:
+        if self.failed and self.comparison is None and self.duet is None:
+            return "failed"
         if self.duet is not None:
             return SAID[str(speed_verdict(self.duet))]
         if self.failed and self.comparison is None:
@@ -187,6 +189,11 @@ def row(result: Result, side: str, phase: int = 1) -> Row:
     short = next((m.reason for m in processes(result, side, phase, True) if m.status != "ok"), "")
     if short and not _losses(_ok(ms)):
         said = f"not compared: its seeded run failed ({short})"
+    broke = next((m.reason for m in processes(result, SWITCHES, phase)
+                  if m.notes.get("failed_in") == side), "")
+    if broke:  # the script failed with this switch on: no verdict, whatever pairs it had before
+        return Row(side, notes.get("edit", ""), notes.get("group", ""), len(ms), broke, None, None, None,
+                   None, said)
     if side in switched(result, phase):
         blocks = block_speedups(result, side, phase)
         duet = across_blocks(blocks)
