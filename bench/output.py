@@ -131,6 +131,7 @@ class Output:
                              "were left as they were)") from None
         if not rerender:
             remove_stale(self.out, previous, result.artifacts)
+        remove_unwritten(self.out, [p.name for p in written])
         return moved or written
 
 
@@ -145,6 +146,15 @@ def writing(out: Path, *, fresh: bool = True, lock: bool = True) -> Iterator[Out
     with (fresh_out(out) if fresh else nullcontext()), (out_lock(out) if lock else nullcontext()), \
             staging(out) as stage:
         yield Output(out, stage)
+
+
+def remove_unwritten(out: Path, written: list[str]) -> None:
+    """The renderers' files in ``out`` that this rendering did not write (a figure an earlier
+    run drew and this one has no figure for): removed, so no report mixes two runs."""
+    from bench.render import OWNED
+
+    for name in set(OWNED) - set(written):
+        (out / name).unlink(missing_ok=True)
 
 
 def previous_artifacts(run_json: Path) -> list[str]:

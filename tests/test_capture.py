@@ -93,7 +93,7 @@ def test_a_script_without_an_optimizer_is_stepped_at_backward(tmp_path: Path):
 
 @pytest.mark.parametrize(("make", "phrase"), [
     (lambda p: p / "missing.py", "no such script"),
-    (lambda p: write(p, "def broken(:\n    pass\n"), "is not a Python script"),
+    (lambda p: write(p, "def broken(:\n    pass\n"), "has a syntax error at line 1"),
 ])
 def test_bad_scripts_are_one_line_exit_2(tmp_path: Path, capsys, make, phrase: str):
     out = tmp_path / "out"

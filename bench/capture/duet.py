@@ -90,9 +90,15 @@ def pairs(windows: list[Window], side: str, settle: int = 0) -> ToolTiming:
     return ToolTiming(off, on)
 
 
-def switched_in(w: Window) -> str | None:
-    """The side whose switch is on during window ``w`` (None: a plain window)."""
-    return _side(w)
+def blamed(windows: list[Window], index: int) -> str | None:
+    """The switch that broke the script, failed in window ``index``: the side whose switch was
+    on there, if it had never been on through a whole window before (its warm-up). A failure
+    after that -- the script's own error at step 60 hits whichever side is on -- blames none."""
+    side = _side(windows[index])
+    if side is None:
+        return None
+    ran = any(_side(w) == side and len(w.timings) == w.steps for w in windows[:index])
+    return None if ran else side
 
 
 def _side(w: Window) -> str | None:

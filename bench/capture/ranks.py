@@ -41,9 +41,8 @@ def record(spec: ScriptSpec, outcome: Outcome, rank: int | None = None) -> Measu
         profiles |= {duet.kind(side): duet.pairs(rec.windows, side, spec.duet.window(side)[0])
                      for side in spec.duet.sides}
         notes = {"warm": duet.warm_steps(rec.windows)}
-        # the script failed while a switch was on (its warm-up or an on-step): that switch's doing
         if outcome.error and rec._index < len(rec.windows):
-            notes["failed_in"] = duet.switched_in(rec.windows[rec._index])
+            notes["failed_in"] = duet.blamed(rec.windows, rec._index)
     else:
         notes = {}
     memory = peak_memory()

@@ -63,7 +63,8 @@ def check_target(command: tuple[str, ...]) -> None:
     try:
         compile(path.read_bytes(), str(path), "exec")
     except SyntaxError as exc:
-        raise UsageError(f"{path} is not a Python script: {exc.msg} (line {exc.lineno})") from None
+        raise UsageError(f"{path} has a syntax error at line {exc.lineno}: {exc.msg}; fix it, then run "
+                         "again") from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise UsageError(f"{path} is not a Python script ({exc})") from None
 

@@ -9,6 +9,16 @@ import sys
 from plumbing.argtypes import positive_float
 
 
+class Defaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Each option's default after its help, except where there is none to show (None, a flag's
+    False) or the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False) or "default:" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 class Deprecated(argparse.Action):
     """An old flag name, kept working for one release: it says its new name once and stores
     into the new one's dest."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.commands.args import add_rule_arguments
+from bench.commands.args import Defaults, add_rule_arguments
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -16,7 +16,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                     "change in the deterministic counters. Exit 1 on a regression, 2 on bad input "
                     "(a damaged file, a NaN or non-positive time, no benchmark in common), 3 when "
                     "some benchmark is noisy and no instruction count resolved it (no verdict).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=Defaults)
     p.add_argument("baseline", type=Path)
     p.add_argument("candidate", type=Path)
     add_rule_arguments(p)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bench.commands.args import Defaults
+
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
@@ -14,7 +16,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                     "ruptures' PELT and list them with their size and commit. Writes "
                     "history.md, history.csv and history.png into --out; --html adds history.html, a "
                     "self-contained dashboard (works offline).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=Defaults)
     p.add_argument("paths", type=Path, nargs="*", default=[Path("reports/benchmarks")])
     p.add_argument("-k", "--select", default="", help="only benchmarks whose name contains this")
     p.add_argument("--out", type=Path, default=Path("reports/history"))

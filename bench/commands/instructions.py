@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from bench.commands.args import Defaults
 from bench.defaults import BUILTIN, BUILTIN_SUITE_VARIANTS
 from bench.errors import UsageError
 from bench.options import WORKLOAD_OPTIONS, add_options
@@ -28,7 +29,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                     "(one thread, on the CPU). Counts are exact where timings are noisy: compare "
                     "two count files with `bench compare`; `bench regress` runs this for both "
                     "sides. Needs valgrind (apt-get install valgrind).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=Defaults)
     # default variants of the built-in workload: its five ladder rungs and resident+fused
     add_options(p.add_argument, WORKLOAD_OPTIONS, limit=2000)
     p.add_argument("--repeats", type=positive_int, default=2,

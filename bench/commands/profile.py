@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.commands.args import Deprecated
+from bench.commands.args import Defaults, Deprecated
 from bench.defaults import TOOLS
 from bench.errors import UsageError
 from bench.options import RUN_OPTIONS, WORKLOAD_OPTIONS, add_options
@@ -28,7 +28,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                     "samples) and, from it, summary.md/.csv, variants.csv, speedup.png, "
                     "breakdown.png, .prof, .lprof, tb/ traces and a README.md that says how to "
                     "open each into --out.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=Defaults)
     add_options(p.add_argument, [*WORKLOAD_OPTIONS, *RUN_OPTIONS])
     p.add_argument("--rounds", type=positive_int, default=200,
                    help="interleaved rounds (each visits every variant once, order rotated)")

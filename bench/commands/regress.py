@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.commands.args import Deprecated, add_rule_arguments
+from bench.commands.args import Defaults, Deprecated, add_rule_arguments
 from bench.options import add_options
 from plumbing.argtypes import positive_int
 
@@ -20,7 +20,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                     "regress.md and verdict.json into --out. Exit 1 on a regression, 2 on bad input "
                     "or a failed benchmark process, 3 when some benchmark is noisy and no count "
                     "resolved it (no verdict).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=Defaults)
     p.add_argument("--base", default=None,
                    help="git ref of the baseline (default: origin/main if it exists, else HEAD~1)")
     # both sides benchmark the workload (a file path is read in each side's tree); the built-in

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bench.commands.args import Defaults
 from bench.errors import UsageError
 from bench.output import writing
 
@@ -13,7 +14,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "report", help="re-render summary.md/.csv, variants.csv and figures from a saved run.json",
         description="Read a run.json written by `profile` and write its reports again, measuring "
-                    "nothing.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "nothing.", formatter_class=Defaults)
     p.add_argument("run", type=Path, nargs="?", default=Path("reports/run.json"))
     p.add_argument("--out", type=Path, default=None, help="folder for the reports (default: the run's)")
 

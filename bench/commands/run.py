@@ -18,6 +18,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.commands.args import Defaults
 from bench.defaults import TOOLS
 from bench.errors import UsageError
 from plumbing.argtypes import comma_list, non_negative_int, positive_float, positive_int
@@ -36,7 +37,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                     "measure a window of steps, run each profiler in windows alternated with plain "
                     "ones, then stop the script. Writes run.json, summary.md/.csv, figures, .prof "
                     "and traces into --out. --nproc N runs it under torchrun, one capture per rank.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=Defaults)
     p.add_argument("--warmup", type=non_negative_int, default=5, help="steps left out first")
     p.add_argument("--steps", type=non_negative_int, default=None,
                    help="steps measured, then the profiler windows, then the script is stopped; 0: "
@@ -81,11 +82,12 @@ def _try_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--try", dest="try_", action="store_true",
                    help="measure the usual fixes on the unmodified script, each applied by patching "
                         "PyTorch in the script's process: those that can be switched between steps "
-                        "(foreach/fused optimizers, threads, bf16 autocast, compile, CUDA flags) step "
-                        "against step in the script's own process, in blocks, with an A/A; the others "
-                        "(DataLoader workers) in processes alternated with the baseline's; losses "
-                        "compared and the line to change; with --nproc N each process is a torchrun "
-                        "job of N ranks")
+                        "(foreach/fused optimizers, threads, bf16/fp16 autocast, compile, CUDA flags) "
+                        "step against step in the script's own process, in blocks, with an A/A; a "
+                        "DataLoader's workers and pin_memory in windows of steps from a twin loader; "
+                        "persistent workers (and your fixes without a switch) in processes "
+                        "alternated with the baseline's; losses compared and the line to change; with "
+                        "--nproc N each process is a torchrun job of N ranks")
     p.add_argument("--fixes", type=comma_list, default=None,
                    help="--try: only these catalogue entries (default: every one that applies; "
                         "'compile' only when named)")

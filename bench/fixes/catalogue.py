@@ -123,11 +123,17 @@ def _threads(seen: Seen) -> Proposal:
     if seen.threads >= seen.cores:
         return f"torch already uses all {seen.on()} ({seen.threads} threads)"
     return [Fix(f"set_num_threads({seen.cores})", "threads", (f"threads={seen.cores}",),
-                f"at the script's start: torch.set_num_threads({seen.cores})")]
+                f"torch.set_num_threads({seen.cores}) in place of the script's own thread setting, or at "
+                "its start")]
 
 
 def _model(seen: Seen) -> str:
-    return seen.models[0].type if seen.models else ""
+    """The outermost model, named by its class and where the script built it (two models of one
+    class, as a GAN's two Sequentials, are told apart by the line)."""
+    if not seen.models:
+        return ""
+    m = seen.models[0]
+    return f"{m.type} (built at {m.where})" if m.where else m.type
 
 
 def _bf16(seen: Seen) -> Proposal:

@@ -22,6 +22,9 @@ from bench.measure.specs import Duet, TrySpec
 
 log = logging.getLogger("bench")
 
+Side = tuple[str, tuple[str, ...]]  # a side of the pairs: its name, the patches its switch applies
+Regrouped = tuple[list[tuple[list[Side], int]], list[str]]  # (sides, pairs a block) each; sides left out
+
 
 def run_try(spec: TrySpec, asked: list[str] | None, stage: Path, launcher=None) -> Result:
     """The whole ``--try``: a ``try`` Result, partial when stopped (Ctrl-C, --max-minutes)."""
@@ -30,7 +33,7 @@ def run_try(spec: TrySpec, asked: list[str] | None, stage: Path, launcher=None) 
         why = ""
         try:
             spec, fixes = _probe(spec, runner, asked)
-            why = _phase_one(spec, fixes, runner)
+            spec, why = _phase_one(spec, fixes, runner)
             if not why:
                 spec, why = combine(spec, fixes, runner, _result(spec, runner, why))
         except KeyboardInterrupt:
@@ -101,16 +104,19 @@ def _estimate(spec: TrySpec, fixes: list[Fix], runner: Runner, first: Measuremen
              steps, duet_s, numerics, others, processes, (per + duet_s + runner.later_s) / 60)
 
 
-def _phase_one(spec: TrySpec, fixes: list[Fix], runner: Runner) -> str:
+def _phase_one(spec: TrySpec, fixes: list[Fix], runner: Runner) -> tuple[TrySpec, str]:
     switched = [f for f in fixes if f.name in spec.switched]
-    others = [f for f in fixes if f.name not in spec.switched]
     sides = [(trials.AGAIN, ())] + [(f.name, f.patches) for f in switched]
-    why = duet_blocks(spec, runner, sides, 1, _notes(switched))
+    why, too_long = duet_blocks(spec, runner, sides, 1, _notes(switched))
+    if too_long:  # a loader's windows longer than the script: its processes, as before switches
+        spec = replace(spec, switched=tuple(s for s in spec.switched if s not in too_long))
+        switched = [f for f in switched if f.name not in too_long]
+    others = [f for f in fixes if f.name not in spec.switched]
     if why:
-        return why
+        return spec, why
     why = _over_time(spec, runner, "the numerics' short runs")
     if why:
-        return why
+        return spec, why
     broken = {m.notes.get("failed_in") for m in runner.measured if m.notes.get("side") == trials.SWITCHES}
     # losses only: a second baseline and each switch that did not break the script
     short = [None] * (0 if others else 1) + [f for f in switched if f.name not in broken]
@@ -119,26 +125,47 @@ def _phase_one(spec: TrySpec, fixes: list[Fix], runner: Runner) -> str:
                  ", ".join(f.name if f else trials.BASELINE for f in short))
         runner.run_many([(f.name if f else trials.BASELINE, i + 1, 1, f) for i, f in enumerate(short)],
                         numerics=True)
-    return schedule(spec, others, runner)
+    return spec, schedule(spec, others, runner)
 
 
 def _notes(fixes: list[Fix]) -> dict:
     return {"fixes": {f.name: {"group": f.group, "patches": list(f.patches), "edit": f.edit} for f in fixes}}
 
 
-def duet_blocks(spec: TrySpec, runner: Runner, sides: list[tuple[str, tuple[str, ...]]], phase: int,
-                notes: dict) -> str:
-    """The sides' blocks of pairs, in as many processes of the script as they need (one that
-    ends early, or fails, keeps its complete blocks; a side whose switch broke the script is
-    dropped, and the others go on without it); "" when done, else why it stopped."""
+MIN_FIT_PAIRS = 4  # a block of fewer pairs than this is one or two steps' median
+
+
+def duet_blocks(spec: TrySpec, runner: Runner, sides: list[Side], phase: int,
+                notes: dict) -> tuple[str, list[str]]:
+    """The sides' blocks of pairs, in as many processes of the script as they need; returns
+    why it stopped ("" when done) and the sides no process of the script is long enough for.
+
+    A process that ends early (or fails) keeps its full blocks; a side whose switch broke the
+    script is dropped and the others go on without it. A script too short for one block of
+    every side (it ended before the first was full) has its sides regrouped into processes that
+    each hold a block, with fewer pairs where one side alone needs more steps than it runs."""
+    groups, too_long = [(sides, spec.pairs)], []
+    while groups:
+        group, pairs = groups.pop(0)
+        why, regrouped = _group_blocks(spec, runner, group, pairs, phase, notes)
+        if why:
+            return why, too_long
+        if regrouped is not None:
+            fitted, dropped = regrouped
+            groups, too_long = fitted + groups, too_long + dropped
+    return "", too_long
+
+
+def _group_blocks(spec: TrySpec, runner: Runner, sides: list[Side], pairs: int, phase: int,
+                  notes: dict) -> tuple[str, Regrouped | None]:
     done, k = 0, 0
     while done < spec.blocks:
         if not any(p for _, p in sides):
-            return ""  # the A/A alone (or nothing): no switch to measure
-        plan = _plan(spec, sides, done)
+            return "", None  # the A/A alone (or nothing): no switch to measure
+        plan = _plan(spec, sides, done, pairs)
         why = _over_time(spec, runner, f"{spec.blocks - done} blocks of the switches")
         if why:
-            return why
+            return why, None
         log.info("in-process pairs: blocks %d-%d of %d (%s), process %d", done + 1, spec.blocks, spec.blocks,
                  ", ".join(plan.sides), k + 1)
         begin = time.perf_counter()
@@ -150,9 +177,12 @@ def duet_blocks(spec: TrySpec, runner: Runner, sides: list[tuple[str, tuple[str,
             log.warning("%s failed when switched on (%s): the others go on without it", broke, m.reason)
             sides = [s for s in sides if s[0] != broke]
             continue
-        got = complete_blocks(m, plan)
+        got = len(trials.full_blocks(m))
+        if m.status != "ok":
+            log.warning("the script itself failed in the switches' process after %d steps (%s): its %d full "
+                        "blocks are kept", m.process.steps_seen if m.process else 0, m.reason, got)
         if got == 0:
-            return _no_block(spec, plan, m)
+            return _short_script(spec, sides, pairs, plan, m)
         if got < spec.blocks - done:
             more, wall = math.ceil((spec.blocks - done - got) / got), time.perf_counter() - begin
             log.info("%d of %d blocks done in a process of %d steps: %d more of ~%.0f s, then the rest: "
@@ -160,38 +190,77 @@ def duet_blocks(spec: TrySpec, runner: Runner, sides: list[tuple[str, tuple[str,
                      m.process.steps_seen if m.process else 0, more, wall,
                      runner.elapsed_min() + (more * wall + runner.later_s) / 60)
         done += got
-    return ""
+    return "", None
 
 
-def _plan(spec: TrySpec, sides: list[tuple[str, tuple[str, ...]]], done: int) -> Duet:
+def _short_script(spec: TrySpec, sides: list[Side], pairs: int, plan: Duet,
+                  m: Measurement) -> tuple[str, Regrouped | None]:
+    """No block was full: the sides regrouped to fit the steps the script ran (up to its end, or
+    its own failure: the same at every run), or why not."""
+    if not m.process or not m.process.steps_seen:
+        return _no_block(spec, plan, m), None
+    room = m.process.steps_seen - spec.warmup - 1
+    fitted, dropped = fit(spec, sides, room)
+    if (not fitted and not dropped) or any(g == sides and p == pairs for g, p in fitted):
+        return _no_block(spec, plan, m), None
+    log.info("the script ran %d steps: too few for a block of every switch; %s", m.process.steps_seen,
+             "; ".join([f"{', '.join(s for s, _ in g)} in processes of their own, {p} pairs a block"
+                        for g, p in fitted] + [f"{s} in processes (its windows need more steps)"
+                                               for s in dropped]))
+    return "", (fitted, dropped)
+
+
+def fit(spec: TrySpec, sides: list[Side], room: int) -> Regrouped:
+    """Sides grouped (in order, first fit) so that a group's warm-ups and one block take at most
+    ``room`` steps. The A/A (``sides[0]``, no patches) rides with the first switch; a group that
+    does not fit at ``spec.pairs`` gets fewer pairs (at least ``MIN_FIT_PAIRS``); a side that
+    still does not fit alone (a loader's windows) is returned apart."""
+    def cost(group: list[Side], pairs: int) -> int:
+        plan = _plan(spec, group, 0, pairs)
+        block = sum(2 * plan.pairs_of(s) * sum(plan.window(s)) for s in plan.sides)
+        return spec.switch_warm * sum(1 for _, p in group if p) + block
+
+    def fewest(group: list[Side]) -> int:
+        pairs = spec.pairs
+        while pairs > MIN_FIT_PAIRS and cost(group, pairs) > room:
+            pairs -= 1
+        return pairs
+
+    groups: list[tuple[list[Side], int]] = []
+    dropped: list[str] = []
+    waiting = [s for s in sides if not s[1]]  # the A/A, until a switch takes it in
+    for side in (s for s in sides if s[1]):
+        home = next((g for g, p in groups if cost([*g, side], p) <= room), None)
+        if home is not None:
+            home.append(side)
+            continue
+        for group in ([*waiting, side], [side]):
+            if cost(group, fewest(group)) <= room:
+                groups.append((group, fewest(group)))
+                waiting = [] if len(group) > 1 else waiting
+                break
+        else:
+            dropped.append(side[0])
+    return groups, dropped
+
+
+def _plan(spec: TrySpec, sides: list[Side], done: int, pairs: int | None = None) -> Duet:
     """One process's blocks, from block ``done`` on: each side's switch and its windows."""
     windows = [window_of(p) for _, p in sides]
     return Duet(sides=tuple(s for s, _ in sides), patches=tuple("+".join(p) for _, p in sides),
-                first_block=done, blocks=spec.blocks - done, pairs=spec.pairs, warm=spec.switch_warm,
+                first_block=done, blocks=spec.blocks - done, pairs=pairs or spec.pairs, warm=spec.switch_warm,
                 seed=spec.seed or 0, settle=tuple(w[0] for w in windows), steps=tuple(w[1] for w in windows))
 
 
 def _no_block(spec: TrySpec, plan: Duet, m: Measurement) -> str:
     steps = m.process.steps_seen if m.process else 0
     need = sum(2 * plan.pairs_of(s) * sum(plan.window(s)) for s in plan.sides)
-    return (f"the switches' process {'failed: ' + m.reason if m.status != 'ok' else 'ended'} before a "
-            f"block of pairs was complete ({steps} steps); a block needs {need} steps after {spec.warmup} + "
-            f"{spec.switch_warm} x {len(plan.sides) - 1} warm-up steps: fewer --pairs, or let the script "
-            "run longer")
-
-
-def complete_blocks(m: Measurement, duet: Duet) -> int:
-    """Blocks in which every side has its pairs."""
-    counts: dict[int, dict[str, int]] = {}
-    for side in duet.sides:
-        t = m.profiles.get("switch:" + side)
-        for off in t.plain if t else []:
-            counts.setdefault(off.round, {}).setdefault(side, 0)
-            counts[off.round][side] += 1
-    # a block cut short by the script's end still counts where every side has half its pairs
-    # (trials.block_speedups reads it the same way): the next process starts after it
-    return sum(1 for c in counts.values()
-               if all(c.get(s, 0) >= trials.MIN_PAIRS * duet.pairs_of(s) for s in duet.sides))
+    if m.status != "ok":
+        return (f"the script failed in the switches' process after {steps} steps, before a block of "
+                f"pairs was complete: {m.reason}")
+    return (f"the switches' process ended before a block of pairs was complete ({steps} steps); a block "
+            f"needs {need} steps after {spec.warmup} + {spec.switch_warm} x {len(plan.sides) - 1} warm-up "
+            "steps: fewer --pairs, or let the script run longer")
 
 
 def schedule(spec: TrySpec, fixes: list[Fix], runner: Runner) -> str:
@@ -240,7 +309,7 @@ def combine(spec: TrySpec, fixes: list[Fix], runner: Runner, result: Result) -> 
     spec = replace(spec, combination=tuple(f.name for f in chosen))
     if all(f.name in spec.switched for f in chosen):
         log.info("the faster fixes together: %s, switched on and off together", " + ".join(spec.combination))
-        why = duet_blocks(spec, runner, [(trials.COMBINED, together.patches)], 2, _notes([together]))
+        why, _ = duet_blocks(spec, runner, [(trials.COMBINED, together.patches)], 2, _notes([together]))
         if not why:
             runner.run(trials.COMBINED, 0, 2, together, numerics=True)
         return spec, why
@@ -261,5 +330,5 @@ def _result(spec: TrySpec, runner: Runner, why: str) -> Result:
 
     machine = runner.machine or Environment.capture(torch.device("cpu"))
     return Result(kind="try", spec=spec, machine=machine, measurements=list(runner.measured),
-                  partial={"try/schedule": why} if why else {},
+                  partial={"try/schedule": why} if why else {}, created=runner.created,
                   duration_s=time.perf_counter() - runner.started)

@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.errors import UsageError
@@ -62,6 +63,7 @@ class Runner:
         self.walls: list[float] = []  # the timed processes' (warm-up + steps)
         self.later_s = 0.0  # what the numerics and the processes' fixes are expected to take
         self.started = time.perf_counter()
+        self.created = datetime.now(UTC).isoformat(timespec="seconds")  # the run's start, as reports say
 
     def child(self, patches: tuple[str, ...], steps: int, duet: Duet | None = None,
               command: tuple[str, ...] = ()) -> ScriptSpec:
@@ -171,6 +173,9 @@ def check(args: argparse.Namespace) -> None:
         raise UsageError("--try across several nodes is not built: each process of the schedule would have "
                          "to start on every node at once; try the fixes on one node (--nproc N without "
                          "--nnodes), then run the chosen ones across the nodes")
+    if args.fixes is not None and not args.fixes:
+        raise UsageError(f"--fixes names no fix: name at least one ({', '.join(catalogue.names())}), or "
+                         "leave --fixes out to try every fix that applies")
     unknown = [f for f in args.fixes or [] if f not in catalogue.names()]
     if unknown:
         raise UsageError(f"--fixes: unknown fix {unknown[0]!r}: choose from {', '.join(catalogue.names())}")

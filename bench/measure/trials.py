@@ -51,7 +51,8 @@ class Row:
     @property
     def how(self) -> str:
         if self.duet is not None:
-            return f"in-process pairs, {len(self.blocks)} blocks"
+            n = len(self.blocks)
+            return f"in-process pairs, {n} block{'s' if n != 1 else ''}"
         return f"{self.processes} processes" if self.comparison else ""
 
     @property
@@ -83,6 +84,11 @@ class Row:
         return self.numerics.startswith("changes the result")
 
     @property
+    def checked(self) -> bool:
+        """Were its losses compared with the baseline's and found to keep the result?"""
+        return self.numerics.startswith(("same numerics", "numerics changed"))
+
+    @property
     def recommended(self) -> bool:
         return self.verdict == "faster" and not self.diverged
 
@@ -102,18 +108,35 @@ def processes(result: Result, side: str, phase: int, numerics: bool | None = Fal
             and (numerics is None or bool(m.notes.get("numerics")) == numerics)]
 
 
+def full_blocks(m: Measurement, asked: dict[str, int] | None = None) -> set[int]:
+    """The blocks of a switches process in which every side it ran has at least half the pairs
+    asked (``notes["pairs"]``): a block cut short by the script's end counts so, and the next
+    process starts after it; a block some side lacks is run again there, so it counts nowhere."""
+    asked = asked if asked is not None else m.notes.get("pairs") or {
+        k.removeprefix("switch:"): 1 for k in m.profiles if k.startswith("switch:")}
+    counts: dict[int, dict[str, int]] = {}
+    for side in asked:
+        t = m.profiles.get("switch:" + side)
+        for off in t.plain if t else []:
+            counts.setdefault(off.round, {}).setdefault(side, 0)
+            counts[off.round][side] += 1
+    return {b for b, c in counts.items() if all(c.get(s, 0) >= MIN_PAIRS * n for s, n in asked.items())}
+
+
 def block_speedups(result: Result, side: str, phase: int = 1) -> list[float]:
-    """Each (process, block)'s speedup for an in-process side: the median of its pairs' off/on."""
+    """Each full block's speedup for an in-process side (:func:`full_blocks`): the median of its
+    pairs' off/on."""
     found = []
     for m in processes(result, SWITCHES, phase):
         pairs = m.profiles.get("switch:" + side)
         if pairs is None:
             continue
-        ask = m.notes.get("pairs", {}).get(side, getattr(result.spec, "pairs", 1))
+        full = full_blocks(m)
         by_block: dict[int, list[float]] = {}
         for off, on in zip(pairs.plain, pairs.tool, strict=False):
-            by_block.setdefault(off.round, []).append(off.per_step / on.per_step)
-        found += [stats.median(r) for r in by_block.values() if len(r) >= MIN_PAIRS * ask]
+            if off.round in full:
+                by_block.setdefault(off.round, []).append(off.per_step / on.per_step)
+        found += [stats.median(r) for r in by_block.values()]
     return found
 
 
@@ -121,6 +144,14 @@ def switched(result: Result, phase: int = 1) -> list[str]:
     """The sides measured in-process in the phase (the A/A among them)."""
     return sorted({k.removeprefix("switch:") for m in processes(result, SWITCHES, phase)
                    for k in m.profiles if k.startswith("switch:")})
+
+
+def script_failures(result: Result) -> list[str]:
+    """Why the script failed on its own in switches' processes (no switch to blame: it had run
+    on before), each once: what precedes the failure in such a process is kept."""
+    said = [m.reason for m in result.measurements if m.notes.get("side") == SWITCHES
+            and m.status != "ok" and not m.notes.get("failed_in")]
+    return list(dict.fromkeys(said))
 
 
 def median_step(m: Measurement) -> float:
@@ -162,7 +193,9 @@ def numerics(base: list[list[float]], cand: list[list[float]], tolerance: float)
 
     own, worst = max(gap(r) for r in base), max(gap(r) for r in cand)
     if worst <= tolerance + own:
-        return f"numerics changed, loss within {worst:.1%}"
+        # a float's last bits (fused kernels sum in another order) show as "less than 0.1%"
+        said = "less than 0.1%" if worst < 0.001 else f"at most {worst:.1%}"
+        return f"numerics changed, loss off by {said}"
     far = f"{worst:.0%}" if worst < 10 else f"{worst:.3g} times the loss"
     return f"changes the result: loss diverged ({far} from the baseline's, allowed {tolerance + own:.0%})"
 
@@ -194,8 +227,8 @@ def row(result: Result, side: str, phase: int = 1) -> Row:
     if broke:  # the script failed with this switch on: no verdict, whatever pairs it had before
         return Row(side, notes.get("edit", ""), notes.get("group", ""), len(ms), broke, None, None, None,
                    None, said)
-    if side in switched(result, phase):
-        blocks = block_speedups(result, side, phase)
+    blocks = block_speedups(result, side, phase)
+    if side in switched(result, phase) and (blocks or not own):  # else moved to processes
         duet = across_blocks(blocks)
         rate = baseline_rate(result)
         return Row(side, notes.get("edit", ""), notes.get("group", ""), len(ms), failed, None,

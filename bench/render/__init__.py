@@ -26,6 +26,10 @@ BY_KIND: dict[str, dict[str, Renderer]] = {
     "try": {"summary.md": summary.write, "summary.csv": trying.write_csv, "figures": trying.write_figure},
 }
 
+# every file a renderer may write: one a re-run does not write again is an earlier run's, and goes
+OWNED = ("summary.md", "summary.csv", "variants.csv", "speedup.png", "breakdown.png", chrome.NAME,
+         "report.html", "README.md")
+
 
 def render_all(result: Result, out: Path, final: Path | None = None, *, rerender: bool = False
                ) -> list[Path]:

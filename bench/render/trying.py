@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.measure import trials
+from bench.measure import advice, trials
 from bench.measure.result import Result
 from bench.measure.rule import Rule
 from bench.measure.specs import window_pairs
@@ -21,9 +21,7 @@ COLUMNS = ("fix", "speedup (95% CI)", "verdict", "measured", "samples/s", "memor
            "numerics", "the edit")
 
 
-def _speedup(r: Row) -> str:
-    s = r.speedup
-    return f"{s[0]:.3f} ({s[1]:.3f}-{s[2]:.3f})" if s else "-"
+_speedup = advice.speedup_text
 
 
 def _signed(x: float, digits: int) -> str:
@@ -52,50 +50,6 @@ def _cells(result: Result, r: Row) -> list[str]:
             f"{r.samples_per_s:.0f}" if r.samples_per_s else "-",
             "" if r.memory_mb is None else f"{_signed(r.memory_mb, 0)} MB", one_off,
             f"{payback} steps" if payback else "", r.numerics, f"`{r.edit}`" if r.edit else ""]
-
-
-COMPARED = {"faster": "B is measurably faster than A", "slower": "B is measurably slower than A",
-            "unchanged": "A and B are the same within 5%",
-            "not measurable": "not measurable: the interval holds 1 and reaches beyond 5%, or the processes' "
-                              "medians spread too much (more --repeats, or a quieter machine)"}
-
-
-def compared(result: Result) -> str:
-    """``run --compare``'s statement: B / A with its interval and what it says."""
-    b = next((r for r in trials.rows(result) if r.name == "B"), None)
-    if b is None or not b.comparison:
-        return f"B against A: {b.verdict if b else 'not measured'}."
-    c = b.comparison
-    return (f"B / A = {c.ratio:.3f} (95% CI {c.ci[0]:.3f}-{c.ci[1]:.3f}, one-sided Mann-Whitney "
-            f"p={c.p_slower:.3g}): {COMPARED[b.verdict]}.")
-
-
-def recommendation(result: Result) -> str:
-    """One statement, from the measurement that supports it: the combination where it ran."""
-    if result.spec.versus:
-        return compared(result)
-    found = trials.rows(result)
-    together = next((r for r in found if r.name == trials.COMBINED), None)
-    spec = result.spec
-    if together is not None and together.speedup:
-        s = together.speedup
-        verdict = together.verdict
-        how = ("switched on and off together in the script's process" if together.duet
-               else "measured against new baseline processes")
-        if together.recommended:
-            return (f"Apply {' + '.join(spec.combination)}: together {s[0]:.2f}x faster (95% CI "
-                    f"{s[1]:.2f}-{s[2]:.2f}), {how}.")
-        return (f"Together {' + '.join(spec.combination)} measured {verdict} ({_speedup(together)}): "
-                "no combined recommendation; the fixes alone are in the table.")
-    good = trials.choose(found)
-    if len(good) == 1:
-        r = good[0]
-        s = r.speedup or (0.0, 0.0, 0.0)
-        return (f"Apply {r.name}: {s[0]:.2f}x faster (95% CI {s[1]:.2f}-{s[2]:.2f}), the only fix "
-                "measurably faster that kept the result.")
-    if result.partial:
-        return "No recommendation: the run stopped before it was complete."
-    return "No fix was measurably faster on this script and machine: none is recommended."
 
 
 def _per_process(result: Result) -> dict[str, list[float]]:
@@ -158,6 +112,12 @@ def _notes(result: Result) -> list[str]:
                      f"blocks' geometric mean, its 95% interval taken across the {spec.blocks} blocks "
                      "(their spread shown), not from the pooled pairs: the ratio moves with the "
                      "machine's state from block to block.")
+    for why in trials.script_failures(result):
+        lines.append(f"The script itself failed in a process of the switches ({why}), with no switch "
+                     "newly on: the blocks before it are kept; run it with plain `vaebench run` to see why.")
+    if any(f.startswith(("num_workers", "pin_memory")) for f in spec.switched):
+        lines.append("While a DataLoader's option is on, the script's batches come from a twin loader over "
+                     "the same dataset and its own loader waits: its epochs ran longer by those steps.")
     others = [f for f in spec.fixes if f not in spec.switched]
     if others:
         lines.append(f"In processes ({', '.join(others)}: not switched in place): "
@@ -187,7 +147,7 @@ def markdown(result: Result) -> list[str]:
     env = result.machine
     found = trials.rows(result)
     lines = [f"{result.spec.title()}, started {result.created} on {env.describe()}, Python {env.python}.",
-             "", f"**{recommendation(result)}**", "",
+             "", f"**{advice.recommendation(result)}**", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_cells(result, r)) + " |" for r in found]
     lines += ["", *(f"- {n}" for n in _notes(result)), ""]
@@ -200,14 +160,16 @@ def markdown(result: Result) -> list[str]:
 def terminal(result: Result) -> list[str]:
     found = trials.rows(result)
     width = max([len(r.name) for r in found] + [4])
-    lines = [recommendation(result), ""]
+    lines = [advice.recommendation(result), ""]
     for r in found:
         lines.append(f"  {r.name:<{width}}  {_speedup(r):<22} {r.verdict:<15} {_how(r):<40} {r.numerics}")
     notes = _notes(result)
     unsteady = _unsteady(result)
     if result.spec.versus:
         return [*notes[:3], lines[0]]
-    return [*lines, "", *notes[:2], *([unsteady] if unsteady and unsteady not in notes[:2] else [])]
+    failed = [n for n in notes if n.startswith("The script itself failed")]
+    return [*lines, "", *notes[:2], *([unsteady] if unsteady and unsteady not in notes[:2] else []), *failed,
+            *(f"Stopped early: {why}" for why in result.partial.values())]
 
 
 def frame(result: Result) -> pd.DataFrame:
@@ -279,7 +241,7 @@ def _html_row(result: Result, r: Row) -> list[str]:
 
 def html(result: Result, root: Path) -> list[str]:
     found = trials.rows(result)
-    body = [f'<p class="headline" id="headline">{page.inline(recommendation(result))}</p>',
+    body = [f'<p class="headline" id="headline">{page.inline(advice.recommendation(result))}</p>',
             *[f'<p class="note">{page.inline(n)}</p>' for n in _notes(result)],
             "<h2>The fixes, measured</h2>",
             page.table(HTML_COLUMNS, [_html_row(result, r) for r in found])]

@@ -1,0 +1,68 @@
+"""The one statement a ``try`` Result leads with -- what to apply, from the measurement that
+supports it -- and ``run --compare``'s B against A; the renderers print them as they are."""
+
+from __future__ import annotations
+
+from bench.measure import trials
+from bench.measure.result import Result
+from bench.measure.trials import Row
+
+COMPARED = {"faster": "B is measurably faster than A", "slower": "B is measurably slower than A",
+            "unchanged": "A and B are the same within 5%",
+            "not measurable": "not measurable: the interval holds 1 and reaches beyond 5%, or the processes' "
+                              "medians spread too much (more --repeats, or a quieter machine)"}
+
+
+def speedup_text(r: Row) -> str:
+    s = r.speedup
+    return f"{s[0]:.3f} ({s[1]:.3f}-{s[2]:.3f})" if s else "-"
+
+
+def compared(result: Result) -> str:
+    """``run --compare``'s statement: B / A with its interval and what it says."""
+    b = next((r for r in trials.rows(result) if r.name == "B"), None)
+    if b is None or not b.comparison:
+        return f"B against A: {b.verdict if b else 'not measured'}."
+    c = b.comparison
+    return (f"B / A = {c.ratio:.3f} (95% CI {c.ci[0]:.3f}-{c.ci[1]:.3f}, one-sided Mann-Whitney "
+            f"p={c.p_slower:.3g}): {COMPARED[b.verdict]}.")
+
+
+def recommendation(result: Result) -> str:
+    """One statement, from the measurement that supports it: the combination where it ran; a
+    fix whose numerics a stopped run never checked is not recommended, and a recommendation
+    from a stopped run says so."""
+    if result.spec.versus:
+        return compared(result)
+    found = trials.rows(result)
+    together = next((r for r in found if r.name == trials.COMBINED), None)
+    spec = result.spec
+    if together is not None and together.speedup:
+        if not together.recommended:
+            return (f"Together {' + '.join(spec.combination)} measured {together.verdict} "
+                    f"({speedup_text(together)}): no combined recommendation; the fixes alone are in the "
+                    "table.")
+        how = ("switched on and off together in the script's process" if together.duet
+               else "measured against new baseline processes")
+        return _apply(result, together, " + ".join(spec.combination), f"together {{}}, {how}")
+    good = trials.choose(found)
+    if len(good) == 1:
+        only = "{}, the only fix measurably faster that kept the result"
+        return _apply(result, good[0], good[0].name, only)
+    if result.partial:
+        faster = ", ".join(r.name for r in good)
+        return ("No recommendation: the run stopped before it was complete" +
+                (f" ({faster} measured faster alone; their combination was not measured)." if good else "."))
+    return "No fix was measurably faster on this script and machine: none is recommended."
+
+
+def _apply(result: Result, r: Row, name: str, said: str) -> str:
+    s = r.speedup or (0.0, 0.0, 0.0)
+    fast = said.format(f"{s[0]:.2f}x faster (95% CI {s[1]:.2f}-{s[2]:.2f})")
+    if result.partial and not r.checked:
+        return (f"Not yet a recommendation: {name} measured {fast.removeprefix('together ')}, but the run "
+                "stopped before its numerics were checked; run it again to finish.")
+    stopped = " (from a run stopped early: the fixes it did not reach are not in it)" \
+        if result.partial else ""
+    unchecked = "" if r.checked else f"; its numerics: {r.numerics}"
+    return f"Apply {name}: {fast}{unchecked}{stopped}."
