@@ -151,10 +151,13 @@ def writing(out: Path, *, fresh: bool = True, lock: bool = True) -> Iterator[Out
 def remove_unwritten(out: Path, written: list[str]) -> None:
     """The renderers' files in ``out`` that this rendering did not write (a figure an earlier
     run drew and this one has no figure for): removed, so no report mixes two runs."""
-    from bench.render import OWNED
+    from bench.render import OWNED, readme
 
     for name in set(OWNED) - set(written):
-        (out / name).unlink(missing_ok=True)
+        path = out / name
+        if name == "README.md" and not readme.is_ours(path):
+            continue  # a user's own README in the folder: never ours to remove
+        path.unlink(missing_ok=True)
 
 
 def previous_artifacts(run_json: Path) -> list[str]:

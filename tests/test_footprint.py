@@ -122,9 +122,9 @@ def test_mfu_lies_in_0_1_and_the_peak_is_measured_once(tmp_path: Path, monkeypat
     calls = []
     real = footprint._matmul_peak
 
-    def counted(device: torch.device) -> float:
+    def counted(device: torch.device) -> tuple[float, int]:
         calls.append(device)
-        return real(device)
+        return real(device, seconds=0.5)
 
     monkeypatch.setattr(footprint, "_matmul_peak", counted)
     first = footprint.machine_peak(torch.device("cpu"), "test machine")
@@ -142,9 +142,37 @@ def test_mfu_lies_in_0_1_and_the_peak_is_measured_once(tmp_path: Path, monkeypat
 def test_a_cached_peak_that_a_step_beats_is_measured_again(tmp_path: Path, monkeypatch):
     monkeypatch.setattr(footprint, "CACHE", tmp_path)
     rates = iter([50e9, 120e9])
-    monkeypatch.setattr(footprint, "_matmul_peak", lambda device: next(rates))
+    monkeypatch.setattr(footprint, "_matmul_peak", lambda device: (next(rates), 30))
     first = footprint.machine_peak(torch.device("cpu"), "busy machine")
     assert first["flops"] == 50e9  # measured while the machine was busy
-    again = footprint.machine_peak(torch.device("cpu"), "busy machine", at_least=80e9)
+    assert "the best of 30 float32 matmuls of 512, 1024, 2048" in first["source"]
+    assert first["source"].startswith("measured 20") and first["measured_at"]  # when, and how
+    again = footprint.machine_peak(torch.device("cpu"), "busy machine", at_least=45e9)  # within reach
     assert again["flops"] == 120e9 and not again["cached"]
     assert footprint.machine_peak(torch.device("cpu"), "busy machine", at_least=80e9)["cached"]
+
+
+def test_a_peak_measured_again_on_a_busier_machine_keeps_the_larger(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(footprint, "CACHE", tmp_path)
+    rates = iter([100e9, 60e9])
+    monkeypatch.setattr(footprint, "_matmul_peak", lambda device: (next(rates), 30))
+    footprint.machine_peak(torch.device("cpu"), "m")
+    assert footprint.machine_peak(torch.device("cpu"), "m", at_least=95e9)["flops"] == 100e9
+
+
+def test_an_mfu_above_100_percent_is_never_stated(tmp_path: Path):
+    """A step at 200 GFLOP/s against a cached 100 GFLOP/s peak (measured while the machine was
+    busy, as seen here): no MFU, and the report says the peak is wrong."""
+    from bench.render import statements
+    from tests.helpers import make_result
+
+    r = make_result({"a": [10.0] * 20})  # 10 ms steps
+    r["a"].footprint.flops_per_step = 2e9  # 200 GFLOP/s
+    r.peak = {"flops": 100e9, "source": "measured 2026-12-06 10:00 UTC"}
+    assert derive.mfu(r, "a") is None
+    said = derive.mfu_refused(r, "a")
+    assert said.startswith("MFU not stated: the step's 200 GFLOP/s beat the machine's peak of 100 GFLOP/s")
+    assert said in statements.footprint(r) and "MFU 2" not in statements.footprint(r)
+    r.peak = {"flops": 400e9, "source": "measured"}
+    r.cache.clear()
+    assert derive.mfu(r, "a") == pytest.approx(0.5) and not derive.mfu_refused(r, "a")

@@ -26,11 +26,19 @@ def call_site() -> str:
     frame: Any = sys._getframe(2)
     while frame is not None:
         name = frame.f_code.co_filename
-        if f"{os.sep}torch{os.sep}" not in name and f"{os.sep}bench{os.sep}" not in name \
+        if not any(f"{os.sep}{part}{os.sep}" in name for part in ("torch", "bench", "plumbing")) \
                 and "lightning" not in name:
             return f"{os.path.basename(name)}:{frame.f_lineno}"
         frame = frame.f_back
     return ""
+
+
+def _batches(loader: Any) -> int | None:
+    """Batches an epoch of the loader yields (None: an iterable dataset's has no length)."""
+    try:
+        return len(loader)
+    except TypeError:
+        return None
 
 
 def _plain(value: Any) -> Any:
@@ -71,7 +79,7 @@ class Builds:
             if builds.live.building:  # a twin of --try's loader switch, not the script's
                 return
             builds.live.add_loader(made, args, kwargs)
-            options = {k: getattr(made, k, None) for k in LOADER_OPTIONS}
+            options = {k: getattr(made, k, None) for k in LOADER_OPTIONS} | {"batches": _batches(made)}
             builds._note("DataLoader", made, {"dataset": type(made.dataset).__name__, **options},
                          call_site())
 
@@ -97,8 +105,9 @@ class Builds:
         inner = getattr(module, "module", None)
         wraps = f"({type(inner).__name__})" if isinstance(inner, torch.nn.Module) else ""
         name = type(module).__name__ + wraps
-        if name not in self.models and len(self.models) < 3:
+        if len(self.models) < 3:
+            # where the script calls it (a GAN's two Sequentials told apart by their lines)
             self.models.append(name)
             # what --try's channels_last entry asks: does it convolve over images at all?
             convolutions = sum(isinstance(m, torch.nn.Conv2d) for m in module.modules())
-            self.found.append(Built("model", name, "", {"conv2d": convolutions}))
+            self.found.append(Built("model", name, call_site(), {"conv2d": convolutions}))

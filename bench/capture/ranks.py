@@ -53,7 +53,8 @@ def record(spec: ScriptSpec, outcome: Outcome, rank: int | None = None) -> Measu
                       steps_seen=rec.steps_seen, warmup=spec.warmup,
                       pid=os.getpid(), memory=memory, **rec.allreduce(), stopped=outcome.stopped,
                       exit_code=outcome.exit_code, error=outcome.error, interrupted=outcome.interrupted,
-                      no_step=outcome.no_step, waited=outcome.waited, micro_batches=rec.micro_batches(),
+                      no_step=outcome.no_step, waited=outcome.waited,
+                      micro_batches=rec.samples.micro_batches(), step_round=list(rec.rounds.round),
                       built=list(rec.builds.found), losses=[_finite(x) for x in rec.losses],
                       threads=torch.get_num_threads(), warmup_s=rec.warmup_s, observe_pairs=rec.observe_pairs,
                       timeline=rec.timeline.as_dict() if rank is not None and not rec.cuda else {})
@@ -62,7 +63,8 @@ def record(spec: ScriptSpec, outcome: Outcome, rank: int | None = None) -> Measu
         name=spec.name if rank is None else f"rank{rank}", status="failed" if failed else "ok",
         reason=status_line(process) if failed else "", samples=rec.window("measure"), profiles=profiles,
         artifacts=list(outcome.artifacts), parts=list(PARTS), description=spec.shell(),
-        device="cuda" if rec.cuda else "cpu", batch_size=rec.batch_size(), process=process, notes=notes,
+        device="cuda" if rec.cuda else "cpu", batch_size=rec.samples.batch_size(), process=process,
+        notes=notes,
         footprint=Footprint(flops_per_step=outcome.flops_per_step, max_rss_mb=memory.get("max_rss_mb")))
 
 
@@ -105,9 +107,13 @@ def merge(spec: ScriptSpec, records: list[Measurement], *, started: str, duratio
                     machine=Environment.capture(torch.device(device)), measurements=list(records),
                     created=started, duration_s=duration_s)
     if any(m.footprint.flops_per_step for m in records):
+        # here the script has ended, its workers with it: the peak is measured on a quiet machine,
+        # again where a step came within reach of the cached one
         from bench.measure.footprint import machine_peak
 
-        result.peak = machine_peak(torch.device(device), result.machine.describe())
+        achieved = max(((m.footprint.flops_per_step or 0) / min(t.per_step for t in m.samples)
+                        for m in records if m.samples), default=0.0)
+        result.peak = machine_peak(torch.device(device), result.machine.describe(), at_least=achieved)
     return result
 
 

@@ -1,9 +1,11 @@
 """Observing an unmodified training script: PyTorch's global hooks find its steps and parts.
 
-A **step** ends at each ``optimizer.step()`` (the global optimizer step hooks: any optimizer,
-fused ones and Lightning's closure included) -- or, for a script that updates its parameters
-by hand, at each outermost ``backward()``. A step spans from the end of the previous one to
-its own end, so the fetch of its batch is inside it. Its **parts**:
+A **step** ends at each round of the script's ``optimizer.step()`` calls (the global optimizer
+step hooks: any optimizer, fused ones and Lightning's closure included): each step of its one
+optimizer, or of a GAN's discriminator then generator both (:mod:`bench.capture.rounds`) -- or,
+for a script that updates its parameters by hand, at each outermost ``backward()``. A step spans
+from the end of the previous one to its own end, so the fetch of its batch is inside it. Its
+**parts**:
 
 - ``data``: inside a DataLoader iterator's ``__next__`` (single- and multi-process iterators
   both subclass ``_BaseDataLoaderIter``);
@@ -31,11 +33,13 @@ from typing import Any
 
 import torch
 
-from bench.capture.built import Builds
+from bench.capture.built import Builds, call_site
 from bench.capture.collectives import wrap_collectives
 from bench.capture.ddp import DDPTiming
+from bench.capture.rounds import Rounds
+from bench.capture.samples import StepSamples
 from bench.capture.timeline import Timeline
-from bench.capture.windows import Marks, Stop, Window, batch_size_of, caller_code, first_tensor, pairs
+from bench.capture.windows import Marks, Stop, Window, caller_code, first_tensor, pairs
 from bench.capture.windows import step_timing as timing_of
 from bench.measure.clock import Timing
 from bench.profile.tools import Profiler
@@ -59,18 +63,12 @@ class Recorder:
         self.tools = tools or {}
         self.rule: str | None = None if step_on == "auto" else step_on
         self.steps_seen = 0
-        self.batch_sizes: list[int] = []
+        self.samples = StepSamples()  # what each step consumed (samples, micro-batches)
         self.optimizers_seen = 0  # optimizer steps seen
         self.builds = Builds()  # what the script builds (its optimizers: none = updates by hand)
+        self.rounds = Rounds(lambda: self.builds.optimizers_made)  # which optimizer.step() ends a step
         self.backwards_seen = 0
-        self.forward_sizes: list[int] = []
         self.forwards_seen = 0
-        # What one step consumed: the batches drawn from a DataLoader inside it, else the distinct
-        # inputs of the outermost module's forward (a closure that re-evaluates one batch, as
-        # LBFGS does, counts it once); per step (samples, micro-batches).
-        self.step_samples: list[tuple[int, int]] = []
-        self._step_batches: list[int] = []
-        self._step_inputs: dict[int, int] = {}
         self.in_optimizer = False  # inside optimizer.step(): a closure's forward/backward run there
         self.dataset: Any = None  # the first DataLoader's dataset (line_profiler's default target)
         self.ddp = DDPTiming()  # DistributedDataParallel models made: their all-reduce over the window
@@ -180,7 +178,7 @@ class Recorder:
         self.timing_parts = True
         if self.outermost.attached or self.removed:  # removed: an unhooked window's end must not re-attach
             return
-        self._wrap(dataloader._BaseDataLoaderIter, "__next__", "data", after=self._saw_batch)
+        self._wrap(dataloader._BaseDataLoaderIter, "__next__", "data", after=self.samples.batch)
         if self.cuda:
             self._wrap_copy()
         wrap_collectives(self._enter, self._close, self.timeline.op, self._part_patched)
@@ -204,22 +202,15 @@ class Recorder:
             setattr(owner, attr, original)
         self._handles, self._patched = [], []
 
-    def _saw_batch(self, batch: Any) -> None:
-        size = batch_size_of(batch)
-        if size is not None:
-            self._step_batches.append(size)
-            if len(self.batch_sizes) < 10_000:
-                self.batch_sizes.append(size)
-
     def _forward_in(self, module: Any, args: Any) -> None:
         self._open("forward")
         self.forwards_seen += 1
+        if isinstance(module, torch.nn.modules.loss._Loss):  # the loss of the model's output: no model
+            return
         self.builds.saw_model(module)
         tensor = first_tensor(args)  # no DataLoader: the outermost module's input says it
         if tensor is not None and tensor.dim():
-            self._step_inputs.setdefault(tensor.data_ptr(), int(tensor.shape[0]))
-            if len(self.forward_sizes) < 10_000:
-                self.forward_sizes.append(int(tensor.shape[0]))
+            self.samples.input(tensor)
 
     def _forward_out(self, module: Any, output: Any) -> None:
         self._close("forward")
@@ -293,17 +284,15 @@ class Recorder:
         self.optimizers_seen += 1
         if self.rule is None:
             self.rule = "optimizer"
-        if self.rule == "optimizer":
-            self._end_step()
+        rounds = self.rounds.saw(optimizer, call_site)
+        if self.rule == "optimizer" and rounds:
+            self._end_step(rounds)
 
     # --- steps and windows -----------------------------------------------------------------
-    def _end_step(self) -> None:
+    def _end_step(self, rounds: int = 1) -> None:
         end = self.marks.mark()
-        self.steps_seen += 1
-        used = self._step_batches or list(self._step_inputs.values())
-        if used and len(self.step_samples) < 10_000:
-            self.step_samples.append((sum(used), len(used)))
-        self._step_batches, self._step_inputs = [], {}
+        self.steps_seen += rounds  # several: the optimizers' rounds seen before their pattern was known
+        self.samples.end_step()
         spans, self._spans, self._stack = self._spans, [], []
         start, self._step_start = self._step_start, end
         if start is None or self.finished:
@@ -366,21 +355,6 @@ class Recorder:
             call()
         if current is not None and current.kind in self.tools and not self.finished:
             self.tools[current.kind].stop()
-
-    def batch_size(self) -> int | None:
-        """Samples per step: the most common over the steps seen of every batch drawn inside the
-        step (gradient accumulation: all its micro-batches), else of its forwards' inputs."""
-        if self.step_samples:
-            totals = [n for n, _ in self.step_samples]
-            return max(set(totals), key=totals.count)
-        sizes = self.batch_sizes or self.forward_sizes
-        return max(set(sizes), key=sizes.count) if sizes else None
-
-    def micro_batches(self) -> int:
-        """Batches (or distinct forward inputs) per step, the most common: above 1, the script
-        accumulates gradients over that many micro-batches."""
-        counts = [k for _, k in self.step_samples]
-        return max(set(counts), key=counts.count) if counts else 1
 
     def window(self, kind: str) -> list[Timing]:
         return [t for w in self.windows if w.kind == kind for t in w.timings]

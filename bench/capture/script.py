@@ -70,22 +70,26 @@ def check_target(command: tuple[str, ...]) -> None:
 
 
 def plan(spec: ScriptSpec) -> list[Window]:
-    """The measured window, one counted step, each tool's windows alternated with plain ones
-    (P T, T P, ...), then the windows with the part hooks off alternated with plain ones
-    (observing's cost). Observing's hundreds of steps come last, so that a script too short for
-    all of them still gets its profilers, and after one settling step: the last profiler stops
-    at the next step's first part (never inside the optimizer's hook), which must not land in a
-    measured pair. (Runs saved before ``observe_last`` had them first.)"""
+    """The first measured steps, one counted step, each tool's windows alternated with plain
+    ones (P T, T P, ...), one settling step, the rest of the measured steps, then the windows
+    with the part hooks off alternated with plain ones (observing's cost). The profilers come
+    after only ``first_measured`` steps and observing's hundreds of steps come last, so that a
+    script of ~100 steps gets every profiler; the settling step: the last profiler stops at the
+    next step's first part (never inside the optimizer's hook), which must not land in a
+    measured step. (Runs saved before ``observe_last`` had observing first.)"""
     if spec.steps == 0:
         return [Window("measure", sys.maxsize)]
     if spec.duet is not None:  # --try's switches: nothing else after the measured window
         from bench.capture import duet
 
         return [Window("measure", spec.steps), *duet.plan(spec.duet)]
-    windows = [Window("measure", spec.steps), Window("flops", 1)]
+    windows = [Window("measure", min(spec.steps, spec.first_measured)), Window("flops", 1)]
     for tool in spec.window_order():
         if tool == SETTLE:
             windows.append(Window(SETTLE, 1))
+            continue
+        if tool == "measure":  # the rest of the measured steps, after the profilers'
+            windows.append(Window("measure", spec.steps - spec.first_measured))
             continue
         steps = spec.observe_steps if tool == UNHOOKED else spec.profile_steps
         for i in range(spec.observe_windows if tool == UNHOOKED else spec.profile_windows):

@@ -40,7 +40,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         formatter_class=Defaults)
     p.add_argument("--warmup", type=non_negative_int, default=5, help="steps left out first")
     p.add_argument("--steps", type=non_negative_int, default=None,
-                   help="steps measured, then the profiler windows, then the script is stopped; 0: "
+                   help="steps measured (the first 30, then the profiler windows, then the rest), then "
+                        "the script is stopped; 0: "
                         "measure every step until the script ends (no profilers) (default: 100; "
                         "--try: 30 a process)")
     p.add_argument("--step-on", choices=("auto", "optimizer", "backward"), default="auto",
@@ -51,9 +52,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--lines", type=comma_list, default=[],
                    help="line_profiler's functions: NAME (a function of the script) or module:function "
                         "(default: the function that calls optimizer.step() and the dataset's __getitem__)")
-    p.add_argument("--profile-windows", type=positive_int, default=5,
+    p.add_argument("--profile-windows", type=positive_int, default=3,
                    help="pairs of (plain, profiled) windows per profiler: its overhead's samples")
-    p.add_argument("--profile-steps", type=positive_int, default=5, help="steps per profiler window")
+    p.add_argument("--profile-steps", type=positive_int, default=3, help="steps per profiler window")
     p.add_argument("--observe-windows", type=non_negative_int, default=400,
                    help="pairs of single steps with vaebench's part hooks on and off, after the "
                         "profilers': what observing the script costs, with its interval (0: not "

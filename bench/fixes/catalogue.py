@@ -112,8 +112,10 @@ def _optimizer(option: str) -> Callable[[Seen], Proposal]:
             return f"`{opt.type}` is already {option}"
         if not _takes(opt.type, option):
             return f"`{opt.type}` takes no `{option}` argument"
+        # the patch sets it in every optimizer the script builds: the edit names each of them
+        takes = [o for o in seen.optimizers if _takes(o.type, option) and not o.options.get(option)]
         return [Fix(f"{option}=True", "optimizer", (option,),
-                    f"{_at(opt)}torch.optim.{opt.type}(..., {option}=True)")]
+                    "; ".join(f"{_at(o)}torch.optim.{o.type}(..., {option}=True)" for o in takes))]
     return propose
 
 
@@ -133,7 +135,7 @@ def _model(seen: Seen) -> str:
     if not seen.models:
         return ""
     m = seen.models[0]
-    return f"{m.type} (built at {m.where})" if m.where else m.type
+    return f"{m.type} (called at {m.where})" if m.where else m.type
 
 
 def _bf16(seen: Seen) -> Proposal:

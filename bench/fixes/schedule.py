@@ -91,17 +91,33 @@ def _estimate(spec: TrySpec, fixes: list[Fix], runner: Runner, first: Measuremen
     for f in switched:
         settle, timed = window_of(f.patches)
         block += 2 * (settle + timed) * replace(plan, settle=(settle,), steps=(timed,)).pairs_of("")
-    steps = block * spec.blocks + len(switched) * spec.switch_warm
+    steps = block * spec.blocks
     per = runner.per_process()
     start = max(per - (spec.warmup + spec.steps) * step, 0.0)
+    # processes of the script the blocks need: an epoch of its first DataLoader at least (more
+    # epochs, or a script without a loader, unknown: one process)
+    ahead = spec.warmup + 1 + len(switched) * spec.switch_warm
+    epoch = _epoch_steps(first)
+    held = max(epoch - ahead, 1) if epoch and epoch > ahead else None
+    runs = math.ceil(steps / held) if held else 1
     numerics = len(switched) + (0 if others else 1)
     processes = (1 + others) * spec.repeats - 1 if others else 0
     runner.later_s = numerics * (start + (spec.warmup + spec.losses) * step) + processes * per
-    duet_s = (start + steps * step) if switched else 0.0
-    log.info("in-process: %s and the A/A, %d blocks x %d pairs each (~%d steps, ~%.0f s if one process "
-             "of the script holds them); numerics: %d short runs; in processes: %d fixes, %d processes: "
-             "about %.1f minutes in all", ", ".join(spec.switched) or "nothing", spec.blocks, spec.pairs,
-             steps, duet_s, numerics, others, processes, (per + duet_s + runner.later_s) / 60)
+    duet_s = runs * (start + ahead * step) + steps * step if switched else 0.0
+    log.info("in-process: %s and the A/A, %d blocks x %d pairs each (~%d steps, ~%.0f s in %d process%s of "
+             "the script); numerics: %d short runs; in processes: %d fixes, %d processes", ", ".join(
+                 spec.switched) or "nothing", spec.blocks, spec.pairs, steps, duet_s, runs,
+             "es" if runs > 1 else "", numerics, others, processes)
+    log.info("about %.1f minutes in all at the baseline's step (longer where a fix slows the step: "
+             "refined after the first process)", (per + duet_s + runner.later_s) / 60)
+
+
+def _epoch_steps(first: Measurement) -> int | None:
+    """Steps an epoch of the script's first DataLoader holds (None: none, or no length)."""
+    loader = next((b for b in first.process.built if b.kind == "DataLoader"), None) if first.process else None
+    batches = loader.options.get("batches") if loader else None
+    micro = first.process.micro_batches if first.process else 1
+    return batches // max(micro, 1) if batches else None
 
 
 def _phase_one(spec: TrySpec, fixes: list[Fix], runner: Runner) -> tuple[TrySpec, str]:
@@ -178,13 +194,14 @@ def _group_blocks(spec: TrySpec, runner: Runner, sides: list[Side], pairs: int, 
             sides = [s for s in sides if s[0] != broke]
             continue
         got = len(trials.full_blocks(m))
+        wall = time.perf_counter() - begin
         if m.status != "ok":
             log.warning("the script itself failed in the switches' process after %d steps (%s): its %d full "
                         "blocks are kept", m.process.steps_seen if m.process else 0, m.reason, got)
         if got == 0:
-            return _short_script(spec, sides, pairs, plan, m)
+            return _short_script(spec, runner, sides, pairs, plan, m, wall)
         if got < spec.blocks - done:
-            more, wall = math.ceil((spec.blocks - done - got) / got), time.perf_counter() - begin
+            more = math.ceil((spec.blocks - done - got) / got)
             log.info("%d of %d blocks done in a process of %d steps: %d more of ~%.0f s, then the rest: "
                      "about %.1f minutes in all", done + got, spec.blocks,
                      m.process.steps_seen if m.process else 0, more, wall,
@@ -193,8 +210,8 @@ def _group_blocks(spec: TrySpec, runner: Runner, sides: list[Side], pairs: int, 
     return "", None
 
 
-def _short_script(spec: TrySpec, sides: list[Side], pairs: int, plan: Duet,
-                  m: Measurement) -> tuple[str, Regrouped | None]:
+def _short_script(spec: TrySpec, runner: Runner, sides: list[Side], pairs: int, plan: Duet,
+                  m: Measurement, wall: float) -> tuple[str, Regrouped | None]:
     """No block was full: the sides regrouped to fit the steps the script ran (up to its end, or
     its own failure: the same at every run), or why not."""
     if not m.process or not m.process.steps_seen:
@@ -203,10 +220,13 @@ def _short_script(spec: TrySpec, sides: list[Side], pairs: int, plan: Duet,
     fitted, dropped = fit(spec, sides, room)
     if (not fitted and not dropped) or any(g == sides and p == pairs for g, p in fitted):
         return _no_block(spec, plan, m), None
-    log.info("the script ran %d steps: too few for a block of every switch; %s", m.process.steps_seen,
-             "; ".join([f"{', '.join(s for s, _ in g)} in processes of their own, {p} pairs a block"
-                        for g, p in fitted] + [f"{s} in processes (its windows need more steps)"
-                                               for s in dropped]))
+    runs = sum(math.ceil(spec.blocks / max(room // _cost(spec, g, p), 1)) for g, p in fitted)
+    how = [f"{', '.join(s for s, _ in g)} in processes of their own, {p} pairs a block" for g, p in fitted]
+    how += [f"{s} in processes (its windows need more steps)" for s in dropped]
+    log.info("the script ran %d steps: too few for a block of every switch (a longer run of it, more "
+             "epochs, needs fewer processes); %s: about %d processes of ~%.0f s, %.1f minutes in all",
+             m.process.steps_seen, "; ".join(how), runs, wall,
+             runner.elapsed_min() + (runs * wall + runner.later_s) / 60)
     return "", (fitted, dropped)
 
 
@@ -216,9 +236,7 @@ def fit(spec: TrySpec, sides: list[Side], room: int) -> Regrouped:
     does not fit at ``spec.pairs`` gets fewer pairs (at least ``MIN_FIT_PAIRS``); a side that
     still does not fit alone (a loader's windows) is returned apart."""
     def cost(group: list[Side], pairs: int) -> int:
-        plan = _plan(spec, group, 0, pairs)
-        block = sum(2 * plan.pairs_of(s) * sum(plan.window(s)) for s in plan.sides)
-        return spec.switch_warm * sum(1 for _, p in group if p) + block
+        return _cost(spec, group, pairs)
 
     def fewest(group: list[Side]) -> int:
         pairs = spec.pairs
@@ -242,6 +260,13 @@ def fit(spec: TrySpec, sides: list[Side], room: int) -> Regrouped:
         else:
             dropped.append(side[0])
     return groups, dropped
+
+
+def _cost(spec: TrySpec, group: list[Side], pairs: int) -> int:
+    """Steps a process of ``group`` spends on its switches' warm-ups and one block."""
+    plan = _plan(spec, group, 0, pairs)
+    block = sum(2 * plan.pairs_of(s) * sum(plan.window(s)) for s in plan.sides)
+    return spec.switch_warm * sum(1 for _, p in group if p) + block
 
 
 def _plan(spec: TrySpec, sides: list[Side], done: int, pairs: int | None = None) -> Duet:

@@ -151,13 +151,31 @@ def gflop_per_step(result: Result, name: str) -> float | None:
     return flops / 1e9 if flops is not None else None
 
 
-def mfu(result: Result, name: str) -> float | None:
-    """Model FLOP utilization: the step's FLOPs / its median time / the machine's peak FLOP/s."""
+def achieved_flops(result: Result, name: str) -> float | None:
+    """The FLOP/s the median step reached (matmuls and convolutions)."""
     flops = result[name].footprint.flops_per_step
-    peak = result.peak.get("flops")
-    if not flops or not peak:
+    return flops / step_seconds(result, name) if flops and result[name].samples else None
+
+
+def mfu(result: Result, name: str) -> float | None:
+    """Model FLOP utilization: the step's FLOPs / its median time / the machine's peak FLOP/s;
+    None where either is unknown, or where the step beat the peak (see :func:`mfu_refused`)."""
+    achieved, peak = achieved_flops(result, name), result.peak.get("flops")
+    if not achieved or not peak or achieved > peak:
         return None
-    return flops / step_seconds(result, name) / peak
+    return achieved / peak
+
+
+def mfu_refused(result: Result, name: str) -> str:
+    """Why no MFU is stated where a step beat the machine's measured peak ("" otherwise): a
+    utilization above 100% is a wrong peak (or FLOPs counted that the step did not do), never
+    a result."""
+    achieved, peak = achieved_flops(result, name), result.peak.get("flops")
+    if not achieved or not peak or achieved <= peak:
+        return ""
+    return (f"MFU not stated: the step's {achieved / 1e9:,.0f} GFLOP/s beat the machine's peak of "
+            f"{peak / 1e9:,.0f} GFLOP/s ({result.peak.get('source', '')}), so the peak is wrong -- measured "
+            "while the machine was busy -- or FLOPs were counted that the step did not do")
 
 
 def epoch_estimate(result: Result, name: str) -> float | None:

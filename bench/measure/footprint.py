@@ -8,9 +8,11 @@ that model FLOP utilization (MFU = achieved FLOP/s / peak) is measured against.
   around one step; on the CPU the peak of live bytes PyTorch's allocator reported during one
   profiled step (``profile_memory=True``; allocations and frees in time order), plus the
   process's max RSS.
-- **Peak FLOP/s**: on the CPU a large float32 matmul, measured once per machine (CPU model,
-  threads, torch) and cached under ``~/.cache/vaebench``; on a GPU the datasheet peak of the
-  device (a small table) with the measured matmul peak beside it. The report says which.
+- **Peak FLOP/s**: on the CPU the best of float32 matmuls of three sizes repeated for a few
+  seconds, measured when nothing of the run is running, once per machine (CPU model, threads,
+  torch) and cached under ``~/.cache/vaebench``, again when a step comes within reach of it; on
+  a GPU the datasheet peak of the device (a small table). The report says which, and when.
+  An MFU above 100% is never stated (:func:`bench.measure.derive.mfu`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import json
 import os
 import resource
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +38,6 @@ DATASHEET = {
     "L4": {"fp32": 30.3, "tf32": 60.0, "bf16": 121.0},
     "T4": {"fp32": 8.1, "tf32": 8.1, "bf16": 65.0},  # T4 has no tf32/bf16 units: fp32 / fp16 figures
 }
-MATMUL_N = 2048
 CACHE = Path(os.environ.get("VAEBENCH_CACHE", Path.home() / ".cache" / "vaebench"))
 
 
@@ -90,29 +92,44 @@ def max_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _matmul_peak(device: torch.device, n: int = MATMUL_N, repeats: int = 5) -> float:
-    """The best FLOP/s of an n x n float32 matmul on ``device`` (a few repeats, after a warm-up)."""
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
-    best = 0.0
-    for i in range(repeats + 1):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        a @ b
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        seconds = time.perf_counter() - start
-        if i:  # the first is the warm-up
-            best = max(best, 2 * n**3 / seconds)
-    return best
+PEAK_SIZES = (512, 1024, 2048)  # matmul sizes: the best of them (a cache-friendly size may win)
+PEAK_SECONDS = 3.0  # how long the peak is measured for: repeats until then, the best one kept
+REACH = 0.8  # a step within this share of the cached peak has it measured again
+
+
+def _matmul_peak(device: torch.device, seconds: float = PEAK_SECONDS) -> tuple[float, int]:
+    """The best FLOP/s of float32 matmuls of each of PEAK_SIZES on ``device``, repeated for about
+    ``seconds`` (after a warm-up of each): (FLOP/s, matmuls timed)."""
+    pairs = {n: (torch.randn(n, n, device=device), torch.randn(n, n, device=device)) for n in PEAK_SIZES}
+    for a, b in pairs.values():
+        a @ b  # warm-up: the first call of a size pays for its buffers
+    best, timed, end = 0.0, 0, time.perf_counter() + seconds
+    while time.perf_counter() < end or timed < 3 * len(PEAK_SIZES):
+        for n, (a, b) in pairs.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            a @ b
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            best = max(best, 2 * n**3 / (time.perf_counter() - start))
+            timed += 1
+    return best, timed
+
+
+def _threads() -> str:
+    n = torch.get_num_threads()
+    return f"{n} thread{'s' if n != 1 else ''}"
 
 
 def machine_peak(device: torch.device, describe: str, at_least: float = 0.0) -> dict[str, Any]:
-    """The peak FLOP/s MFU is measured against, and where it came from (cached per machine).
+    """The peak FLOP/s MFU is measured against, and where and when it came from (cached per
+    machine, threads and torch). Call it when nothing of the run is running (before the script
+    starts or after it ended, never beside its DataLoader workers).
 
-    ``at_least``: FLOP/s a real step reached in this run. A cached peak below it was measured
-    while the machine was busy, and is no peak: it is measured again (the larger one is kept).
+    ``at_least``: the FLOP/s a real step reached in this run. A cached peak that a step comes
+    within REACH of was likely measured while the machine was busy: it is measured again now
+    (the larger of the two is kept: a peak is a maximum).
     """
     key = f"{describe}|{torch.__version__}|{torch.get_num_threads()}".replace("/", "_")
     cache = CACHE / "peak.json"
@@ -120,11 +137,16 @@ def machine_peak(device: torch.device, describe: str, at_least: float = 0.0) -> 
         known = json.loads(cache.read_text()) if cache.is_file() else {}
     except (OSError, json.JSONDecodeError):
         known = {}
-    if key in known and known[key].get("measured_flops", 0) >= at_least:
-        return {**known[key], "cached": True}
-    measured = max(_matmul_peak(device), known.get(key, {}).get("measured_flops", 0.0))
-    entry: dict[str, Any] = {"measured_flops": measured, "flops": measured,
-                             "source": f"measured: a {MATMUL_N}x{MATMUL_N} float32 matmul, best of 5"}
+    old = known.get(key, {})
+    if key in known and old.get("measured_flops", 0) * REACH >= at_least and old.get("measured_at"):
+        return {**old, "cached": True}
+    measured, timed = _matmul_peak(device)
+    entry = old if old.get("measured_at") and old.get("measured_flops", 0) >= measured else {
+        "measured_flops": measured, "flops": measured,
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "source": (f"measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with nothing of the run running: the "
+                   f"best of {timed} float32 matmuls of {', '.join(map(str, PEAK_SIZES))} over "
+                   f"{PEAK_SECONDS:g} s, {_threads()}")}
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         sheet = next((v for k, v in DATASHEET.items() if k in name), None)

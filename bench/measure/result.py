@@ -90,6 +90,8 @@ class Process:
     no_step: bool = False  # no step seen in --wait seconds
     waited: str = ""  # with no_step: what the wait saw (forwards, backwards, inside optimizer.step())
     micro_batches: int = 1  # batches per step: above 1, gradients accumulated over them
+    # a step's optimizer steps where it steps several a round (a GAN's two): "`Adam` at gan.py:70"
+    step_round: list[str] = field(default_factory=list)
     built: list[Built] = field(default_factory=list)  # what the script built, where
     losses: list[float | None] = field(default_factory=list)  # the first measured losses (None: inf/NaN)
     threads: int | None = None  # torch's intra-op threads at the script's end
@@ -225,6 +227,8 @@ class Result:
         spec = d["spec"]
         if kind == "script" and "observe_steps" not in spec:  # saved before its own window length
             spec = {**spec, "observe_steps": spec.get("profile_steps", 5)}
+        if kind == "script" and "first_measured" not in spec:  # saved when every step was measured first
+            spec = {**spec, "first_measured": spec.get("steps", 100)}
         if kind == "script" and "observe_last" not in spec:  # saved when it came before the profilers
             spec = {**spec, "observe_last": False}
         return cls(kind=kind, spec=build(SPECS[kind], spec),

@@ -142,8 +142,8 @@ class ScriptSpec(Command):
     steps: int = 100  # 0: measure every step until the script ends (no profiler windows)
     step_on: str = "auto"  # auto | optimizer | backward
     tools: tuple[str, ...] = TOOLS
-    profile_windows: int = 5  # pairs of (plain, profiled) windows per tool
-    profile_steps: int = 5  # steps per profiler window
+    profile_windows: int = 3  # pairs of (plain, profiled) windows per tool
+    profile_steps: int = 3  # steps per profiler window (a Kineto trace needs a handful, not 50)
     wait: float = 30.0  # seconds to wait for the first step before calling it "no training script"
     lines: tuple[str, ...] = ()  # line_profiler's functions: NAME (in the script) or module:function
     # Observing's cost: pairs of windows with the part hooks on and off. Single steps (the finest
@@ -152,6 +152,9 @@ class ScriptSpec(Command):
     observe_windows: int = 400
     observe_steps: int = 1  # steps per observing window (runs saved before it had profile_steps)
     observe_last: bool = True  # its pairs after the profilers' windows (runs saved before: before them)
+    # measured steps before the profilers' windows, the rest after them: a script of ~100 steps
+    # still gets every profiler (runs saved before it measured every step first)
+    first_measured: int = 30
     ranks: int = 1  # processes under torchrun (1: the script ran alone)
     fixes: tuple[str, ...] = ()  # --try: patches applied before the script starts (bench.fixes)
     seed: int | None = None  # torch, numpy and random seeded before the script starts
@@ -163,13 +166,16 @@ class ScriptSpec(Command):
     samples_are = "steps"
 
     def window_order(self) -> list[str]:
-        """What follows the measured window (and its counted step), in the order it runs: each
-        tool's windows, then a settling step and observing's (UNHOOKED) pairs -- before the
-        tools in runs saved before ``observe_last``."""
+        """What follows the first measured steps (and the counted step), in the order it runs:
+        each tool's windows, a settling step, the rest of the measured steps (``measure``), and
+        observing's (UNHOOKED) pairs -- observing before the tools in runs saved before
+        ``observe_last``."""
         observing = [UNHOOKED] if self.observe_windows else []
         if not self.observe_last:
             return observing + list(self.tools)
-        return list(self.tools) + ([SETTLE] if observing and self.tools else []) + observing
+        rest = ["measure"] if self.steps > self.first_measured else []
+        settle = [SETTLE] if self.tools and (rest or observing) else []
+        return list(self.tools) + settle + rest + observing
 
     def title(self) -> str:
         return f"Script `{self.shell()}`"

@@ -41,12 +41,20 @@ VIEWERS = "snakeviz and torch-tb-profiler come with `pip install vaebench[viewer
 TITLE = "# A vaebench run"
 
 
+def is_ours(path: Path) -> bool:
+    """Whether the README.md at ``path`` is a run's (its title), not a user's own file."""
+    try:
+        return path.read_text(errors="replace").startswith(TITLE)
+    except OSError:
+        return False
+
+
 def write(result: Result, out: Path, final: Path | None = None, *, rerender: bool = False) -> list[Path]:
     """README.md into ``out``; ``final``: the folder it will be moved into, whose README.md, when
     it is not a run's own (a user's file), is left alone: nothing is written then. ``rerender``:
     the profilers' files are already in ``final`` (`bench report`), list them too."""
     earlier = (final or out) / "README.md"
-    if earlier.is_file() and not earlier.read_text(errors="replace").startswith(TITLE):
+    if earlier.is_file() and not is_ours(earlier):
         return []
     rows: dict[str, list[str]] = {}
     roots = [out, *([final] if rerender and final is not None else [])]

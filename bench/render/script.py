@@ -24,6 +24,7 @@ GROUPS = {
     "host-bound": (("other",), ""),
 }
 ADVISE_FROM = 0.4
+DOMINATES = 0.5  # a bound is named only where its parts take more than half the step
 
 
 # A forward pass costs about a third to a half of its backward; a forward part under a tenth of
@@ -52,9 +53,15 @@ def verdict(result: Result, name: str) -> str:
     parts, advice = GROUPS[top]
     said = [p for p in parts if p in shares]
     verb = "takes" if len(said) == 1 else "take"
-    text = f"**{top}**: {' + '.join(f'`{p}`' for p in said)} {verb} {grouped[top]:.0%} of the step"
+    if grouped[top] <= DOMINATES:  # a minority is no bound: how the step splits
+        split = ", ".join(f"{'+'.join(p for p in group if p in shares)} {grouped[g]:.0%}"
+                          for g, (group, _) in GROUPS.items() if grouped[g] >= 0.005)
+        text = f"**no single bound**: {split}"
+    else:
+        text = f"**{top}**: {' + '.join(f'`{p}`' for p in said)} {verb} {grouped[top]:.0%} of the step"
     if grouped[top] >= ADVISE_FROM and advice:
-        text += f"; `vaebench run --try {_command(result)}` measures: {advice}"
+        largest = f"for {'+'.join(said)}, " if grouped[top] <= DOMINATES else ""
+        text += f"; {largest}`vaebench run --try {_command(result)}` measures: {advice}"
     elif grouped[top] >= ADVISE_FROM:
         text += ("; no fix of `--try` aims at it: look for `.item()`/`.cpu()` calls and logging in the "
                  "step (the cProfile file shows where)")
@@ -86,7 +93,9 @@ def headline(result: Result) -> str:
                    if micro > 1 else f"batch {batch}, from the batch's first dimension")
             parts.append(f"{batch / step.value:,.0f} samples/s ({per})")
         mfu = derive.mfu(result, name)
-        if mfu is not None:
+        if derive.mfu_refused(result, name):
+            parts.append(derive.mfu_refused(result, name))
+        elif mfu is not None:
             gflop = (m.footprint.flops_per_step or 0) / 1e9
             parts.append(f"{gflop:.3f} GFLOP per step, MFU {mfu:.1%} of the "
                          f"machine's {result.peak['flops'] / 1e9:,.0f} GFLOP/s ({result.peak['source']})")
@@ -106,6 +115,10 @@ def how_it_ran(result: Result) -> list[str]:
     rules = {p.step_rule for p in processes.values() if p.step_rule}
     rule = {"optimizer": "each `optimizer.step()`", "backward": "each `backward()` (no optimizer: "
             "the script updates its parameters by hand)"}.get(next(iter(rules), ""), "none found")
+    rounds = next((p.step_round for p in processes.values() if len(p.step_round) > 1), [])
+    if rules == {"optimizer"} and rounds:
+        rule = ("each round of the script's optimizer steps, the pattern that repeats: a step = "
+                + " then ".join(rounds))
     lines = [f"Script: `{spec.shell()}`" + (f", {spec.ranks} ranks under torchrun"
                                            if spec.ranks > 1 else "") + ".",
              f"A step ended at {rule}; {spec.warmup} warm-up steps left out, "
@@ -141,7 +154,8 @@ def built_text(b: Built) -> str:
     """``SGD`` at train.py:35 (lr=0.1, foreach=None, fused=None): what the fixes would change."""
     options = ", ".join(f"{k}={b.options[k]}" for k in SHOWN.get(b.kind, ()) if k in b.options)
     kind = "model " if b.kind == "model" else ""
-    where = f" at `{b.where}`" if b.where else ""
+    verb = "called at" if b.kind == "model" else "at"  # a model: where the script calls it
+    where = f" {verb} `{b.where}`" if b.where else ""
     return f"{kind}`{b.type}`{where}" + (f" ({options})" if options else "")
 
 
@@ -173,11 +187,14 @@ def missing_windows(spec: ScriptSpec, m: Measurement) -> list[str]:
     another): a profiler that did not run is said, never silent."""
     if not spec.steps or m.process is None or m.process.stopped:
         return []
-    out, start = [], spec.warmup + spec.steps + 1
+    out, start = [], spec.warmup + min(spec.steps, spec.first_measured) + 1
     observe = (m.process.observe_pairs or spec.observe_windows) if m.process else spec.observe_windows
     for tool in spec.window_order():
         if tool == SETTLE:
             start += 1
+            continue
+        if tool == "measure":  # the rest of the measured steps
+            start += spec.steps - spec.first_measured
             continue
         windows = observe if tool == UNHOOKED else spec.profile_windows
         need = start + 2 * windows * (spec.observe_steps if tool == UNHOOKED else spec.profile_steps)

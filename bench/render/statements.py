@@ -152,7 +152,9 @@ def footprint(result: Result) -> str:
     if rate is not None:
         said.append(f"{rate.value:,.0f} {unit}/s" + (f" (95% CI {rate.low:,.0f}-{rate.high:,.0f})"
                                                      if rate.has_interval else ""))
-    if mfu is not None:
+    if derive.mfu_refused(result, best):
+        said.append(derive.mfu_refused(result, best))
+    elif mfu is not None:
         kind = "datasheet" if "datasheet" in result.peak.get("source", "") else "measured matmul"
         said.append(f"MFU {mfu:.1%} of {result.peak['flops'] / 1e9:,.0f} GFLOP/s ({kind} peak)")
     if peak is not None:
