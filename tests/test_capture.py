@@ -267,7 +267,8 @@ def test_gradient_accumulation_counts_every_micro_batch(tmp_path: Path):
                str(SCRIPTS / "accumulate.py"), "--accumulate", "4", "--batch-size", "8") == 0
     m = Result.load(out / "run.json")["accumulate.py"]
     assert m.batch_size == 32 and m.process.micro_batches == 4
-    assert "(4 micro-batches of 8 per step: gradients accumulated)" in (out / "summary.md").read_text()
+    assert "(4 micro-batches of 8 per optimizer step: gradients accumulated)" in \
+        (out / "summary.md").read_text()
 
 
 def test_a_closure_is_one_input_however_often_it_runs(tmp_path: Path):

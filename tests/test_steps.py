@@ -51,23 +51,24 @@ def test_micro_batches_are_counted_by_tensor_not_by_address():
     refilled in place is a new input each time; slices of one tensor differ by address."""
     buffer = np.zeros((8, 4), dtype=np.float32)
     samples = StepSamples()
+    model = torch.nn.Linear(4, 1)
     for _ in range(4):
-        samples.input(torch.from_numpy(buffer))  # a new tensor each micro-step, the same memory
+        samples.input(model, torch.from_numpy(buffer))  # a new tensor each micro-step, the same memory
     samples.end_step()
     batch = torch.randn(16, 4)
     for _ in range(20):
-        samples.input(batch.view(16, 4))  # a closure's re-evaluations: one input
+        samples.input(model, batch.view(16, 4))  # a closure's re-evaluations: one input
     samples.end_step()
     staging = torch.zeros(8, 4)
     for _ in range(3):
         staging.copy_(torch.randn(8, 4))  # refilled in place: a new micro-batch each time
-        samples.input(staging)
+        samples.input(model, staging)
     samples.end_step()
     whole = torch.randn(32, 4)
     for i in range(4):
-        samples.input(whole[8 * i:8 * (i + 1)])
+        samples.input(model, whole[8 * i:8 * (i + 1)])
     samples.end_step()
-    assert samples.steps == [(32, 4), (16, 1), (24, 3), (32, 4)]
+    assert [(n, k) for n, k, _ in samples.steps] == [(32, 4), (16, 1), (24, 3), (32, 4)]
 
 
 def test_a_gan_step_is_the_discriminators_then_the_generators_and_its_loss_is_no_model(tmp_path: Path):
@@ -92,7 +93,8 @@ def test_a_new_batch_tensor_per_micro_step_is_every_micro_batch(tmp_path: Path):
                      "--out", str(out), str(SCRIPTS / "accumulate_tokens.py"), "--iters", "14"]) == 0
     m = Result.load(out / "run.json")["accumulate_tokens.py"]
     assert m.batch_size == 32 and m.process.micro_batches == 4
-    assert "(4 micro-batches of 8 per step: gradients accumulated)" in (out / "summary.md").read_text()
+    summary = (out / "summary.md").read_text()
+    assert "(4 micro-batches of 8 per optimizer step: gradients accumulated)" in summary
 
 
 def _split(shares: dict[str, float]) -> Result:
@@ -118,3 +120,19 @@ def test_a_bound_is_named_only_where_its_parts_take_most_of_the_step():
     most = script.verdict(_split({"data": 0.1, "forward": 0.3, "backward": 0.45, "optimizer": 0.1,
                                   "other": 0.05}), "t.py")
     assert most.startswith("**compute-bound**: `forward` + `backward` take 75% of the step")
+
+
+def test_forward_and_backward_at_a_small_fraction_of_the_peak_are_overhead_not_compute():
+    """A small model's step is mostly forward and backward at 1% of the peak FLOP/s: its time goes
+    to launching operators, and calling it compute-bound sends the user to the wrong fixes."""
+    from bench.measure.result import Footprint
+    from bench.render import script
+
+    result = _split({"data": 0.1, "forward": 0.3, "backward": 0.45, "optimizer": 0.1, "other": 0.05})
+    result.peak = {"flops": 100e9, "source": "t"}
+    result["t.py"].footprint = Footprint(flops_per_step=1e6)  # 1 MFLOP in 10 ms: 0.1% of the peak
+    small = script.verdict(result, "t.py")
+    assert small.startswith("**overhead-bound**: `forward` + `backward` take 75% of the step at MFU 0.1%")
+    assert "1 MFLOP per step" in script.headline(result)
+    result["t.py"].footprint = Footprint(flops_per_step=0.5e9)  # 50% of the peak
+    assert script.verdict(result, "t.py").startswith("**compute-bound**")

@@ -54,7 +54,8 @@ def record(spec: ScriptSpec, outcome: Outcome, rank: int | None = None) -> Measu
                       pid=os.getpid(), memory=memory, **rec.allreduce(), stopped=outcome.stopped,
                       exit_code=outcome.exit_code, error=outcome.error, interrupted=outcome.interrupted,
                       no_step=outcome.no_step, waited=outcome.waited,
-                      micro_batches=rec.samples.micro_batches(), step_round=list(rec.rounds.round),
+                      micro_batches=rec.samples.micro_batches(), step_batches=rec.samples.batches(),
+                      step_round=list(rec.rounds.round),
                       built=list(rec.builds.found), losses=[_finite(x) for x in rec.losses],
                       threads=torch.get_num_threads(), warmup_s=rec.warmup_s, observe_pairs=rec.observe_pairs,
                       timeline=rec.timeline.as_dict() if rank is not None and not rec.cuda else {})

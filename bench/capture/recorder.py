@@ -210,10 +210,11 @@ class Recorder:
         self.builds.saw_model(module)
         tensor = first_tensor(args)  # no DataLoader: the outermost module's input says it
         if tensor is not None and tensor.dim():
-            self.samples.input(tensor)
+            self.samples.input(module, tensor)
 
     def _forward_out(self, module: Any, output: Any) -> None:
         self._close("forward")
+        self.samples.output(output)
 
     def _wrap_backward(self) -> None:
         recorder = self
@@ -282,6 +283,7 @@ class Recorder:
         if self._stack:  # an optimizer stepped inside another part: not a training step's end
             return
         self.optimizers_seen += 1
+        self.samples.optimizer_step(optimizer)
         if self.rule is None:
             self.rule = "optimizer"
         rounds = self.rounds.saw(optimizer, call_site)

@@ -116,8 +116,8 @@ def _epoch_steps(first: Measurement) -> int | None:
     """Steps an epoch of the script's first DataLoader holds (None: none, or no length)."""
     loader = next((b for b in first.process.built if b.kind == "DataLoader"), None) if first.process else None
     batches = loader.options.get("batches") if loader else None
-    micro = first.process.micro_batches if first.process else 1
-    return batches // max(micro, 1) if batches else None
+    per_step = first.process.step_batches if first.process else 1
+    return batches // max(per_step, 1) if batches else None
 
 
 def _phase_one(spec: TrySpec, fixes: list[Fix], runner: Runner) -> tuple[TrySpec, str]:

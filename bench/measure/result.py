@@ -89,7 +89,8 @@ class Process:
     interrupted: bool = False  # Ctrl-C
     no_step: bool = False  # no step seen in --wait seconds
     waited: str = ""  # with no_step: what the wait saw (forwards, backwards, inside optimizer.step())
-    micro_batches: int = 1  # batches per step: above 1, gradients accumulated over them
+    micro_batches: int = 1  # batches per optimizer step: above 1, gradients accumulated over them
+    step_batches: int = 1  # batches per step: a WGAN's critic steps five times on five
     # a step's optimizer steps where it steps several a round (a GAN's two): "`Adam` at gan.py:70"
     step_round: list[str] = field(default_factory=list)
     built: list[Built] = field(default_factory=list)  # what the script built, where

@@ -25,6 +25,9 @@ GROUPS = {
 }
 ADVISE_FROM = 0.4
 DOMINATES = 0.5  # a bound is named only where its parts take more than half the step
+# Forward and backward dominating at under a tenth of the peak FLOP/s: no arithmetic bound but
+# the operators' per-call cost (a small model's; batching, torch.compile or CUDA graphs help).
+BUSY = 0.1
 
 
 # A forward pass costs about a third to a half of its backward; a forward part under a tenth of
@@ -59,6 +62,11 @@ def verdict(result: Result, name: str) -> str:
         text = f"**no single bound**: {split}"
     else:
         text = f"**{top}**: {' + '.join(f'`{p}`' for p in said)} {verb} {grouped[top]:.0%} of the step"
+        mfu = derive.mfu(result, name)
+        if top == "compute-bound" and mfu is not None and mfu < BUSY:
+            text = (f"**overhead-bound**: {' + '.join(f'`{p}`' for p in said)} {verb} {grouped[top]:.0%} "
+                    f"of the step at MFU {mfu:.1%}: its operators are too small to keep the machine's "
+                    "arithmetic busy (the time goes to launching them, not to computing)")
     if grouped[top] >= ADVISE_FROM and advice:
         largest = f"for {'+'.join(said)}, " if grouped[top] <= DOMINATES else ""
         text += f"; {largest}`vaebench run --try {_command(result)}` measures: {advice}"
@@ -88,16 +96,13 @@ def headline(result: Result) -> str:
         parts = [f"`{name}`: median step {step.value * 1e3:.2f} ms"
                  + (f" (95% CI {step.low * 1e3:.2f}-{step.high * 1e3:.2f})" if step.has_interval else "")]
         if batch:
-            micro = m.process.micro_batches if m.process else 1
-            per = (f"{micro} micro-batches of {batch // micro} per step: gradients accumulated"
-                   if micro > 1 else f"batch {batch}, from the batch's first dimension")
+            per = _batches(batch, m.process)
             parts.append(f"{batch / step.value:,.0f} samples/s ({per})")
         mfu = derive.mfu(result, name)
         if derive.mfu_refused(result, name):
             parts.append(derive.mfu_refused(result, name))
         elif mfu is not None:
-            gflop = (m.footprint.flops_per_step or 0) / 1e9
-            parts.append(f"{gflop:.3f} GFLOP per step, MFU {mfu:.1%} of the "
+            parts.append(f"{_flop(m.footprint.flops_per_step or 0)} per step, MFU {mfu:.1%} of the "
                          f"machine's {result.peak['flops'] / 1e9:,.0f} GFLOP/s ({result.peak['source']})")
         if memory.get("cuda_max_allocated_mb"):
             parts.append(f"peak memory {memory['cuda_max_allocated_mb']:,.0f} MB on the GPU "
@@ -118,7 +123,10 @@ def how_it_ran(result: Result) -> list[str]:
     rounds = next((p.step_round for p in processes.values() if len(p.step_round) > 1), [])
     if rules == {"optimizer"} and rounds:
         rule = ("each round of the script's optimizer steps, the pattern that repeats: a step = "
-                + " then ".join(rounds))
+                + " then ".join(_runs(rounds)))
+    elif rules == {"optimizer"}:
+        single = next((p.step_round for p in processes.values() if p.step_round), [])
+        rule = f"each step of {single[0]}" if single else rule
     lines = [f"Script: `{spec.shell()}`" + (f", {spec.ranks} ranks under torchrun"
                                            if spec.ranks > 1 else "") + ".",
              f"A step ended at {rule}; {spec.warmup} warm-up steps left out, "
@@ -308,3 +316,32 @@ def _clocks(result: Result) -> list[str]:
                                    if any(m.device == "cuda" for m in result.measurements) else "") + "."]
     return [f"{alignment.text()[0].upper()}{alignment.text()[1:]}. Every rank on one clock: "
             "`ranks.trace.json` (ui.perfetto.dev), one process per rank, its steps, parts and waits."]
+
+
+def _batches(samples: int, process: Process | None) -> str:
+    """How a step's samples came: one batch, micro-batches accumulated into an optimizer step,
+    or batches over several optimizer steps (a WGAN's critic)."""
+    micro = process.micro_batches if process else 1
+    batches = max(process.step_batches, micro) if process else 1
+    if micro > 1:
+        per = f"{micro} micro-batches of {samples // batches} per optimizer step: gradients accumulated"
+        return per + (f"; {batches} a step" if batches > micro else "")
+    if batches > 1:
+        return f"{batches} batches of {samples // batches} per step, one an optimizer step"
+    return f"batch {samples}, from the batch's first dimension"
+
+
+def _flop(flops: float) -> str:
+    """A step's FLOPs with three significant figures: a small model's are MFLOP, not 0.000 GFLOP."""
+    for unit, scale in (("TFLOP", 1e12), ("GFLOP", 1e9), ("MFLOP", 1e6)):
+        if flops >= scale:
+            return f"{flops / scale:.3g} {unit}"
+    return f"{flops:,.0f} FLOP"
+
+
+def _runs(rounds: list[str]) -> list[str]:
+    """A round's optimizer steps with repeats folded: a WGAN's critic "`RMSprop` at t.py:14 x5"."""
+    import itertools
+
+    return [f"{step} x{len(same)}" if len(same := list(group)) > 1 else step
+            for step, group in itertools.groupby(rounds)]
