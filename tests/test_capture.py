@@ -43,9 +43,10 @@ def test_a_dataloader_script_steps_and_parts(tmp_path: Path, data_root: Path):
     for t in steps:  # the parts and `other` add up to the step
         assert sum(v[0] for v in t.parts.values()) == pytest.approx(t.seconds, rel=0.02)
         assert {"data", "forward", "backward", "optimizer", "other"} <= set(t.parts)
-    # 2 warm-up steps, 12 measured, 1 counted (FLOPs), 3 tools x 2 pairs x 2 windows x 2 steps,
-    # 1 settling step, 4 pairs of single steps with the part hooks on and off (observing's cost)
-    assert m.process.steps_seen == 2 + 12 + 1 + 24 + 1 + 8
+    # 2 warm-up steps, 12 measured, 1 counted (FLOPs), 2 (memory), 3 tools x 2 pairs x 2 windows
+    # x 2 steps, 1 settling step, 4 pairs of single steps with the part hooks on and off
+    assert m.process.steps_seen == 2 + 12 + 1 + 2 + 24 + 1 + 8
+    assert m.footprint.breakdown is not None and m.footprint.breakdown.parts["parameters"] > 0
     unhooked = m.profiles["unhooked"]
     assert len(unhooked.plain) == len(unhooked.tool) == 4
     assert all(len(t.steps) == 1 for t in unhooked.plain + unhooked.tool)
@@ -139,7 +140,7 @@ def test_a_script_that_raises_keeps_its_traceback_code_and_what_was_measured(tmp
     assert run("--warmup", "2", "--steps", "50", "--tools", "none", "--out", str(out), str(script)) == 1
     err = capsys.readouterr().err
     assert "Traceback" in err and "ValueError: bad batch" in err  # the script's own
-    assert "the script raised ValueError: bad batch at step 31" in err
+    assert "the script raised ValueError: bad batch (in its step 31, after 30 complete)" in err
     result = Result.load(out / "run.json")
     assert len(result["train.py"].samples) == 28 and result["train.py"].status == "failed"
     assert "**failed**" in (out / "summary.md").read_text()
@@ -237,8 +238,8 @@ def test_ctrl_c_keeps_what_was_measured_and_says_partial(tmp_path: Path, capsys)
     out = tmp_path / "out"
     assert run("--warmup", "2", "--steps", "80", "--tools", "none", "--out", str(out), str(script)) == 130
     result = Result.load(out / "run.json")
-    # 40 steps ran: 2 warm-up, 30 measured, the one whose FLOPs were counted, 7 more measured
-    assert len(result["train.py"].samples) == 37 and result["train.py"].process.interrupted
+    # 40 steps ran: 2 warm-up, 30 measured, 1 FLOPs counted, 2 memory, 5 more measured
+    assert len(result["train.py"].samples) == 35 and result["train.py"].process.interrupted
     assert "interrupted (Ctrl-C) after 40 steps: **partial**" in (out / "summary.md").read_text()
 
 
@@ -323,30 +324,30 @@ def test_the_wait_gives_up_only_without_progress_and_says_what_it_saw(monkeypatc
 
 def test_profilers_the_script_ended_before_are_named_and_no_missing_file_listed(tmp_path: Path):
     out = tmp_path / "out"
-    # warm-up 2, 20 measured, 1 counted, then 8 steps each for cprofile, lines and kineto, one
-    # settling step and the hooks-off pairs (4 pairs of single steps): the script's 37 steps end
-    # inside the lines windows, before kineto's and observing's
+    # warm-up 2, 20 measured, 1 + 2 counted, then 8 steps each for cprofile, lines and kineto,
+    # one settling step and the hooks-off pairs (4 pairs of single steps): the script's 39 steps
+    # end inside the lines windows, before kineto's and observing's
     assert run("--warmup", "2", "--steps", "20", "--profile-windows", "2", "--profile-steps", "2",
-               "--observe-windows", "4", "--out", str(out), str(SCRIPTS / "short.py"), "--steps", "37") == 0
+               "--observe-windows", "4", "--out", str(out), str(SCRIPTS / "short.py"), "--steps", "39") == 0
     summary = (out / "summary.md").read_text()
-    assert "kineto did not run (its windows take steps 40-47; the script ran 37)" in summary
+    assert "kineto did not run (its windows take steps 42-49; the script ran 39)" in summary
     assert "lines ran 1 of 2 window pairs" in summary
-    assert "observing-cost windows (part hooks off) did not run (its windows take steps 49-56" in summary
+    assert "observing-cost windows (part hooks off) did not run (its windows take steps 51-58" in summary
     assert "tensorboard" not in summary and not (out / "tb").exists()
     readme = (out / "README.md").read_text()
     assert "tensorboard" not in readme and "short.py.prof" in readme
 
 
 def test_a_script_of_100_steps_gets_every_profiler_with_the_default_windows(tmp_path: Path):
-    """The defaults: 5 warm-up and 30 measured steps, 1 counted, 3 x 2 x 3 steps a profiler, one
-    settling step, then the rest of the measured steps: a 100-step script (as users debug with)
-    gets cProfile, line_profiler and a Kineto trace, and 39 measured steps."""
+    """The defaults: 5 warm-up and 30 measured steps, 1 + 2 counted, 3 x 2 x 3 steps a profiler,
+    one settling step, then the rest of the measured steps: a 100-step script (as users debug
+    with) gets cProfile, line_profiler and a Kineto trace, and 37 measured steps."""
     out = tmp_path / "out"
     assert run("--out", str(out), str(SCRIPTS / "short.py"), "--steps", "100") == 0
     m = Result.load(out / "run.json")["short.py"]
     assert set(m.profiles) >= {"cprofile", "lines", "kineto"}
     assert all(len(m.profiles[t].tool) == 3 for t in ("cprofile", "lines", "kineto"))
-    assert len(m.samples) == 30 + (100 - 5 - 30 - 1 - 54 - 1)  # the first 30, and 9 after the profilers
+    assert len(m.samples) == 30 + (100 - 5 - 30 - 3 - 54 - 1)  # the first 30, and 7 after the profilers
     summary = (out / "summary.md").read_text()
     for tool in ("cprofile", "lines", "kineto"):
         assert f"{tool} did not run" not in summary and f"{tool} ran" not in summary
@@ -362,6 +363,9 @@ DIRECT_FORWARD = """
         h = torch.randn(128, 256)
         for layer in model:
             h = layer.forward(h)  # forward called directly: no module hook sees it
+        with torch.no_grad():  # an evaluation pass the same way: unlabelled time well above a quarter
+            for _ in range(3):
+                model[2].forward(torch.randn(512, 512))
         loss = h.pow(2).mean()
         opt.zero_grad()
         loss.backward()

@@ -144,8 +144,19 @@ def test_cuda_peak_memory_flops_and_the_datasheet_peak(train_split, tmp_path: Pa
 
     work = LadderWorkload("resident", train_split, Context(device=torch.device("cuda")))
     time_steps(work, 2)
-    peak = footprint.peak_bytes_of(lambda: time_steps(work, 1), torch.device("cuda"))
-    assert peak > 0 and footprint.flops_of(lambda: time_steps(work, 1)) == 520_000_000
+    from bench.measure.memory import StepMemory
+
+    memory = StepMemory(torch.device("cuda"))
+    memory.start()
+    time_steps(work, 1)
+    memory.between()
+    time_steps(work, 1)
+    memory.end()
+    found = memory.stop()
+    # the replay of the allocator's events agrees with its own peak; the parts sum to it
+    assert found is not None and memory.rise(found) > 0 and sum(found.parts.values()) == found.peak
+    assert found.peak == pytest.approx(memory.cuda["max_allocated"], rel=0.05)
+    assert footprint.flops_of(lambda: time_steps(work, 1)) == 520_000_000
     monkeypatch.setattr(footprint, "CACHE", tmp_path)
     machine = footprint.machine_peak(torch.device("cuda"), "test gpu")
     assert machine["measured_flops"] > 0

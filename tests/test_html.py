@@ -149,6 +149,9 @@ def test_report_html_in_a_browser(browser, runs, kind: str):
     if kind == "script":  # its profilers' files read back: top functions and operators, with openers
         assert "Top functions" in text and "snakeviz mnist_classifier.py.prof" in text
         assert "Top operators" in text and "aten::" in text
+        # where the memory goes: a stacked bar (drawn: _check_page) and its table, parts summing to the peak
+        [row] = _cells(text, "Where the memory goes")
+        assert float(row[1]) > 0 and sum(map(float, row[2:])) == pytest.approx(float(row[1]))
 
 
 def test_history_dashboard_in_a_browser(browser, tmp_path: Path):

@@ -151,7 +151,8 @@ def test_batches_over_several_optimizer_steps_are_not_said_accumulated():
     from bench.measure.result import Process
     from bench.render.script import _batches
 
-    assert _batches(160, Process(micro_batches=1, step_batches=5)) == \
-        "5 batches of 32 per step, one an optimizer step"
+    critic = [f"`RMSprop` at t.py:{n}" for n in (14, 14, 14, 14, 14, 18)]
+    assert _batches(160, Process(micro_batches=1, step_batches=5, step_round=critic)) == \
+        "5 batches of 32 per step, over its 6 optimizer steps"
     assert "gradients accumulated" in _batches(64, Process(micro_batches=4, step_batches=4))
     assert _batches(64, Process()) == "batch 64, from the batch's first dimension"

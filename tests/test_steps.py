@@ -85,6 +85,12 @@ def test_a_gan_step_is_the_discriminators_then_the_generators_and_its_loss_is_no
     summary = (out / "summary.md").read_text()
     assert "a step = `Adam` at gan.py:" in summary and " then `Adam` at gan.py:" in summary
     assert "BCELoss" not in summary
+    # where the memory goes, for two models and two optimizers: every part found, summing to the peak
+    found = m.footprint.breakdown
+    assert found is not None and sum(found.parts.values()) == found.peak
+    assert found.parts["parameters"] > 0 and found.parts["optimizer state"] > 0 and found.saved_max > 0
+    assert "## Where the memory goes" in summary and "MB of tensors at the step's peak" in summary
+    assert "tensors_activations_mb" in (out / "summary.csv").read_text().splitlines()[0]
 
 
 def test_a_new_batch_tensor_per_micro_step_is_every_micro_batch(tmp_path: Path):

@@ -612,7 +612,8 @@ def test_a_script_that_fails_on_its_own_blames_no_switch_and_says_it_failed(tmp_
     result = Result.load(out / "run.json")
     row = {r.name: r for r in trials.rows(result)}["foreach=True"]
     assert not row.failed and len(row.blocks) == 3  # measured in the 60 steps it runs
-    said = "the script raised RuntimeError: the script's own bug at step 60 at step 61"
+    said = ("the script raised RuntimeError: the script's own bug at step 60 (in its step 61, after 60 "
+            "complete)")
     assert trials.script_failures(result) == [said]
     assert "The script itself failed in a process of the switches" in capsys.readouterr().out
 

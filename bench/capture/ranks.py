@@ -66,7 +66,8 @@ def record(spec: ScriptSpec, outcome: Outcome, rank: int | None = None) -> Measu
         artifacts=list(outcome.artifacts), parts=list(PARTS), description=spec.shell(),
         device="cuda" if rec.cuda else "cpu", batch_size=rec.samples.batch_size(), process=process,
         notes=notes,
-        footprint=Footprint(flops_per_step=outcome.flops_per_step, max_rss_mb=memory.get("max_rss_mb")))
+        footprint=Footprint(flops_per_step=outcome.flops_per_step, max_rss_mb=memory.get("max_rss_mb"),
+                            breakdown=outcome.breakdown, breakdown_error=outcome.breakdown_error))
 
 
 def _finite(loss: torch.Tensor) -> float | None:

@@ -19,10 +19,12 @@ from typing import Any
 
 import torch
 
+from bench.capture.counted import COUNTED, MemoryWindow, counted
 from bench.capture.recorder import Recorder
 from bench.capture.windows import Stop, Window
 from bench.defaults import SETTLE, UNHOOKED
 from bench.errors import UsageError
+from bench.measure.result import Breakdown
 from bench.measure.specs import ScriptSpec
 from bench.profile.tools import Profiler, make
 
@@ -39,6 +41,8 @@ class Outcome:
     no_step: bool = False  # the wait for a first step ran out
     waited: str = ""  # what the wait saw when it gave up
     flops_per_step: int | None = None  # FlopCounterMode over the one step after the measured window
+    breakdown: Breakdown | None = None  # where the memory went at the memory window's step's peak
+    breakdown_error: str = ""
     artifacts: list[str] = field(default_factory=list)  # paths relative to the output folder
 
 
@@ -83,7 +87,8 @@ def plan(spec: ScriptSpec) -> list[Window]:
         from bench.capture import duet
 
         return [Window("measure", spec.steps), *duet.plan(spec.duet)]
-    windows = [Window("measure", min(spec.steps, spec.first_measured)), Window("flops", 1)]
+    windows = [Window("measure", min(spec.steps, spec.first_measured)),
+               *(Window(kind, COUNTED[kind]) for kind in spec.counted)]
     for tool in spec.window_order():
         if tool == SETTLE:
             windows.append(Window(SETTLE, 1))
@@ -112,29 +117,6 @@ class _Unhooked(Profiler):
 
     def stop(self) -> None:
         self.recorder_ref[0].attach()
-
-
-class _Flops(Profiler):
-    """FlopCounterMode over one step: the matmuls and convolutions of forward, backward and the
-    optimizer. A dispatch mode, not a tracer: it is entered and left right at the step's ends
-    (Lightning fetches the next batch before a step, so a deferred start would come too late)."""
-
-    deferred = False
-
-    def __init__(self) -> None:
-        self.mode: Any = None
-        self.total: int | None = None
-
-    def start(self) -> None:
-        from torch.utils.flop_counter import FlopCounterMode
-
-        self.mode = FlopCounterMode(display=False)
-        self.mode.__enter__()
-
-    def stop(self) -> None:
-        if self.mode is not None:
-            self.mode.__exit__(None, None, None)
-            self.total, self.mode = int(self.mode.get_total_flops()), None
 
 
 def line_targets(names: tuple[str, ...], recorder_ref: list[Any]) -> tuple[list[Any], list[str]]:
@@ -180,7 +162,7 @@ def _tools(spec: ScriptSpec, worker: str, recorder_ref: list[Any]) -> dict[str, 
 
         return duet.tools(spec.duet, lambda: recorder_ref[0].builds.live)
     if spec.steps:
-        made["flops"] = _Flops()
+        made.update(counted(spec))
         if spec.observe_windows:
             made[UNHOOKED] = _Unhooked(recorder_ref)
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -227,8 +209,8 @@ def run_script(spec: ScriptSpec, out: Path, *, worker: str = "rank0", label: str
             outcome.interrupted, outcome.exit_code = True, 130
     except BaseException as exc:
         outcome.exit_code = 1
-        outcome.error = (f"the script raised {type(exc).__name__}: {exc} at step "
-                         f"{recorder.steps_seen + 1}")
+        outcome.error = (f"the script raised {type(exc).__name__}: {exc} (in its step "
+                         f"{recorder.steps_seen + 1}, after {recorder.steps_seen} complete)")
         traceback.print_exc()  # the script's own traceback, as python would print it
     finally:
         watchdog.stop()
@@ -240,16 +222,24 @@ def run_script(spec: ScriptSpec, out: Path, *, worker: str = "rank0", label: str
         restore(undo)
     if outcome.no_step and outcome.exit_code == 130:
         outcome.exit_code = 2
-    flops = tools.get("flops")
-    outcome.flops_per_step = getattr(flops, "total", None)
-    for name, tool in tools.items():
+    _collect(outcome, tools, out, spec.name, label)
+    return outcome
+
+
+def _collect(outcome: Outcome, tools: dict[str, Profiler], out: Path, name: str, label: str | None) -> None:
+    """What the counted windows found, and each profiler's files (a failure to write one costs
+    no measurement)."""
+    outcome.flops_per_step = getattr(tools.get("flops"), "total", None)
+    memory = tools.get("memory")
+    if isinstance(memory, MemoryWindow):
+        outcome.breakdown, outcome.breakdown_error = memory.result()
+    for kind, tool in tools.items():
         try:
-            written = tool.write(out, spec.name if name == "kineto" else label or spec.name)  # type: ignore[attr-defined]
-        except Exception as exc:  # a profiler's file must not cost the measurements
-            outcome.error = outcome.error or f"writing the {name} output failed: {exc}"
+            written = tool.write(out, name if kind == "kineto" else label or name)
+        except Exception as exc:
+            outcome.error = outcome.error or f"writing the {kind} output failed: {exc}"
             continue
         outcome.artifacts += [str(p.relative_to(out)) for p in written]
-    return outcome
 
 
 def _prepare(spec: ScriptSpec) -> list[Any]:

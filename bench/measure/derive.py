@@ -306,3 +306,14 @@ def added_per_step(up: Ratio, reference_s: float) -> Ratio:
     if not up.has_interval:
         return Ratio(added(up.value), float("nan"), float("nan"), up.caveat)
     return Ratio(added(up.value), added(up.high), added(up.low), up.caveat)
+
+
+def breakdown_mb(result: Result, name: str) -> dict[str, float] | None:
+    """The live tensor MB at the step's peak by part (parameters, gradients, optimizer state,
+    activations, other tensors, temporaries), in that order; None where not measured."""
+    found = result[name].footprint.breakdown
+    if found is None:
+        return None
+    from bench.measure.memory import PARTS
+
+    return {p: found.parts.get(p, 0) / 2**20 for p in PARTS}

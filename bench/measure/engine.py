@@ -113,23 +113,34 @@ class Engine:
                 self._prepare_bound(name)
 
     def _footprint(self, work: Any) -> Footprint:
-        """One step's FLOPs and its peak of live bytes (two more warm-up steps, before the
-        snapshot). A workload whose step the counters cannot follow keeps its timings."""
-        from bench.measure.footprint import flops_of, max_rss_mb, peak_bytes_of
+        """One step's FLOPs, then one step's peak of live bytes and where they go (two more
+        warm-up steps, before the snapshot): the memory profiler runs over both, the first
+        priming it. A workload whose step the counters cannot follow keeps its timings."""
+        from bench.measure.footprint import flops_of, max_rss_mb
+        from bench.measure.memory import StepMemory
 
         out = Footprint(max_rss_mb=None)
+        memory = StepMemory(work.device)
+        memory.start()
         try:
-            out.flops_per_step = flops_of(lambda: time_steps(work, 1))
-        except DataExhausted:
-            raise
-        except Exception as exc:
-            out.flops_error = describe_exception(exc)
-        try:
-            out.peak_bytes = peak_bytes_of(lambda: time_steps(work, 1), work.device)
-        except DataExhausted:
-            raise
-        except Exception as exc:
-            out.peak_error = describe_exception(exc)
+            try:
+                out.flops_per_step = flops_of(lambda: time_steps(work, 1))
+            except DataExhausted:
+                raise
+            except Exception as exc:
+                out.flops_error = describe_exception(exc)
+            memory.between()
+            try:
+                time_steps(work, 1)
+                memory.end()
+            except DataExhausted:
+                raise
+            except Exception as exc:
+                out.peak_error = describe_exception(exc)
+        finally:
+            out.breakdown = memory.stop()
+        out.breakdown_error = memory.error or out.peak_error
+        out.peak_bytes = memory.rise(out.breakdown) if out.breakdown is not None else None
         out.max_rss_mb = max_rss_mb()
         return out
 

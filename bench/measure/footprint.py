@@ -4,10 +4,8 @@ that model FLOP utilization (MFU = achieved FLOP/s / peak) is measured against.
 - **FLOPs**: ``torch.utils.flop_counter.FlopCounterMode`` over one whole step (forward, loss,
   backward, optimizer). It counts matrix multiplications and convolutions (2*M*N*K each), not
   elementwise work: the figure is the model's arithmetic, as MFU wants it.
-- **Peak memory of a step**: on CUDA ``max_memory_allocated``/``max_memory_reserved`` reset
-  around one step; on the CPU the peak of live bytes PyTorch's allocator reported during one
-  profiled step (``profile_memory=True``; allocations and frees in time order), plus the
-  process's max RSS.
+- **Peak memory of a step**: where it goes, and its peak above what was live at its start,
+  in :mod:`bench.measure.memory`; here the process's max RSS.
 - **Peak FLOP/s**: on the CPU the best of float32 matmuls of three sizes repeated for a few
   seconds, measured when nothing of the run is running, once per machine (CPU model, threads,
   torch) and cached under ``~/.cache/vaebench``, again when a step comes within reach of it; on
@@ -17,7 +15,6 @@ that model FLOP utilization (MFU = achieved FLOP/s / peak) is measured against.
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import resource
@@ -48,44 +45,6 @@ def flops_of(fn: Any) -> int:
     with FlopCounterMode(display=False) as counter:
         fn()
     return int(counter.get_total_flops())
-
-
-def peak_bytes_of(fn: Any, device: torch.device) -> int:
-    """The peak of live bytes allocated during one call of ``fn`` (above what was live before)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        before = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        fn()
-        torch.cuda.synchronize(device)
-        return int(torch.cuda.max_memory_allocated(device) - before)
-    from torch.profiler import ProfilerActivity, profile
-
-    from bench.measure.quiet import without_profiler_chatter
-
-    # The profiler remembers the sizes of every block allocated under any earlier profiling
-    # session in this process; the cyclic collector freeing such garbage inside ``fn`` would
-    # subtract bytes the step never held (a CI run lost a 400x400 weight of an earlier test). So
-    # collect first and keep the collector off for the one call.
-    gc.collect()
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        with without_profiler_chatter(), \
-                profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-            fn()
-    finally:
-        if enabled:
-            gc.enable()
-    # Each operator's own allocations minus frees, in time order: the running sum's maximum is
-    # the step's peak of live bytes (at operator granularity).
-    events = sorted((e for e in prof.events() if e.cpu_memory_usage or e.self_cpu_memory_usage),
-                    key=lambda e: e.time_range.start)
-    live = peak = 0
-    for e in events:
-        live += e.self_cpu_memory_usage
-        peak = max(peak, live)
-    return int(peak)
 
 
 def max_rss_mb() -> float:

@@ -46,6 +46,19 @@ class ToolTiming:
 
 
 @dataclass
+class Breakdown:
+    """The live tensor bytes at a step's peak by part (:data:`bench.measure.memory.PARTS`),
+    summing to ``peak`` (:mod:`bench.measure.memory`)."""
+
+    device: str = "cpu"
+    peak: int = 0
+    parts: dict[str, int] = field(default_factory=dict)
+    at: str = ""  # where in the step the peak fell: forward | backward | optimizer | "" (between them)
+    saved_max: int = 0  # the most bytes saved for backward live at once
+    cuda: dict[str, float] = field(default_factory=dict)  # the allocator's: max allocated/reserved, capacity
+
+
+@dataclass
 class Footprint:
     """What one step costs besides time (None: not measured; the error says why)."""
 
@@ -54,6 +67,8 @@ class Footprint:
     peak_bytes: float | None = None  # the most live bytes one step needed
     peak_error: str = ""
     max_rss_mb: float | None = None  # the process's max resident set
+    breakdown: Breakdown | None = None  # where the memory goes at the step's peak
+    breakdown_error: str = ""
 
 
 @dataclass
@@ -150,7 +165,10 @@ class Measurement:
         d["samples"] = [Timing.from_dict(t) for t in d.get("samples", [])]
         d["epochs"] = [Timing.from_dict(t) for t in d.get("epochs", [])]
         d["profiles"] = {k: ToolTiming.from_dict(v) for k, v in d.get("profiles", {}).items()}
-        d["footprint"] = Footprint(**d.get("footprint") or {})
+        footprint = dict(d.get("footprint") or {})
+        if footprint.get("breakdown"):
+            footprint["breakdown"] = Breakdown(**footprint["breakdown"])
+        d["footprint"] = Footprint(**footprint)
         if d.get("process"):
             process = dict(d["process"])
             process["built"] = [Built(**b) for b in process.get("built", [])]
@@ -230,6 +248,8 @@ class Result:
             spec = {**spec, "observe_steps": spec.get("profile_steps", 5)}
         if kind == "script" and "first_measured" not in spec:  # saved when every step was measured first
             spec = {**spec, "first_measured": spec.get("steps", 100)}
+        if kind == "script" and "counted" not in spec:  # saved when one step was counted: its FLOPs
+            spec = {**spec, "counted": ["flops"]}
         if kind == "script" and "observe_last" not in spec:  # saved when it came before the profilers
             spec = {**spec, "observe_last": False}
         return cls(kind=kind, spec=build(SPECS[kind], spec),

@@ -133,6 +133,10 @@ class Command:
         return asdict(self)  # type: ignore[call-overload]
 
 
+# steps of each counted window (memory: a priming step, then the one read)
+COUNTED = {"flops": 1, "memory": 2}
+
+
 @dataclass(frozen=True)
 class ScriptSpec(Command):
     """A ``vaebench run`` of an unmodified script: one process, or ranks under torchrun."""
@@ -155,6 +159,9 @@ class ScriptSpec(Command):
     # measured steps before the profilers' windows, the rest after them: a script of ~100 steps
     # still gets every profiler (runs saved before it measured every step first)
     first_measured: int = 30
+    # the windows counted rather than timed after the first measured steps (runs saved before the
+    # memory breakdown counted only the FLOPs)
+    counted: tuple[str, ...] = ("flops", "memory")
     ranks: int = 1  # processes under torchrun (1: the script ran alone)
     fixes: tuple[str, ...] = ()  # --try: patches applied before the script starts (bench.fixes)
     seed: int | None = None  # torch, numpy and random seeded before the script starts

@@ -16,7 +16,7 @@ from pathlib import Path
 from bench.defaults import UNHOOKED
 from bench.measure import derive
 from bench.measure.result import Measurement, Result
-from bench.render import page, script, statements, svg, trying
+from bench.render import memory, page, script, statements, svg, trying
 from bench.render.page import cell, inline, table
 
 Section = Callable[[Result, Path], list[str]]
@@ -286,9 +286,10 @@ def _not_measured(result: Result, root: Path) -> list[str]:
 
 # The sections of report.html by the Result's kind, in order: a new kind adds its list here.
 SECTIONS: dict[str, list[Section]] = {
-    "variants": [_header, _variants_headline, _variants, _changes, _parts, _variants_timeline, _overheads,
-                 _functions, _operators, _not_measured],
-    "script": [_header, _script_headline, _ranks, _built, _footprint, _parts, _script_timeline, _overheads,
+    "variants": [_header, _variants_headline, _variants, _changes, _parts, memory.html, _variants_timeline,
+                 _overheads, _functions, _operators, _not_measured],
+    "script": [_header, _script_headline, _ranks, _built, _footprint, _parts, memory.html, _script_timeline,
+               _overheads,
                _functions, _operators, _not_measured],
     "try": [_header, trying.html, _not_measured],
 }

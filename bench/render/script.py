@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from bench.defaults import SETTLE, UNHOOKED
 from bench.measure import derive, stats
 from bench.measure.result import Built, Measurement, Process, Result
-from bench.measure.specs import ScriptSpec
+from bench.measure.specs import COUNTED, ScriptSpec
+from bench.render import memory as tensors
 from bench.render import statements
 
 # The bottleneck a step's largest group of parts points to, and the fixes of `--try` that aim at
@@ -71,8 +72,9 @@ def verdict(result: Result, name: str) -> str:
         largest = f"for {'+'.join(said)}, " if grouped[top] <= DOMINATES else ""
         text += f"; {largest}`vaebench run --try {_command(result)}` measures: {advice}"
     elif grouped[top] >= ADVISE_FROM:
-        text += ("; no fix of `--try` aims at it: look for `.item()`/`.cpu()` calls and logging in the "
-                 "step (the cProfile file shows where)")
+        text += ("; no fix of `--try` aims at it: look for `.item()`/`.cpu()` calls, logging and batches "
+                 "built by hand outside a DataLoader (indexing a tensor) in the step (the cProfile file "
+                 "shows where)")
     return text + "."
 
 
@@ -109,6 +111,8 @@ def headline(result: Result) -> str:
                          f"({memory['max_rss_mb']:,.0f} MB resident on the host)")
         elif memory.get("max_rss_mb"):
             parts.append(f"peak memory {memory['max_rss_mb']:,.0f} MB (the process's max RSS)")
+        if m.footprint.breakdown is not None:
+            parts.append(tensors.clause(result, name))
         said.append(", ".join(parts) + ". " + verdict(result, name))
     return " ".join(said)
 
@@ -129,9 +133,7 @@ def how_it_ran(result: Result) -> list[str]:
         rule = f"each step of {single[0]}" if single else rule
     lines = [f"Script: `{spec.shell()}`" + (f", {spec.ranks} ranks under torchrun"
                                            if spec.ranks > 1 else "") + ".",
-             f"A step ended at {rule}; {spec.warmup} warm-up steps left out, "
-             + (f"{spec.steps} measured" if spec.steps else "every later step measured")
-             + "."]
+             f"A step ended at {rule}; {spec.warmup} warm-up steps left out, " + _measured(result) + "."]
     costs = {n: derive.observing(result, n) for n in result.measured}
     said = [f"`{n}` {statements.overhead_text(c)}" for n, c in costs.items() if c is not None]
     if said:
@@ -195,7 +197,8 @@ def missing_windows(spec: ScriptSpec, m: Measurement) -> list[str]:
     another): a profiler that did not run is said, never silent."""
     if not spec.steps or m.process is None or m.process.stopped:
         return []
-    out, start = [], spec.warmup + min(spec.steps, spec.first_measured) + 1
+    counted = sum(COUNTED[c] for c in spec.counted)
+    out, start = [], spec.warmup + min(spec.steps, spec.first_measured) + counted
     observe = (m.process.observe_pairs or spec.observe_windows) if m.process else spec.observe_windows
     for tool in spec.window_order():
         if tool == SETTLE:
@@ -327,7 +330,9 @@ def _batches(samples: int, process: Process | None) -> str:
         per = f"{micro} micro-batches of {samples // batches} per optimizer step: gradients accumulated"
         return per + (f"; {batches} a step" if batches > micro else "")
     if batches > 1:
-        return f"{batches} batches of {samples // batches} per step, one an optimizer step"
+        steps = len(process.step_round) if process else 0
+        return f"{batches} batches of {samples // batches} per step" + (
+            f", over its {steps} optimizer steps" if steps > 1 else "")
     return f"batch {samples}, from the batch's first dimension"
 
 
@@ -345,3 +350,14 @@ def _runs(rounds: list[str]) -> list[str]:
 
     return [f"{step} x{len(same)}" if len(same := list(group)) > 1 else step
             for step, group in itertools.groupby(rounds)]
+
+
+def _measured(result: Result) -> str:
+    """The measured steps: as asked, or fewer where the script ended (or failed) first."""
+    spec = result.spec
+    assert isinstance(spec, ScriptSpec)
+    if not spec.steps:
+        return "every later step measured"
+    got = min((len(result[n].samples) for n in result.measured), default=0)
+    return f"{spec.steps} measured" if got >= spec.steps else \
+        f"{got} measured of the {spec.steps} asked (the script ended first)"

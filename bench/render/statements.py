@@ -31,6 +31,8 @@ def overhead_text(r: Ratio) -> str:
                 "them, or the profiled rounds found warmer caches)")
     if r.verdict == Verdict.UNCHANGED:
         return f"no overhead beyond 5% ({r.ci()})"
+    if r.verdict == Verdict.NOISY and not r.has_interval:
+        return f"{r.value:.2f}x: not measured on this run -- too few pairs for an interval"
     if r.verdict == Verdict.NOISY:
         return f"{r.value:.2f}x ({r.ci()}): not measured to 5% on this run -- {WIDE}"
     return f"{r.value:.2f}x ({r.ci()})"

@@ -14,7 +14,7 @@ from bench.defaults import UNHOOKED
 from bench.measure import derive, stats
 from bench.measure.result import Result
 from bench.measure.stats import Verdict
-from bench.render import script, statements, trying
+from bench.render import memory, script, statements, trying
 
 
 def _ratio_cell(r: stats.Ratio | None, digits: int = 2) -> str:
@@ -110,11 +110,15 @@ def _parts(result: Result) -> list[str]:
     hint = ([f"No parts labelled in the step of {statements.names(unlabelled)}: label them with "
              "`part(...)` to see the breakdown (`data` is the harness's own label of `fetch()`).", ""]
             if unlabelled else [])
-    return ["## Where the step goes", "", frame.to_markdown(index=False), "", *hint,
-            "Shares split the step into its labelled parts (on a GPU from CUDA events, so overlapped "
-            "copies are not serialized). The epoch estimate is the median step x batches per epoch; "
-            "measured epochs ran end to end over the whole training set. Counters are exact (no "
-            "noise): operator calls, Python calls, host-to-device copies per step.", ""]
+    notes = ["Shares split the step into its labelled parts (on a GPU from CUDA events, so overlapped "
+             "copies are not serialized)."]
+    if "epoch s (estimate)" in frame.columns or "epoch s (measured)" in frame.columns:
+        notes.append("The epoch estimate is the median step x batches per epoch; measured epochs ran end "
+                     "to end over the whole training set.")
+    if any(label in frame.columns for label in COUNTERS):
+        notes.append("Counters are exact (no noise): operator calls, Python calls, host-to-device copies "
+                     "per step.")
+    return ["## Where the step goes", "", frame.to_markdown(index=False), "", *hint, " ".join(notes), ""]
 
 
 def _added(d: stats.Ratio | None) -> str:
@@ -275,9 +279,9 @@ def workload_section(result: Result) -> list[str]:
 
 # The sections of summary.md by the Result's kind, in order: a new kind adds its list here.
 SECTIONS: dict[str, list[Section]] = {
-    "variants": [_title, _variants_header, _variants, _changes, _parts, _profilers, workload_section,
-                 _not_measured],
-    "script": [_title, _script_header, script.ranks, _parts, _profilers, _not_measured],
+    "variants": [_title, _variants_header, _variants, _changes, _parts, memory.markdown, _profilers,
+                 workload_section, _not_measured],
+    "script": [_title, _script_header, script.ranks, _parts, memory.markdown, _profilers, _not_measured],
     "try": [_title, trying.markdown],
 }
 

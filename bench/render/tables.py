@@ -56,7 +56,9 @@ def footprint_fields(result: Result, name: str) -> dict[str, float]:
 
     return {"samples_per_s": value, "samples_per_s_ci_low": low, "samples_per_s_ci_high": high,
             "peak_mb": nan(derive.peak_mb(result, name)),
-            "gflop_per_step": nan(derive.gflop_per_step(result, name)), "mfu": nan(derive.mfu(result, name))}
+            "gflop_per_step": nan(derive.gflop_per_step(result, name)), "mfu": nan(derive.mfu(result, name)),
+            **{f"tensors_{p.replace(' ', '_')}_mb": v
+               for p, v in (derive.breakdown_mb(result, name) or {}).items()}}
 
 
 def summary_frame(result: Result) -> pd.DataFrame:

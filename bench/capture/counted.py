@@ -1,0 +1,75 @@
+"""The steps counted rather than timed, right after the first measured steps: one step's FLOPs
+(``FlopCounterMode``) and, over two more, where its memory goes (:mod:`bench.measure.memory`).
+Each is a window of its own: the measured steps pay for neither."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from bench.measure.result import Breakdown
+from bench.measure.specs import COUNTED, ScriptSpec
+from bench.profile.tools import Profiler
+
+__all__ = ["COUNTED", "FlopsWindow", "MemoryWindow", "counted"]
+
+
+class FlopsWindow(Profiler):
+    """FlopCounterMode over one step: the matmuls and convolutions of forward, backward and the
+    optimizer. A dispatch mode, not a tracer: it is entered and left right at the step's ends
+    (Lightning fetches the next batch before a step, so a deferred start would come too late)."""
+
+    deferred = False
+
+    def __init__(self) -> None:
+        self.mode: Any = None
+        self.total: int | None = None
+
+    def start(self) -> None:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        self.mode = FlopCounterMode(display=False)
+        self.mode.__enter__()
+
+    def stop(self) -> None:
+        if self.mode is not None:
+            self.mode.__exit__(None, None, None)
+            self.total, self.mode = int(self.mode.get_total_flops()), None
+
+
+
+class MemoryWindow(Profiler):
+    """The memory breakdown over two steps: the profiler started before the first (which primes
+    it), the objects read and the saved-tensor hooks on between them, read again after the
+    second. Started and stopped right at the steps' ends, like the FLOP counter."""
+
+    deferred = False
+
+    def __init__(self) -> None:
+        from bench.measure.memory import StepMemory
+
+        self.memory = StepMemory(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+        self.steps = 0
+        self.found: Breakdown | None = None
+
+    def start(self) -> None:
+        self.memory.start()
+
+    def step(self) -> None:
+        self.steps += 1
+        (self.memory.between if self.steps == 1 else self.memory.end)()
+
+    def stop(self) -> None:
+        self.found = self.memory.stop()
+
+    def result(self) -> tuple[Breakdown | None, str]:
+        """The breakdown, or why there is none (the script ended first, the trace unreadable)."""
+        if self.found is None:
+            return None, self.memory.error or "the script ended before the memory window"
+        return self.found, ""
+
+
+def counted(spec: ScriptSpec) -> dict[str, Any]:
+    made: dict[str, Any] = {"flops": FlopsWindow(), "memory": MemoryWindow()}
+    return {kind: made[kind] for kind in spec.counted}

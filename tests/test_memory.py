@@ -1,0 +1,135 @@
+"""Where a step's memory goes, against truth computed by hand: parameters, gradients and Adam's
+state exact from the objects (a tied weight once), activations saved for backward exact (a
+forward that keeps more alive shows it), a data set held as a tensor among the other tensors,
+and the parts summing to the peak; the replay's rules on a hand-made event stream."""
+
+from __future__ import annotations
+
+import gc
+
+import torch
+from torch import nn
+
+from bench.measure.memory import PARTS, StepMemory, replay, storages
+
+BATCH, DATA = 256, 4096
+
+
+class SiLUByHand(nn.Module):
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h * torch.sigmoid(h)  # saves h and sigmoid(h): two more (batch, 400) than ReLU's one
+
+
+def _mlp(activation: nn.Module) -> nn.Module:
+    return nn.Sequential(nn.Linear(784, 400), activation, nn.Linear(400, 10))
+
+
+def _already() -> dict[str, int]:
+    """What the test process held before the test's model and data (other tests' leftovers): the
+    breakdown counts every live tensor of the process, as it should in a user's."""
+    gc.collect()
+    held = {p: 0 for p in PARTS}
+    for size, part in storages("cpu").values():
+        held[part] += size
+    return held
+
+
+def _breakdown(model: nn.Module, batch: int = BATCH):
+    torch.manual_seed(0)
+    data = torch.randn(DATA, 784)
+    optimizer = torch.optim.Adam(model.parameters())
+
+    def step() -> None:
+        x = data[torch.randint(0, len(data), (batch,))]  # (batch, 784)
+        optimizer.zero_grad()
+        model(x).pow(2).mean().backward()  # pow saves the (batch, 10) logits
+        optimizer.step()
+
+    for _ in range(3):
+        step()
+    memory = StepMemory(torch.device("cpu"))
+    memory.start()
+    step()
+    memory.between()
+    step()
+    memory.end()
+    found = memory.stop()
+    assert found is not None, memory.error
+    return found, data
+
+
+def test_the_parts_are_the_objects_bytes_computed_by_hand():
+    held = _already()
+    found, data = _breakdown(_mlp(nn.ReLU()))
+    params = (784 * 400 + 400 + 400 * 10 + 10) * 4
+    assert found.parts["parameters"] - held["parameters"] == params
+    # exp_avg, exp_avg_sq; a float32 step each
+    assert found.parts["optimizer state"] - held["optimizer state"] == 2 * params + 4 * 4
+    assert found.parts["gradients"] - held["gradients"] in (0, params)  # all or none, where the peak fell
+    assert found.parts["other tensors"] - held["other tensors"] == data.numel() * 4  # the data set
+    # saved for backward at once: the batch (Linear), the ReLU's output (also Linear's input), the logits
+    assert found.saved_max == BATCH * (784 + 400 + 10) * 4
+    assert set(found.parts) == set(PARTS) and sum(found.parts.values()) == found.peak
+    assert found.at in ("forward", "backward", "optimizer")
+
+
+def test_a_forward_that_keeps_more_alive_shows_it_in_activations():
+    relu, _ = _breakdown(_mlp(nn.ReLU()))
+    silu, _ = _breakdown(_mlp(SiLUByHand()))
+    assert silu.saved_max - relu.saved_max == 2 * BATCH * 400 * 4  # h and sigmoid(h) besides the product
+
+
+def test_a_tied_weight_is_counted_once():
+    class Tied(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encode = nn.Linear(784, 400, bias=False)
+            self.decode = nn.Linear(400, 784, bias=False)
+            self.decode.weight = nn.Parameter(self.encode.weight.t())  # a view of the same storage
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.decode(torch.relu(self.encode(x)))[:, :10]
+
+    held = _already()
+    found, _ = _breakdown(Tied())
+    assert found.parts["parameters"] - held["parameters"] == 784 * 400 * 4
+
+
+def test_large_activations_peak_in_forward_or_backward_with_them_live():
+    found, _ = _breakdown(_mlp(nn.ReLU()), batch=DATA)
+    assert found.at in ("forward", "backward")
+    assert found.parts["activations"] >= DATA * 784 * 4  # at least the batch saved by the first Linear
+    assert sum(found.parts.values()) == found.peak
+
+
+def test_the_replay_splits_what_is_live_at_the_peak_by_what_each_block_is():
+    start = {1: (100, "parameters"), 2: (50, "other tensors")}
+    events = [(1.0, 10, 40),   # an activation: saved at 1.5, read back at 4.0
+              (2.0, 11, 30),   # a temporary
+              (3.0, 11, -30),
+              (3.5, 12, 100),  # a gradient (one when the step ends): the peak is here
+              (4.5, 10, -40),
+              (5.0, 13, 10)]   # the batch of the next step: a temporary, after the peak
+    saved = [(1.5, 10, True), (4.0, 10, False)]
+    found = replay(start, events, saved, {12: (100, "gradients"), 1: (100, "parameters")})
+    assert found.peak == 100 + 50 + 40 + 100
+    assert found.parts == {"parameters": 100, "gradients": 100, "optimizer state": 0, "activations": 40,
+                           "other tensors": 50, "temporaries": 0}
+    assert found.saved_max == 40
+
+
+def test_an_address_reused_is_a_new_block_and_a_batch_held_after_backward_is_no_activation():
+    events = [(1.0, 10, 40), (2.0, 10, -40), (3.0, 10, 60), (4.0, 11, 5)]  # 10 freed, then reused
+    saved = [(1.5, 10, True), (1.8, 10, False)]  # the first block's life as an activation ended at 1.8
+    found = replay({}, events, saved, {})
+    assert found.peak == 65 and found.parts["activations"] == 0 and found.parts["temporaries"] == 65
+
+
+def test_fake_tensors_left_by_a_compile_do_not_break_the_breakdown():
+    """torch.compile leaves FakeTensors behind whose data pointer raises: they hold no memory."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():
+        fake = torch.randn(1000, 1000)
+    found, _ = _breakdown(_mlp(nn.ReLU()))
+    assert sum(found.parts.values()) == found.peak and fake.shape == (1000, 1000)
