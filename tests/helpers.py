@@ -172,3 +172,19 @@ def write_runs(folder: Path, levels: dict[str, list[float]], noise: float = 0.03
                                "stats": {"data": list(lv[i] * np.exp(rng.normal(0, noise, 10)))}}
                               for n, lv in levels.items()]}
         (folder / f"{i + 1:04d}_run.json").write_text(json.dumps(doc))
+
+
+def memory_of(step: Callable[[], object], device: torch.device):
+    """The memory breakdown of ``step`` as a run measures it (a priming step, then the one read):
+    (the StepMemory, its Breakdown)."""
+    from bench.measure.memory import StepMemory
+
+    memory = StepMemory(device)
+    memory.start()
+    step()
+    memory.between()
+    step()
+    memory.end()
+    found = memory.stop()
+    assert found is not None, memory.error
+    return memory, found

@@ -11,6 +11,7 @@ import torch
 from bench.measure import derive, footprint
 from bench.measure.clock import time_steps
 from bench.workload import Context
+from tests.helpers import memory_of
 
 
 def _vae_by_hand(b: int) -> int:
@@ -66,17 +67,8 @@ class Allocates:
 
 def _rise(work: object) -> int:
     """The peak of live bytes a step needed above what was live at its start, as the engine
-    measures it (a priming step, then the one read)."""
-    from bench.measure.memory import StepMemory
-
-    memory = StepMemory(torch.device("cpu"))
-    memory.start()
-    time_steps(work, 1)
-    memory.between()
-    time_steps(work, 1)
-    memory.end()
-    found = memory.stop()
-    assert found is not None, memory.error
+    measures it."""
+    memory, found = memory_of(lambda: time_steps(work, 1), torch.device("cpu"))
     return memory.rise(found)
 
 

@@ -144,17 +144,11 @@ def test_cuda_peak_memory_flops_and_the_datasheet_peak(train_split, tmp_path: Pa
 
     work = LadderWorkload("resident", train_split, Context(device=torch.device("cuda")))
     time_steps(work, 2)
-    from bench.measure.memory import StepMemory
+    from tests.helpers import memory_of
 
-    memory = StepMemory(torch.device("cuda"))
-    memory.start()
-    time_steps(work, 1)
-    memory.between()
-    time_steps(work, 1)
-    memory.end()
-    found = memory.stop()
+    memory, found = memory_of(lambda: time_steps(work, 1), torch.device("cuda"))
     # the replay of the allocator's events agrees with its own peak; the parts sum to it
-    assert found is not None and memory.rise(found) > 0 and sum(found.parts.values()) == found.peak
+    assert memory.rise(found) > 0 and sum(found.parts.values()) == found.peak
     assert found.peak == pytest.approx(memory.cuda["max_allocated"], rel=0.05)
     assert footprint.flops_of(lambda: time_steps(work, 1)) == 520_000_000
     monkeypatch.setattr(footprint, "CACHE", tmp_path)

@@ -10,7 +10,8 @@ import gc
 import torch
 from torch import nn
 
-from bench.measure.memory import PARTS, StepMemory, replay, storages
+from bench.measure.memory import PARTS, replay, storages
+from tests.helpers import memory_of
 
 BATCH, DATA = 256, 4096
 
@@ -47,15 +48,7 @@ def _breakdown(model: nn.Module, batch: int = BATCH):
 
     for _ in range(3):
         step()
-    memory = StepMemory(torch.device("cpu"))
-    memory.start()
-    step()
-    memory.between()
-    step()
-    memory.end()
-    found = memory.stop()
-    assert found is not None, memory.error
-    return found, data
+    return memory_of(step, torch.device("cpu"))[1], data
 
 
 def test_the_parts_are_the_objects_bytes_computed_by_hand():

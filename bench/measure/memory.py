@@ -177,6 +177,7 @@ class StepMemory:
         self.error = ""
         self.cuda: dict[str, float] = {}
         self.collector = False  # the cyclic collector was on before the measured step
+        self.ended = False  # the measured step ended
 
     def start(self) -> None:
         from torch.profiler import ProfilerActivity, profile
@@ -210,6 +211,7 @@ class StepMemory:
             self.cuda |= {"max_allocated": torch.cuda.max_memory_allocated(self.device),
                           "max_reserved": torch.cuda.max_memory_reserved(self.device), "capacity": total}
         self.last = storages(self.device.type)
+        self.ended = True
 
     def _restore(self) -> None:
         if self.hooks is not None:
@@ -234,7 +236,7 @@ class StepMemory:
         profiler, self.profiler = self.profiler, None
         with without_profiler_chatter():
             profiler.__exit__(None, None, None)
-        if not self.last:
+        if not self.ended:
             self.error = "the script ended before the memory window's second step"
             return None
         fd, path = tempfile.mkstemp(suffix=".json")
