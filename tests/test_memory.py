@@ -126,3 +126,15 @@ def test_fake_tensors_left_by_a_compile_do_not_break_the_breakdown():
         fake = torch.randn(1000, 1000)
     found, _ = _breakdown(_mlp(nn.ReLU()))
     assert sum(found.parts.values()) == found.peak and fake.shape == (1000, 1000)
+
+
+def test_the_curve_rises_in_forward_and_falls_in_backward():
+    """How live memory moves through one step, above what stays through it: the most of it is
+    reached by the end of forward (activations saved), and backward ends lower (they are freed)."""
+    found, _ = _breakdown(_mlp(nn.ReLU()), batch=DATA)
+    phases = {name: (first, last) for first, last, name in found.phases}
+    assert {"forward", "backward", "optimizer"} <= set(phases)
+    start, end = phases["forward"][0], phases["backward"][1]
+    forward_top = max(found.curve[start:phases["backward"][0] + 1])
+    assert forward_top >= DATA * 784 * 4 / 2**20  # the batch saved for backward, at least
+    assert found.curve[end] < forward_top and max(found.curve) <= found.peak / 2**20

@@ -39,6 +39,7 @@ import torch
 from bench.measure.result import Breakdown
 
 PARTS = ("parameters", "gradients", "optimizer state", "activations", "other tensors", "temporaries")
+CURVE = 240  # points of the live-memory curve kept
 MARK = "vaebench.memory"  # record_function names: the step's start and end, and each saved storage
 
 
@@ -116,6 +117,7 @@ def replay(start: dict[int, tuple[int, str]], events: list[tuple[float, int, int
     blocks = list(live.values())
     total = peak = sum(b.size for b in blocks)
     peak_time = float("-inf")
+    trace: list[tuple[float, int]] = []  # (time, live bytes) after each event
     for time, address, size in events:
         if size > 0:
             live[address] = block = Block(address, size, time)
@@ -127,6 +129,7 @@ def replay(start: dict[int, tuple[int, str]], events: list[tuple[float, int, int
             block = live.pop(address)
             block.died = time
             total -= block.size
+        trace.append((time, total))
     for block in live.values():  # alive at the end: a gradient or optimizer state by what it then is
         if not block.part:
             block.part = _kept(end, block.address)
@@ -144,7 +147,36 @@ def replay(start: dict[int, tuple[int, str]], events: list[tuple[float, int, int
     for block in at_peak:
         parts[block.part or ("activations" if block.holds_saved(peak_time) else "temporaries")] += block.size
     where = next((name for s, e, name in spans or [] if s <= peak_time <= e), "")
-    return Breakdown(peak=int(peak), parts=parts, at=where, saved_max=_saved_max(blocks))
+    floor = sum(b.size for b in blocks if b.born == float("-inf") and b.died == float("inf"))
+    curve, phases = _curve(trace, spans or [], floor)
+    return Breakdown(peak=int(peak), parts=parts, at=where, saved_max=_saved_max(blocks), curve=curve,
+                     phases=phases, floor=floor)
+
+
+def _curve(trace: list[tuple[float, int]], spans: list[tuple[float, float, str]], floor: int
+           ) -> tuple[list[float], list[tuple[int, int, str]]]:
+    """Live MB through the step above ``floor`` (what stays through it: parameters, optimizer
+    state, a data set), on CURVE points of equal time (each the most of its stretch), and where
+    data, forward, backward and the optimizer ran on that axis (consecutive spans merged)."""
+    if len(trace) < 2:
+        return [], []
+    t0, t1 = trace[0][0], trace[-1][0]
+    width = (t1 - t0) / (CURVE - 1) or 1.0
+    curve: list[float | None] = [None] * CURVE
+    for time, total in trace:
+        k = min(int((time - t0) / width), CURVE - 1)
+        curve[k] = max(curve[k] or 0.0, (total - floor) / 2**20)
+    last = 0.0
+    for k, value in enumerate(curve):  # a stretch with no event holds the level before it
+        last = curve[k] = value if value is not None else last
+    phases: list[tuple[int, int, str]] = []
+    for start, end, name in sorted(spans):
+        first, stop = max(int((start - t0) / width), 0), min(int((end - t0) / width), CURVE - 1)
+        if phases and phases[-1][2] == name and first <= phases[-1][1] + 1:
+            phases[-1] = (phases[-1][0], max(phases[-1][1], stop), name)
+        elif stop >= first and end >= t0:
+            phases.append((first, stop, name))
+    return [float(v or 0.0) for v in curve], phases
 
 
 def _kept(end: dict[int, tuple[int, str]], address: int) -> str:
@@ -297,8 +329,11 @@ def _read(trace: list[dict[str, Any]], device_type: int) -> tuple[list[Any], lis
             spans.append((ts, ts + e.get("dur", 0), "optimizer"))
         elif name.startswith("autograd::engine::evaluate_function"):
             spans.append((ts, ts + e.get("dur", 0), "backward"))
+        elif name.startswith("enumerate(DataLoader)"):
+            spans.append((ts, ts + e.get("dur", 0), "data"))
     events.sort()
     first_backward = min((s for s, _, part in spans if part == "backward"), default=finish)
-    spans.append((begin, first_backward, "forward"))
+    loaded = max((e for s, e, part in spans if part == "data" and e <= first_backward), default=begin)
+    spans.append((loaded, first_backward, "forward"))
     return events, saved, spans
 

@@ -53,9 +53,12 @@ class Breakdown:
     device: str = "cpu"
     peak: int = 0
     parts: dict[str, int] = field(default_factory=dict)
-    at: str = ""  # where in the step the peak fell: forward | backward | optimizer | "" (between them)
+    at: str = ""  # where in the step the peak fell: data | forward | backward | optimizer | "" (between)
     saved_max: int = 0  # the most bytes saved for backward live at once
     cuda: dict[str, float] = field(default_factory=dict)  # the allocator's: max allocated/reserved, capacity
+    curve: list[float] = field(default_factory=list)  # live MB through the step above what stays through it
+    floor: int = 0  # bytes live through the whole step (parameters, optimizer state, a data set)
+    phases: list[tuple[int, int, str]] = field(default_factory=list)  # forward, backward, optimizer on it
 
 
 @dataclass
@@ -167,7 +170,9 @@ class Measurement:
         d["profiles"] = {k: ToolTiming.from_dict(v) for k, v in d.get("profiles", {}).items()}
         footprint = dict(d.get("footprint") or {})
         if footprint.get("breakdown"):
-            footprint["breakdown"] = Breakdown(**footprint["breakdown"])
+            found = dict(footprint["breakdown"])
+            found["phases"] = [tuple(p) for p in found.get("phases", [])]
+            footprint["breakdown"] = Breakdown(**found)
         d["footprint"] = Footprint(**footprint)
         if d.get("process"):
             process = dict(d["process"])

@@ -3,6 +3,7 @@ summary.md's section and report.html's stacked bars with their table."""
 
 from __future__ import annotations
 
+from html import escape
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +21,9 @@ METHOD = ("Live tensor bytes at the step's peak (the allocator's own allocations
           "tensors: alive since before the step (a data set held as a tensor, buffers); temporaries: "
           "the rest (the batch, outputs, the gradients flowing back, an optimizer's scratch). The parts "
           "sum to the peak. Taken in a window of its own: the measured steps pay nothing for it.")
+
+
+PHASES = {"data": "#e0f0ff", "forward": "#fff3cd", "backward": "#fde2e1", "optimizer": "#e2f5e2"}
 
 
 def _mb(x: float) -> str:
@@ -66,4 +70,18 @@ def html(result: Result, root: Path) -> list[str]:
              for n, parts in rows]
     bars = svg.stacked(rows, "MB of tensors at the step's peak", unit="MB")
     return ["<h2>Where the memory goes</h2>", bars,
-            table(["name", "peak MB", *[f"{p} MB" for p in rows[0][1]]], cells, METHOD)]
+            table(["name", "peak MB", *[f"{p} MB" for p in rows[0][1]]], cells, METHOD), *_curves(result)]
+
+
+def _curves(result: Result) -> list[str]:
+    """How live memory moves through the step: forward rises, backward falls (shaded by part)."""
+    out = []
+    for n in result.measured:
+        found = result[n].footprint.breakdown
+        if found is not None and len(found.curve) > 1:
+            out += [f"<h3>Live tensors through one step: {escape(n)}</h3>",
+                    svg.timeline({n: found.curve}, f"{n}: live MB through one step", found.phases, unit="MB",
+                                 axis=f"time through the step; MB above the {found.floor / 2**20:,.1f} MB "
+                                      "that stay through it (shaded: data, forward, backward, optimizer)",
+                                 colors=PHASES)]
+    return out

@@ -101,7 +101,8 @@ def stacked(bars: Sequence[tuple[str, dict[str, float]]], label: str, unit: str 
 
 
 def timeline(series: dict[str, list[float]], label: str, spans: Sequence[tuple[float, float, str]] = (),
-             unit: str = "ms") -> str:
+             unit: str = "ms", axis: str = "sample (step or round) in order",
+             colors: dict[str, str] | None = None) -> str:
     """Every sample in order, one line per series; ``spans`` (start, end, what) shade the stretches
     that were warm-up or under a profiler, by sample index."""
     width, height, left, bottom, top = 760, 240, 56, 28, 16
@@ -120,13 +121,14 @@ def timeline(series: dict[str, list[float]], label: str, spans: Sequence[tuple[f
 
     body = []
     for start, end, what in spans:
+        fill = (colors or {}).get(what, "#fff3cd")
         body.append(f'<rect x="{x(start):.1f}" y="{top}" width="{max(x(end) - x(start), 1):.1f}" '
-                    f'height="{height - top - bottom}" fill="#fff3cd" opacity="0.8">'
+                    f'height="{height - top - bottom}" fill="{fill}" opacity="0.8">'
                     f"<title>{escape(what)}</title></rect>")
     for tick in (0.0, vmax / 2, vmax):
         body += [f'<line x1="{left}" x2="{width - 12}" y1="{y(tick):.1f}" y2="{y(tick):.1f}" stroke="#eee"/>',
                  _text(left - 6, y(tick) + 4, f"{tick:.2f}", "end", 10)]
-    body.append(_text(left, height - 8, f"sample (step or round) in order; {unit}", size=10))
+    body.append(_text(left, height - 8, f"{axis}; {unit}", size=10))
     for k, (name, vs) in enumerate(series.items()):
         points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(vs) if _finite(v))
         body.append(f'<polyline class="mark" fill="none" stroke="{COLORS[k % len(COLORS)]}" '
