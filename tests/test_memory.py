@@ -6,6 +6,7 @@ and the parts summing to the peak; the replay's rules on a hand-made event strea
 from __future__ import annotations
 
 import gc
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -138,3 +139,78 @@ def test_the_curve_rises_in_forward_and_falls_in_backward():
     forward_top = max(found.curve[start:phases["backward"][0] + 1])
     assert forward_top >= DATA * 784 * 4 / 2**20  # the batch saved for backward, at least
     assert found.curve[end] < forward_top and max(found.curve) <= found.peak / 2**20
+
+
+TOO_LARGE = """
+    import torch
+    from torch import nn
+
+    class Expands(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(64, 64)
+            self.width = 64
+
+        def forward(self, x):
+            wide = x.new_empty(x.shape[0], self.width)  # (batch, width): 20 TB once width is 10**11
+            return self.linear(x) + wide[:, :64].zero_()
+
+    model = Expands()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    kept = torch.zeros(512, 1024)  # 2 MB the script holds across steps
+    for step in range(200):
+        if step == 45:
+            model.width = 10**11  # a setting tried too large, part-way
+        loss = model(torch.randn(50, 64)).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+"""
+
+
+def test_out_of_memory_is_explained_and_the_measured_steps_kept(tmp_path, capsys):
+    """The CPU allocator refuses a 20 TB block in forward of step 46: the report names the line,
+    the part of the step, how much was asked, what was live (the 2 MB the script holds among
+    other tensors), the measured step's breakdown beside it; the measured steps are kept; the
+    exit is the script's failure."""
+    from bench import cli
+    from bench.measure.result import Result
+    from tests.helpers import write
+
+    script = write(tmp_path, TOO_LARGE, "train.py")
+    out = tmp_path / "out"
+    code = cli.main(["run", "--warmup", "2", "--steps", "60", "--tools", "none", "--observe-windows", "0",
+                     "--out", str(out), str(script)])
+    assert code == 1
+    m = Result.load(out / "run.json")["train.py"]
+    oom = m.process.oom
+    assert oom is not None and oom.step == 46 and oom.phase == "forward" and oom.device == "cpu"
+    assert oom.line == "train.py:12" and oom.code.startswith("wide = x.new_empty")
+    assert oom.asked == 50 * 10**11 * 4
+    assert oom.live["other tensors"] >= 512 * 1024 * 4 and oom.live["parameters"] == (64 * 64 + 64) * 4
+    assert any(s.startswith("(512, 1024) float32") for s in oom.largest)
+    assert len(m.samples) == 30 + (45 - 2 - 30 - 3) and m.footprint.breakdown is not None
+    said = capsys.readouterr().out
+    assert "`train.py` ran out of memory in forward of its step 46 at `train.py:12`" in said
+    assert "asking for 18,626.5 GB" in said and "The measured step's peak was" in said
+    assert "## Out of memory" in (out / "summary.md").read_text()
+
+
+def test_a_script_under_a_memory_limit_that_it_outgrows(tmp_path):
+    """examples/scripts/out_of_memory.py caps its own address space (RLIMIT_AS, in a child
+    process) and grows its batch until an allocation fails: explained, and the limit the script
+    set does not stop vaebench writing its report (it runs in the script's process)."""
+    import subprocess
+    import sys
+
+    from bench.measure.result import Result
+
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "bench", "run", "--steps", "60", "--warmup", "2",
+                           "--tools", "none", "--observe-windows", "0", "--out", str(out),
+                           str(Path(__file__).parents[1] / "examples" / "scripts" / "out_of_memory.py")],
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    oom = Result.load(out / "run.json")["out_of_memory.py"].process.oom
+    assert oom is not None and oom.line.startswith("out_of_memory.py:") and oom.asked
+    assert "ran out of memory" in (out / "summary.md").read_text() and (out / "report.html").is_file()

@@ -53,7 +53,7 @@ def record(spec: ScriptSpec, outcome: Outcome, rank: int | None = None) -> Measu
                       steps_seen=rec.steps_seen, warmup=spec.warmup,
                       pid=os.getpid(), memory=memory, **rec.allreduce(), stopped=outcome.stopped,
                       exit_code=outcome.exit_code, error=outcome.error, interrupted=outcome.interrupted,
-                      no_step=outcome.no_step, waited=outcome.waited,
+                      no_step=outcome.no_step, waited=outcome.waited, oom=outcome.oom,
                       micro_batches=rec.samples.micro_batches(), step_batches=rec.samples.batches(),
                       step_round=list(rec.rounds.round),
                       built=list(rec.builds.found), losses=[_finite(x) for x in rec.losses],

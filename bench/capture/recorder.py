@@ -91,6 +91,7 @@ class Recorder:
         self.timeline = Timeline(clock)  # the measured steps on the wall clock (CPU), for the ranks' view
         self.warmup_s: float | None = None  # from the start to the end of the warm-up
         self.observe_pairs: int | None = None  # observing's pairs kept for the time budget
+        self.after_warmup: list[Callable[[], None]] = []  # as the warm-up ends (CUDA's memory history off)
         self._clock = clock
         # Profilers are started, stepped and stopped at the next step's first part, not inside
         # the optimizer's hook: starting or stopping Kineto inside the optimizer's (or the
@@ -328,6 +329,8 @@ class Recorder:
             self.ddp.mark("start" if done.kind == "warmup" else "end")
         if done.kind == "warmup":
             self.warmup_s = self._clock() - self.started
+            for call in self.after_warmup:
+                call()
         if done.kind == "measure":  # observing's pairs: as many as fit its time budget
             from bench.capture.windows import fit_observing
 

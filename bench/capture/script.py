@@ -19,12 +19,13 @@ from typing import Any
 
 import torch
 
+from bench.capture import oom
 from bench.capture.counted import COUNTED, MemoryWindow, counted
 from bench.capture.recorder import Recorder
 from bench.capture.windows import Stop, Window
 from bench.defaults import SETTLE, UNHOOKED
 from bench.errors import UsageError
-from bench.measure.result import Breakdown
+from bench.measure.result import Breakdown, OutOfMemory
 from bench.measure.specs import ScriptSpec
 from bench.profile.tools import Profiler, make
 
@@ -43,6 +44,7 @@ class Outcome:
     flops_per_step: int | None = None  # FlopCounterMode over the one step after the measured window
     breakdown: Breakdown | None = None  # where the memory went at the memory window's step's peak
     breakdown_error: str = ""
+    oom: OutOfMemory | None = None  # the script ran out of memory: explained
     artifacts: list[str] = field(default_factory=list)  # paths relative to the output folder
 
 
@@ -189,6 +191,8 @@ def run_script(spec: ScriptSpec, out: Path, *, worker: str = "rank0", label: str
     watchdog = _Watchdog(outcome, spec.wait)
     recorder.keep_losses = spec.losses
     argv, path0 = sys.argv[:], sys.path[:]
+    limits = oom.limits()  # a script that limits its memory limits ours: restored after it
+    recorder.after_warmup += oom.record_history()
     undo = _prepare(spec)
     recorder.install()
     watchdog.start()
@@ -208,15 +212,13 @@ def run_script(spec: ScriptSpec, out: Path, *, worker: str = "rank0", label: str
         else:
             outcome.interrupted, outcome.exit_code = True, 130
     except BaseException as exc:
-        outcome.exit_code = 1
-        outcome.error = (f"the script raised {type(exc).__name__}: {exc} (in its step "
-                         f"{recorder.steps_seen + 1}, after {recorder.steps_seen} complete)")
-        traceback.print_exc()  # the script's own traceback, as python would print it
+        _raised(outcome, exc, recorder.steps_seen, out / f"{label or spec.name}.oom_snapshot.pickle")
     finally:
         watchdog.stop()
         with without_profiler_chatter():  # a profiler still running is stopped here
             recorder.close()
         sys.argv[:], sys.path[:] = argv, path0
+        oom.restore_limits(limits)
         from bench.fixes.patches import restore
 
         restore(undo)
@@ -224,6 +226,18 @@ def run_script(spec: ScriptSpec, out: Path, *, worker: str = "rank0", label: str
         outcome.exit_code = 2
     _collect(outcome, tools, out, spec.name, label)
     return outcome
+
+
+def _raised(outcome: Outcome, exc: BaseException, steps: int, snapshot: Path) -> None:
+    """The script's own exception: said with its step, explained where it ran out of memory (now,
+    while the failing frames still hold their tensors), its traceback printed as python would."""
+    outcome.exit_code = 1
+    outcome.error = (f"the script raised {type(exc).__name__}: {exc} (in its step {steps + 1}, after "
+                     f"{steps} complete)")
+    if oom.out_of_memory(exc):
+        outcome.oom = oom.explain(exc, steps + 1, snapshot)
+        outcome.artifacts += [outcome.oom.snapshot] if outcome.oom.snapshot else []
+    traceback.print_exc()
 
 
 def _collect(outcome: Outcome, tools: dict[str, Profiler], out: Path, name: str, label: str | None) -> None:

@@ -69,6 +69,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                    help="what a change buys on your script: run the two command lines (quoted) in "
                         "alternating processes and state B/A with its interval and a verdict")
     p.add_argument("--repeats", type=positive_int, default=5, help="--compare, --try: processes a side")
+    p.add_argument("--fit", action="store_true",
+                   help="what batch fits: the step's memory at the script's own batch size and at x2 "
+                        "and x4 (its DataLoaders' batch_size patched, a short process each), a line "
+                        "through the first two, the largest batch the machine's memory holds (a GPU's: "
+                        "the device's), the line checked at the third")
     _try_options(p)
     p.add_argument("--apply", action="append", default=[], help=argparse.SUPPRESS)  # a --try process
     p.add_argument("--raw", action="store_true", help=argparse.SUPPRESS)  # run.json only
@@ -144,6 +149,8 @@ def main(args: argparse.Namespace) -> int:
         return compare_commands(args)
     if args.try_:
         return try_fixes(args)
+    if args.fit:
+        return fit_batch(args)
     args.steps = 100 if args.steps is None else args.steps
     spec = spec_from(args)
     check_target(spec.command)
@@ -177,6 +184,28 @@ def main(args: argparse.Namespace) -> int:
                     else "nothing of it was measured")
             print(f"vaebench run: {m.name}: {m.reason}; {kept}", file=sys.stderr)
     return script_code
+
+
+def fit_batch(args: argparse.Namespace) -> int:
+    """``--fit``: the step's memory at several batch sizes (bench.fixes.fit), saved as a ``fit`` run."""
+    import tempfile
+
+    from bench.capture.script import check_target
+    from bench.fixes.fit import run_fit
+    from bench.measure.specs import FitSpec
+    from bench.output import writing
+    from bench.render.terminal import text
+
+    command = tuple(["-m", args.module, *args.script_args] if args.module else args.script_args)
+    check_target(command)
+    spec = FitSpec(command=command, warmup=min(args.warmup, 3), seed=0 if args.seed is None else args.seed,
+                   wait=args.wait, plugins=tuple(args.fixes_from))
+    with writing(args.out) as output, tempfile.TemporaryDirectory(prefix="vaebench-fit-") as tmp:
+        result = run_fit(spec, Path(tmp))
+        output.publish(result)
+    print(f"\n{text(result)}")
+    print(f"\nWrote the run into {args.out}/ (start with {args.out}/summary.md)")
+    return 0
 
 
 def try_fixes(args: argparse.Namespace) -> int:

@@ -73,6 +73,19 @@ def _persistent(value: str | None, undo: Undo) -> None:
     _loader_option("persistent_workers", True, undo)
 
 
+@patch("batch")
+def _batch(value: str | None, undo: Undo) -> None:
+    """Every DataLoader made with a ``batch_size`` draws ``value`` samples a batch instead (``--fit``
+    measures the step's memory at other sizes so); one given its own batch sampler is left alone."""
+    from torch.utils.data import DataLoader
+
+    def change(bound: inspect.BoundArguments) -> None:
+        if bound.arguments.get("batch_sampler") is None and bound.arguments.get("batch_size", 1) is not None:
+            _set(bound, "batch_size", int(value or 1))
+
+    wrap_init(DataLoader, change, undo)
+
+
 @patch("pin")
 def _pin(value: str | None, undo: Undo) -> None:
     _loader_option("pin_memory", True, undo)

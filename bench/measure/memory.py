@@ -39,6 +39,7 @@ import torch
 from bench.measure.result import Breakdown
 
 PARTS = ("parameters", "gradients", "optimizer state", "activations", "other tensors", "temporaries")
+OBJECTS = ("parameters", "gradients", "optimizer state", "other tensors")  # the parts the objects show
 CURVE = 240  # points of the live-memory curve kept
 MARK = "vaebench.memory"  # record_function names: the step's start and end, and each saved storage
 
@@ -76,7 +77,8 @@ def storages(device_type: str) -> dict[int, tuple[int, str]]:
                 add(value, "optimizer state")
     for tensor in tensors:
         add(tensor, "other tensors")
-        add(tensor.grad, "gradients")
+        if tensor.is_leaf:  # a non-leaf's .grad is never filled (and reading it warns)
+            add(tensor.grad, "gradients")
     return found
 
 
@@ -337,3 +339,8 @@ def _read(trace: list[dict[str, Any]], device_type: int) -> tuple[list[Any], lis
     spans.append((loaded, first_backward, "forward"))
     return events, saved, spans
 
+
+
+def grown(now: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    """The parts found through the objects that hold more now than at the measured step's peak."""
+    return {p: now[p] - before.get(p, 0) for p in OBJECTS if now.get(p, 0) > before.get(p, 0)}

@@ -62,6 +62,22 @@ class Breakdown:
 
 
 @dataclass
+class OutOfMemory:
+    """The script ran out of memory (:mod:`bench.capture.oom`)."""
+
+    device: str = "cpu"
+    step: int = 0  # the step it failed in
+    line: str = ""  # the script's line that asked: train.py:42
+    code: str = ""  # that line's code
+    phase: str = ""  # data | forward | backward | optimizer | "" (outside them)
+    asked: int | None = None  # bytes the failing allocation asked for (from the allocator's message)
+    live: dict[str, int] = field(default_factory=dict)  # by part, found through the objects at the failure
+    message: str = ""
+    largest: list[str] = field(default_factory=list)  # the largest tensors alive that are no parameter
+    snapshot: str = ""  # CUDA: the allocator's history, for PyTorch's memory viewer
+
+
+@dataclass
 class Footprint:
     """What one step costs besides time (None: not measured; the error says why)."""
 
@@ -105,6 +121,7 @@ class Process:
     exit_code: int | None = None  # the script's own
     error: str = ""  # the script's exception, one line
     interrupted: bool = False  # Ctrl-C
+    oom: OutOfMemory | None = None  # it ran out of memory: explained
     no_step: bool = False  # no step seen in --wait seconds
     waited: str = ""  # with no_step: what the wait saw (forwards, backwards, inside optimizer.step())
     micro_batches: int = 1  # batches per optimizer step: above 1, gradients accumulated over them
@@ -177,6 +194,8 @@ class Measurement:
         if d.get("process"):
             process = dict(d["process"])
             process["built"] = [Built(**b) for b in process.get("built", [])]
+            if process.get("oom"):
+                process["oom"] = OutOfMemory(**process["oom"])
             d["process"] = Process(**process)
         else:
             d["process"] = None

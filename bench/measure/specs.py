@@ -225,9 +225,29 @@ class TrySpec(Command):
         return f"What the usual fixes buy on `{self.shell()}`"
 
 
-Spec = VariantsSpec | ScriptSpec | TrySpec
-SPECS: dict[str, type[VariantsSpec] | type[ScriptSpec] | type[TrySpec]] = {
-    "variants": VariantsSpec, "script": ScriptSpec, "try": TrySpec}
+@dataclass(frozen=True)
+class FitSpec(Command):
+    """A ``vaebench run --fit``: the step's memory at the script's batch size and at larger ones
+    (its DataLoaders' ``batch_size`` patched), a process each, and the largest batch that fits."""
+
+    command: tuple[str, ...]
+    warmup: int = 3
+    steps: int = 3  # measured steps a process (its memory window comes after them)
+    factors: tuple[int, ...] = (2, 4)  # the sizes after the script's own: x2 for the line, x4 to check it
+    seed: int | None = 0
+    wait: float = 30.0
+    plugins: tuple[str, ...] = ()
+
+    kind = "fit"
+    samples_are = "steps"
+
+    def title(self) -> str:
+        return f"What batch fits `{self.shell()}`"
+
+
+Spec = VariantsSpec | ScriptSpec | TrySpec | FitSpec
+SPECS: dict[str, type[VariantsSpec] | type[ScriptSpec] | type[TrySpec] | type[FitSpec]] = {
+    "variants": VariantsSpec, "script": ScriptSpec, "try": TrySpec, "fit": FitSpec}
 
 
 def build(cls: type[T], doc: dict[str, Any]) -> T:

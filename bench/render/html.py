@@ -292,6 +292,7 @@ SECTIONS: dict[str, list[Section]] = {
                _overheads,
                _functions, _operators, _not_measured],
     "try": [_header, trying.html, _not_measured],
+    "fit": [_header, memory.fit_html, memory.html, _not_measured],
 }
 
 

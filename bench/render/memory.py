@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.measure import derive
+from bench.measure.memory import OBJECTS, grown
 from bench.measure.result import Result
 from bench.render import svg
 from bench.render.page import cell, table
@@ -85,3 +86,81 @@ def _curves(result: Result) -> list[str]:
                                       "that stay through it (shaded: data, forward, backward, optimizer)",
                                  colors=PHASES)]
     return out
+
+
+def _size(n: float) -> str:
+    for unit, scale in (("GB", 2**30), ("MB", 2**20), ("KB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:,.1f} {unit}"
+    return f"{n:,.0f} bytes"
+
+
+def oom_lines(result: Result, name: str) -> list[str]:
+    """Out of memory, explained: where, how much it asked for, what was live, what grew since the
+    last measured step's peak."""
+    m = result[name]
+    oom = m.process.oom if m.process else None
+    if oom is None:
+        return []
+    where = f" at `{oom.line}`" + (f" (`{oom.code}`)" if oom.code else "") if oom.line else ""
+    asked = f", asking for {_size(oom.asked)}" if oom.asked else ""
+    phase = f" in {oom.phase}" if oom.phase else ""
+    lines = [f"`{name}` ran out of memory{phase} of its step {oom.step}{where}{asked} ({oom.device}: "
+             f"{oom.message})."]
+    if oom.live:
+        held = ", ".join(f"{p} {_size(oom.live.get(p, 0))}" for p in OBJECTS)
+        lines.append(f"Live when it failed, found through the objects: {held}; activations and "
+                     "temporaries are held inside autograd's graph and the failing operator, which the "
+                     "objects do not show" + (f" -- the allocation that failed was {_size(oom.asked)}"
+                                              if oom.asked else "") + ".")
+    if oom.largest:
+        lines.append("The largest other tensors alive: " + "; ".join(oom.largest) + ".")
+    found = m.footprint.breakdown
+    if found is not None:
+        grew = grown(oom.live, found.parts)
+        lines.append(f"The measured step's peak was {_size(found.peak)} ("
+                     + ", ".join(f"{p} {_size(v)}" for p, v in found.parts.items() if v) + ")"
+                     + (": since then " + ", ".join(f"{p} grew by {_size(v)}" for p, v in grew.items())
+                        if grew else ": none of the parts found through the objects grew since") + ".")
+    if oom.snapshot:
+        lines.append(f"The allocator's history: `{oom.snapshot}` (open it at https://pytorch.org/memory_viz).")
+    return lines
+
+
+def oom_markdown(result: Result) -> list[str]:
+    said = [line for n in result.measurements if (lines := oom_lines(result, n.name)) for line in lines]
+    return ["## Out of memory", "", *said, ""] if said else []
+
+
+def fit_lines(result: Result) -> list[str]:
+    """What batch fits, in words (:mod:`bench.measure.fits`)."""
+    from bench.measure.fits import CHECK_WITHIN, fit
+
+    found = fit(result)
+    if found is None:
+        said = [f"No line: {why}." for why in result.partial.values()]
+        return said or ["No line: fewer than two sizes measured."]
+    a, b = found.sizes[:2]
+    lines = [f"Linear in the batch, measured at {a} and {b}: the step's peak is {_size(found.fixed)} + "
+             f"{_size(found.per_sample)} a sample."]
+    if found.largest is None:
+        lines.append("The peak does not grow with the batch here: no largest batch follows from it.")
+    else:
+        lines.append(f"The largest batch that fits: about {found.largest:,} ({_size(found.capacity)} for "
+                     f"tensors: {found.capacity_source}).")
+    if found.error is not None and found.predicted is not None:
+        verdict = "the line holds" if found.holds else f"the line does not hold to {CHECK_WITHIN:.0%}"
+        lines.append(f"Checked at batch {found.sizes[2]}: measured {_size(found.peaks[2])}, the line says "
+                     f"{_size(found.predicted)} ({found.error:+.1%}): {verdict}.")
+    lines += [f"{why[:1].upper()}{why[1:]}." for key, why in result.partial.items() if key == "fit/check"]
+    return lines
+
+
+def fit_markdown(result: Result) -> list[str]:
+    return ["## What batch fits", "", " ".join(fit_lines(result)), ""]
+
+
+def fit_html(result: Result, root: Path) -> list[str]:
+    from bench.render.page import inline
+
+    return ["<h2>What batch fits</h2>", f"<p>{inline(' '.join(fit_lines(result)))}</p>"]

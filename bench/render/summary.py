@@ -251,6 +251,14 @@ def _script_header(result: Result) -> list[str]:
             *script.how_it_ran(result), "", script.headline(result), ""]
 
 
+def _fit_header(result: Result) -> list[str]:
+    env = result.machine
+    took = f" (took {_duration(result.duration_s)})" if result.duration_s else ""
+    return [f"Started {result.created}{took} on {env.describe()}, Python {env.python}. "
+            f"{result.spec.title()}: a process at each batch size, its DataLoaders' `batch_size` patched.",
+            ""]
+
+
 def _variants_header(result: Result) -> list[str]:
     return [*_header(result), "", statements.headline(result), "", *statements.noise(result), ""]
 
@@ -281,8 +289,10 @@ def workload_section(result: Result) -> list[str]:
 SECTIONS: dict[str, list[Section]] = {
     "variants": [_title, _variants_header, _variants, _changes, _parts, memory.markdown, _profilers,
                  workload_section, _not_measured],
-    "script": [_title, _script_header, script.ranks, _parts, memory.markdown, _profilers, _not_measured],
+    "script": [_title, _script_header, memory.oom_markdown, script.ranks, _parts, memory.markdown, _profilers,
+               _not_measured],
     "try": [_title, trying.markdown],
+    "fit": [_title, _fit_header, memory.fit_markdown, memory.markdown, _not_measured],
 }
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bench.measure.result import Result
-from bench.render import script, statements, trying
+from bench.render import memory, script, statements, trying
 from bench.render.tables import variants_frame
 
 
@@ -22,7 +22,8 @@ def _variants(result: Result) -> list[str]:
 
 def _script(result: Result) -> list[str]:
     return [*script.how_it_ran(result), script.headline(result),
-            *[line for line in script.ranks(result) if line.startswith(("**", "No straggler"))]]
+            *[line for line in script.ranks(result) if line.startswith(("**", "No straggler"))],
+            *[line for m in result.measurements for line in memory.oom_lines(result, m.name)]]
 
 
 def _not_ok(result: Result) -> list[str]:
@@ -35,6 +36,7 @@ SECTIONS: dict[str, list[Callable[[Result], list[str]]]] = {
     "variants": [_variants, _not_ok],
     "script": [_script],
     "try": [trying.terminal],
+    "fit": [memory.fit_lines, _not_ok],
 }
 
 

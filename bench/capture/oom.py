@@ -1,0 +1,142 @@
+"""A script that ran out of memory, explained rather than relayed: the line that asked, how much
+it asked for, the part of the step it was in, and what was live when it failed (parameters,
+gradients, optimizer state and other tensors, found through the objects while the failing
+frames still hold theirs), beside the last measured step's breakdown: what grew. On CUDA the
+allocator's own snapshot is written for PyTorch's memory viewer, where its history was recorded."""
+
+from __future__ import annotations
+
+import os
+import re
+import traceback
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.measure.result import OutOfMemory
+
+UNITS = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40, "KB": 2**10, "MB": 2**20,
+         "GB": 2**30, "TB": 2**40}
+ASKED = re.compile(r"tried to allocate ([\d.]+) ?(bytes|[KMGT]i?B)", re.IGNORECASE)
+# Where in the step the failing frame was, from the torch code on the stack (innermost first).
+PHASES = ((f"{os.sep}autograd{os.sep}", "backward"), (f"{os.sep}optim{os.sep}", "optimizer"),
+          (f"{os.sep}utils{os.sep}data{os.sep}", "data"), (f"{os.sep}nn{os.sep}modules{os.sep}", "forward"))
+
+
+LIMITS = ("RLIMIT_AS", "RLIMIT_DATA", "RLIMIT_RSS")
+
+
+def limits() -> dict[int, tuple[int, int]]:
+    """The process's memory limits before the script runs (it runs in this process)."""
+    import resource
+
+    return {getattr(resource, name): resource.getrlimit(getattr(resource, name)) for name in LIMITS
+            if hasattr(resource, name)}
+
+
+def restore_limits(before: dict[int, tuple[int, int]]) -> None:
+    """The limits as they were: a script that capped its address space (to fail fast, or as a
+    test of it) must not leave vaebench unable to load what writes its report. A hard limit the
+    script lowered cannot be raised again but by root: kept then."""
+    import resource
+
+    for which, (soft, hard) in before.items():
+        try:
+            resource.setrlimit(which, (soft, hard))
+        except (ValueError, OSError):
+            try:
+                resource.setrlimit(which, (resource.getrlimit(which)[1],) * 2)
+            except (ValueError, OSError):
+                continue
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """MemoryError, torch's OutOfMemoryError (CUDA), or the CPU allocator's "can't allocate"."""
+    text = str(exc)
+    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" \
+        or "can't allocate memory" in text or "out of memory" in text.lower()
+
+
+def _script_frame(tb: Any) -> tuple[str, str]:
+    """The innermost frame outside torch and vaebench: ("train.py:42", "loss = model(x)")."""
+    found = ("", "")
+    for frame in traceback.extract_tb(tb):
+        name = frame.filename
+        if not any(f"{os.sep}{part}{os.sep}" in name for part in ("torch", "bench", "plumbing")) \
+                and not name.startswith("<"):
+            found = (f"{os.path.basename(name)}:{frame.lineno}", (frame.line or "").strip())
+    return found
+
+
+def _phase(tb: Any) -> str:
+    for frame in reversed(traceback.extract_tb(tb)):
+        if f"{os.sep}torch{os.sep}" in frame.filename:
+            for marker, phase in PHASES:
+                if marker in frame.filename:
+                    return phase
+    return ""
+
+
+def explain(exc: BaseException, step: int, snapshot: Path | None) -> OutOfMemory:
+    """Called while the exception (and so the failing frames' tensors) is still held."""
+    from bench.measure.memory import storages
+
+    device = "cuda" if type(exc).__name__ == "OutOfMemoryError" and torch.cuda.is_available() else "cpu"
+    live: dict[str, int] = {}
+    found_parts = storages(device)
+    for size, part in found_parts.values():
+        live[part] = live.get(part, 0) + size
+    others = {address for address, (_, part) in found_parts.items() if part == "other tensors"}
+    asked = ASKED.search(str(exc))
+    message = re.sub(r"^\[enforce fail at [^\]]*\] err == 0\. ", "", str(exc).strip().split("\n")[0])
+    line, code = _script_frame(exc.__traceback__)
+    found = OutOfMemory(device=device, step=step, line=line, code=code, phase=_phase(exc.__traceback__),
+                        asked=int(float(asked.group(1)) * UNITS.get(asked.group(2), 1)) if asked else None,
+                        live=live, message=message[:300], largest=_largest(device, others))
+    if device == "cuda" and snapshot is not None:
+        found.snapshot = _snapshot(snapshot)
+    return found
+
+
+def record_history() -> list[Any]:
+    """On CUDA, the allocator's history recorded through the warm-up, where a batch too large
+    first fails (off before the measured steps, which must not pay for it): the calls that turn
+    it off, [] where there is no GPU. An OOM later still gets the allocator's state, without the
+    stacks of what was allocated after the warm-up."""
+    if not torch.cuda.is_available():
+        return []
+    try:
+        torch.cuda.memory._record_memory_history(max_entries=100_000)
+    except (RuntimeError, AttributeError):
+        return []
+    return [lambda: torch.cuda.memory._record_memory_history(enabled=None)]
+
+
+def _snapshot(path: Path) -> str:
+    """The allocator's state and history as PyTorch's memory viewer opens it: its file name ("" where
+    it could not be written)."""
+    try:
+        torch.cuda.memory._dump_snapshot(str(path))
+    except (RuntimeError, OSError):
+        return ""
+    return path.name
+
+
+def _largest(device: str, others: set[int], keep: int = 3) -> list[str]:
+    """The largest of the other tensors alive at the failure (no parameter, gradient or optimizer
+    state): "(23816, 1024) float32, 93.0 MB"."""
+    import gc
+
+    seen: dict[int, torch.Tensor] = {}
+    for obj in gc.get_objects():
+        if issubclass(type(obj), torch.Tensor) and obj.device.type == device:
+            try:
+                address = obj.untyped_storage().data_ptr()
+                if address in others:
+                    seen.setdefault(address, obj)
+            except (RuntimeError, NotImplementedError, TypeError):  # no storage of its own (a FakeTensor)
+                continue
+    biggest = sorted(seen.values(), key=lambda t: t.untyped_storage().nbytes(), reverse=True)[:keep]
+    return [f"{tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}, "
+            f"{t.untyped_storage().nbytes() / 2**20:,.1f} MB" for t in biggest]
