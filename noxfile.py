@@ -40,6 +40,29 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", "-n", "2", "--dist", "loadfile", *session.posargs)
 
 
+GPU_OUT = "reports/gpu"
+NO_GPU = ("import sys, torch; sys.exit(0 if torch.cuda.is_available() else "
+          "'nox -s gpu: no CUDA device here; the CUDA paths were not run')")
+
+
+@nox.session(python=PYTHON)
+def gpu(session: nox.Session) -> None:
+    """Every CUDA-only path on one GPU, in under 8 minutes: the tests marked `gpu` (the pinned and
+    resident rungs, CUDA graphs, CUDA traces, the memory breakdown against the allocator's own
+    peak, an out-of-memory run's snapshot), then `vaebench run` and `--fit` on the example CNN
+    and `--try` of the CUDA fixes, their reports into reports/gpu/. Refuses in one line where no
+    GPU is present."""
+    _install(session, "dev,lightning")
+    session.run("python", "-c", NO_GPU)
+    session.run("pytest", "-m", "gpu", "-q", *session.posargs)
+    cnn = ["examples/scripts/cnn_classifier.py", "--limit", "20000"]
+    session.run("python", "-m", "bench", "run", "--out", f"{GPU_OUT}/run-cnn", *cnn)
+    session.run("python", "-m", "bench", "run", "--fit", "--out", f"{GPU_OUT}/fit-cnn", *cnn)
+    session.run("python", "-m", "bench", "run", "--try", "--fixes", "tf32,cudnn_benchmark,bf16,pin_memory",
+                "--max-minutes", "3", "--out", f"{GPU_OUT}/try-cnn", *cnn)
+    session.log(f"the GPU's figures are in {GPU_OUT}/ (each folder's summary.md)")
+
+
 BENCH_STORAGE = "reports/benchmarks"
 LIGHTNING = "bench.workloads.lightning:make"
 

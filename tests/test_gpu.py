@@ -210,3 +210,41 @@ def test_every_switch_on_a_gpu():
         assert all(s["step"].device.type == "cpu" for s in opt.state.values())  # as plain Adam keeps it
         assert model[0].weight.is_contiguous() and not opt.param_groups[0]["fused"]
         assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark) == flags
+
+
+CUDA_OOM = """
+    import torch
+    from torch import nn
+
+    model = nn.Linear(1024, 1024).cuda()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    batch = 64
+    for step in range(40):
+        if step == 8:
+            batch = 10**12 // 4096  # a batch tried too large: ~1 TB of activations
+        loss = model(torch.randn(batch, 1024, device="cuda")).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+"""
+
+
+def test_a_cuda_out_of_memory_is_explained_with_the_allocators_snapshot(tmp_path: Path):
+    """OutOfMemoryError on the device: the line, the bytes asked, the device's parts, and the
+    allocator's snapshot (its history from the warm-up) written for PyTorch's memory viewer."""
+    import pickle
+
+    from bench.measure.result import Result
+    from tests.helpers import write
+
+    script = write(tmp_path, CUDA_OOM, "train.py")
+    out = tmp_path / "out"
+    assert cli.main(["run", "--warmup", "5", "--steps", "20", "--tools", "none", "--observe-windows", "0",
+                     "--out", str(out), str(script)]) == 1
+    m = Result.load(out / "run.json")["train.py"]
+    oom = m.process.oom
+    assert oom is not None and oom.device == "cuda" and oom.line == "train.py:11" and oom.asked
+    assert oom.live["parameters"] == (1024 * 1024 + 1024) * 4
+    snapshot = pickle.loads((out / oom.snapshot).read_bytes())
+    assert snapshot["segments"] and any(t.get("entries") for t in snapshot.get("device_traces", []))
+    assert oom.snapshot in m.artifacts

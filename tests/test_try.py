@@ -369,6 +369,9 @@ def test_try_end_to_end_flags_a_wrong_fix_and_never_ranks_the_a_a(tmp_path: Path
     # sub-millisecond steps in one shared process: the A/A may be unmeasurable, never a finding
     assert by[trials.AGAIN].verdict in ("unchanged", "not measurable")
     assert by["lr x500"].diverged and not by["lr x500"].recommended
+    # each process's tensors at the step's peak, against the baseline's: the same model and optimizer
+    assert by["lr x500"].tensors_mb["parameters"] == 0 and by["lr x500"].tensors_mb["optimizer state"] == 0
+    assert "activations" in by["lr x500"].tensors_mb and "peak" in by["lr x500"].tensors_mb
     assert trials.deterministic(result) is True  # --seed 0 in every process: the same losses
     assert by["fused=True"].numerics != "" and not by["fused=True"].failed
     assert by["refused"].verdict == "failed" and "SGD rejects this option" in by["refused"].failed

@@ -47,6 +47,8 @@ class Row:
     numerics: str
     duet: Ratio | None = None  # measured in-process: the speedup across blocks
     blocks: tuple[float, ...] = field(default=())  # each block's speedup
+    # the tensors at the step's peak against the baseline's, by part (MB; processes' fixes)
+    tensors_mb: dict[str, float] = field(default_factory=dict)
 
     @property
     def how(self) -> str:
@@ -241,7 +243,20 @@ def row(result: Result, side: str, phase: int = 1) -> Row:
     return Row(side, notes.get("edit", ""), notes.get("group", ""), len(ms), failed, comparison, rate,
                _delta([m.footprint.max_rss_mb for m in base], [m.footprint.max_rss_mb for m in own]),
                _delta([m.process.warmup_s for m in base if m.process],
-                      [m.process.warmup_s for m in own if m.process]), said)
+                      [m.process.warmup_s for m in own if m.process]), said, tensors_mb=_tensors(base, own))
+
+
+def _tensors(base: list[Measurement], own: list[Measurement]) -> dict[str, float]:
+    """The median change of each part of the tensors at the step's peak (MB), and of the peak:
+    bf16 autocast halving activations, a fused optimizer dropping temporaries."""
+    def parts(ms: list[Measurement]) -> list[dict[str, float]]:
+        return [{**b.parts, "peak": b.peak} for m in ms if (b := m.footprint.breakdown) is not None]
+
+    b, c = parts(base), parts(own)
+    if not b or not c:
+        return {}
+    return {p: (stats.median([x.get(p, 0) for x in c]) - stats.median([x.get(p, 0) for x in b])) / 2**20
+            for p in b[0]}
 
 
 def _switch_notes(result: Result, side: str, phase: int) -> dict:

@@ -48,8 +48,16 @@ def _cells(result: Result, r: Row) -> list[str]:
     verdict += " (not recommended: it changes the result)" if r.diverged and r.comparison else ""
     return [r.name, _speedup(r), verdict, _how(r),
             f"{r.samples_per_s:.0f}" if r.samples_per_s else "-",
-            "" if r.memory_mb is None else f"{_signed(r.memory_mb, 0)} MB", one_off,
+            _memory(r), one_off,
             f"{payback} steps" if payback else "", r.numerics, f"`{r.edit}`" if r.edit else ""]
+
+
+def _memory(r: Row) -> str:
+    """The process's max RSS change, and the tensors' parts at the step's peak that moved by a
+    tenth of a MB or more ("tensors: activations -3.1 MB")."""
+    rss = "" if r.memory_mb is None else f"{_signed(r.memory_mb, 0)} MB"
+    moved = [f"{p} {_signed(v, 1)} MB" for p, v in r.tensors_mb.items() if p != "peak" and abs(v) >= 0.1]
+    return rss + (f" (tensors at the peak: {', '.join(moved)})" if moved else "")
 
 
 def _per_process(result: Result) -> dict[str, list[float]]:
@@ -183,6 +191,7 @@ def frame(result: Result) -> pd.DataFrame:
                      "speedup_ci_low": s[1], "speedup_ci_high": s[2], "verdict": r.verdict,
                      "p_faster": r.comparison.p_faster if r.comparison else None,
                      "samples_per_s": r.samples_per_s, "memory_mb_change": r.memory_mb,
+                     **{f"tensors_{p.replace(' ', '_')}_mb_change": v for p, v in r.tensors_mb.items()},
                      "one_off_s": r.one_off_s, "numerics": r.numerics, "edit": r.edit, "failed": r.failed,
                      "machine": result.machine.describe(), "created": result.created})
     return pd.DataFrame(rows)
