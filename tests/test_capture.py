@@ -43,9 +43,10 @@ def test_a_dataloader_script_steps_and_parts(tmp_path: Path, data_root: Path):
     for t in steps:  # the parts and `other` add up to the step
         assert sum(v[0] for v in t.parts.values()) == pytest.approx(t.seconds, rel=0.02)
         assert {"data", "forward", "backward", "optimizer", "other"} <= set(t.parts)
-    # 2 warm-up steps, 12 measured, 1 counted (FLOPs), 2 (memory), 3 tools x 2 pairs x 2 windows
-    # x 2 steps, 1 settling step, 4 pairs of single steps with the part hooks on and off
-    assert m.process.steps_seen == 2 + 12 + 1 + 2 + 24 + 1 + 8
+    # 2 warm-up steps, 3 for the memory (2 and a settling step), 12 measured, 1 counted (FLOPs),
+    # 3 tools x 2 pairs x 2 windows x 2 steps, 1 settling step, 4 pairs of single steps with the
+    # part hooks on and off
+    assert m.process.steps_seen == 2 + 3 + 12 + 1 + 24 + 1 + 8
     assert m.footprint.breakdown is not None and m.footprint.breakdown.parts["parameters"] > 0
     unhooked = m.profiles["unhooked"]
     assert len(unhooked.plain) == len(unhooked.tool) == 4
@@ -142,7 +143,7 @@ def test_a_script_that_raises_keeps_its_traceback_code_and_what_was_measured(tmp
     assert "Traceback" in err and "ValueError: bad batch" in err  # the script's own
     assert "the script raised ValueError: bad batch (in its step 31, after 30 complete)" in err
     result = Result.load(out / "run.json")
-    assert len(result["train.py"].samples) == 28 and result["train.py"].status == "failed"
+    assert len(result["train.py"].samples) == 25 and result["train.py"].status == "failed"  # 30 - 2 - 3
     assert "**failed**" in (out / "summary.md").read_text()
 
 
@@ -238,8 +239,8 @@ def test_ctrl_c_keeps_what_was_measured_and_says_partial(tmp_path: Path, capsys)
     out = tmp_path / "out"
     assert run("--warmup", "2", "--steps", "80", "--tools", "none", "--out", str(out), str(script)) == 130
     result = Result.load(out / "run.json")
-    # 40 steps ran: 2 warm-up, 30 measured, 1 FLOPs counted, 2 memory, 5 more measured
-    assert len(result["train.py"].samples) == 35 and result["train.py"].process.interrupted
+    # 40 steps ran: 2 warm-up, 3 for the memory, 30 measured, 1 FLOPs counted, 4 more measured
+    assert len(result["train.py"].samples) == 34 and result["train.py"].process.interrupted
     assert "interrupted (Ctrl-C) after 40 steps: **partial**" in (out / "summary.md").read_text()
 
 
@@ -248,9 +249,9 @@ def test_the_projects_own_training_cli_runs_unchanged(tmp_path: Path, data_root:
     """`vaebench run -m vae train`: the plain loop, and Lightning (whose optimizer.step runs forward
     and backward inside its closure: the parts still add up to the step)."""
     out = tmp_path / "out"
-    # 600 training images: 6 steps an epoch (2 warm-up, 3 measured, 1 counted)
+    # 600 training images: 6 steps an epoch, 2 epochs (2 warm-up, 3 for the memory, 3 measured, 1 counted)
     assert run("--steps", "3", "--warmup", "2", "--tools", "none", "--out", str(out), "-m", "vae", "train",
-               "--trainer", trainer, "--epochs", "1", "--data-dir", str(data_root), "--limit", "1000",
+               "--trainer", trainer, "--epochs", "2", "--data-dir", str(data_root), "--limit", "1000",
                "--out", str(tmp_path / "train")) == 0
     result = Result.load(out / "run.json")
     steps = result["vae"].samples
@@ -324,30 +325,30 @@ def test_the_wait_gives_up_only_without_progress_and_says_what_it_saw(monkeypatc
 
 def test_profilers_the_script_ended_before_are_named_and_no_missing_file_listed(tmp_path: Path):
     out = tmp_path / "out"
-    # warm-up 2, 20 measured, 1 + 2 counted, then 8 steps each for cprofile, lines and kineto,
-    # one settling step and the hooks-off pairs (4 pairs of single steps): the script's 39 steps
-    # end inside the lines windows, before kineto's and observing's
+    # warm-up 2, 3 for the memory, 20 measured, 1 counted, then 8 steps each for cprofile, lines
+    # and kineto, one settling step and the hooks-off pairs (4 pairs of single steps): the
+    # script's 40 steps end inside the lines windows, before kineto's and observing's
     assert run("--warmup", "2", "--steps", "20", "--profile-windows", "2", "--profile-steps", "2",
-               "--observe-windows", "4", "--out", str(out), str(SCRIPTS / "short.py"), "--steps", "39") == 0
+               "--observe-windows", "4", "--out", str(out), str(SCRIPTS / "short.py"), "--steps", "40") == 0
     summary = (out / "summary.md").read_text()
-    assert "kineto did not run (its windows take steps 42-49; the script ran 39)" in summary
+    assert "kineto did not run (its windows take steps 43-50; the script ran 40)" in summary
     assert "lines ran 1 of 2 window pairs" in summary
-    assert "observing-cost windows (part hooks off) did not run (its windows take steps 51-58" in summary
+    assert "observing-cost windows (part hooks off) did not run (its windows take steps 52-59" in summary
     assert "tensorboard" not in summary and not (out / "tb").exists()
     readme = (out / "README.md").read_text()
     assert "tensorboard" not in readme and "short.py.prof" in readme
 
 
 def test_a_script_of_100_steps_gets_every_profiler_with_the_default_windows(tmp_path: Path):
-    """The defaults: 5 warm-up and 30 measured steps, 1 + 2 counted, 3 x 2 x 3 steps a profiler,
-    one settling step, then the rest of the measured steps: a 100-step script (as users debug
-    with) gets cProfile, line_profiler and a Kineto trace, and 37 measured steps."""
+    """The defaults: 5 warm-up steps, 3 for the memory, 30 measured, 1 counted, 3 x 2 x 3 steps a
+    profiler, one settling step, then the rest of the measured steps: a 100-step script (as
+    users debug with) gets cProfile, line_profiler and a Kineto trace, and 36 measured steps."""
     out = tmp_path / "out"
     assert run("--out", str(out), str(SCRIPTS / "short.py"), "--steps", "100") == 0
     m = Result.load(out / "run.json")["short.py"]
     assert set(m.profiles) >= {"cprofile", "lines", "kineto"}
     assert all(len(m.profiles[t].tool) == 3 for t in ("cprofile", "lines", "kineto"))
-    assert len(m.samples) == 30 + (100 - 5 - 30 - 3 - 54 - 1)  # the first 30, and 7 after the profilers
+    assert len(m.samples) == 30 + (100 - 5 - 3 - 30 - 1 - 54 - 1)  # the first 30, 6 after the profilers
     summary = (out / "summary.md").read_text()
     for tool in ("cprofile", "lines", "kineto"):
         assert f"{tool} did not run" not in summary and f"{tool} ran" not in summary

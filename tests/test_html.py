@@ -199,7 +199,7 @@ def test_the_ranks_table_says_what_summary_csv_says(tmp_path: Path):
     csv = pd.read_csv(tmp_path / "summary.csv")
     rows = _cells((tmp_path / "report.html").read_text(), "Ranks")
     assert [float(row[1]) for row in rows] == pytest.approx(list(csv["step_ms_median"]), rel=1e-5)
-    assert html.SECTIONS.keys() == {"variants", "script", "try"}
+    assert html.SECTIONS.keys() == {"variants", "script", "try", "fit"}
     assert "## Ranks" in markdown(r)
 
 

@@ -42,9 +42,9 @@ class FlopsWindow(Profiler):
 class MemoryWindow(Profiler):
     """The memory breakdown over two steps: the profiler started before the first (which primes
     it), the objects read and the saved-tensor hooks on between them, read again after the
-    second. Started and stopped right at the steps' ends, like the FLOP counter."""
-
-    deferred = False
+    second. Deferred like the other profilers (Kineto started or stopped inside the optimizer's
+    record_function scope corrupted the heap now and then): each call runs at the next step's
+    first part, the last in a settling step."""
 
     def __init__(self) -> None:
         from bench.measure.memory import StepMemory

@@ -78,16 +78,22 @@ def _phase(tb: Any) -> str:
     return ""
 
 
-def explain(exc: BaseException, step: int, snapshot: Path | None) -> OutOfMemory:
-    """Called while the exception (and so the failing frames' tensors) is still held."""
-    from bench.measure.memory import storages
+def explain(exc: BaseException, step: int, snapshot: Path | None,
+            before: dict[int, tuple[int, str]] | None = None) -> OutOfMemory:
+    """Called while the exception (and so the failing frames' tensors) is still held. ``before``:
+    the storages live when the memory window's step started (what outlives a step); a tensor
+    alive now that was not among them is the failing step's own (its batch, outputs, the
+    activations its frames hold)."""
+    from bench.measure.memory import STEP, storages
 
     device = "cuda" if type(exc).__name__ == "OutOfMemoryError" and torch.cuda.is_available() else "cpu"
     live: dict[str, int] = {}
     found_parts = storages(device)
-    for size, part in found_parts.values():
+    for address, (size, part) in found_parts.items():
+        if part == "other tensors" and before is not None and before.get(address) != (size, part):
+            part = STEP
         live[part] = live.get(part, 0) + size
-    others = {address for address, (_, part) in found_parts.items() if part == "other tensors"}
+    others = {address for address, (_, part) in found_parts.items() if part in ("other tensors", STEP)}
     asked = ASKED.search(str(exc))
     message = re.sub(r"^\[enforce fail at [^\]]*\] err == 0\. ", "", str(exc).strip().split("\n")[0])
     line, code = _script_frame(exc.__traceback__)

@@ -76,21 +76,27 @@ def check_target(command: tuple[str, ...]) -> None:
 
 
 def plan(spec: ScriptSpec) -> list[Window]:
-    """The first measured steps, one counted step, each tool's windows alternated with plain
-    ones (P T, T P, ...), one settling step, the rest of the measured steps, then the windows
-    with the part hooks off alternated with plain ones (observing's cost). The profilers come
-    after only ``first_measured`` steps and observing's hundreds of steps come last, so that a
-    script of ~100 steps gets every profiler; the settling step: the last profiler stops at the
-    next step's first part (never inside the optimizer's hook), which must not land in a
-    measured step. (Runs saved before ``observe_last`` had observing first.)"""
+    """The memory's window (two steps and a settling one), the first measured steps, one counted
+    step (FLOPs), each tool's windows alternated with plain ones (P T, T P, ...), one settling
+    step, the rest of the measured steps, then the windows with the part hooks off alternated
+    with plain ones (observing's cost). The profilers come after only ``first_measured`` steps
+    and observing's hundreds of steps come last, so that a script of ~100 steps gets every
+    profiler; the settling step: the last profiler stops at the next step's first part (never
+    inside the optimizer's hook), which must not land in a measured step. (Runs saved before
+    ``observe_last`` had observing first.)"""
     if spec.steps == 0:
         return [Window("measure", sys.maxsize)]
     if spec.duet is not None:  # --try's switches: nothing else after the measured window
         from bench.capture import duet
 
         return [Window("measure", spec.steps), *duet.plan(spec.duet)]
-    windows = [Window("measure", min(spec.steps, spec.first_measured)),
-               *(Window(kind, COUNTED[kind]) for kind in spec.counted)]
+    # The memory window first, right after the warm-up: a script that fails (out of memory, most
+    # of all) still has its breakdown. Its profiler stops at the next step's first part (never
+    # inside the optimizer's scope), a settling step. The FLOPs after the first measured steps.
+    memory = [Window("memory", COUNTED["memory"] - 1), Window(SETTLE, 1)] if "memory" in spec.counted \
+        else []
+    windows = [*memory, Window("measure", min(spec.steps, spec.first_measured)),
+               *(Window(kind, COUNTED[kind]) for kind in spec.counted if kind != "memory")]
     for tool in spec.window_order():
         if tool == SETTLE:
             windows.append(Window(SETTLE, 1))
@@ -212,7 +218,9 @@ def run_script(spec: ScriptSpec, out: Path, *, worker: str = "rank0", label: str
         else:
             outcome.interrupted, outcome.exit_code = True, 130
     except BaseException as exc:
-        _raised(outcome, exc, recorder.steps_seen, out / f"{label or spec.name}.oom_snapshot.pickle")
+        window = tools.get("memory")
+        _raised(outcome, exc, recorder.steps_seen, out / f"{label or spec.name}.oom_snapshot.pickle",
+                window.memory.first if isinstance(window, MemoryWindow) and window.memory.first else None)
     finally:
         watchdog.stop()
         with without_profiler_chatter():  # a profiler still running is stopped here
@@ -228,14 +236,15 @@ def run_script(spec: ScriptSpec, out: Path, *, worker: str = "rank0", label: str
     return outcome
 
 
-def _raised(outcome: Outcome, exc: BaseException, steps: int, snapshot: Path) -> None:
+def _raised(outcome: Outcome, exc: BaseException, steps: int, snapshot: Path,
+            before: dict[int, tuple[int, str]] | None) -> None:
     """The script's own exception: said with its step, explained where it ran out of memory (now,
     while the failing frames still hold their tensors), its traceback printed as python would."""
     outcome.exit_code = 1
     outcome.error = (f"the script raised {type(exc).__name__}: {exc} (in its step {steps + 1}, after "
                      f"{steps} complete)")
     if oom.out_of_memory(exc):
-        outcome.oom = oom.explain(exc, steps + 1, snapshot)
+        outcome.oom = oom.explain(exc, steps + 1, snapshot, before)
         outcome.artifacts += [outcome.oom.snapshot] if outcome.oom.snapshot else []
     traceback.print_exc()
 

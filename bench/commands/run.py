@@ -43,7 +43,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                    help="steps measured (the first 30, then the profiler windows, then the rest), then "
                         "the script is stopped; 0: "
                         "measure every step until the script ends (no profilers) (default: 100; "
-                        "--try: 30 a process)")
+                        "--try: 30 a process; --fit: 3 a batch size)")
     p.add_argument("--step-on", choices=("auto", "optimizer", "backward"), default="auto",
                    help="what ends a step: optimizer.step(), or backward() for a script with no "
                         "optimizer (auto: the optimizer where the script makes one)")
@@ -198,8 +198,8 @@ def fit_batch(args: argparse.Namespace) -> int:
 
     command = tuple(["-m", args.module, *args.script_args] if args.module else args.script_args)
     check_target(command)
-    spec = FitSpec(command=command, warmup=min(args.warmup, 3), seed=0 if args.seed is None else args.seed,
-                   wait=args.wait, plugins=tuple(args.fixes_from))
+    spec = FitSpec(command=command, warmup=min(args.warmup, 3), steps=args.steps or 3,
+                   seed=0 if args.seed is None else args.seed, wait=args.wait, plugins=tuple(args.fixes_from))
     with writing(args.out) as output, tempfile.TemporaryDirectory(prefix="vaebench-fit-") as tmp:
         result = run_fit(spec, Path(tmp))
         output.publish(result)

@@ -120,7 +120,7 @@ class Engine:
         from bench.measure.memory import StepMemory
 
         out = Footprint(max_rss_mb=None)
-        memory = StepMemory(work.device)
+        memory = StepMemory(work.device, roots=[work])  # this variant's tensors, not those built beside it
         memory.start()
         try:
             try:

@@ -27,10 +27,13 @@ live at the start, and unseen when made inside the step.
 
 from __future__ import annotations
 
+import bisect
 import gc
 import json
 import os
 import tempfile
+import types
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,13 +47,28 @@ CURVE = 240  # points of the live-memory curve kept
 MARK = "vaebench.memory"  # record_function names: the step's start and end, and each saved storage
 
 
-def storages(device_type: str) -> dict[int, tuple[int, str]]:
-    """Every live storage on ``device_type``: address -> (bytes, part), each storage once, by the
-    first part that holds it (a weight the optimizer also keeps is a parameter)."""
+def _reachable(roots: list[Any], limit: int = 500_000) -> list[Any]:
+    """The objects reachable from ``roots`` (not through classes, modules or functions' globals:
+    one engine variant's model, optimizer and data, not the other variants built beside it)."""
+    seen: dict[int, Any] = {}
+    todo = list(roots)
+    while todo and len(seen) < limit:
+        obj = todo.pop()
+        if id(obj) in seen or isinstance(obj, type | types.ModuleType | types.FunctionType):
+            continue
+        seen[id(obj)] = obj
+        todo.extend(gc.get_referents(obj))
+    return list(seen.values())
+
+
+def storages(device_type: str, roots: list[Any] | None = None) -> dict[int, tuple[int, str]]:
+    """Every live storage on ``device_type`` (or every one reachable from ``roots``): address ->
+    (bytes, part), each storage once, by the first part that holds it (a weight the optimizer
+    also keeps is a parameter)."""
     params: list[torch.Tensor] = []
     optimizers: list[Any] = []
     tensors: list[torch.Tensor] = []
-    for obj in gc.get_objects():
+    for obj in gc.get_objects() if roots is None else _reachable(roots):
         kind = type(obj)
         if issubclass(kind, torch.nn.Parameter):  # not isinstance: a module's __getattr__ warns
             params.append(obj)
@@ -102,11 +120,28 @@ class Block:
     died: float = float("inf")
     part: str = ""  # parameters, gradients, optimizer state, other tensors (live at the start)
     saved: float = float("inf")  # first saved for backward
-    read: float = float("-inf")  # last read back in backward
+    read: float = float("-inf")  # the end of the backward node that last read it back
 
     def holds_saved(self, time: float) -> bool:
-        """Saved for backward at ``time``: from its saving to its last read (to its end, unread)."""
+        """Saved for backward at ``time``: from its saving to the end of the backward node that
+        last read it (to its end, unread). After that node it is no activation: a batch the
+        script still holds is the batch."""
         return self.saved <= time and (time <= self.read or self.read < self.saved)
+
+
+def _node_ends(spans: list[tuple[float, float, str]]) -> Callable[[float], float]:
+    """The end of the innermost backward node running at a time (the time itself outside any)."""
+    nodes = sorted((s, e) for s, e, name in spans if name == "backward")
+    starts = [s for s, _ in nodes]
+
+    def end(time: float) -> float:
+        k = bisect.bisect_right(starts, time) - 1
+        while k >= 0:  # nested nodes start later and end sooner: the first that holds it is innermost
+            if nodes[k][1] >= time:
+                return nodes[k][1]
+            k -= 1
+        return time
+    return end
 
 
 def replay(start: dict[int, tuple[int, str]], events: list[tuple[float, int, int]],
@@ -138,12 +173,13 @@ def replay(start: dict[int, tuple[int, str]], events: list[tuple[float, int, int
     by_address: dict[int, list[Block]] = {}
     for block in blocks:
         by_address.setdefault(block.address, []).append(block)
+    node_end = _node_ends(spans or [])
     for time, address, packed in saved:
         block = next((b for b in by_address.get(address, []) if b.born <= time < b.died), None)
         if block is not None and packed:
             block.saved = min(block.saved, time)
         elif block is not None:
-            block.read = max(block.read, time)
+            block.read = max(block.read, node_end(time))
     at_peak = [b for b in blocks if b.born <= peak_time < b.died]
     parts = {p: 0 for p in PARTS}
     for block in at_peak:
@@ -187,7 +223,7 @@ def _kept(end: dict[int, tuple[int, str]], address: int) -> str:
 
 
 def _saved_max(blocks: list[Block]) -> int:
-    held = [(b.saved, b.read if b.read >= b.saved else b.died, b.size)
+    held = [(b.saved, min(b.read, b.died) if b.read >= b.saved else b.died, b.size)
             for b in blocks if not b.part and b.saved < float("inf")]
     edges = sorted([(s, size) for s, _, size in held] + [(e, -size) for _, e, size in held])
     total = most = 0
@@ -202,8 +238,9 @@ class StepMemory:
     ``end()`` after the measured step, ``stop()`` -> :class:`Breakdown` (None, with ``error``,
     where the profiler's trace could not be read)."""
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, roots: list[Any] | None = None) -> None:
         self.device = device
+        self.roots = roots  # the objects whose tensors count (None: the whole process's)
         self.profiler: Any = None
         self.hooks: Any = None
         self.first: dict[int, tuple[int, str]] = {}
@@ -227,7 +264,7 @@ class StepMemory:
         gc.collect()
         self.collector = gc.isenabled()
         gc.disable()
-        self.first = storages(self.device.type)
+        self.first = storages(self.device.type, self.roots)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -244,7 +281,7 @@ class StepMemory:
             total = torch.cuda.mem_get_info(self.device)[1]
             self.cuda |= {"max_allocated": torch.cuda.max_memory_allocated(self.device),
                           "max_reserved": torch.cuda.max_memory_reserved(self.device), "capacity": total}
-        self.last = storages(self.device.type)
+        self.last = storages(self.device.type, self.roots)
         self.ended = True
 
     def _restore(self) -> None:
@@ -341,6 +378,12 @@ def _read(trace: list[dict[str, Any]], device_type: int) -> tuple[list[Any], lis
 
 
 
+STEP = "the step's own"  # at an out-of-memory: tensors alive that were not before the step
+
+
 def grown(now: dict[str, int], before: dict[str, int]) -> dict[str, int]:
-    """The parts found through the objects that hold more now than at the measured step's peak."""
-    return {p: now[p] - before.get(p, 0) for p in OBJECTS if now.get(p, 0) > before.get(p, 0)}
+    """What holds more when the script failed than at the measured step's peak: the parts found
+    through the objects, and the failing step's own tensors against the measured step's
+    activations and temporaries."""
+    was = {**before, STEP: before.get("activations", 0) + before.get("temporaries", 0)}
+    return {p: now[p] - was.get(p, 0) for p in (*OBJECTS, STEP) if now.get(p, 0) > was.get(p, 0)}

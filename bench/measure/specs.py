@@ -133,8 +133,8 @@ class Command:
         return asdict(self)  # type: ignore[call-overload]
 
 
-# steps of each counted window (memory: a priming step, then the one read)
-COUNTED = {"flops": 1, "memory": 2}
+# steps of each counted window (memory: a priming step, the one read, the one its profiler stops in)
+COUNTED = {"flops": 1, "memory": 3}
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.measure.result import Result
-from bench.render import chrome, figures, html, readme, summary, tables, trying
+from bench.render import chrome, figures, html, memory, readme, summary, tables, trying
 
 Renderer = Callable[[Result, Path], list[Path]]
 
@@ -24,7 +24,7 @@ RENDERERS: dict[str, Renderer] = {
 # A kind whose files differ: its own renderer per file (the others keep RENDERERS').
 BY_KIND: dict[str, dict[str, Renderer]] = {
     "try": {"summary.md": summary.write, "summary.csv": trying.write_csv, "figures": trying.write_figure},
-    "fit": {"summary.md": summary.write, "summary.csv": tables.write_summary_csv},
+    "fit": {"summary.md": summary.write, "summary.csv": memory.write_fit_csv},
 }
 
 # every file a renderer may write: one a re-run does not write again is an earlier run's, and goes

@@ -288,9 +288,8 @@ def _not_measured(result: Result, root: Path) -> list[str]:
 SECTIONS: dict[str, list[Section]] = {
     "variants": [_header, _variants_headline, _variants, _changes, _parts, memory.html, _variants_timeline,
                  _overheads, _functions, _operators, _not_measured],
-    "script": [_header, _script_headline, _ranks, _built, _footprint, _parts, memory.html, _script_timeline,
-               _overheads,
-               _functions, _operators, _not_measured],
+    "script": [_header, _script_headline, memory.oom_html, _ranks, _built, _footprint, _parts, memory.html,
+               _script_timeline, _overheads, _functions, _operators, _not_measured],
     "try": [_header, trying.html, _not_measured],
     "fit": [_header, memory.fit_html, memory.html, _not_measured],
 }

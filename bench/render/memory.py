@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.measure import derive
-from bench.measure.memory import OBJECTS, grown
+from bench.measure.memory import OBJECTS, STEP, grown
 from bench.measure.result import Result
 from bench.render import svg
 from bench.render.page import cell, table
@@ -108,13 +108,15 @@ def oom_lines(result: Result, name: str) -> list[str]:
     lines = [f"`{name}` ran out of memory{phase} of its step {oom.step}{where}{asked} ({oom.device}: "
              f"{oom.message})."]
     if oom.live:
-        held = ", ".join(f"{p} {_size(oom.live.get(p, 0))}" for p in OBJECTS)
-        lines.append(f"Live when it failed, found through the objects: {held}; activations and "
-                     "temporaries are held inside autograd's graph and the failing operator, which the "
-                     "objects do not show" + (f" -- the allocation that failed was {_size(oom.asked)}"
-                                              if oom.asked else "") + ".")
+        held = ", ".join(f"{p} {_size(oom.live.get(p, 0))}" for p in (*OBJECTS, STEP) if p in oom.live
+                         or p in OBJECTS)
+        lines.append(f"Live when it failed, found through the objects: {held} (the step's own: alive now, "
+                     "not before the step -- its batch, outputs, what its frames hold); what autograd's "
+                     "graph alone holds the objects do not show" + (
+                         f" -- the allocation that failed was {_size(oom.asked)}" if oom.asked else "") + ".")
     if oom.largest:
-        lines.append("The largest other tensors alive: " + "; ".join(oom.largest) + ".")
+        lines.append("The largest of them besides parameters, gradients and optimizer state: "
+                     + "; ".join(oom.largest) + ".")
     found = m.footprint.breakdown
     if found is not None:
         grew = grown(oom.live, found.parts)
@@ -125,6 +127,13 @@ def oom_lines(result: Result, name: str) -> list[str]:
     if oom.snapshot:
         lines.append(f"The allocator's history: `{oom.snapshot}` (open it at https://pytorch.org/memory_viz).")
     return lines
+
+
+def oom_html(result: Result, root: Path) -> list[str]:
+    from bench.render.page import inline
+
+    said = [line for n in result.measurements for line in oom_lines(result, n.name)]
+    return ["<h2>Out of memory</h2>", *[f"<p>{inline(line)}</p>" for line in said]] if said else []
 
 
 def oom_markdown(result: Result) -> list[str]:
@@ -164,3 +173,26 @@ def fit_html(result: Result, root: Path) -> list[str]:
     from bench.render.page import inline
 
     return ["<h2>What batch fits</h2>", f"<p>{inline(' '.join(fit_lines(result)))}</p>"]
+
+
+def write_fit_csv(result: Result, out: Path) -> list[Path]:
+    """summary.csv of a ``fit`` run: a row per batch size (its peak, parts and median step), the
+    line's prediction beside each (no speedups: batch sizes are not alternatives to rank)."""
+    from bench.measure.fits import fit
+
+    found = fit(result)
+    rows = []
+    for m in result.measurements:
+        parts = derive.breakdown_mb(result, m.name) or {}
+        batch = m.notes.get("batch")
+        line = (found.fixed + found.per_sample * batch) / 2**20 if found and batch else None
+        rows.append({"batch": batch, "status": m.status,
+                     "step_ms_median": derive.step_seconds(result, m.name) * 1e3 if m.samples else None,
+                     "tensors_peak_mb": sum(parts.values()) if parts else None,
+                     **{f"tensors_{p.replace(' ', '_')}_mb": v for p, v in parts.items()},
+                     "line_peak_mb": line, "max_rss_mb": m.footprint.max_rss_mb,
+                     "largest_batch": found.largest if found else None,
+                     "machine": result.machine.describe(), "created": result.created})
+    path = out / "summary.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return [path]

@@ -57,8 +57,16 @@ def footprint_fields(result: Result, name: str) -> dict[str, float]:
     return {"samples_per_s": value, "samples_per_s_ci_low": low, "samples_per_s_ci_high": high,
             "peak_mb": nan(derive.peak_mb(result, name)),
             "gflop_per_step": nan(derive.gflop_per_step(result, name)), "mfu": nan(derive.mfu(result, name)),
-            **{f"tensors_{p.replace(' ', '_')}_mb": v
-               for p, v in (derive.breakdown_mb(result, name) or {}).items()}}
+            **_tensors(result, name)}
+
+
+def _tensors(result: Result, name: str) -> dict[str, float]:
+    """The tensors at the step's peak: their sum and each part (MB)."""
+    parts = derive.breakdown_mb(result, name)
+    if parts is None:
+        return {}
+    return {"tensors_peak_mb": sum(parts.values()), **{f"tensors_{p.replace(' ', '_')}_mb": v
+                                                       for p, v in parts.items()}}
 
 
 def summary_frame(result: Result) -> pd.DataFrame:
