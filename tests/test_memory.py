@@ -213,4 +213,6 @@ def test_a_script_under_a_memory_limit_that_it_outgrows(tmp_path):
     assert proc.returncode == 1, proc.stderr[-2000:]
     oom = Result.load(out / "run.json")["out_of_memory.py"].process.oom
     assert oom is not None and oom.line.startswith("out_of_memory.py:") and oom.asked
-    assert "ran out of memory" in (out / "summary.md").read_text() and (out / "report.html").is_file()
+    summary = (out / "summary.md").read_text()
+    assert "ran out of memory" in summary and "Out of memory" in (out / "report.html").read_text()
+    assert "The failing step's batch: " in summary and "against 64 in the measured steps" in summary

@@ -144,5 +144,8 @@ def _largest(device: str, others: set[int], keep: int = 3) -> list[str]:
             except (RuntimeError, NotImplementedError, TypeError):  # no storage of its own (a FakeTensor)
                 continue
     biggest = sorted(seen.values(), key=lambda t: t.untyped_storage().nbytes(), reverse=True)[:keep]
+    if biggest:  # the large ones: a label or a scalar loss beside a 16 MB batch says nothing
+        most = biggest[0].untyped_storage().nbytes()
+        biggest = [t for t in biggest if t.untyped_storage().nbytes() >= most / 100]
     return [f"{tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}, "
             f"{t.untyped_storage().nbytes() / 2**20:,.1f} MB" for t in biggest]

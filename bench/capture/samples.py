@@ -47,6 +47,7 @@ class StepSamples:
         self.steps: list[tuple[int, int, int]] = []
         self.batch_sizes: list[int] = []  # every batch drawn from a DataLoader
         self.forward_sizes: list[int] = []  # every outermost forward's input
+        self.last: int | None = None  # the latest batch drawn or forward input's first dimension
         self._batches: list[int] = []  # the segment's: drawn from a DataLoader
         self._inputs: list[tuple[int, int, bool]] = []  # the segment's: (module id, size, data)
         self._seen: dict[tuple[int, int], tuple[weakref.ref, int]] = {}  # see _new()
@@ -60,6 +61,7 @@ class StepSamples:
         """A batch drawn from a DataLoader."""
         size = batch_size_of(batch)
         if size is not None:
+            self.last = size
             self._batches.append(size)
             if len(self.batch_sizes) < KEEP:
                 self.batch_sizes.append(size)
@@ -67,6 +69,7 @@ class StepSamples:
     def input(self, module: Any, tensor: torch.Tensor) -> None:
         """An outermost forward's (first) input, counted once per step (see :meth:`_new`)."""
         size = int(tensor.shape[0])
+        self.last = size
         if len(self.forward_sizes) < KEEP:
             self.forward_sizes.append(size)
         if self._new(tensor, size):

@@ -220,7 +220,8 @@ def run_script(spec: ScriptSpec, out: Path, *, worker: str = "rank0", label: str
     except BaseException as exc:
         window = tools.get("memory")
         _raised(outcome, exc, recorder.steps_seen, out / f"{label or spec.name}.oom_snapshot.pickle",
-                window.memory.first if isinstance(window, MemoryWindow) and window.memory.first else None)
+                window.memory.first if isinstance(window, MemoryWindow) and window.memory.first else None,
+                recorder.samples.last)
     finally:
         watchdog.stop()
         with without_profiler_chatter():  # a profiler still running is stopped here
@@ -237,7 +238,7 @@ def run_script(spec: ScriptSpec, out: Path, *, worker: str = "rank0", label: str
 
 
 def _raised(outcome: Outcome, exc: BaseException, steps: int, snapshot: Path,
-            before: dict[int, tuple[int, str]] | None) -> None:
+            before: dict[int, tuple[int, str]] | None, batch: int | None) -> None:
     """The script's own exception: said with its step, explained where it ran out of memory (now,
     while the failing frames still hold their tensors), its traceback printed as python would."""
     outcome.exit_code = 1
@@ -245,6 +246,7 @@ def _raised(outcome: Outcome, exc: BaseException, steps: int, snapshot: Path,
                      f"{steps} complete)")
     if oom.out_of_memory(exc):
         outcome.oom = oom.explain(exc, steps + 1, snapshot, before)
+        outcome.oom.batch = batch
         outcome.artifacts += [outcome.oom.snapshot] if outcome.oom.snapshot else []
     traceback.print_exc()
 

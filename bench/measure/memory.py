@@ -382,8 +382,7 @@ STEP = "the step's own"  # at an out-of-memory: tensors alive that were not befo
 
 
 def grown(now: dict[str, int], before: dict[str, int]) -> dict[str, int]:
-    """What holds more when the script failed than at the measured step's peak: the parts found
-    through the objects, and the failing step's own tensors against the measured step's
-    activations and temporaries."""
-    was = {**before, STEP: before.get("activations", 0) + before.get("temporaries", 0)}
-    return {p: now[p] - was.get(p, 0) for p in (*OBJECTS, STEP) if now.get(p, 0) > was.get(p, 0)}
+    """The parts found through the objects that hold more when the script failed than at the
+    measured step's peak (the failing step's own tensors have no like at a peak: its batch says
+    what grew there)."""
+    return {p: now[p] - before.get(p, 0) for p in OBJECTS if now.get(p, 0) > before.get(p, 0)}

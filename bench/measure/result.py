@@ -74,6 +74,7 @@ class OutOfMemory:
     live: dict[str, int] = field(default_factory=dict)  # by part, found through the objects at the failure
     message: str = ""
     largest: list[str] = field(default_factory=list)  # the largest tensors alive that are no parameter
+    batch: int | None = None  # the failing step's batch (its latest input's first dimension)
     snapshot: str = ""  # CUDA: the allocator's history, for PyTorch's memory viewer
 
 

@@ -123,7 +123,11 @@ def oom_lines(result: Result, name: str) -> list[str]:
         lines.append(f"The measured step's peak was {_size(found.peak)} ("
                      + ", ".join(f"{p} {_size(v)}" for p, v in found.parts.items() if v) + ")"
                      + (": since then " + ", ".join(f"{p} grew by {_size(v)}" for p, v in grew.items())
-                        if grew else ": none of the parts found through the objects grew since") + ".")
+                        if grew else ": no parameter, gradient, optimizer state or tensor kept across "
+                        "steps grew since") + ".")
+    if oom.batch and m.batch_size and oom.batch != m.batch_size:
+        lines.append(f"The failing step's batch: {oom.batch:,}, against {m.batch_size:,} in the measured "
+                     "steps: activations and temporaries grow with it.")
     if oom.snapshot:
         lines.append(f"The allocator's history: `{oom.snapshot}` (open it at https://pytorch.org/memory_viz).")
     return lines
