@@ -38,6 +38,13 @@ def test_ddp_straggler_is_named_with_its_part(tmp_path: Path):
     # DDP's own timing of the all-reduce: the fast rank waits there for the slow one's gradients
     assert result["rank0"].process.allreduce_ms > result["rank1"].process.allreduce_ms > 0
     assert "`rank0`'s all-reduce:" in summary
+    # where the memory goes, per rank: DDP replicates the model, so each rank's parameters,
+    # gradients and optimizer state are the same bytes; a row of the table each
+    found = [result[f"rank{rank}"].footprint.breakdown for rank in (0, 1)]
+    assert all(b is not None and sum(b.parts.values()) == b.peak for b in found)
+    assert found[0].parts["parameters"] == found[1].parts["parameters"] > 0
+    assert found[0].parts["optimizer state"] == found[1].parts["optimizer state"]
+    assert "| rank0 " in summary.split("## Where the memory goes")[1] and "| rank1 " in summary
     for rank in (0, 1):  # one trace per rank, with what Holistic Trace Analysis needs
         trace = json.loads((out / "tb" / "ddp_train.py" / f"rank{rank}.pt.trace.json").read_text())
         assert trace["distributedInfo"]["rank"] == rank and trace["distributedInfo"]["world_size"] == 2

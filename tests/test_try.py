@@ -372,6 +372,9 @@ def test_try_end_to_end_flags_a_wrong_fix_and_never_ranks_the_a_a(tmp_path: Path
     # each process's tensors at the step's peak, against the baseline's: the same model and optimizer
     assert by["lr x500"].tensors_mb["parameters"] == 0 and by["lr x500"].tensors_mb["optimizer state"] == 0
     assert "activations" in by["lr x500"].tensors_mb and "peak" in by["lr x500"].tensors_mb
+    # a switched fix's, from its seeded short runs: fused keeps the same state
+    fused = by["fused=True"].tensors_mb
+    assert fused["parameters"] == 0 and fused["optimizer state"] == 0
     assert trials.deterministic(result) is True  # --seed 0 in every process: the same losses
     assert by["fused=True"].numerics != "" and not by["fused=True"].failed
     assert by["refused"].verdict == "failed" and "SGD rejects this option" in by["refused"].failed

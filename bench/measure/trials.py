@@ -233,9 +233,11 @@ def row(result: Result, side: str, phase: int = 1) -> Row:
     if side in switched(result, phase) and (blocks or not own):  # else moved to processes
         duet = across_blocks(blocks)
         rate = baseline_rate(result)
+        # its memory from its short seeded runs, the fix applied, against the baseline's processes
+        memory = _tensors(_ok(processes(result, BASELINE, 1, None)), _ok(processes(result, side, 1, True)))
         return Row(side, notes.get("edit", ""), notes.get("group", ""), len(ms), failed, None,
                    rate * duet.value if rate and blocks else None, None, _one_off(result, side, phase),
-                   said, duet=duet, blocks=tuple(blocks))
+                   said, duet=duet, blocks=tuple(blocks), tensors_mb=memory)
     comparison = decide([median_step(m) for m in base], [median_step(m) for m in own], name=side,
                         advice=True) if len(base) >= 2 and len(own) >= 2 else None
     sizes = _job_batches(own)
@@ -250,7 +252,8 @@ def _tensors(base: list[Measurement], own: list[Measurement]) -> dict[str, float
     """The median change of each part of the tensors at the step's peak (MB), and of the peak:
     bf16 autocast halving activations, a fused optimizer dropping temporaries."""
     def parts(ms: list[Measurement]) -> list[dict[str, float]]:
-        return [{**b.parts, "peak": b.peak} for m in ms if (b := m.footprint.breakdown) is not None]
+        return [{**b.parts, "saved for backward, most": b.saved_max, "peak": b.peak}
+                for m in ms if (b := m.footprint.breakdown) is not None]
 
     b, c = parts(base), parts(own)
     if not b or not c:

@@ -49,14 +49,15 @@ def _cells(result: Result, r: Row) -> list[str]:
     return [r.name, _speedup(r), verdict, _how(r),
             f"{r.samples_per_s:.0f}" if r.samples_per_s else "-",
             _memory(r), one_off,
-            f"{payback} steps" if payback else "", r.numerics, f"`{r.edit}`" if r.edit else ""]
+            f"{payback} step{'s' if payback != 1 else ''}" if payback else "", r.numerics,
+            f"`{r.edit}`" if r.edit else ""]
 
 
 def _memory(r: Row) -> str:
     """The process's max RSS change, and the tensors' parts at the step's peak that moved by a
     tenth of a MB or more ("tensors: activations -3.1 MB")."""
     rss = "" if r.memory_mb is None else f"{_signed(r.memory_mb, 0)} MB"
-    moved = [f"{p} {_signed(v, 1)} MB" for p, v in r.tensors_mb.items() if p != "peak" and abs(v) >= 0.1]
+    moved = [f"{p} {_signed(v, 1)} MB" for p, v in r.tensors_mb.items() if abs(v) >= 0.1]
     return rss + (f" (tensors at the peak: {', '.join(moved)})" if moved else "")
 
 
