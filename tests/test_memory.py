@@ -216,3 +216,21 @@ def test_a_script_under_a_memory_limit_that_it_outgrows(tmp_path):
     summary = (out / "summary.md").read_text()
     assert "ran out of memory" in summary and "Out of memory" in (out / "report.html").read_text()
     assert "The failing step's batch: " in summary and "against 64 in the measured steps" in summary
+
+
+def test_the_allocators_own_figures_are_said_beside_the_breakdown_on_cuda():
+    """Reserved against allocated (the slack: fragmentation) and the device's capacity, as a
+    CUDA run records them (rendered here from a hand-made record: no GPU on this machine)."""
+    from bench.measure.clock import Timing
+    from bench.measure.result import Breakdown, Footprint, Measurement, Result
+    from bench.measure.specs import ScriptSpec
+    from bench.render import memory
+    from tests.helpers import TEST_ENV
+
+    found = Breakdown(device="cuda", peak=3 * 2**30, parts={"parameters": 2**30, "temporaries": 2 * 2**30},
+                      cuda={"max_allocated": 3 * 2**30, "max_reserved": 4 * 2**30, "capacity": 80 * 2**30})
+    m = Measurement(name="t.py", samples=[Timing(0.01, [0.01])], footprint=Footprint(breakdown=found))
+    result = Result(kind="script", spec=ScriptSpec(command=("t.py",)), machine=TEST_ENV, measurements=[m])
+    said = "\n".join(memory.markdown(result))
+    assert "`t.py` on the GPU: the allocator's peak 3.0 GB allocated, 4.0 GB reserved (25% of it slack), " \
+           "of the device's 80.0 GB." in said

@@ -58,9 +58,25 @@ def markdown(result: Result) -> list[str]:
                                **{f"{p} MB": _mb(v) for p, v in parts.items()},
                                "saved for backward, most MB": _mb(found.saved_max / 2**20)}
                               for n, parts in rows if (found := result[n].footprint.breakdown)])
-        lines += [frame.to_markdown(index=False), "", METHOD, ""]
+        lines += [frame.to_markdown(index=False), "", METHOD, "", *_allocator(result)]
     lines += [f"- `{n}`: no memory breakdown: {why}." for n, why in errors]
     return lines + ([""] if errors else [])
+
+
+def _allocator(result: Result) -> list[str]:
+    """On CUDA, the allocator's own figures beside the breakdown: its peak of allocated bytes over
+    the read step, what it reserved (the rest of the reserved is its slack: fragmentation), and
+    the device's capacity."""
+    said = []
+    for n in result.measured:
+        found = result[n].footprint.breakdown
+        cuda = found.cuda if found is not None else {}
+        if cuda.get("max_allocated") and cuda.get("max_reserved"):
+            slack = 1 - cuda["max_allocated"] / cuda["max_reserved"]
+            said.append(f"- `{n}` on the GPU: the allocator's peak {_size(cuda['max_allocated'])} allocated, "
+                        f"{_size(cuda['max_reserved'])} reserved ({slack:.0%} of it slack), of the device's "
+                        f"{_size(cuda.get('capacity', 0))}.")
+    return [*said, ""] if said else []
 
 
 def html(result: Result, root: Path) -> list[str]:
