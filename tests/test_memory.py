@@ -192,7 +192,7 @@ def test_out_of_memory_is_explained_and_the_measured_steps_kept(tmp_path, capsys
     assert len(m.samples) == 45 - 2 - 3 - 1 and m.footprint.breakdown is not None  # warm-up, memory, FLOPs
     said = capsys.readouterr().out
     assert "`train.py` ran out of memory in forward of its step 46 at `train.py:12`" in said
-    assert "asking for 18,626.5 GB" in said and "The measured step's peak was" in said
+    assert "asking for 18,626.5 GB" in said and "The step measured for memory peaked at" in said
     assert "## Out of memory" in (out / "summary.md").read_text()
 
 
@@ -234,3 +234,25 @@ def test_the_allocators_own_figures_are_said_beside_the_breakdown_on_cuda():
     said = "\n".join(memory.markdown(result))
     assert "`t.py` on the GPU: the allocator's peak 3.0 GB allocated, 4.0 GB reserved (25% of it slack), " \
            "of the device's 80.0 GB." in said
+
+
+def test_a_step_with_torch_func_or_its_own_saved_tensor_hooks_runs_as_it_would():
+    """torch.func refuses to run under any saved-tensor hooks, and a script's own (save_on_cpu)
+    must not be replaced for the step: the step runs, the breakdown says what it could not tell."""
+    model = nn.Linear(16, 1)
+
+    def with_func() -> None:
+        grads = torch.func.grad(lambda w: (torch.randn(8, 16) @ w).pow(2).sum())(model.weight.detach().t())
+        assert grads.shape == (16, 1)
+
+    def offloaded() -> None:
+        with torch.autograd.graph.save_on_cpu():
+            model(torch.randn(8, 16)).sum().backward()
+
+    _, found = memory_of(with_func, torch.device("cpu"))
+    assert "torch.func ran in the step" in found.caveat
+    with torch.autograd.graph.save_on_cpu():  # the script's own hooks, active across the step
+        _, found = memory_of(lambda: model(torch.randn(8, 16)).sum().backward(), torch.device("cpu"))
+    assert "the script's own saved-tensor hooks were active" in found.caveat
+    _, found = memory_of(offloaded, torch.device("cpu"))  # pushed inside the step, over ours: fine
+    assert found.caveat == "" and torch._C._autograd._top_saved_tensors_default_hooks(False) is None

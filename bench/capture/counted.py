@@ -57,11 +57,19 @@ class MemoryWindow(Profiler):
         self.memory.start()
 
     def step(self) -> None:
+        # it runs inside the script (at a step's first part): a failure of ours is said, never raised
         self.steps += 1
-        (self.memory.between if self.steps == 1 else self.memory.end)()
+        try:
+            (self.memory.between if self.steps == 1 else self.memory.end)()
+        except Exception as exc:
+            self.memory.error = f"the memory window failed ({type(exc).__name__}: {exc})"
+            self.memory._restore()
 
     def stop(self) -> None:
-        self.found = self.memory.stop()
+        try:
+            self.found = self.memory.stop()
+        except Exception as exc:
+            self.memory.error = self.memory.error or f"the memory window failed ({type(exc).__name__}: {exc})"
 
     def result(self) -> tuple[Breakdown | None, str]:
         """The breakdown, or why there is none (the script ended first, the trace unreadable)."""

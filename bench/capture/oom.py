@@ -86,7 +86,8 @@ def explain(exc: BaseException, step: int, snapshot: Path | None,
     activations its frames hold)."""
     from bench.measure.memory import STEP, storages
 
-    device = "cuda" if type(exc).__name__ == "OutOfMemoryError" and torch.cuda.is_available() else "cpu"
+    on_gpu = type(exc).__name__ == "OutOfMemoryError" or "CUDA" in str(exc)
+    device = "cuda" if on_gpu and torch.cuda.is_available() else "cpu"
     live: dict[str, int] = {}
     found_parts = storages(device)
     for address, (size, part) in found_parts.items():
@@ -94,12 +95,15 @@ def explain(exc: BaseException, step: int, snapshot: Path | None,
             part = STEP
         live[part] = live.get(part, 0) + size
     others = {address for address, (_, part) in found_parts.items() if part in ("other tensors", STEP)}
+    held: dict[str, int] = {}  # the same parts when the memory window's step started
+    for size, part in (before or {}).values():
+        held[part] = held.get(part, 0) + size
     asked = ASKED.search(str(exc))
     message = re.sub(r"^\[enforce fail at [^\]]*\] err == 0\. ", "", str(exc).strip().split("\n")[0])
     line, code = _script_frame(exc.__traceback__)
     found = OutOfMemory(device=device, step=step, line=line, code=code, phase=_phase(exc.__traceback__),
                         asked=int(float(asked.group(1)) * UNITS.get(asked.group(2), 1)) if asked else None,
-                        live=live, message=message[:300], largest=_largest(device, others))
+                        live=live, message=message[:300], largest=_largest(device, others), before=held)
     if device == "cuda" and snapshot is not None:
         found.snapshot = _snapshot(snapshot)
     return found
@@ -141,7 +145,7 @@ def _largest(device: str, others: set[int], keep: int = 3) -> list[str]:
                 address = obj.untyped_storage().data_ptr()
                 if address in others:
                     seen.setdefault(address, obj)
-            except (RuntimeError, NotImplementedError, TypeError):  # no storage of its own (a FakeTensor)
+            except Exception:  # no storage of its own: a FakeTensor, an UninitializedParameter
                 continue
     biggest = sorted(seen.values(), key=lambda t: t.untyped_storage().nbytes(), reverse=True)[:keep]
     if biggest:  # the large ones: a label or a scalar loss beside a 16 MB batch says nothing

@@ -170,7 +170,8 @@ class Recorder:
         self._handles += [optim.register_optimizer_step_pre_hook(self._optimizer_pre),
                           optim.register_optimizer_step_post_hook(self._optimizer_post)]
         self.attach()
-
+        if self.windows and self.windows[0].kind in self.tools:  # no warm-up: the first window's tool
+            self._call(self.tools[self.windows[0].kind].start)
     def attach(self) -> None:
         """The hooks that time a step's parts: the DataLoader's ``__next__``, the modules' forward,
         host-to-device copies (the optimizer's and backward's own hooks stay, for a step's end)."""

@@ -147,6 +147,7 @@ class StepSamples:
             samples, batches, steps = max(counted, key=lambda t: t[0])
             self.steps.append((samples, batches, max(1, round(batches / steps)) if steps else batches))
         self._round, self._seen, self._outputs = {}, {}, {}
+        self._params, self._trains = {}, {}  # an optimizer's groups change (unfreezing), an id is reused
         self._batches, self._inputs = [], []
 
     def batch_size(self) -> int | None:

@@ -198,7 +198,7 @@ def run_script(spec: ScriptSpec, out: Path, *, worker: str = "rank0", label: str
     recorder.keep_losses = spec.losses
     argv, path0 = sys.argv[:], sys.path[:]
     limits = oom.limits()  # a script that limits its memory limits ours: restored after it
-    recorder.after_warmup += oom.record_history()
+    recorder.after_warmup += oom.record_history() if spec.warmup else []  # off before the measured steps
     undo = _prepare(spec)
     recorder.install()
     watchdog.start()
@@ -245,8 +245,11 @@ def _raised(outcome: Outcome, exc: BaseException, steps: int, snapshot: Path,
     outcome.error = (f"the script raised {type(exc).__name__}: {exc} (in its step {steps + 1}, after "
                      f"{steps} complete)")
     if oom.out_of_memory(exc):
-        outcome.oom = oom.explain(exc, steps + 1, snapshot, before)
-        outcome.oom.batch = batch
+        try:
+            outcome.oom = oom.explain(exc, steps + 1, snapshot, before)
+            outcome.oom.batch = batch
+        except Exception as failed:  # under the script's own memory cap, explaining can fail too
+            outcome.error += f"; it could not be explained ({type(failed).__name__}: {failed})"
         outcome.artifacts += [outcome.oom.snapshot] if outcome.oom.snapshot else []
     traceback.print_exc()
 

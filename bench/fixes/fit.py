@@ -1,8 +1,9 @@
 """``vaebench run --fit``: what batch fits. The script runs a short while at its own batch size
 and at larger ones (its DataLoaders' ``batch_size`` patched before it starts: the ``batch``
-patch), a process each, one after another; each process measures a few steps and then where
-its memory goes (:mod:`bench.measure.memory`); :mod:`bench.measure.fits` draws the line and
-checks it.
+patch), a process each, one after another; each process measures where its memory goes right
+after its warm-up (:mod:`bench.measure.memory`), then a few steps; :mod:`bench.measure.fits`
+draws the line and checks it. A size whose steps did not take the patched batch (the batches
+come from another loader, or are made by hand) ends the line there, said.
 
 A script with no DataLoader, or whose loaders take their own batch sampler, cannot have its
 batch changed without editing it: the run says so after the first process.
@@ -77,10 +78,7 @@ def run_fit(spec: FitSpec, tmp: Path, run: Callable[[list[str]], tuple[int, str]
                                 "DataLoader with a batch_size (a loader with its own batch sampler, or "
                                 "batches made by hand); only its own size was measured")
     else:
-        overhead = max((first.footprint.max_rss_mb or 0) * 2**20 - first.footprint.breakdown.peak, 0.0)
-        first.notes |= {"batch": own, "capacity": capacity - overhead,
-                        "capacity_source": f"{source}, less the {overhead / 2**30:,.2f} GiB the process "
-                                           "holds besides its tensors"}
+        first.notes |= {"batch": own, **_capacity(first, capacity, source)}
         _larger(spec, own, measurements, partial, tmp, run)
     for m in measurements:
         m.name = f"batch {m.notes['batch']}" if "batch" in m.notes else m.name
@@ -88,6 +86,24 @@ def run_fit(spec: FitSpec, tmp: Path, run: Callable[[list[str]], tuple[int, str]
     return Result(kind="fit", spec=spec, machine=Environment.capture(torch.device(device)),
                   measurements=measurements, partial=partial, created=started,
                   duration_s=time.perf_counter() - begin)
+
+
+def _capacity(first: Measurement, available_bytes: float, source: str) -> dict[str, float | str]:
+    """What the tensors may use: on a GPU its capacity less what its allocator reserved beyond
+    what it allocated (its slack); on the CPU what the machine had available less what the
+    process holds besides its tensors (the interpreter, torch's libraries)."""
+    found = first.footprint.breakdown
+    assert found is not None
+    if found.device == "cuda" and found.cuda.get("capacity"):
+        slack = found.cuda.get("max_reserved", 0) - found.cuda.get("max_allocated", 0)
+        return {"capacity": found.cuda["capacity"] - slack,
+                "capacity_source": f"the GPU's {found.cuda['capacity'] / 2**30:,.1f} GiB less its "
+                                   f"allocator's slack of {slack / 2**30:,.2f} GiB (the CUDA context "
+                                   "not counted)"}
+    overhead = max((first.footprint.max_rss_mb or 0) * 2**20 - found.peak, 0.0)
+    return {"capacity": available_bytes - overhead,
+            "capacity_source": f"{source}, less the {overhead / 2**30:,.2f} GiB the process holds besides "
+                               "its tensors"}
 
 
 def _larger(spec: FitSpec, own: int, measurements: list[Measurement], partial: dict[str, str], tmp: Path,
@@ -110,7 +126,14 @@ def _larger(spec: FitSpec, own: int, measurements: list[Measurement], partial: d
         log.info("--fit: batch %d (x%d of the script's own %d)", size, factor, own)
         m = _process(spec, size, tmp, run)
         m.notes["batch"] = size
-        measurements.append(m)
         if m.status != "ok" or m.footprint.breakdown is None:
             partial[f"fit/batch {size}"] = m.reason or m.footprint.breakdown_error or "not measured"
             return
+        first = measurements[0]
+        if first.batch_size and m.batch_size != first.batch_size * factor:
+            partial[f"fit/batch {size}"] = (f"the step's samples did not follow the DataLoader's "
+                                            f"batch_size ({m.batch_size} a step at batch_size {size}, "
+                                            f"{first.batch_size} at {own}): its batches come from "
+                                            "elsewhere; no line")
+            return
+        measurements.append(m)

@@ -317,3 +317,8 @@ def breakdown_mb(result: Result, name: str) -> dict[str, float] | None:
     from bench.measure.memory import PARTS
 
     return {p: found.parts.get(p, 0) / 2**20 for p in PARTS}
+
+
+def column(part: str) -> str:
+    """A part's name as a CSV column's: "optimizer state" -> "optimizer_state"."""
+    return "".join(c if c.isalnum() else "_" for c in part).strip("_")

@@ -139,7 +139,7 @@ class Engine:
                 out.peak_error = describe_exception(exc)
         finally:
             out.breakdown = memory.stop()
-        out.breakdown_error = memory.error or out.peak_error
+        out.breakdown_error = out.peak_error or memory.error
         out.peak_bytes = memory.rise(out.breakdown) if out.breakdown is not None else None
         out.max_rss_mb = max_rss_mb()
         return out

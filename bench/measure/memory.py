@@ -11,15 +11,18 @@ is read.
 - What is live when the second step starts, found through the objects (the garbage
   collector's list: every parameter, its ``.grad``, every optimizer's state, every other
   tensor), each storage counted once (tied weights, views): the parts are exact.
-- The step's allocations and frees replayed from there: the peak is the largest sum of live
-  bytes (operator granularity), and what is live at that moment is split by what each block
-  is: a gradient or optimizer state if it is one when the step ends; an activation if a
-  ``saved_tensors_hooks`` pack hook saw its storage saved for backward while it lived (the
-  hook marks the profiler's timeline and returns the tensor as it is); else a temporary.
-  By construction the parts sum to the peak.
+- The step's allocations and frees replayed from there (:mod:`bench.measure.replay`): the peak
+  is the largest sum of live bytes (operator granularity), and what is live at that moment is
+  split by what each block is: a gradient or optimizer state if it is one when the step ends;
+  an activation from the moment a ``saved_tensors_hooks`` pack hook saw its storage saved for
+  backward to the end of the backward node that last read it (the hooks mark the profiler's
+  timeline; the pack hook returns the tensor detached: the same storage); else a temporary.
+  By construction the parts sum to the peak. Where the script has saved-tensor hooks of its
+  own, or calls ``torch.func`` (which runs under none), ours stand aside and the breakdown says
+  that activations were not told apart.
 - On CUDA the same for the device's blocks, and the allocator's own figures beside them:
-  ``max_memory_allocated`` over the step (which the replay must agree with), reserved against
-  allocated, the device's capacity.
+  ``max_memory_allocated`` over the step (a replay that differs from it by more than 5% is
+  said to be approximate), reserved against allocated, the device's capacity.
 
 A tensor whose memory the allocator did not give (``torch.from_numpy``) is counted where it is
 live at the start, and unseen when made inside the step.
@@ -27,23 +30,21 @@ live at the start, and unseen when made inside the step.
 
 from __future__ import annotations
 
-import bisect
 import gc
 import json
 import os
 import tempfile
 import types
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from bench.measure.replay import PARTS, replay
 from bench.measure.result import Breakdown
 
-PARTS = ("parameters", "gradients", "optimizer state", "activations", "other tensors", "temporaries")
+__all__ = ["OBJECTS", "PARTS", "StepMemory", "grown", "replay", "storages"]
+
 OBJECTS = ("parameters", "gradients", "optimizer state", "other tensors")  # the parts the objects show
-CURVE = 240  # points of the live-memory curve kept
 MARK = "vaebench.memory"  # record_function names: the step's start and end, and each saved storage
 
 
@@ -103,134 +104,55 @@ def storages(device_type: str, roots: list[Any] | None = None) -> dict[int, tupl
 def _storage(tensor: torch.Tensor) -> tuple[int, int]:
     """(address, bytes) of a tensor's storage; (0, 0) where it has none of its own: a sparse or
     meta tensor, a FakeTensor left by ``torch.compile``, a subclass that wraps others."""
-    if tensor.is_sparse or tensor.is_meta:
-        return 0, 0
     try:
+        if tensor.is_sparse or tensor.is_meta:
+            return 0, 0
         storage = tensor.untyped_storage()
         return storage.data_ptr(), storage.nbytes()
-    except (RuntimeError, NotImplementedError, TypeError):
+    except Exception:  # a FakeTensor, an UninitializedParameter (ValueError), a wrapper subclass
         return 0, 0
 
 
-@dataclass
-class Block:
-    address: int
-    size: int
-    born: float  # profiler time (us); -inf: live when the step started
-    died: float = float("inf")
-    part: str = ""  # parameters, gradients, optimizer state, other tensors (live at the start)
-    saved: float = float("inf")  # first saved for backward
-    read: float = float("-inf")  # the end of the backward node that last read it back
+class SavedHooks:
+    """The pack/unpack hooks of the read step, out of the script's way: not pushed where the
+    script has its own active at the step's start (ours would replace them for the step:
+    ``save_on_cpu`` would stop offloading), taken off where ``torch.func`` asks for none (it
+    refuses to run under any). Either way the step runs as it would; only its activations are
+    then not told from its temporaries (``lost`` says why)."""
 
-    def holds_saved(self, time: float) -> bool:
-        """Saved for backward at ``time``: from its saving to the end of the backward node that
-        last read it (to its end, unread). After that node it is no activation: a batch the
-        script still holds is the batch."""
-        return self.saved <= time and (time <= self.read or self.read < self.saved)
+    def __init__(self) -> None:
+        self.on = False
+        self.lost = ""
+        self._disable: Any = None
 
+    def push(self) -> None:
+        autograd = torch._C._autograd
+        if autograd._top_saved_tensors_default_hooks(False) is not None:
+            self.lost = "the script's own saved-tensor hooks were active"
+            return
+        autograd._push_saved_tensors_default_hooks(_pack, _unpack)
+        self.on, graph, hooks = True, torch.autograd.graph, self
+        self._disable = original = graph.disable_saved_tensors_hooks
 
-def _node_ends(spans: list[tuple[float, float, str]]) -> Callable[[float], float]:
-    """The end of the innermost backward node running at a time (the time itself outside any)."""
-    nodes = sorted((s, e) for s, e, name in spans if name == "backward")
-    starts = [s for s, _ in nodes]
+        def disable(message: str) -> Any:  # torch.func's transforms: our hooks off before theirs
+            hooks.pop("torch.func ran in the step (it runs under no saved-tensor hooks)")
+            return original(message)
 
-    def end(time: float) -> float:
-        k = bisect.bisect_right(starts, time) - 1
-        while k >= 0:  # nested nodes start later and end sooner: the first that holds it is innermost
-            if nodes[k][1] >= time:
-                return nodes[k][1]
-            k -= 1
-        return time
-    return end
+        graph.disable_saved_tensors_hooks = disable
 
-
-def replay(start: dict[int, tuple[int, str]], events: list[tuple[float, int, int]],
-           saved: list[tuple[float, int]], end: dict[int, tuple[int, str]],
-           spans: list[tuple[float, float, str]] | None = None) -> Breakdown:
-    """The step replayed: ``start`` live at its start, ``events`` (time, address, +bytes or -bytes)
-    in time order, ``saved`` (time, storage address) seen by the pack hook, ``end`` live at its
-    end; ``spans`` (start, end, part) say where the peak fell."""
-    live = {a: Block(a, size, float("-inf"), part=part) for a, (size, part) in start.items()}
-    blocks = list(live.values())
-    total = peak = sum(b.size for b in blocks)
-    peak_time = float("-inf")
-    trace: list[tuple[float, int]] = []  # (time, live bytes) after each event
-    for time, address, size in events:
-        if size > 0:
-            live[address] = block = Block(address, size, time)
-            blocks.append(block)
-            total += size
-            if total > peak:
-                peak, peak_time = total, time
-        elif address in live:  # a free of a block allocated before the priming step is not reported
-            block = live.pop(address)
-            block.died = time
-            total -= block.size
-        trace.append((time, total))
-    for block in live.values():  # alive at the end: a gradient or optimizer state by what it then is
-        if not block.part:
-            block.part = _kept(end, block.address)
-    by_address: dict[int, list[Block]] = {}
-    for block in blocks:
-        by_address.setdefault(block.address, []).append(block)
-    node_end = _node_ends(spans or [])
-    for time, address, packed in saved:
-        block = next((b for b in by_address.get(address, []) if b.born <= time < b.died), None)
-        if block is not None and packed:
-            block.saved = min(block.saved, time)
-        elif block is not None:
-            block.read = max(block.read, node_end(time))
-    at_peak = [b for b in blocks if b.born <= peak_time < b.died]
-    parts = {p: 0 for p in PARTS}
-    for block in at_peak:
-        parts[block.part or ("activations" if block.holds_saved(peak_time) else "temporaries")] += block.size
-    where = next((name for s, e, name in spans or [] if s <= peak_time <= e), "")
-    floor = sum(b.size for b in blocks if b.born == float("-inf") and b.died == float("inf"))
-    curve, phases = _curve(trace, spans or [], floor)
-    return Breakdown(peak=int(peak), parts=parts, at=where, saved_max=_saved_max(blocks), curve=curve,
-                     phases=phases, floor=floor)
-
-
-def _curve(trace: list[tuple[float, int]], spans: list[tuple[float, float, str]], floor: int
-           ) -> tuple[list[float], list[tuple[int, int, str]]]:
-    """Live MB through the step above ``floor`` (what stays through it: parameters, optimizer
-    state, a data set), on CURVE points of equal time (each the most of its stretch), and where
-    data, forward, backward and the optimizer ran on that axis (consecutive spans merged)."""
-    if len(trace) < 2:
-        return [], []
-    t0, t1 = trace[0][0], trace[-1][0]
-    width = (t1 - t0) / (CURVE - 1) or 1.0
-    curve: list[float | None] = [None] * CURVE
-    for time, total in trace:
-        k = min(int((time - t0) / width), CURVE - 1)
-        curve[k] = max(curve[k] or 0.0, (total - floor) / 2**20)
-    last = 0.0
-    for k, value in enumerate(curve):  # a stretch with no event holds the level before it
-        last = curve[k] = value if value is not None else last
-    phases: list[tuple[int, int, str]] = []
-    for start, end, name in sorted(spans):
-        first, stop = max(int((start - t0) / width), 0), min(int((end - t0) / width), CURVE - 1)
-        if phases and phases[-1][2] == name and first <= phases[-1][1] + 1:
-            phases[-1] = (phases[-1][0], max(phases[-1][1], stop), name)
-        elif stop >= first and end >= t0:
-            phases.append((first, stop, name))
-    return [float(v or 0.0) for v in curve], phases
-
-
-def _kept(end: dict[int, tuple[int, str]], address: int) -> str:
-    part = end.get(address, (0, ""))[1]
-    return part if part in ("parameters", "gradients", "optimizer state") else ""
-
-
-def _saved_max(blocks: list[Block]) -> int:
-    held = [(b.saved, min(b.read, b.died) if b.read >= b.saved else b.died, b.size)
-            for b in blocks if not b.part and b.saved < float("inf")]
-    edges = sorted([(s, size) for s, _, size in held] + [(e, -size) for _, e, size in held])
-    total = most = 0
-    for _, size in edges:
-        total += size
-        most = max(most, total)
-    return most
+    def pop(self, why: str = "") -> None:
+        if self._disable is not None:
+            torch.autograd.graph.disable_saved_tensors_hooks = self._disable
+            self._disable = None
+        if not self.on:
+            return
+        self.on = False
+        top = torch._C._autograd._top_saved_tensors_default_hooks(False)
+        if top is not None and top[0] is _pack:
+            torch._C._autograd._pop_saved_tensors_default_hooks()
+            self.lost = self.lost or why
+        else:  # the script pushed hooks of its own over ours and left them: not ours to pop
+            self.lost = "the script's own saved-tensor hooks were left on over ours"
 
 
 class StepMemory:
@@ -242,7 +164,7 @@ class StepMemory:
         self.device = device
         self.roots = roots  # the objects whose tensors count (None: the whole process's)
         self.profiler: Any = None
-        self.hooks: Any = None
+        self.hooks = SavedHooks()
         self.first: dict[int, tuple[int, str]] = {}
         self.last: dict[int, tuple[int, str]] = {}
         self.error = ""
@@ -253,8 +175,10 @@ class StepMemory:
     def start(self) -> None:
         from torch.profiler import ProfilerActivity, profile
 
-        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.device.type == "cuda" else [])
-        self.profiler = profile(activities=activities, profile_memory=True)
+        # CPU activity only, on a GPU too: the allocator's events are recorded either way, and CUPTI
+        # brought up for CUDA activity can slow the process after it (the allocator's own peak
+        # is checked against the replay's: :meth:`stop`)
+        self.profiler = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
         self.profiler.__enter__()
 
     def between(self) -> None:
@@ -270,8 +194,7 @@ class StepMemory:
             torch.cuda.reset_peak_memory_stats(self.device)
             self.cuda["allocated_at_start"] = torch.cuda.memory_allocated(self.device)
         _mark("start")
-        self.hooks = torch.autograd.graph.saved_tensors_hooks(_pack, _unpack)
-        self.hooks.__enter__()
+        self.hooks.push()
 
     def end(self) -> None:
         self._restore()
@@ -285,9 +208,7 @@ class StepMemory:
         self.ended = True
 
     def _restore(self) -> None:
-        if self.hooks is not None:
-            self.hooks.__exit__(None, None, None)
-            self.hooks = None
+        self.hooks.pop()
         if self.collector:
             gc.enable()
             self.collector = False
@@ -324,7 +245,19 @@ class StepMemory:
         events, saved, spans = _read(trace, 1 if self.device.type == "cuda" else 0)
         found = replay(self.first, events, saved, self.last, spans)
         found.device, found.cuda = self.device.type, self.cuda
+        found.caveat = _caveat(found, self.hooks.lost)
         return found
+
+
+def _caveat(found: Breakdown, lost: str) -> str:
+    """What limits the breakdown: activations not told apart, or a replay the CUDA allocator's
+    own peak does not confirm (the parts are then approximate)."""
+    said = [f"activations are not told from temporaries: {lost}"] if lost else []
+    allocated = found.cuda.get("max_allocated")
+    if allocated and abs(found.peak - allocated) > 0.05 * allocated:
+        said.append(f"the replay's peak ({found.peak / 2**20:,.1f} MB) is not the allocator's own "
+                    f"({allocated / 2**20:,.1f} MB): the parts are approximate")
+    return "; ".join(said)
 
 
 def _mark(name: str) -> None:
@@ -337,7 +270,9 @@ def _pack(tensor: torch.Tensor) -> torch.Tensor:
     address = _storage(tensor)[0]
     if address:
         _mark(f"saved:{address}")
-    return tensor
+    # detached: the same storage and version, without the output -> grad_fn -> output cycle that
+    # would keep a graph never run backward alive for good
+    return tensor.detach()
 
 
 def _unpack(tensor: torch.Tensor) -> torch.Tensor:

@@ -58,6 +58,7 @@ class Breakdown:
     cuda: dict[str, float] = field(default_factory=dict)  # the allocator's: max allocated/reserved, capacity
     curve: list[float] = field(default_factory=list)  # live MB through the step above what stays through it
     floor: int = 0  # bytes live through the whole step (parameters, optimizer state, a data set)
+    caveat: str = ""  # what limits it: activations not told apart, a replay the allocator disagrees with
     phases: list[tuple[int, int, str]] = field(default_factory=list)  # forward, backward, optimizer on it
 
 
@@ -75,6 +76,7 @@ class OutOfMemory:
     message: str = ""
     largest: list[str] = field(default_factory=list)  # the largest tensors alive that are no parameter
     batch: int | None = None  # the failing step's batch (its latest input's first dimension)
+    before: dict[str, int] = field(default_factory=dict)  # the same parts at the memory window step's start
     snapshot: str = ""  # CUDA: the allocator's history, for PyTorch's memory viewer
 
 

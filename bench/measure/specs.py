@@ -232,7 +232,7 @@ class FitSpec(Command):
 
     command: tuple[str, ...]
     warmup: int = 3
-    steps: int = 3  # measured steps a process (its memory window comes after them)
+    steps: int = 3  # measured steps a process (after its memory window, which follows the warm-up)
     factors: tuple[int, ...] = (2, 4)  # the sizes after the script's own: x2 for the line, x4 to check it
     seed: int | None = 0
     wait: float = 30.0

@@ -252,7 +252,7 @@ def _tensors(base: list[Measurement], own: list[Measurement]) -> dict[str, float
     """The median change of each part of the tensors at the step's peak (MB), and of the peak:
     bf16 autocast halving activations, a fused optimizer dropping temporaries."""
     def parts(ms: list[Measurement]) -> list[dict[str, float]]:
-        return [{**b.parts, "saved for backward, most": b.saved_max, "peak": b.peak}
+        return [{**b.parts, "saved for backward at most": b.saved_max, "peak": b.peak}
                 for m in ms if (b := m.footprint.breakdown) is not None]
 
     b, c = parts(base), parts(own)

@@ -58,7 +58,9 @@ def markdown(result: Result) -> list[str]:
                                **{f"{p} MB": _mb(v) for p, v in parts.items()},
                                "saved for backward, most MB": _mb(found.saved_max / 2**20)}
                               for n, parts in rows if (found := result[n].footprint.breakdown)])
-        lines += [frame.to_markdown(index=False), "", METHOD, "", *_allocator(result)]
+        lines += [frame.to_markdown(index=False), "", METHOD, "", *_allocator(result),
+                  *[f"- `{n}`: {found.caveat}." for n, _ in rows
+                    if (found := result[n].footprint.breakdown) and found.caveat]]
     lines += [f"- `{n}`: no memory breakdown: {why}." for n, why in errors]
     return lines + ([""] if errors else [])
 
@@ -135,12 +137,13 @@ def oom_lines(result: Result, name: str) -> list[str]:
                      + "; ".join(oom.largest) + ".")
     found = m.footprint.breakdown
     if found is not None:
-        grew = grown(oom.live, found.parts)
-        lines.append(f"The measured step's peak was {_size(found.peak)} ("
+        # against the same parts at that step's start (its peak may fall where gradients are freed)
+        grew = grown(oom.live, oom.before or found.parts)
+        lines.append(f"The step measured for memory peaked at {_size(found.peak)} ("
                      + ", ".join(f"{p} {_size(v)}" for p, v in found.parts.items() if v) + ")"
-                     + (": since then " + ", ".join(f"{p} grew by {_size(v)}" for p, v in grew.items())
-                        if grew else ": no parameter, gradient, optimizer state or tensor kept across "
-                        "steps grew since") + ".")
+                     + ("; since its start " + ", ".join(f"{p} grew by {_size(v)}" for p, v in grew.items())
+                        if grew else "; no parameter, gradient, optimizer state or tensor kept across "
+                        "steps grew since its start") + ".")
     if oom.batch and m.batch_size and oom.batch != m.batch_size:
         lines.append(f"The failing step's batch: {oom.batch:,}, against {m.batch_size:,} in the measured "
                      "steps: activations and temporaries grow with it.")
@@ -173,7 +176,10 @@ def fit_lines(result: Result) -> list[str]:
     lines = [f"Linear in the batch, measured at {a} and {b}: the step's peak is {_size(found.fixed)} + "
              f"{_size(found.per_sample)} a sample."]
     if found.largest is None:
-        lines.append("The peak does not grow with the batch here: no largest batch follows from it.")
+        lines.append("No largest batch follows: " + (
+            "the peak does not grow with the batch here." if found.per_sample <= 0 else
+            f"the memory there is ({_size(found.capacity)}: {found.capacity_source}) does not hold even "
+            "the part that does not grow with the batch."))
     else:
         lines.append(f"The largest batch that fits: about {found.largest:,} ({_size(found.capacity)} for "
                      f"tensors: {found.capacity_source}).")
@@ -209,7 +215,7 @@ def write_fit_csv(result: Result, out: Path) -> list[Path]:
         rows.append({"batch": batch, "status": m.status,
                      "step_ms_median": derive.step_seconds(result, m.name) * 1e3 if m.samples else None,
                      "tensors_peak_mb": sum(parts.values()) if parts else None,
-                     **{f"tensors_{p.replace(' ', '_')}_mb": v for p, v in parts.items()},
+                     **{f"tensors_{derive.column(p)}_mb": v for p, v in parts.items()},
                      "line_peak_mb": line, "max_rss_mb": m.footprint.max_rss_mb,
                      "largest_batch": found.largest if found else None,
                      "machine": result.machine.describe(), "created": result.created})

@@ -66,8 +66,9 @@ def verdict(result: Result, name: str) -> str:
         mfu = derive.mfu(result, name)
         if top == "compute-bound" and mfu is not None and mfu < BUSY:
             text = (f"**overhead-bound**: {' + '.join(f'`{p}`' for p in said)} {verb} {grouped[top]:.0%} "
-                    f"of the step at MFU {mfu:.1%}: its operators are too small to keep the machine's "
-                    "arithmetic busy (the time goes to launching them, not to computing)")
+                    f"of the step at MFU {mfu:.1%}: the time goes to per-operator overhead and to work "
+                    "the FLOP count leaves out (elementwise operations, memory traffic), not to the "
+                    "matmuls and convolutions MFU counts")
     if grouped[top] >= ADVISE_FROM and advice:
         largest = f"for {'+'.join(said)}, " if grouped[top] <= DOMINATES else ""
         text += f"; {largest}`vaebench run --try {_command(result)}` measures: {advice}"

@@ -65,7 +65,7 @@ def _tensors(result: Result, name: str) -> dict[str, float]:
     parts = derive.breakdown_mb(result, name)
     if parts is None:
         return {}
-    return {"tensors_peak_mb": sum(parts.values()), **{f"tensors_{p.replace(' ', '_')}_mb": v
+    return {"tensors_peak_mb": sum(parts.values()), **{f"tensors_{derive.column(p)}_mb": v
                                                        for p, v in parts.items()}}
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.measure import advice, trials
+from bench.measure import advice, derive, trials
 from bench.measure.result import Result
 from bench.measure.rule import Rule
 from bench.measure.specs import window_pairs
@@ -192,7 +192,7 @@ def frame(result: Result) -> pd.DataFrame:
                      "speedup_ci_low": s[1], "speedup_ci_high": s[2], "verdict": r.verdict,
                      "p_faster": r.comparison.p_faster if r.comparison else None,
                      "samples_per_s": r.samples_per_s, "memory_mb_change": r.memory_mb,
-                     **{f"tensors_{p.replace(' ', '_')}_mb_change": v for p, v in r.tensors_mb.items()},
+                     **{f"tensors_{derive.column(p)}_mb_change": v for p, v in r.tensors_mb.items()},
                      "one_off_s": r.one_off_s, "numerics": r.numerics, "edit": r.edit, "failed": r.failed,
                      "machine": result.machine.describe(), "created": result.created})
     return pd.DataFrame(rows)
