@@ -384,7 +384,7 @@ def test_a_forward_the_hooks_cannot_see_draws_no_verdict(tmp_path: Path):
 
 
 def test_a_forward_the_hooks_see_keeps_its_verdict():
-    from bench.render.script import forward_unseen
+    from bench.measure.bound import forward_unseen
 
     assert not forward_unseen({"forward": 0.25, "backward": 0.5, "other": 0.25})
     assert forward_unseen({"forward": 0.01, "backward": 0.5, "other": 0.45})

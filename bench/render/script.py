@@ -8,71 +8,38 @@ from dataclasses import dataclass
 
 from bench.defaults import SETTLE, UNHOOKED
 from bench.measure import derive, stats
+from bench.measure.bound import bound
 from bench.measure.result import Built, Measurement, Process, Result
 from bench.measure.specs import COUNTED, ScriptSpec
 from bench.render import memory as tensors
 from bench.render import statements
 
-# The bottleneck a step's largest group of parts points to, and the fixes of `--try` that aim at
-# it. No advice is printed untested: where that group is a real share of the step (ADVISE_FROM)
-# the report names what `vaebench run --try` would measure on this script, and where no fix of
-# the catalogue aims at it (host-bound), what to look for.
-GROUPS = {
-    "input-bound": (("data", "copy"), "`num_workers`, `persistent_workers`, `pin_memory` (CUDA)"),
-    "compute-bound": (("forward", "backward"), "bf16 autocast, threads, TF32 and cudnn.benchmark "
-                      "(CUDA), `torch.compile` (`--fixes compile`)"),
-    "optimizer-bound": (("optimizer",), "`foreach=True`, `fused=True`"),
-    "host-bound": (("other",), ""),
-}
-ADVISE_FROM = 0.4
-DOMINATES = 0.5  # a bound is named only where its parts take more than half the step
-# Forward and backward dominating at under a tenth of the peak FLOP/s: no arithmetic bound but
-# the operators' per-call cost (a small model's; batching, torch.compile or CUDA graphs help).
-BUSY = 0.1
-
-
-# A forward pass costs about a third to a half of its backward; a forward part under a tenth of
-# backward while much of the step is unlabelled means the module hooks did not see the forward
-# (a model called as ``model.forward(x)``, not ``model(x)``): the shares then miss it.
-UNSEEN_FORWARD, UNLABELLED = 0.1, 0.25
-
-
-def forward_unseen(shares: dict[str, float]) -> bool:
-    backward = shares.get("backward", 0.0)
-    return backward > 0 and shares.get("forward", 0.0) < UNSEEN_FORWARD * backward \
-        and shares.get("other", 0.0) >= UNLABELLED
-
 
 def verdict(result: Result, name: str) -> str:
-    shares = derive.shares(result, name)
-    if not shares:
+    """The step's bound (:mod:`bench.measure.bound`) in words, with what to try against it."""
+    found = bound(result, name)
+    if found is None:
         return ""
-    if forward_unseen(shares):
-        return (f"No bottleneck verdict: `forward` takes {shares.get('forward', 0.0):.0%} of the step and "
-                f"`backward` {shares['backward']:.0%}, with {shares['other']:.0%} outside every labelled "
+    s = found.shares
+    if found.kind == "unseen forward":
+        return (f"No bottleneck verdict: `forward` takes {s.get('forward', 0.0):.0%} of the step and "
+                f"`backward` {s['backward']:.0%}, with {s['other']:.0%} outside every labelled "
                 "part -- the module hooks did not see the forward (a model called as `model.forward(x)` "
                 "instead of `model(x)`?), so the shares miss it.")
-    grouped = {g: sum(shares.get(p, 0.0) for p in parts) for g, (parts, _) in GROUPS.items()}
-    top = max(grouped, key=lambda g: grouped[g])
-    parts, advice = GROUPS[top]
-    said = [p for p in parts if p in shares]
-    verb = "takes" if len(said) == 1 else "take"
-    if grouped[top] <= DOMINATES:  # a minority is no bound: how the step splits
-        split = ", ".join(f"{'+'.join(p for p in group if p in shares)} {grouped[g]:.0%}"
-                          for g, (group, _) in GROUPS.items() if grouped[g] >= 0.005)
-        text = f"**no single bound**: {split}"
+    named = " + ".join(f"`{p}`" for p in found.parts)
+    verb = "takes" if len(found.parts) == 1 else "take"
+    if found.kind == "no single bound":
+        text = "**no single bound**: " + ", ".join(f"{g} {v:.0%}" for g, v in found.split.items())
+    elif found.kind == "overhead-bound":
+        text = (f"**overhead-bound**: {named} {verb} {found.share:.0%} of the step at MFU {found.mfu:.1%}: "
+                "the time goes to per-operator overhead and to work the FLOP count leaves out "
+                "(elementwise operations, memory traffic), not to the matmuls and convolutions MFU counts")
     else:
-        text = f"**{top}**: {' + '.join(f'`{p}`' for p in said)} {verb} {grouped[top]:.0%} of the step"
-        mfu = derive.mfu(result, name)
-        if top == "compute-bound" and mfu is not None and mfu < BUSY:
-            text = (f"**overhead-bound**: {' + '.join(f'`{p}`' for p in said)} {verb} {grouped[top]:.0%} "
-                    f"of the step at MFU {mfu:.1%}: the time goes to per-operator overhead and to work "
-                    "the FLOP count leaves out (elementwise operations, memory traffic), not to the "
-                    "matmuls and convolutions MFU counts")
-    if grouped[top] >= ADVISE_FROM and advice:
-        largest = f"for {'+'.join(said)}, " if grouped[top] <= DOMINATES else ""
-        text += f"; {largest}`vaebench run --try {_command(result)}` measures: {advice}"
-    elif grouped[top] >= ADVISE_FROM:
+        text = f"**{found.kind}**: {named} {verb} {found.share:.0%} of the step"
+    if found.advise and found.fixes:
+        largest = f"for {'+'.join(found.parts)}, " if found.kind == "no single bound" else ""
+        text += f"; {largest}`vaebench run --try {_command(result)}` measures: {found.fixes}"
+    elif found.advise:
         text += ("; no fix of `--try` aims at it: look for `.item()`/`.cpu()` calls, logging and batches "
                  "built by hand outside a DataLoader (indexing a tensor) in the step (the cProfile file "
                  "shows where)")
