@@ -62,3 +62,15 @@ def test_one_definition_of_the_profiler_names_and_no_kind_guessing():
     guessing = [_rel(p) for p in SOURCES if "is_capture" in p.read_text()
                 or ("/render/" in str(p) and kind_test.search(p.read_text()))]
     assert not guessing, f"renderers branching on the kind instead of a SECTIONS table: {guessing}"
+
+
+def test_renderers_format_statements_they_do_not_decide_or_guess_them():
+    """Renderers take typed values from bench.measure: no duck-typing a Ratio (`hasattr(r,
+    "value")`), no picking sentences out of another renderer's Markdown by their first
+    characters, no bound thresholds of their own (bench/measure/bound.py holds them)."""
+    render = [p for p in SOURCES if "/render/" in str(p)]
+    duck = [_rel(p) for p in render if re.search(r"hasattr\([^)]*[\"']value[\"']\)", p.read_text())]
+    picked = [_rel(p) for p in render if re.search(r"startswith\(\(\"\*\*\"", p.read_text())]
+    thresholds = [_rel(p) for p in render if re.search(r"^(DOMINATES|ADVISE_FROM|BUSY|GROUPS)\s*=",
+                                                       p.read_text(), re.M)]
+    assert not duck and not picked and not thresholds, (duck, picked, thresholds)

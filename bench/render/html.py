@@ -16,6 +16,7 @@ from pathlib import Path
 from bench.defaults import UNHOOKED
 from bench.measure import derive
 from bench.measure.result import Measurement, Result
+from bench.measure.stats import Ratio
 from bench.render import memory, page, script, statements, svg, trying
 from bench.render.page import cell, inline, table
 
@@ -43,10 +44,9 @@ def _script_headline(result: Result, root: Path) -> list[str]:
     return _headline(script.headline(result), [])
 
 
-def _ratio_cells(r: object) -> list[str]:
-    ratio = r if hasattr(r, "value") else None
+def _ratio_cells(ratio: Ratio | None) -> list[str]:
     if ratio is None or not ratio.measurable:
-        return [cell(None), cell(None), cell(getattr(ratio, "caveat", "") or None)]
+        return [cell(None), cell(None), cell(ratio.caveat if ratio is not None else None)]
     return [cell(ratio.value, "{:.3f}"), cell(ratio.low, "{:.3f}"), cell(ratio.high, "{:.3f}")]
 
 
@@ -191,8 +191,7 @@ def _ranks(result: Result, root: Path) -> list[str]:
              cell(r.reduce_ms), cell(r.skew.text() if r.skew else "(the median rank)")] for r in found]
     forest = [svg.Interval(r.name, r.skew.value, r.skew.low, r.skew.high, str(r.skew.verdict))
               for r in found if r.skew is not None and r.skew.measurable]
-    said = [line for line in script.ranks(result)
-            if line.startswith(("**", "No straggler", "`rank", "The ranks' clocks"))]
+    said = [*script.straggler(result), *script.clocks(result)]
     return ["<h2>Ranks</h2>", *[f"<p>{inline(line)}</p>" for line in said],
             svg.forest(forest, "own work against the median rank's") if forest else "",
             table(["rank", *(["node"] if nodes else []), "step ms", "own work ms", "all-reduce ms",

@@ -237,13 +237,10 @@ def rank_rows(result: Result) -> list[RankRow]:
 
 def ranks(result: Result) -> list[str]:
     """The ranks table, the skew and the straggler (several processes only)."""
-    from bench.measure.skew import MATERIAL, stragglers
-
     if len(rank_names(result)) < 2:
         return []
     import pandas as pd
 
-    found, _ = stragglers(result)
     rows = []
     for r in rank_rows(result):
         rows.append({"rank": r.name, **({"node": r.node} if r.node else {}),
@@ -254,7 +251,18 @@ def ranks(result: Result) -> list[str]:
                      **({"all-reduce ms (share)": f"{r.reduce_ms:.2f} ({r.reduce_ms / 1e3 / r.step_s:.0%})"}
                         if r.reduce_ms else {}),
                      "skew vs median rank (95% CI)": r.skew.text() if r.skew else "(the median rank)"})
-    lines = ["## Ranks", "", pd.DataFrame(rows).to_markdown(index=False), "", OWN_WORK, ""]
+    return ["## Ranks", "", pd.DataFrame(rows).to_markdown(index=False), "", OWN_WORK, "",
+            *straggler(result), "", *clocks(result), ""]
+
+
+def straggler(result: Result) -> list[str]:
+    """The straggler (or why none is named), one sentence each, from bench.measure.skew."""
+    from bench.measure.skew import MATERIAL, stragglers
+
+    if len(rank_names(result)) < 2:
+        return []
+    found, _ = stragglers(result)
+    lines = []
     for s in found:
         if s.named:
             ref = result[s.reference].process
@@ -273,10 +281,10 @@ def ranks(result: Result) -> list[str]:
     if not any(s.named for s in found):
         lines.append("No straggler: no rank's own work is longer than the median rank's by "
                      f"{MATERIAL:.0%} of a step or more, measurably.")
-    return [*lines, "", *_clocks(result), ""]
+    return lines
 
 
-def _clocks(result: Result) -> list[str]:
+def clocks(result: Result) -> list[str]:
     """The alignment of the ranks' clocks, and the merged trace drawn on it."""
     from bench.measure.clocks import align
 

@@ -22,7 +22,7 @@ def _variants(result: Result) -> list[str]:
 
 def _script(result: Result) -> list[str]:
     return [*script.how_it_ran(result), script.headline(result),
-            *[line for line in script.ranks(result) if line.startswith(("**", "No straggler"))],
+            *script.straggler(result),
             *[line for m in result.measurements for line in memory.oom_lines(result, m.name)]]
 
 
