@@ -21,7 +21,7 @@ from pathlib import Path
 from bench.commands.args import Defaults
 from bench.defaults import TOOLS
 from bench.errors import UsageError
-from plumbing.argtypes import comma_list, non_negative_int, positive_float, positive_int
+from plumbing.argtypes import comma_list, non_negative_int, option_value, positive_float, positive_int
 
 log = logging.getLogger("bench")
 
@@ -234,7 +234,6 @@ def try_spec(args: argparse.Namespace, command: tuple[str, ...]):  # -> TrySpec
     their entries and switches register themselves); its bad input is one line, exit 2."""
     import importlib
 
-    from bench.fixes.trial import check
     from bench.measure.specs import TrySpec
 
     for module in args.fixes_from:
@@ -243,7 +242,7 @@ def try_spec(args: argparse.Namespace, command: tuple[str, ...]):  # -> TrySpec
         except ImportError as exc:
             raise UsageError(f"--fixes-from {module}: cannot import it ({exc}); put its folder on "
                              "PYTHONPATH or run from there") from None
-    check(args)
+    check_try(args)
     return TrySpec(command=command, warmup=args.warmup, steps=args.steps, repeats=args.repeats,
                    blocks=args.blocks, pairs=args.pairs, seed=args.seed if args.seed is not None else 0,
                    losses=args.losses, tolerance=args.tolerance, wait=args.wait,
@@ -315,3 +314,35 @@ def compare_commands(args: argparse.Namespace) -> int:
     print(f"\nWrote the run into {args.out}/ (start with {args.out}/summary.md; every process's steps: "
           f"{args.out}/run.json)")
     return 130 if "interrupted" in result.partial.get("try/schedule", "") else 0
+
+
+def _nodes(torchrun: str) -> int:
+    """The most nodes torchrun's options ask for (``--nnodes 2`` or ``--nnodes 1:4``)."""
+    last = (option_value(shlex.split(torchrun), "--nnodes") or "1").split(":")[-1]
+    return int(last) if last.isdigit() else 1
+
+
+def check_try(args: argparse.Namespace) -> None:
+    """``--try``'s bad input: one line, exit 2."""
+    from bench.fixes import catalogue
+    from bench.measure.rule import Rule, min_samples_for
+
+    if args.steps == 0:
+        raise UsageError("--try --steps 0: each process needs a fixed window of steps (its median is one "
+                         "sample); give --steps N, e.g. --steps 50")
+    need = min_samples_for(Rule().alpha)
+    if args.repeats < need:
+        raise UsageError(f"--try --repeats {args.repeats}: at least {need} processes a side are needed for "
+                         f"a verdict at p < {Rule().alpha}")
+    if args.blocks < 3:
+        raise UsageError(f"--try --blocks {args.blocks}: an interval across blocks needs at least 3")
+    if args.nproc and _nodes(args.torchrun or "") > 1:
+        raise UsageError("--try across several nodes is not built: each process of the schedule would have "
+                         "to start on every node at once; try the fixes on one node (--nproc N without "
+                         "--nnodes), then run the chosen ones across the nodes")
+    if args.fixes is not None and not args.fixes:
+        raise UsageError(f"--fixes names no fix: name at least one ({', '.join(catalogue.names())}), or "
+                         "leave --fixes out to try every fix that applies")
+    unknown = [f for f in args.fixes or [] if f not in catalogue.names()]
+    if unknown:
+        raise UsageError(f"--fixes: unknown fix {unknown[0]!r}: choose from {', '.join(catalogue.names())}")

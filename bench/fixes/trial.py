@@ -12,9 +12,7 @@ as partial.
 
 from __future__ import annotations
 
-import argparse
 import logging
-import shlex
 import subprocess
 import sys
 import time
@@ -23,12 +21,9 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.errors import UsageError
-from bench.fixes import catalogue
 from bench.fixes.catalogue import Fix
 from bench.measure.result import Measurement, Result
 from bench.measure.specs import Duet, ScriptSpec, TrySpec
-from plumbing.argtypes import option_value
 
 log = logging.getLogger("bench")
 
@@ -150,34 +145,5 @@ def _sample(child: Result) -> Measurement:
     return replace(first, status="failed", reason=f"{bad.name}: {bad.reason}")
 
 
-def _nodes(torchrun: str) -> int:
-    """The most nodes torchrun's options ask for (``--nnodes 2`` or ``--nnodes 1:4``)."""
-    last = (option_value(shlex.split(torchrun), "--nnodes") or "1").split(":")[-1]
-    return int(last) if last.isdigit() else 1
-
-
-def check(args: argparse.Namespace) -> None:
-    """``--try``'s bad input: one line, exit 2."""
-    from bench.measure.rule import Rule, min_samples_for
-
-    if args.steps == 0:
-        raise UsageError("--try --steps 0: each process needs a fixed window of steps (its median is one "
-                         "sample); give --steps N, e.g. --steps 50")
-    need = min_samples_for(Rule().alpha)
-    if args.repeats < need:
-        raise UsageError(f"--try --repeats {args.repeats}: at least {need} processes a side are needed for "
-                         f"a verdict at p < {Rule().alpha}")
-    if args.blocks < 3:
-        raise UsageError(f"--try --blocks {args.blocks}: an interval across blocks needs at least 3")
-    if args.nproc and _nodes(args.torchrun or "") > 1:
-        raise UsageError("--try across several nodes is not built: each process of the schedule would have "
-                         "to start on every node at once; try the fixes on one node (--nproc N without "
-                         "--nnodes), then run the chosen ones across the nodes")
-    if args.fixes is not None and not args.fixes:
-        raise UsageError(f"--fixes names no fix: name at least one ({', '.join(catalogue.names())}), or "
-                         "leave --fixes out to try every fix that applies")
-    unknown = [f for f in args.fixes or [] if f not in catalogue.names()]
-    if unknown:
-        raise UsageError(f"--fixes: unknown fix {unknown[0]!r}: choose from {', '.join(catalogue.names())}")
 
 
