@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.measure.fits import fit
+from bench.measure.fits import fit, with_fixes
 from bench.measure.result import Breakdown, Footprint, Measurement, Result
 from tests.helpers import TEST_ENV, write
 
@@ -45,15 +45,21 @@ def test_fit_on_a_dataloader_script_measures_three_sizes_and_checks_the_line(tmp
 
     monkeypatch.setattr(fitting, "launch", _in_process)
     out = tmp_path / "out"
-    assert cli.main(["run", "--fit", "--out", str(out), str(SCRIPTS / "gan.py"), "--images", "2560"]) == 0
+    assert cli.main(["run", "--fit", "--fixes", "fused", "--out", str(out), str(SCRIPTS / "gan.py"),
+                     "--images", "2560"]) == 0
     result = Result.load(out / "run.json")
-    assert [m.notes["batch"] for m in result.measurements] == [64, 128, 256]
+    assert [m.notes["batch"] for m in result.measurements] == [64, 128, 256, 64, 128]
+    assert [m.name for m in result.measurements][3:] == ["batch 64 + fused=True", "batch 128 + fused=True"]
+    # the batch the fix lets through: its own line (fused keeps the same state: about the same)
+    fused = with_fixes(result)["fused=True"]
+    assert fused.largest and fused.per_sample > 0 and fused.sizes == (64, 128)
     peaks = [m.footprint.breakdown.peak for m in result.measurements]
     assert peaks[0] < peaks[1] < peaks[2]
     found = fit(result)
     assert found is not None and found.per_sample > 0 and found.largest and found.largest > 256
     said = capsys.readouterr().out
     assert "Linear in the batch, measured at 64 and 128" in said and "Checked at batch 256" in said
+    assert "With `fused=True` (measured at 64 and 128, not checked at a third size)" in said
     assert "## What batch fits" in (out / "summary.md").read_text()
 
 
@@ -74,3 +80,10 @@ def test_fit_says_when_the_batch_cannot_be_changed(tmp_path, monkeypatch, capsys
     """, "train.py")
     assert cli.main(["run", "--fit", "--out", str(tmp_path / "out"), str(script)]) == 0
     assert "cannot be changed without editing it" in capsys.readouterr().out
+
+
+def test_fit_refuses_an_unknown_fix_in_one_line(tmp_path, capsys):
+    from bench import cli
+
+    assert cli.main(["run", "--fit", "--fixes", "warp", str(SCRIPTS / "gan.py")]) == 2
+    assert "--fixes: unknown fix 'warp'" in capsys.readouterr().err

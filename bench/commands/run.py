@@ -73,7 +73,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                    help="what batch fits: the step's memory at the script's own batch size and at x2 "
                         "and x4 (its DataLoaders' batch_size patched, a short process each), a line "
                         "through the first two, the largest batch the machine's memory holds (a GPU's: "
-                        "the device's), the line checked at the third")
+                        "the device's), the line checked at the third; with --fixes, the batch each "
+                        "of those fixes lets through (the script's batch and x2 with it applied)")
     _try_options(p)
     p.add_argument("--apply", action="append", default=[], help=argparse.SUPPRESS)  # a --try process
     p.add_argument("--raw", action="store_true", help=argparse.SUPPRESS)  # run.json only
@@ -199,13 +200,24 @@ def fit_batch(args: argparse.Namespace) -> int:
     command = tuple(["-m", args.module, *args.script_args] if args.module else args.script_args)
     check_target(command)
     spec = FitSpec(command=command, warmup=min(args.warmup, 3), steps=args.steps or 3,
-                   seed=0 if args.seed is None else args.seed, wait=args.wait, plugins=tuple(args.fixes_from))
+                   seed=0 if args.seed is None else args.seed, wait=args.wait, plugins=tuple(args.fixes_from),
+                   fixes=_fit_fixes(args.fixes))
     with writing(args.out) as output, tempfile.TemporaryDirectory(prefix="vaebench-fit-") as tmp:
         result = run_fit(spec, Path(tmp))
         output.publish(result)
     print(f"\n{text(result)}")
     print(f"\nWrote the run into {args.out}/ (start with {args.out}/summary.md)")
     return 0
+
+
+def _fit_fixes(asked: list[str] | None) -> tuple[str, ...]:
+    """--fit --fixes: catalogue entries whose memory is measured too (none unless named)."""
+    from bench.fixes import catalogue
+
+    unknown = [f for f in asked or [] if f not in catalogue.names()]
+    if unknown:
+        raise UsageError(f"--fixes: unknown fix {unknown[0]!r}: choose from {', '.join(catalogue.names())}")
+    return tuple(asked or ())
 
 
 def try_fixes(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.fixes.catalogue import Fix
 from bench.fixes.trial import launch
 from bench.measure.environment import Environment
 from bench.measure.result import Measurement, Result
@@ -36,14 +37,15 @@ def available() -> tuple[float, str]:
     return kb * 1024.0, f"MemAvailable {kb / 2**20:,.1f} GiB when the first size was measured"
 
 
-def _process(spec: FitSpec, batch: int | None, tmp: Path, run: Callable[[list[str]], tuple[int, str]]
-             ) -> Measurement:
+def _process(spec: FitSpec, batch: int | None, tmp: Path, run: Callable[[list[str]], tuple[int, str]],
+             fix: Fix | None = None) -> Measurement:
     from bench.capture.child import order
 
+    patches = (*(fix.patches if fix else ()), *((f"batch={batch}",) if batch else ()))
     child = ScriptSpec(command=spec.command, warmup=spec.warmup, steps=spec.steps, tools=(),
                        observe_windows=0, wait=spec.wait, seed=spec.seed, plugins=spec.plugins,
-                       counted=("memory",), fixes=(f"batch={batch}",) if batch else ())
-    out = tmp / f"batch-{batch or 'own'}"
+                       counted=("memory",), fixes=patches)
+    out = tmp / f"batch-{batch or 'own'}-{len(list(tmp.iterdir()))}"
     out.mkdir(parents=True, exist_ok=True)
     (out.with_suffix(".json")).write_text(order(child))
     code, err = run([sys.executable, "-m", "bench.capture.child", str(out.with_suffix(".json")), str(out)])
@@ -80,12 +82,34 @@ def run_fit(spec: FitSpec, tmp: Path, run: Callable[[list[str]], tuple[int, str]
     else:
         first.notes |= {"batch": own, **_capacity(first, capacity, source)}
         _larger(spec, own, measurements, partial, tmp, run)
+        if spec.fixes:
+            _with_fixes(spec, own, first, measurements, partial, tmp, run)
     for m in measurements:
-        m.name = f"batch {m.notes['batch']}" if "batch" in m.notes else m.name
+        fix = f" + {m.notes['fix']}" if m.notes.get("fix") else ""
+        m.name = f"batch {m.notes['batch']}{fix}" if "batch" in m.notes else m.name
     device = next((m.device for m in measurements if m.samples), "cpu")
     return Result(kind="fit", spec=spec, machine=Environment.capture(torch.device(device)),
                   measurements=measurements, partial=partial, created=started,
                   duration_s=time.perf_counter() - begin)
+
+
+def _with_fixes(spec: FitSpec, own: int, first: Measurement, measurements: list[Measurement],
+                partial: dict[str, str], tmp: Path, run: Callable[[list[str]], tuple[int, str]]) -> None:
+    """Each fix asked for (--fixes: catalogue entries, as --try proposes them from what the
+    script built) at the script's batch and twice it: the batch it lets through."""
+    from bench.fixes import catalogue
+
+    fixes, skipped = catalogue.propose(catalogue.Seen.of(first), list(spec.fixes))
+    partial |= {f"fit/{name}": why for name, why in skipped.items()}
+    for fix in fixes:
+        for size in (own, own * 2):
+            log.info("--fit: batch %d with %s", size, fix.name)
+            m = _process(spec, size, tmp, run, fix)
+            m.notes |= {"batch": size, "fix": fix.name}
+            if m.status != "ok" or m.footprint.breakdown is None:
+                partial[f"fit/{fix.name}"] = m.reason or m.footprint.breakdown_error or "not measured"
+                break
+            measurements.append(m)
 
 
 def _capacity(first: Measurement, available_bytes: float, source: str) -> dict[str, float | str]:

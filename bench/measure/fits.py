@@ -43,18 +43,30 @@ def line(sizes: tuple[int, int], peaks: tuple[int, int]) -> tuple[float, float]:
 def fit(result: Result) -> Fit | None:
     """From a ``--fit`` run: its measurements at each batch size (``notes['batch']``), the first
     holding the capacity (``notes['capacity']``, ``notes['capacity_source']``)."""
+    return fit_of(result, "")
+
+
+def with_fixes(result: Result) -> dict[str, Fit]:
+    """Each fix's line (at the script's batch and twice it, with the fix applied: ``notes['fix']``),
+    against the same capacity; no check at a third size."""
+    names = list(dict.fromkeys(m.notes["fix"] for m in result.measurements if m.notes.get("fix")))
+    return {name: found for name in names if (found := fit_of(result, name)) is not None}
+
+
+def fit_of(result: Result, fix: str) -> Fit | None:
     measured = [(int(m.notes["batch"]), m) for m in result.measurements
-                if "batch" in m.notes and m.footprint.breakdown is not None]
+                if "batch" in m.notes and m.notes.get("fix", "") == fix and m.footprint.breakdown is not None]
     if len(measured) < 2:
         return None
     (a, ma), b = measured[0], measured[1][0]
     peaks = [m.footprint.breakdown.peak for _, m in measured]  # type: ignore[union-attr]
     fixed, per = line((a, b), (peaks[0], peaks[1]))
-    capacity = float(ma.notes.get("capacity", 0.0))
+    own = next((m for m in result.measurements if "capacity" in m.notes), ma)  # the capacity: the first's
+    capacity = float(own.notes.get("capacity", 0.0))
     largest = int((capacity - fixed) // per) if per > 0 and capacity > fixed else None
     predicted = error = None
     if len(measured) > 2:
         predicted = fixed + per * measured[2][0]
         error = (peaks[2] - predicted) / peaks[2]
     return Fit(tuple(s for s, _ in measured), tuple(peaks), fixed, per, capacity,
-               str(ma.notes.get("capacity_source", "")), largest, predicted, error)
+               str(own.notes.get("capacity_source", "")), largest, predicted, error)

@@ -234,6 +234,7 @@ class FitSpec(Command):
     warmup: int = 3
     steps: int = 3  # measured steps a process (after its memory window, which follows the warm-up)
     factors: tuple[int, ...] = (2, 4)  # the sizes after the script's own: x2 for the line, x4 to check it
+    fixes: tuple[str, ...] = ()  # catalogue entries at the script's batch and x2: the batch each lets through
     seed: int | None = 0
     wait: float = 30.0
     plugins: tuple[str, ...] = ()

@@ -188,7 +188,24 @@ def fit_lines(result: Result) -> list[str]:
         lines.append(f"Checked at batch {found.sizes[2]}: measured {_size(found.peaks[2])}, the line says "
                      f"{_size(found.predicted)} ({found.error:+.1%}): {verdict}.")
     lines += [f"{why[:1].upper()}{why[1:]}." for key, why in result.partial.items() if key == "fit/check"]
-    return lines
+    return lines + _fixes_fit(result, found.largest)
+
+
+def _fixes_fit(result: Result, largest: int | None) -> list[str]:
+    """The batch each fix asked for lets through (its own line at the script's batch and twice it)."""
+    from bench.measure.fits import with_fixes
+
+    said = []
+    for name, found in with_fixes(result).items():
+        gain = f", {found.largest / largest:.2f}x the script's" if found.largest and largest else ""
+        lets = f"about {found.largest:,}{gain}" if found.largest else "no largest batch follows"
+        said.append(f"With `{name}` (measured at {found.sizes[0]} and {found.sizes[1]}, not checked at a "
+                    f"third size): {_size(found.fixed)} + {_size(found.per_sample)} a sample; the largest "
+                    f"batch: {lets}.")
+    said += [f"`{key.removeprefix('fit/')}`: {why}." for key, why in result.partial.items()
+             if key.startswith("fit/") and key not in ("fit/check", "fit/batch", "fit/memory")
+             and not key.startswith("fit/batch ")]
+    return said
 
 
 def fit_markdown(result: Result) -> list[str]:
