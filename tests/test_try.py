@@ -638,3 +638,27 @@ def test_a_rerun_into_the_same_folder_leaves_no_figure_of_the_earlier_run(tmp_pa
         o.publish(nothing)  # no fix measured: no figure to draw
     assert not (out / "speedup.png").exists() and (out / "summary.md").is_file()
     assert (out / "report.html").is_file()
+
+
+def test_a_fix_that_lowers_the_tensors_peak_points_at_the_batch_it_lets_through(monkeypatch):
+    """bf16 autocast lowers the peak by 16 of 105 MB: the report names it and the --fit command
+    that measures the batch it lets through, with the catalogue entry --fixes takes."""
+    from bench.measure import advice
+    from bench.measure.result import Breakdown, Footprint, Measurement
+    from bench.measure.specs import TrySpec
+    from bench.measure.trials import Row
+    from tests.helpers import TEST_ENV
+
+    base = Measurement(name="baseline #1", notes={"side": trials.BASELINE},
+                       footprint=Footprint(breakdown=Breakdown(peak=105 * 2**20)))
+    switches = Measurement(name="switches #1", notes={"side": trials.SWITCHES, "fixes": {
+        "bf16 autocast": {"entry": "bf16"}, "fused=True": {"entry": "fused"}}})
+    result = Result(kind="try", spec=TrySpec(command=("train.py", "--lr", "0.1")), machine=TEST_ENV,
+                    measurements=[base, switches])
+    rows = [Row("bf16 autocast", "", "precision", 1, "", None, None, None, None, "",
+                tensors_mb={"peak": -16.0}),
+            Row("fused=True", "", "optimizer", 1, "", None, None, None, None, "", tensors_mb={"peak": -0.1})]
+    monkeypatch.setattr(trials, "rows", lambda r: rows)
+    said = advice.memory_savers(result)
+    assert "`bf16 autocast` (-16.0 MB)" in said and "fused" not in said
+    assert said.endswith("`vaebench run --fit --fixes bf16 train.py --lr 0.1`.")

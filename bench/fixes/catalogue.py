@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bench.measure.result import Built, Measurement
 
@@ -26,6 +26,7 @@ class Fix:
     patches: tuple[str, ...]  # applied in the script's process, in order
     edit: str  # what to change, where: "train.py:37: DataLoader(..., num_workers=2)"
     command: tuple[str, ...] = ()  # a side that runs another command line (run --compare's B)
+    entry: str = ""  # the catalogue entry that proposed it ("bf16": what --fixes names)
 
 
 @dataclass
@@ -247,5 +248,5 @@ def propose(seen: Seen, asked: list[str] | None = None) -> tuple[list[Fix], dict
         if isinstance(proposal, str):
             skipped[entry.name] = proposal
         else:
-            fixes += [f for f in proposal if f.name not in {g.name for g in fixes}]
+            fixes += [replace(f, entry=entry.name) for f in proposal if f.name not in {g.name for g in fixes}]
     return fixes, skipped

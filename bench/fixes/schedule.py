@@ -145,7 +145,8 @@ def _phase_one(spec: TrySpec, fixes: list[Fix], runner: Runner) -> tuple[TrySpec
 
 
 def _notes(fixes: list[Fix]) -> dict:
-    return {"fixes": {f.name: {"group": f.group, "patches": list(f.patches), "edit": f.edit} for f in fixes}}
+    return {"fixes": {f.name: {"group": f.group, "patches": list(f.patches), "edit": f.edit, "entry": f.entry}
+                      for f in fixes}}
 
 
 MIN_FIT_PAIRS = 4  # a block of fewer pairs than this is one or two steps' median

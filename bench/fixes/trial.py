@@ -114,7 +114,7 @@ class Runner:
         notes = {"side": side, "repeat": repeat, "phase": phase, **(extra or {})}
         notes |= {"numerics": True} if numerics else {}
         if fix is not None:
-            notes |= {"group": fix.group, "patches": list(fix.patches), "edit": fix.edit}
+            notes |= {"group": fix.group, "patches": list(fix.patches), "edit": fix.edit, "entry": fix.entry}
         try:
             child = Result.load(out / "run.json")
             first = _sample(child)

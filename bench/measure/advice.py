@@ -66,3 +66,36 @@ def _apply(result: Result, r: Row, name: str, said: str) -> str:
         if result.partial else ""
     unchecked = "" if r.checked else f"; its numerics: {r.numerics}"
     return f"Apply {name}: {fast}{unchecked}{stopped}."
+
+
+SAVES = 0.05  # a fix whose tensors' peak is this much lower than the baseline's saves memory
+
+
+def memory_savers(result: Result) -> str:
+    """The fixes that lower the tensors' peak by at least SAVES of the baseline's, and how to
+    measure the batch each lets through ("" where none does)."""
+    from bench.measure import trials as t
+
+    base = [m.footprint.breakdown.peak for m in t.processes(result, t.BASELINE, 1, None)
+            if m.footprint.breakdown is not None]
+    if not base or result.spec.versus:
+        return ""
+    peak = sorted(base)[len(base) // 2] / 2**20
+    saving = [r for r in t.rows(result) if r.tensors_mb.get("peak", 0.0) <= -SAVES * peak]
+    if not saving:
+        return ""
+    names = ", ".join(f"`{r.name}` ({r.tensors_mb['peak']:+.1f} MB)" for r in saving)
+    entries = ",".join(dict.fromkeys(e for r in saving if (e := _entry(result, r.name))))
+    script = " ".join(result.spec.command)
+    return (f"Lower the tensors' peak (the baseline's: {peak:,.1f} MB): {names}; the batch each lets "
+            f"through: `vaebench run --fit --fixes {entries or '...'} {script}`.")
+
+
+def _entry(result: Result, side: str) -> str:
+    """The catalogue entry a side's fix came from (what --fixes names), from its processes' notes."""
+    for m in result.measurements:
+        found = m.notes.get("entry") if m.notes.get("side") == side else \
+            m.notes.get("fixes", {}).get(side, {}).get("entry")
+        if found:
+            return str(found)
+    return ""

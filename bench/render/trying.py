@@ -159,7 +159,8 @@ def markdown(result: Result) -> list[str]:
              "", f"**{advice.recommendation(result)}**", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_cells(result, r)) + " |" for r in found]
-    lines += ["", *(f"- {n}" for n in _notes(result)), ""]
+    saving = advice.memory_savers(result)
+    lines += ["", *(f"- {n}" for n in [*_notes(result), *([saving] if saving else [])]), ""]
     if result.spec.skipped:
         lines += ["Not tried:", *(f"- {s}" for s in result.spec.skipped), ""]
     lines += [f"- Stopped early: {why}" for why in result.partial.values()]
