@@ -1,5 +1,6 @@
 """Where a step's memory goes (:mod:`bench.measure.memory`), rendered: the headline's clause,
-summary.md's section and report.html's stacked bars with their table."""
+summary.md's section and report.html's stacked bars, table and curve; an out-of-memory run
+explained (:mod:`bench.capture.oom`); what batch fits (:mod:`bench.measure.fits`)."""
 
 from __future__ import annotations
 
@@ -18,10 +19,11 @@ METHOD = ("Live tensor bytes at the step's peak (the allocator's own allocations
           "profiled step, after a priming one: operator granularity), split by what each block is: "
           "parameters, their gradients and the optimizers' state from the objects the script built "
           "(each storage once: tied weights and views counted once); activations: storages saved for "
-          "backward (a `saved_tensors_hooks` pack hook) from their saving to their last read; other "
-          "tensors: alive since before the step (a data set held as a tensor, buffers); temporaries: "
-          "the rest (the batch, outputs, the gradients flowing back, an optimizer's scratch). The parts "
-          "sum to the peak. Taken in a window of its own: the measured steps pay nothing for it.")
+          "backward (a `saved_tensors_hooks` pack hook) from their saving to the end of the backward "
+          "node that last read them; other tensors: alive since before the step (a data set held as a "
+          "tensor, buffers); temporaries: the rest (the batch, outputs, the gradients flowing back, an "
+          "optimizer's scratch). The parts sum to the peak. Taken in steps of its own, right after the "
+          "warm-up: none of them is a measured step.")
 
 
 PHASES = {"data": "#e0f0ff", "forward": "#fff3cd", "backward": "#fde2e1", "optimizer": "#e2f5e2"}
