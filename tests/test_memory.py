@@ -177,7 +177,8 @@ def test_out_of_memory_is_explained_and_the_measured_steps_kept(tmp_path, capsys
     from bench.measure.result import Result
     from tests.helpers import write
 
-    script = write(tmp_path, TOO_LARGE, "train.py")
+    (tmp_path / "bench").mkdir()  # a user's own folder named like ours: the script's lines are still its own
+    script = write(tmp_path / "bench", TOO_LARGE, "train.py")
     out = tmp_path / "out"
     code = cli.main(["run", "--warmup", "2", "--steps", "60", "--tools", "none", "--observe-windows", "0",
                      "--out", str(out), str(script)])
@@ -186,6 +187,7 @@ def test_out_of_memory_is_explained_and_the_measured_steps_kept(tmp_path, capsys
     oom = m.process.oom
     assert oom is not None and oom.step == 46 and oom.phase == "forward" and oom.device == "cpu"
     assert oom.line == "train.py:12" and oom.code.startswith("wide = x.new_empty")
+    assert [b.where for b in m.process.built if b.kind == "optimizer"] == ["train.py:16"]
     assert oom.asked == 50 * 10**11 * 4
     assert oom.live["other tensors"] >= 512 * 1024 * 4 and oom.live["parameters"] == (64 * 64 + 64) * 4
     assert any(s.startswith("(512, 1024) float32") for s in oom.largest)

@@ -21,13 +21,24 @@ LOADER_OPTIONS = ("batch_size", "num_workers", "pin_memory", "persistent_workers
                   "drop_last")
 
 
+def library_frame(filename: str) -> bool:
+    """Code of torch, vaebench or Lightning (by their packages' folders: a user's own folder named
+    ``bench`` or ``torch`` is the user's)."""
+    import bench
+    import plumbing
+
+    folders = [os.path.dirname(m.__file__ or "") for m in (torch, bench, plumbing)]
+    folders += [os.path.dirname(getattr(sys.modules[n], "__file__", None) or "")
+                for n in ("lightning", "pytorch_lightning", "lightning_fabric") if n in sys.modules]
+    return filename.startswith(tuple(f + os.sep for f in folders if f))
+
+
 def call_site() -> str:
     """``file.py:line`` of the first frame outside torch and vaebench: the script's own call."""
     frame: Any = sys._getframe(2)
     while frame is not None:
         name = frame.f_code.co_filename
-        if not any(f"{os.sep}{part}{os.sep}" in name for part in ("torch", "bench", "plumbing")) \
-                and "lightning" not in name:
+        if not library_frame(name):
             return f"{os.path.basename(name)}:{frame.f_lineno}"
         frame = frame.f_back
     return ""

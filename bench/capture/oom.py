@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from bench.capture.built import library_frame
 from bench.measure.result import OutOfMemory
 
 UNITS = {"bytes": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40, "KB": 2**10, "MB": 2**20,
@@ -63,8 +64,7 @@ def _script_frame(tb: Any) -> tuple[str, str]:
     found = ("", "")
     for frame in traceback.extract_tb(tb):
         name = frame.filename
-        if not any(f"{os.sep}{part}{os.sep}" in name for part in ("torch", "bench", "plumbing")) \
-                and not name.startswith("<"):
+        if not library_frame(name) and not name.startswith("<"):
             found = (f"{os.path.basename(name)}:{frame.lineno}", (frame.line or "").strip())
     return found
 
