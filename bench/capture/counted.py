@@ -63,7 +63,7 @@ class MemoryWindow(Profiler):
             (self.memory.between if self.steps == 1 else self.memory.end)()
         except Exception as exc:
             self.memory.error = f"the memory window failed ({type(exc).__name__}: {exc})"
-            self.memory._restore()
+            self.memory.release()
 
     def stop(self) -> None:
         try:

@@ -138,18 +138,16 @@ def _largest(device: str, others: set[int], keep: int = 3) -> list[str]:
     state): "(23816, 1024) float32, 93.0 MB"."""
     import gc
 
-    seen: dict[int, torch.Tensor] = {}
+    from bench.measure.memory import storage_of
+
+    seen: dict[int, tuple[int, torch.Tensor]] = {}  # storage address -> (bytes, a tensor on it)
     for obj in gc.get_objects():
         if issubclass(type(obj), torch.Tensor) and obj.device.type == device:
-            try:
-                address = obj.untyped_storage().data_ptr()
-                if address in others:
-                    seen.setdefault(address, obj)
-            except Exception:  # no storage of its own: a FakeTensor, an UninitializedParameter
-                continue
-    biggest = sorted(seen.values(), key=lambda t: t.untyped_storage().nbytes(), reverse=True)[:keep]
-    if biggest:  # the large ones: a label or a scalar loss beside a 16 MB batch says nothing
-        most = biggest[0].untyped_storage().nbytes()
-        biggest = [t for t in biggest if t.untyped_storage().nbytes() >= most / 100]
-    return [f"{tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}, "
-            f"{t.untyped_storage().nbytes() / 2**20:,.1f} MB" for t in biggest]
+            storage = storage_of(obj)
+            if storage is not None and storage.data_ptr() in others:
+                seen.setdefault(storage.data_ptr(), (storage.nbytes(), obj))
+    biggest = sorted(seen.values(), key=lambda found: found[0], reverse=True)[:keep]
+    # the large ones: a label or a scalar loss beside a 16 MB batch says nothing
+    biggest = [(size, t) for size, t in biggest if size >= biggest[0][0] / 100]
+    return [f"{tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}, {size / 2**20:,.1f} MB"
+            for size, t in biggest]

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from bench.capture.windows import batch_size_of
+from bench.measure.memory import storage_of
 
 KEEP = 10_000  # steps (and sizes) kept: a long script's record stays small
 OUTPUTS = 4  # tensors of a forward's output remembered (a tuple's, a dict's first)
@@ -32,13 +33,6 @@ def _tensors(output: Any) -> list[torch.Tensor]:
         output = list(output.values())
     values = output if isinstance(output, list | tuple) else ()
     return [v for v in values if isinstance(v, torch.Tensor)][:OUTPUTS]
-
-
-def _storage(tensor: torch.Tensor) -> Any:
-    try:
-        return tensor.untyped_storage()
-    except (RuntimeError, NotImplementedError):  # a sparse or nested tensor has no one storage
-        return None
 
 
 class StepSamples:
@@ -79,13 +73,13 @@ class StepSamples:
     def output(self, output: Any) -> None:
         """An outermost forward's output: a later forward's input sharing its storage is no data."""
         for tensor in _tensors(output):
-            storage = _storage(tensor)
+            storage = storage_of(tensor)
             if storage is not None:
                 self._outputs[storage.data_ptr()] = weakref.ref(storage)
 
     def _an_output(self, tensor: torch.Tensor) -> bool:
         # a storage's Python object lives as long as the storage: the weak reference dies with it
-        storage = _storage(tensor)
+        storage = storage_of(tensor)
         seen = self._outputs.get(storage.data_ptr()) if storage is not None else None
         return seen is not None and seen() is storage
 

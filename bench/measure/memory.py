@@ -42,7 +42,7 @@ import torch
 from bench.measure.replay import PARTS, replay
 from bench.measure.result import Breakdown
 
-__all__ = ["OBJECTS", "PARTS", "StepMemory", "grown", "replay", "storages"]
+__all__ = ["OBJECTS", "PARTS", "StepMemory", "grown", "replay", "storage_of", "storages"]
 
 OBJECTS = ("parameters", "gradients", "optimizer state", "other tensors")  # the parts the objects show
 MARK = "vaebench.memory"  # record_function names: the step's start and end, and each saved storage
@@ -101,16 +101,23 @@ def storages(device_type: str, roots: list[Any] | None = None) -> dict[int, tupl
     return found
 
 
-def _storage(tensor: torch.Tensor) -> tuple[int, int]:
-    """(address, bytes) of a tensor's storage; (0, 0) where it has none of its own: a sparse or
-    meta tensor, a FakeTensor left by ``torch.compile``, a subclass that wraps others."""
+def storage_of(tensor: torch.Tensor) -> Any:
+    """A tensor's storage (its Python object lives as long as the storage), or None where it has
+    none of its own: a sparse, meta or nested tensor, a FakeTensor left by ``torch.compile``, an
+    UninitializedParameter, a subclass that wraps others."""
     try:
         if tensor.is_sparse or tensor.is_meta:
-            return 0, 0
+            return None
         storage = tensor.untyped_storage()
-        return storage.data_ptr(), storage.nbytes()
-    except Exception:  # a FakeTensor, an UninitializedParameter (ValueError), a wrapper subclass
-        return 0, 0
+        return storage if storage.data_ptr() else None
+    except Exception:  # each kind above raises its own (RuntimeError, ValueError, NotImplementedError)
+        return None
+
+
+def _storage(tensor: torch.Tensor) -> tuple[int, int]:
+    """(address, bytes) of a tensor's storage; (0, 0) where it has none of its own."""
+    storage = storage_of(tensor)
+    return (storage.data_ptr(), storage.nbytes()) if storage is not None else (0, 0)
 
 
 class SavedHooks:
@@ -197,7 +204,7 @@ class StepMemory:
         self.hooks.push()
 
     def end(self) -> None:
-        self._restore()
+        self.release()
         _mark("end")
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -207,7 +214,7 @@ class StepMemory:
         self.last = storages(self.device.type, self.roots)
         self.ended = True
 
-    def _restore(self) -> None:
+    def release(self) -> None:
         self.hooks.pop()
         if self.collector:
             gc.enable()
@@ -220,7 +227,7 @@ class StepMemory:
         return found.peak - sum(size for size, _ in self.first.values())
 
     def stop(self) -> Breakdown | None:
-        self._restore()  # the script ended inside the measured step: hooks off, the collector back
+        self.release()  # the script ended inside the measured step: hooks off, the collector back
         if self.profiler is None:
             return None
         from bench.measure.quiet import without_profiler_chatter
