@@ -215,6 +215,7 @@ class StepMemory:
         self.ended = True
 
     def release(self) -> None:
+        """Our hooks off and the collector back on (idempotent: the step ended, or the script did)."""
         self.hooks.pop()
         if self.collector:
             gc.enable()
