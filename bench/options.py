@@ -1,8 +1,9 @@
 """The workload's options, declared once: ``profile``, ``instructions`` and ``regress`` add them
 to their parsers, the pytest-benchmark suites add them with a ``--vb-`` prefix (pytest's
-``addoption`` takes argparse's arguments), and :func:`context_options` turns the values into
-what a factory's :class:`~bench.workload.Context` holds. No torch import here: ``--help`` stays
-instant.
+``addoption`` takes argparse's arguments), and :class:`WorkloadChoice` -- built once from the
+parsed values, at the command's (or the suite's) boundary -- is what is passed down: what a
+factory's :class:`~bench.workload.Context` holds, and the options a side's process is given.
+No torch import here: ``--help`` stays instant.
 
 ``--dataset`` is handed to the workload as it is: the built-in one checks it against its own
 choices (``auto``, ``mnist``, ``synthetic``) and a user's workload may give it any meaning.
@@ -10,8 +11,8 @@ choices (``auto``, ``mnist``, ``synthetic``) and a user's workload may give it a
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +54,38 @@ def add_options(add: Callable[..., Any], names: Iterable[str], *, prefix: str = 
         add(prefix + name, dest=dest if prefix == "--" else "vb_" + dest, **spec)
 
 
-def context_options(values: argparse.Namespace | dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """The Context fields among parsed values (``prefix``: ``vb_`` for the suites' options)."""
-    get = values.get if isinstance(values, dict) else lambda k: getattr(values, k)
-    variants = get(prefix + "variants")
-    return {"batch_size": get(prefix + "batch_size"), "data_dir": Path(get(prefix + "data_dir")),
-            "dataset": get(prefix + "dataset"), "limit": get(prefix + "limit"),
-            "variants": tuple(variants) if variants else None}
+@dataclass(frozen=True)
+class WorkloadChoice:
+    """The workload and its data, as the options above chose them."""
+
+    workload: str = BUILTIN
+    variants: tuple[str, ...] | None = None  # None: the workload's own
+    data_dir: Path = Path("data")
+    dataset: str = "auto"
+    limit: int | None = None
+    batch_size: int = 100
+
+    @classmethod
+    def of(cls, values: Mapping[str, Any], prefix: str = "") -> WorkloadChoice:
+        """From parsed values by their dest names (``vars(args)``; ``prefix`` ``vb_``: the suites')."""
+        variants = values.get(prefix + "variants")
+        return cls(workload=values.get(prefix + "workload") or BUILTIN,
+                   variants=tuple(variants) if variants else None,
+                   data_dir=Path(values.get(prefix + "data_dir") or "data"),
+                   dataset=values.get(prefix + "dataset") or "auto", limit=values.get(prefix + "limit"),
+                   batch_size=values.get(prefix + "batch_size") or 100)
+
+    def context(self) -> dict[str, Any]:
+        """The fields of a :class:`~bench.workload.Context` it fills."""
+        return {"batch_size": self.batch_size, "data_dir": self.data_dir, "dataset": self.dataset,
+                "limit": self.limit, "variants": self.variants}
+
+    def data_options(self, prefix: str) -> list[str]:
+        """--dataset and --batch-size as given, for a side's process (left out at their defaults,
+        so a base from before these options runs too)."""
+        out = []
+        if self.dataset != "auto":
+            out += [prefix + "dataset", self.dataset]
+        if self.batch_size != 100:
+            out += [prefix + "batch-size", str(self.batch_size)]
+        return out

@@ -44,6 +44,7 @@ def _regress(out: Path, select: str, extra_env: dict[str, str], candidate_args: 
     import io
 
     from bench.cli import build_parser
+    from bench.commands.regress import spec_from
     from bench.regress.worktree import run_regress
 
     args = build_parser().parse_args(["regress", "--base", "HEAD", "--processes", str(rounds),
@@ -52,7 +53,7 @@ def _regress(out: Path, select: str, extra_env: dict[str, str], candidate_args: 
     os.environ.update(extra_env)  # read by the benchmark processes (VB_EXTRA_COPIES, PYTHONPATH)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            return run_regress(args, candidate_extra=candidate_args.split())
+            return run_regress(spec_from(args), candidate_extra=candidate_args.split())
     finally:
         os.environ.clear()
         os.environ.update(saved)

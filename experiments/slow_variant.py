@@ -1,7 +1,7 @@
 """A pytest plugin for A/B experiments: makes the `resident` (optimized) fetch do extra work.
 
 Experiment and test code, never imported by the product. Loaded on the candidate side of a
-regress run by ``run_regress(args, candidate_extra=["-p", "slow_variant"])`` with experiments/
+regress run by ``run_regress(spec, candidate_extra=["-p", "slow_variant"])`` with experiments/
 on PYTHONPATH (experiments/regress_experiments.py, tests/test_regress.py).
 VB_EXTRA_COPIES (default 20) sets how many extra copies of each batch the fetch makes; the
 copies are real operator calls, so the deterministic counters show the change too.

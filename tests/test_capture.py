@@ -177,7 +177,7 @@ def test_compare_a_script_with_itself_finds_no_difference(tmp_path: Path, monkey
     import json
 
     from bench.capture import child
-    from bench.fixes import trial
+    from bench.fixes import children
     from bench.measure.result import Result
 
     calls = []
@@ -195,7 +195,7 @@ def test_compare_a_script_with_itself_finds_no_difference(tmp_path: Path, monkey
         result.save(out)
         return code, ""
 
-    monkeypatch.setattr(trial, "launch", in_process)
+    monkeypatch.setattr(children, "launch", in_process)
     script = write(tmp_path, TINY.replace("STEPS", "60").replace("FAIL", "-1"))
     assert run("--compare", str(script), f"{script} --same", "--steps", "20", "--warmup", "3",
                "--out", str(tmp_path / "cmp")) == 0

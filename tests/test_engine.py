@@ -158,7 +158,7 @@ def test_an_epoch_needs_exactly_batches_per_epoch_batches():
 
 def _run(plan: Plan, clock: FakeClock, **fakes) -> Result:
     from bench.measure.specs import VariantsSpec
-    from bench.runner import run
+    from bench.profile.job import run
 
     spec = VariantsSpec(workload="t:make", variants=tuple(fakes), device="cpu", batch_size=10, seed=0,
                         threads=None, data_dir="data", dataset="auto", limit=None, tools=(), counters=False,

@@ -176,7 +176,7 @@ def test_run_times_parts_with_events_and_sees_the_copies(data_root: Path, tmp_pa
     result = Result.load(out / "run.json")
     steps = result["mnist_classifier.py"].samples
     assert all(t.parts.get("copy", [0])[0] > 0 for t in steps)  # host-to-device .to(device)
-    assert result["mnist_classifier.py"].process.memory["cuda_max_allocated_mb"] > 0
+    assert result["mnist_classifier.py"].footprint.cuda_peak_mb > 0
 
 
 def test_every_switch_on_a_gpu():

@@ -15,6 +15,12 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("bench", "vae", "plumbing")
 SOURCES = [*sorted(p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")), ROOT / "noxfile.py"]
 MAX_FUNCTION, MAX_MODULE = 60, 400
+# bench's floors, lowest first: a module imports its own folder or a folder on a lower floor, never
+# a sibling on its own floor nor anything above (docs/architecture.md draws them).
+FLOORS = [("__init__", "defaults", "errors"), ("options", "workload"), ("measure",),
+          ("ranks", "profile", "instructions"), ("capture",), ("fixes", "render"), ("output",),
+          ("regress", "workloads"), ("suites", "commands"), ("cli",), ("__main__",)]
+FLOOR = {name: i for i, names in enumerate(FLOORS) for name in names}
 
 
 def _rel(p: Path) -> str:
@@ -53,6 +59,24 @@ def test_no_private_names_across_modules_and_nothing_upward(path: Path):
             assert not module.startswith("bench"), f"{_rel(path)} imports upward: {module}"
         if _rel(path).startswith("plumbing/"):
             assert not module.startswith("vae"), f"{_rel(path)} imports upward: {module}"
+
+
+def _room(module: str) -> str:
+    """The folder (or top-level module) of bench that ``module`` lives in."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+@pytest.mark.parametrize("path", [p for p in SOURCES if _rel(p).startswith("bench/")], ids=_rel)
+def test_every_import_in_bench_goes_down_a_floor(path: Path):
+    here = _room(".".join(path.relative_to(ROOT).with_suffix("").parts))
+    assert here in FLOOR, f"{_rel(path)}: {here} is on no floor of FLOORS: give it one"
+    for module, _ in _imports(ast.parse(path.read_text())):
+        if module.split(".")[0] != "bench" or _room(module) == here:
+            continue
+        there = _room(module)
+        assert FLOOR[there] < FLOOR[here], (f"{_rel(path)} imports {module}: {there} (floor "
+                                            f"{FLOOR[there]}) is not below {here} (floor {FLOOR[here]})")
 
 
 def test_one_definition_of_the_profiler_names_and_no_kind_guessing():

@@ -143,7 +143,7 @@ def test_ctrl_c_on_node_0_keeps_what_every_node_measured(tmp_path: Path):
 
 
 def test_a_node_that_never_joins_is_named_in_one_line():
-    from bench.capture.launch import never_joined
+    from bench.ranks.launch import never_joined
 
     tail = ["torch.distributed.DistStoreError: Timed out after 9 seconds waiting for clients. "
             "1/2 clients joined.\n"]

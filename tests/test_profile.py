@@ -136,9 +136,9 @@ def test_summary_variants_and_headline(reports: Path):
 
 
 def test_report_rerenders_the_same_files_without_measuring(reports: Path, tmp_path: Path, monkeypatch):
-    import bench.runner
+    import bench.profile.job
 
-    monkeypatch.setattr(bench.runner, "run", lambda *a, **k: pytest.fail("report must not measure"))
+    monkeypatch.setattr(bench.profile.job, "run", lambda *a, **k: pytest.fail("report must not measure"))
     assert cli.main(["report", str(reports / "run.json"), "--out", str(tmp_path)]) == 0
     for name in ("summary.md", "summary.csv", "variants.csv"):
         assert (tmp_path / name).read_text() == (reports / name).read_text(), name
@@ -174,12 +174,12 @@ def test_interrupt_half_way_keeps_previous_reports(data_root: Path, tmp_path: Pa
     args = profile_args(data_root, out, ("batched",), "--tools", "cprofile", *LEAN)
     assert cli.main(args) == 0
     before = (out / "summary.md").read_bytes()
-    import bench.runner
+    import bench.profile.job
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(bench.runner, "run", interrupted)
+    monkeypatch.setattr(bench.profile.job, "run", interrupted)
     assert cli.main(profile_args(data_root, out, ("naive", "batched"))) == 130
     assert (out / "summary.md").read_bytes() == before
     assert not (out / "naive.prof").exists()

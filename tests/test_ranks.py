@@ -80,7 +80,7 @@ def _rank_result(data_ms: dict[str, list[float]]):
 def test_stragglers_from_the_ranks_own_work():
     import numpy as np
 
-    from bench.measure.skew import stragglers
+    from bench.ranks.skew import stragglers
 
     rng = np.random.default_rng(0)
     even = _rank_result({"rank0": list(2 + rng.random(30)), "rank1": list(2 + rng.random(30))})
@@ -103,7 +103,7 @@ def test_a_straggler_inside_backward_is_found_from_the_waits():
 
     from bench.measure.clock import Timing
     from bench.measure.result import Process
-    from bench.measure.skew import own_work, stragglers
+    from bench.ranks.skew import own_work, stragglers
     from tests.helpers import make_result
 
     rng = np.random.default_rng(1)
@@ -149,7 +149,7 @@ def _timelines(skew_s: float = 0.5, jitter_s: float = 50e-6, steps: int = 20):
 def test_ranks_clocks_are_aligned_on_the_collectives_ends():
     """Rank 1's clock 0.5 s ahead: its offset is found from the collectives' ends to within their
     jitter, and the residual stated is the jitter's."""
-    from bench.measure.clocks import align
+    from bench.ranks.align import align
     from tests.helpers import make_result
 
     r = make_result({"rank0": [30.0], "rank1": [30.0]})
@@ -167,14 +167,14 @@ def test_ranks_clocks_are_aligned_on_the_collectives_ends():
 
 
 def test_merged_trace_puts_every_rank_on_one_clock_with_its_waits(tmp_path: Path):
-    from bench.measure.clocks import align
-    from bench.render import chrome
+    from bench.ranks import merged_trace
+    from bench.ranks.align import align
     from tests.helpers import make_result
 
     r = make_result({"rank0": [30.0], "rank1": [30.0]})
     for name, process in _timelines().items():
         r[name].process = process
-    (path,) = chrome.write(r, tmp_path)
+    (path,) = merged_trace.write(r, tmp_path)
     trace = json.loads(path.read_text())
     names = {e["pid"]: e["args"]["name"] for e in trace["traceEvents"] if e.get("name") == "process_name"}
     assert sorted(names) == [0, 1] and names[0].startswith("rank0") and names[1].startswith("rank1")
@@ -188,7 +188,7 @@ def test_merged_trace_puts_every_rank_on_one_clock_with_its_waits(tmp_path: Path
     waits = [e for e in spans if e["cat"] == "wait"]
     assert waits and {e["pid"] for e in waits} == {0}  # rank 0 waits for rank 1, never the reverse
     assert all(e["args"]["wait_ms"] == pytest.approx(15, abs=0.2) for e in waits)
-    assert chrome.write(make_result({"solo": [1.0]}), tmp_path / "none") == []  # one process: no file
+    assert merged_trace.write(make_result({"solo": [1.0]}), tmp_path / "none") == []  # one process: no file
 
 
 @pytest.mark.slow

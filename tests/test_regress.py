@@ -48,11 +48,13 @@ def test_regress_runs_both_sides_interleaved_and_compares(tmp_path: Path, data_r
     monkeypatch.chdir(repo)
     monkeypatch.setenv("PYTHONPATH", str(repo / "experiments"))  # slow_variant, for the candidate
     monkeypatch.setenv("VB_EXTRA_COPIES", "20")
+    from bench.commands.regress import spec_from
+
     args = cli.build_parser().parse_args([
         "regress", "--base", "HEAD", "--processes", "2", "--alpha", "0.2", "--select", "step",
         "--variants", "resident", "--data-dir", str(data_root), "--limit", "300", "--out", "out",
         "--no-instructions"])
-    code = run_regress(args, candidate_extra=["-p", "slow_variant"])
+    code = run_regress(spec_from(args), candidate_extra=["-p", "slow_variant"])
     stdout = capsys.readouterr().out
     # The timing verdict of 2 processes a side on a shared 2-core machine may honestly be any of
     # slower / unchanged / noisy (verdicts are unit-tested on fixed samples in test_compare.py);

@@ -16,13 +16,14 @@ import pytest
 from bench.cli import main
 from bench.measure import derive
 from bench.measure.clock import Timing
-from bench.measure.result import SCHEMA, Footprint, Measurement, Process, Result, ToolTiming
+from bench.measure.result import SCHEMA, Breakdown, Footprint, Measurement, Process, Result, ToolTiming
 from bench.measure.specs import Plan, ScriptSpec, VariantsSpec
 from bench.render import summary, terminal
 from plumbing.progress import LineWriter, bar
 from tests.helpers import TEST_ENV, in_process, make_result, rounds
 
 V1 = Path(__file__).parent / "data" / "run-v1"
+V2 = Path(__file__).parent / "data" / "run-v2"
 
 
 def _variants_result() -> Result:
@@ -32,7 +33,8 @@ def _variants_result() -> Result:
                           plan=Plan(rounds=5, epochs=1, epoch_variants=("a",)), ordered=True)
     r["a"].epochs = rounds([20])
     r["a"].counters = {"op_calls_per_step": 700.0}
-    r["a"].footprint = Footprint(flops_per_step=5e8, peak_bytes=4e6, max_rss_mb=700.0)
+    r["a"].footprint = Footprint(flops_per_step=5e8, max_rss_mb=700.0, breakdown=Breakdown(
+        peak=5_000_000, rise=4_000_000, parts={"parameters": 5_000_000}))
     r["b"].reference, r["b"].first_step_s, r["a"].first_step_s = "a", 0.5, 0.02
     r["b"].profiles = {"kineto": ToolTiming(rounds([10] * 5), rounds([12] * 5))}
     r["b"].artifacts = ["tb/b/x.pt.trace.json"]
@@ -54,11 +56,11 @@ def _script_result() -> Result:
                          description="python t.py",
                          footprint=Footprint(flops_per_step=1e8, max_rss_mb=500.0),
                          process=Process(rank=i, step_rule="optimizer", steps_seen=20, warmup=2, pid=100 + i,
-                                         memory={"max_rss_mb": 500.0}, allreduce_ms=2.0 - i, stopped=True))
+                                         allreduce_ms=2.0 - i, stopped=True))
              for i in range(2)]
     died = "the rank died without writing its record"
     ranks.append(Measurement(name="rank2", status="failed", reason=died, process=Process(rank=2, error=died)))
-    spec = ScriptSpec(command=("t.py", "--lr", "0.1"), warmup=2, steps=12, ranks=3)
+    spec = ScriptSpec(command=("t.py", "--lr", "0.1"), warmup=2, steps=12, nproc=3)
     return Result(kind="script", spec=spec, machine=TEST_ENV, measurements=ranks,
                   peak={"flops": 2e11, "source": "measured"})
 
@@ -141,12 +143,40 @@ def test_a_run_json_of_the_previous_format_loads_and_rerenders(tmp_path: Path, n
     assert (tmp_path / "summary.md").read_text().startswith("# Summary")
 
 
+@pytest.mark.parametrize("name", ["profile", "run", "ranks"])
+def test_a_run_json_of_vaebench_run_2_loads_with_its_memory_in_one_record(tmp_path: Path, name):
+    """Files written by vaebench.run/2 (HEAD 77c7186, this machine): the ranks measured were the
+    spec's ``ranks``, now the spec says what was asked (``nproc``); a step's rise was
+    ``footprint.peak_bytes``, the process's memory ``process.memory``: now one record."""
+    path = tmp_path / "run.json"
+    shutil.copy(V2 / f"{name}.json", path)
+    old = json.loads(path.read_text())
+    r = Result.load(path)
+    assert [m.name for m in r.measurements] == [m["name"] for m in old["measurements"]]
+    for m, was in zip(r.measurements, old["measurements"], strict=True):
+        assert [t.seconds for t in m.samples] == [t["seconds"] for t in was["samples"]]
+        if was["footprint"].get("peak_bytes") is not None:
+            assert m.footprint.breakdown.rise == was["footprint"]["peak_bytes"]
+            assert m.footprint.breakdown.peak == was["footprint"]["breakdown"]["peak"]
+        if was.get("process"):
+            assert m.footprint.max_rss_mb == was["process"]["memory"]["max_rss_mb"]
+    if name == "ranks":
+        assert old["spec"]["ranks"] == 2 and r.spec.nproc == 2
+    elif r.kind == "script":
+        assert r.spec.nproc == 0
+    assert Result.from_dict(r.to_dict()).to_dict() == r.to_dict()  # saved as today's, losslessly
+    proc = in_process(main, ["report", path])
+    assert proc.returncode == 0, proc.stderr
+    said = (tmp_path / "summary.md").read_text()
+    assert ("2 ranks under torchrun" in said) == (name == "ranks")
+
+
 def test_an_unknown_format_is_refused_in_one_line(tmp_path: Path):
     path = tmp_path / "run.json"
     path.write_text(json.dumps({"schema": "vaebench.run/9", "kind": "variants"}))
     proc = in_process(main, ["report", path])
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
-    assert "'vaebench.run/9'" in proc.stderr and "vaebench.run/2" in proc.stderr
+    assert "'vaebench.run/9'" in proc.stderr and "vaebench.run/3" in proc.stderr
 
 
 def _pairs() -> tuple[list[float], list[float]]:

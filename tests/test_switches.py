@@ -206,7 +206,7 @@ def test_the_schedule_is_the_same_for_every_rank_and_random_within_pairs():
 
 def test_a_flip_never_lands_inside_a_timed_step(tmp_path: Path):
     """A switch that sleeps 30 ms at each flip, on a ~1 ms step: the timed steps do not see it."""
-    from bench.capture.ranks import record
+    from bench.capture.record import record
     from bench.capture.script import run_script
 
     @switches.switch("sleepy")
@@ -250,7 +250,7 @@ def test_a_loader_switch_draws_from_a_twin_with_workers_and_the_scripts_iterator
     builds.install(patched)
     try:
         loader = torch.utils.data.DataLoader(_Where(), batch_size=4)  # the script's: no workers
-        switch = switches.make(("workers=1",), builds.live)
+        switch = switches.make(("num_workers=1",), builds.live)
         it = iter(loader)
         first = next(it)
         switch.on()
@@ -265,7 +265,7 @@ def test_a_loader_switch_draws_from_a_twin_with_workers_and_the_scripts_iterator
     assert all(os.getpid() not in b[:, 1].tolist() for b in twin)  # made in the twin's worker
     assert [b[0, 0].item() for b in twin] == [0, 4, 8]  # the twin's own epoch, from its start
     assert after[0, 0].item() == 4 and set(after[:, 1].tolist()) == {os.getpid()}  # ours went on
-    assert switches.window_of(("workers=2",)) == (5, 8) and switches.window_of(("fused",)) == (0, 1)
+    assert switches.window_of(("num_workers=2",)) == (5, 8) and switches.window_of(("fused",)) == (0, 1)
 
 
 def test_fp16_switch_scales_only_while_on_and_its_scale_carries_across_the_switch():

@@ -17,8 +17,9 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from bench import cli
-from bench.fixes import catalogue, patches
-from bench.measure import trials
+from bench.capture import patches
+from bench.fixes import catalogue
+from bench.measure import tries
 from bench.measure.clock import Timing
 from bench.measure.environment import Environment
 from bench.measure.result import Built, Measurement, Process, Result
@@ -54,7 +55,7 @@ def test_the_catalogue_proposes_from_what_the_script_built_and_says_why_it_skips
 
 def test_patches_change_the_constructors_and_are_undone():
     data = TensorDataset(torch.zeros(8, 2))
-    undo = patches.apply(("workers=2", "persistent", "fused"))
+    undo = patches.apply(("num_workers=2", "persistent_workers", "fused"))
     try:
         assert DataLoader(data, 4).num_workers == 2
         assert DataLoader(data, 4, False, None, None, 0).num_workers == 2  # passed positionally
@@ -179,11 +180,11 @@ def test_channels_last_converts_a_conv_model_and_its_images_and_is_undone():
     ([[1.0, math.nan, 0.8]], "changes the result: loss diverged (not finite)"),
 ])
 def test_numerics_against_the_baseline(cand, said):
-    assert trials.numerics([[1.0, 0.9, 0.8], [1.0, 0.9, 0.8]], cand, 0.05).startswith(said)
+    assert tries.numerics([[1.0, 0.9, 0.8], [1.0, 0.9, 0.8]], cand, 0.05).startswith(said)
 
 
 def test_a_baseline_whose_loss_is_nan_blames_no_fix():
-    said = trials.numerics([[1.0, math.nan], [1.0, math.nan]], [[1.0, math.nan]], 0.05)
+    said = tries.numerics([[1.0, math.nan], [1.0, math.nan]], [[1.0, math.nan]], 0.05)
     assert said == "not compared: the baseline's own loss is not finite"
 
 
@@ -198,13 +199,13 @@ def _try_result() -> Result:
     good, same = [2.0, 1.5, 1.2], [2.0, 1.5, 1.2]
     ms = []
     for i in range(5):
-        ms += [_process(trials.BASELINE, i, 10.0, same), _process(trials.AGAIN, i, 10.0, same),
+        ms += [_process(tries.BASELINE, i, 10.0, same), _process(tries.AGAIN, i, 10.0, same),
                _process("num_workers=2", i, 7.0, same, group="loader",
                         edit="t.py:9: DataLoader(..., num_workers=2)"),
                _process("wrong", i, 5.0, [2.0, 8.0, 30.0], group="mine", edit="t.py:1: lr"),
                _process("fused=True", i, 9.0, [2.0, 1.51, 1.21], group="optimizer", edit="t.py:3: fused"),
-               _process(trials.BASELINE, i, 10.0, good, phase=2),
-               _process(trials.COMBINED, i, 6.0, good, phase=2, group="combined", edit="both")]
+               _process(tries.BASELINE, i, 10.0, good, phase=2),
+               _process(tries.COMBINED, i, 6.0, good, phase=2, group="combined", edit="both")]
     spec = TrySpec(command=("t.py",), fixes=("num_workers=2", "wrong", "fused=True"),
                    skipped=("pin_memory: CUDA only: the script ran on the CPU",),
                    combination=("num_workers=2", "fused=True"))
@@ -217,34 +218,33 @@ def test_a_machine_whose_speed_jumps_between_processes_is_said_why_not_measurabl
     same = [2.0, 1.5]
     ms = []
     for i, state in enumerate([1.0, 1.36, 1.0, 1.36, 1.0]):
-        ms += [_process(trials.BASELINE, i, 10.0 * state, same), _process(trials.AGAIN, i, 10.0, same),
+        ms += [_process(tries.BASELINE, i, 10.0 * state, same), _process(tries.AGAIN, i, 10.0, same),
                _process("fused=True", i, 9.0 * state, same, group="optimizer", edit="t.py:3: fused")]
     spec = TrySpec(command=("t.py",), fixes=("fused=True",))
     result = Result(kind="try", spec=spec, machine=Environment.capture(torch.device("cpu")), measurements=ms)
-    by = {r.name: r for r in trials.rows(result)}
-    assert by["fused=True"].verdict == "not measurable" and by[trials.AGAIN].verdict == "not measurable"
-    assert list(trials.unsteady(result)) == [trials.BASELINE, "fused=True"]
-    from bench.render import trying
-
-    said = "\n".join(trying.markdown(result))
+    by = {r.name: r for r in tries.rows(result)}
+    assert by["fused=True"].verdict == "not measurable" and by[tries.AGAIN].verdict == "not measurable"
+    assert list(tries.unsteady(result)) == [tries.BASELINE, "fused=True"]
+    from bench.render import tries as rendered
+    said = "\n".join(rendered.markdown(result))
     assert "the processes of a side spread by more than 25%" in said
     assert "baseline 36% (10.10-13.74 ms)" in said and "re-run on a quieter machine" in said
-    assert any("spread by more than" in line for line in trying.terminal(result))
-    assert not trials.unsteady(_try_result())  # a steady run says nothing of it
+    assert any("spread by more than" in line for line in rendered.terminal(result))
+    assert not tries.unsteady(_try_result())  # a steady run says nothing of it
 
 
 def test_a_try_result_says_faster_unchanged_and_flags_the_fix_that_changes_the_loss(tmp_path: Path):
     result = _try_result()
-    by = {r.name: r for r in trials.rows(result)}
-    assert by[trials.AGAIN].verdict == "unchanged"
+    by = {r.name: r for r in tries.rows(result)}
+    assert by[tries.AGAIN].verdict == "unchanged"
     assert by["num_workers=2"].verdict == "faster" and by["num_workers=2"].recommended
     low, high = by["num_workers=2"].speedup[1:]
     assert low > 1 and low <= 10 / 7 <= high * 1.05
     assert by["wrong"].verdict == "faster" and by["wrong"].diverged and not by["wrong"].recommended
     assert by["fused=True"].numerics.startswith("numerics changed, loss off by")
-    assert [r.name for r in trials.choose(trials.rows(result))] == ["num_workers=2", "fused=True"]
+    assert [r.name for r in tries.choose(tries.rows(result))] == ["num_workers=2", "fused=True"]
     saved = Result.load(result.save(tmp_path / "run.json"))  # kind try survives the round trip
-    assert [r.verdict for r in trials.rows(saved)] == [r.verdict for r in trials.rows(result)]
+    assert [r.verdict for r in tries.rows(saved)] == [r.verdict for r in tries.rows(result)]
 
 
 def test_the_try_report_recommends_from_the_combination_and_never_the_diverged_fix(tmp_path: Path):
@@ -305,8 +305,8 @@ SCRIPT = textwrap.dedent("""
 
 PLUGIN = textwrap.dedent("""
     import torch
-    from bench.fixes import catalogue, patches
-
+    from bench.fixes import catalogue
+    from bench.capture import patches
     @patches.patch("lr100")
     def lr100(value, undo):  # a deliberately wrong fix: it changes what the script computes
         patches.wrap_init(torch.optim.SGD, lambda bound: bound.arguments.update(lr=5.0), undo)
@@ -343,12 +343,11 @@ def _in_process(words: list[str]) -> tuple[int, str]:
 
 
 def test_try_end_to_end_flags_a_wrong_fix_and_never_ranks_the_a_a(tmp_path: Path, monkeypatch, capsys):
-    from bench.fixes import trial
-
+    from bench.fixes import children
     (tmp_path / "train.py").write_text(SCRIPT)
     (tmp_path / "my_fixes.py").write_text(PLUGIN)
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(trial, "launch", _in_process)
+    monkeypatch.setattr(children, "launch", _in_process)
     monkeypatch.setattr(catalogue, "CATALOGUE", list(catalogue.CATALOGUE))
     out = tmp_path / "out"
     code = cli.main(["run", "--try", "--fixes", "lr100,fused,refuse", "--fixes-from", "my_fixes",
@@ -363,11 +362,11 @@ def test_try_end_to_end_flags_a_wrong_fix_and_never_ranks_the_a_a(tmp_path: Path
     # was not run again
     assert result.spec.switched == ("fused=True",)
     assert len(result.measurements) == 1 + 1 + 1 + 4 + 5 + 1
-    by = {r.name: r for r in trials.rows(result)}
+    by = {r.name: r for r in tries.rows(result)}
     assert by["fused=True"].how == "in-process pairs, 3 blocks" and by["fused=True"].comparison is None
-    assert by[trials.AGAIN].how == "in-process pairs, 3 blocks" and by["lr x500"].how == "5 processes"
+    assert by[tries.AGAIN].how == "in-process pairs, 3 blocks" and by["lr x500"].how == "5 processes"
     # sub-millisecond steps in one shared process: the A/A may be unmeasurable, never a finding
-    assert by[trials.AGAIN].verdict in ("unchanged", "not measurable")
+    assert by[tries.AGAIN].verdict in ("unchanged", "not measurable")
     assert by["lr x500"].diverged and not by["lr x500"].recommended
     # each process's tensors at the step's peak, against the baseline's: the same model and optimizer
     assert by["lr x500"].tensors_mb["parameters"] == 0 and by["lr x500"].tensors_mb["optimizer state"] == 0
@@ -375,7 +374,7 @@ def test_try_end_to_end_flags_a_wrong_fix_and_never_ranks_the_a_a(tmp_path: Path
     # a switched fix's, from its seeded short runs: fused keeps the same state
     fused = by["fused=True"].tensors_mb
     assert fused["parameters"] == 0 and fused["optimizer state"] == 0
-    assert trials.deterministic(result) is True  # --seed 0 in every process: the same losses
+    assert tries.deterministic(result) is True  # --seed 0 in every process: the same losses
     assert by["fused=True"].numerics != "" and not by["fused=True"].failed
     assert by["refused"].verdict == "failed" and "SGD rejects this option" in by["refused"].failed
     md = (out / "summary.md").read_text()
@@ -393,8 +392,7 @@ def _script(tmp_path: Path) -> Path:
 def test_ctrl_c_half_way_keeps_every_process_measured(tmp_path: Path, monkeypatch, capsys):
     """Ctrl-C reaches the switches' second process too (one process group): it writes what it
     measured, and the parent keeps those blocks with the first process's."""
-    from bench.fixes import trial
-
+    from bench.fixes import children
     calls = []
 
     def interrupted_in_the_third(words: list[str]) -> tuple[int, str]:
@@ -404,7 +402,7 @@ def test_ctrl_c_half_way_keeps_every_process_measured(tmp_path: Path, monkeypatc
             raise KeyboardInterrupt
         return said
 
-    monkeypatch.setattr(trial, "launch", interrupted_in_the_third)
+    monkeypatch.setattr(children, "launch", interrupted_in_the_third)
     out = tmp_path / "out"
     code = cli.main(["run", "--try", "--fixes", "foreach", "--steps", "5", "--warmup", "1", "--out", str(out),
                      str(_script(tmp_path))])
@@ -413,17 +411,16 @@ def test_ctrl_c_half_way_keeps_every_process_measured(tmp_path: Path, monkeypatc
     assert len(result.measurements) == 3 and "interrupted (Ctrl-C) after 3 processes" in \
         result.partial["try/schedule"]
     kept = result.measurements[2]
-    assert kept.notes["side"] == trials.SWITCHES and kept.profiles["switch:foreach=True"].plain
+    assert kept.notes["side"] == tries.SWITCHES and kept.profiles["switch:foreach=True"].plain
     before = replace(result, measurements=result.measurements[:2], cache={})
-    blocks = trials.block_speedups
+    blocks = tries.block_speedups
     assert len(blocks(result, "foreach=True")) > len(blocks(before, "foreach=True"))
     assert "Stopped early: interrupted" in (out / "summary.md").read_text()
 
 
 def test_max_minutes_starts_no_process_past_it(tmp_path: Path, monkeypatch):
-    from bench.fixes import trial
-
-    monkeypatch.setattr(trial, "launch", _in_process)
+    from bench.fixes import children
+    monkeypatch.setattr(children, "launch", _in_process)
     out = tmp_path / "out"
     code = cli.main(["run", "--try", "--fixes", "foreach", "--max-minutes", "0.0001", "--steps", "5",
                      "--warmup", "1", "--out", str(out), str(_script(tmp_path))])
@@ -434,9 +431,8 @@ def test_max_minutes_starts_no_process_past_it(tmp_path: Path, monkeypatch):
 
 
 def test_a_script_that_updates_by_hand_gets_no_optimizer_fix_and_says_why(tmp_path: Path, monkeypatch):
-    from bench.fixes import trial
-
-    monkeypatch.setattr(trial, "launch", _in_process)
+    from bench.fixes import children
+    monkeypatch.setattr(children, "launch", _in_process)
     out = tmp_path / "out"
     script = Path(__file__).parents[1] / "examples" / "scripts" / "manual_update.py"
     code = cli.main(["run", "--try", "--max-minutes", "0.0001", "--steps", "5", "--warmup", "1",
@@ -454,22 +450,21 @@ def test_try_under_torchrun_runs_each_process_as_a_job_and_shares_the_cores(tmp_
     catalogue fits workers and threads to the cores a rank has."""
     import json
 
-    from bench.fixes import trial
-
+    from bench.fixes import children
     spec = TrySpec(command=("ddp.py", "--epochs", "1"), nproc=2, torchrun="--master-port 29999")
-    runner = trial.Runner(spec, tmp_path)
+    runner = children.Children(spec, tmp_path)
     words = runner.command(runner.child(("fused",), 50), tmp_path / "p0")
     assert words[1:3] == ["-m", "bench.capture.child"]
     given = json.loads(Path(words[3]).read_text())  # the child's spec, as data
-    assert given["nproc"] == 2 and given["torchrun"] == "--master-port 29999"
+    assert given["spec"]["nproc"] == 2 and given["spec"]["torchrun"] == "--master-port 29999"
     assert given["spec"]["command"] == ["ddp.py", "--epochs", "1"] and given["spec"]["fixes"] == ["fused"]
     ok = [_process("baseline", 0, 10.0, [1.0]), _process("baseline", 0, 10.0, [1.0])]
     ok[0].name, ok[1].name = "rank0", "rank1"
     child = Result(kind="script", spec=TrySpec(command=("x.py",)), machine=_try_result().machine,
                    measurements=ok)
-    assert trial._sample(child) is ok[0]
+    assert children._sample(child) is ok[0]
     ok[1].status, ok[1].reason = "failed", "the script raised ValueError: fused"
-    assert trial._sample(child).status == "failed" and trial._sample(child).reason.startswith("rank1: ")
+    assert children._sample(child).status == "failed" and children._sample(child).reason.startswith("rank1: ")
     rank0 = Measurement(name="rank0", process=Process(threads=1, built=[
         Built("DataLoader", "DataLoader", "ddp.py:9", {"num_workers": 0})]))
     seen = catalogue.Seen.of(rank0, ranks=2)
@@ -491,8 +486,8 @@ def test_try_across_several_nodes_is_refused_in_one_line(tmp_path: Path, capsys)
 
 BREAKS = textwrap.dedent("""
     from bench.capture import switches
-    from bench.fixes import catalogue, patches
-
+    from bench.fixes import catalogue
+    from bench.capture import patches
     @patches.patch("breaks")
     def breaks(value, undo):
         raise RuntimeError("this fix breaks the script")
@@ -510,11 +505,10 @@ BREAKS = textwrap.dedent("""
 
 def test_a_switch_that_breaks_the_script_fails_alone_and_the_others_are_measured(tmp_path: Path, monkeypatch):
     from bench.capture import switches
-    from bench.fixes import trial
-
+    from bench.fixes import children
     (tmp_path / "breaking.py").write_text(BREAKS)
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(trial, "launch", _in_process)
+    monkeypatch.setattr(children, "launch", _in_process)
     monkeypatch.setattr(catalogue, "CATALOGUE", list(catalogue.CATALOGUE))
     monkeypatch.setattr(switches, "SWITCHES", dict(switches.SWITCHES))
     monkeypatch.setattr(patches, "PATCHES", dict(patches.PATCHES))
@@ -524,7 +518,7 @@ def test_a_switch_that_breaks_the_script_fails_alone_and_the_others_are_measured
                      str(_script(tmp_path))])
     assert code == 0
     result = Result.load(out / "run.json")
-    by = {r.name: r for r in trials.rows(result)}
+    by = {r.name: r for r in tries.rows(result)}
     assert by["breaks"].verdict == "failed" and "this fix breaks the script" in by["breaks"].failed
     assert by["foreach=True"].how == "in-process pairs, 3 blocks" and by["foreach=True"].speedup
     assert not result.partial  # the run went on without it
@@ -561,22 +555,21 @@ SHORT = SCRIPT.replace("range(20)", "range(4)")  # 64 steps: too few for a block
 
 def test_a_short_script_gets_its_switches_regrouped_into_processes_it_is_long_enough_for(
         tmp_path: Path, monkeypatch, capsys):
-    from bench.fixes import trial
-
+    from bench.fixes import children
     (tmp_path / "train.py").write_text(SHORT)
-    monkeypatch.setattr(trial, "launch", _in_process)
+    monkeypatch.setattr(children, "launch", _in_process)
     out = tmp_path / "out"
     code = cli.main(["run", "--try", "--fixes", "foreach,fused", "--blocks", "3", "--warmup", "2",
                      "--steps", "5", "--out", str(out), str(tmp_path / "train.py")])
     assert code == 0, capsys.readouterr().err
     result = Result.load(out / "run.json")
     assert not result.partial
-    by = {r.name: r for r in trials.rows(result)}
-    for name in (trials.AGAIN, "foreach=True", "fused=True"):
+    by = {r.name: r for r in tries.rows(result)}
+    for name in (tries.AGAIN, "foreach=True", "fused=True"):
         assert len(by[name].blocks) == 3, (name, by[name].how)  # exactly --blocks, never more
         assert by[name].how == "in-process pairs, 3 blocks"
     assert by["fused=True"].checked and by["foreach=True"].checked  # the numerics ran
-    for m in trials.processes(result, trials.SWITCHES, 1):
+    for m in tries.processes(result, tries.SWITCHES, 1):
         assert m.process.steps_seen <= 64 and m.notes["pairs"]
 
 
@@ -584,8 +577,8 @@ def test_fit_groups_sides_into_the_steps_a_process_has_and_sets_apart_what_never
     from bench.fixes import schedule
 
     spec = TrySpec(command=("t.py",), pairs=16, switch_warm=3)
-    aa, fused, foreach = (trials.AGAIN, ()), ("fused=True", ("fused",)), ("foreach=True", ("foreach",))
-    workers = ("num_workers=2", ("workers=2",))
+    aa, fused, foreach = (tries.AGAIN, ()), ("fused=True", ("fused",)), ("foreach=True", ("foreach",))
+    workers = ("num_workers=2", ("num_workers=2",))
     groups, dropped = schedule.fit(spec, [aa, fused, foreach], 200)
     assert groups == [([aa, fused, foreach], 16)] and dropped == []  # 2 + 96 + 6 steps: all in one
     groups, dropped = schedule.fit(spec, [aa, fused, foreach, workers], 58)
@@ -606,21 +599,20 @@ CRASH = SCRIPT.replace("        optimizer.step()", """        optimizer.step()
 
 def test_a_script_that_fails_on_its_own_blames_no_switch_and_says_it_failed(tmp_path: Path, monkeypatch,
                                                                            capsys):
-    from bench.fixes import trial
-
+    from bench.fixes import children
     assert "STEP[0] == 60" in CRASH and "STEP = [0]" in CRASH
     (tmp_path / "train.py").write_text(CRASH)
-    monkeypatch.setattr(trial, "launch", _in_process)
+    monkeypatch.setattr(children, "launch", _in_process)
     out = tmp_path / "out"
     code = cli.main(["run", "--try", "--fixes", "foreach", "--blocks", "3", "--warmup", "2", "--steps", "5",
                      "--out", str(out), str(tmp_path / "train.py")])
     assert code == 0, capsys.readouterr().err
     result = Result.load(out / "run.json")
-    row = {r.name: r for r in trials.rows(result)}["foreach=True"]
+    row = {r.name: r for r in tries.rows(result)}["foreach=True"]
     assert not row.failed and len(row.blocks) == 3  # measured in the 60 steps it runs
     said = ("the script raised RuntimeError: the script's own bug at step 60 (in its step 61, after 60 "
             "complete)")
-    assert trials.script_failures(result) == [said]
+    assert tries.script_failures(result) == [said]
     assert "The script itself failed in a process of the switches" in capsys.readouterr().out
 
 
@@ -632,7 +624,7 @@ def test_a_rerun_into_the_same_folder_leaves_no_figure_of_the_earlier_run(tmp_pa
         o.publish(_try_result())
     assert (out / "speedup.png").is_file()
     first = _try_result()
-    nothing = replace(first, measurements=[m for m in first.measurements if m.notes["side"] == trials.BASELINE
+    nothing = replace(first, measurements=[m for m in first.measurements if m.notes["side"] == tries.BASELINE
                                            and m.notes["phase"] == 1], cache={})
     with writing(out) as o:
         o.publish(nothing)  # no fix measured: no figure to draw
@@ -646,19 +638,19 @@ def test_a_fix_that_lowers_the_tensors_peak_points_at_the_batch_it_lets_through(
     from bench.measure import advice
     from bench.measure.result import Breakdown, Footprint, Measurement
     from bench.measure.specs import TrySpec
-    from bench.measure.trials import Row
+    from bench.measure.tries import Row
     from tests.helpers import TEST_ENV
 
-    base = Measurement(name="baseline #1", notes={"side": trials.BASELINE},
+    base = Measurement(name="baseline #1", notes={"side": tries.BASELINE},
                        footprint=Footprint(breakdown=Breakdown(peak=105 * 2**20)))
-    switches = Measurement(name="switches #1", notes={"side": trials.SWITCHES, "fixes": {
+    switches = Measurement(name="switches #1", notes={"side": tries.SWITCHES, "fixes": {
         "bf16 autocast": {"entry": "bf16"}, "fused=True": {"entry": "fused"}}})
     result = Result(kind="try", spec=TrySpec(command=("train.py", "--lr", "0.1")), machine=TEST_ENV,
                     measurements=[base, switches])
     rows = [Row("bf16 autocast", "", "precision", 1, "", None, None, None, None, "",
                 tensors_mb={"peak": -16.0}),
             Row("fused=True", "", "optimizer", 1, "", None, None, None, None, "", tensors_mb={"peak": -0.1})]
-    monkeypatch.setattr(trials, "rows", lambda r: rows)
+    monkeypatch.setattr(tries, "rows", lambda r: rows)
     said = advice.memory_savers(result)
     assert "`bf16 autocast` (-16.0 MB)" in said and "fused" not in said
     assert said.endswith("`vaebench run --fit --fixes bf16 train.py --lr 0.1`.")

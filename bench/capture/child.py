@@ -2,10 +2,10 @@
 
     python -m bench.capture.child ORDER.json OUT
 
-``ORDER.json`` holds ``{"spec": <a ScriptSpec as saved in run.json>, "nproc": N, "torchrun":
-"..."}``; the process captures the script (or, with ``nproc``, a torchrun job of it, one capture
-per rank) and writes ``OUT/run.json``, whatever the script did: what was measured before a
-failure is kept. Nobody types this command; ``--try`` writes it.
+``ORDER.json`` holds ``{"spec": <a ScriptSpec as saved in run.json>}``; the process captures
+the script (or, with the spec's ``nproc``, a torchrun job of it, one capture per rank) and
+writes ``OUT/run.json``, whatever the script did: what was measured before a failure is kept.
+Nobody types this command; ``--try`` writes it.
 """
 
 from __future__ import annotations
@@ -18,16 +18,16 @@ from pathlib import Path
 from typing import Any
 
 
-def order(spec: Any, nproc: int = 0, torchrun: str = "") -> str:
+def order(spec: Any) -> str:
     """The JSON a child reads (``spec``: a ScriptSpec)."""
-    return json.dumps({"spec": spec.as_dict(), "nproc": nproc, "torchrun": torchrun})
+    return json.dumps({"spec": spec.as_dict()})
 
 
 def main(argv: list[str]) -> int:
-    from bench.capture.launch import launch_ranks
-    from bench.capture.ranks import merge, record
+    from bench.capture.record import merge, record
     from bench.capture.script import run_script
     from bench.measure.specs import ScriptSpec, build
+    from bench.ranks.launch import launch_ranks
     from plumbing.logs import setup_logging
 
     setup_logging()
@@ -37,8 +37,8 @@ def main(argv: list[str]) -> int:
     spec = build(ScriptSpec, given["spec"])
     started = datetime.now(UTC).isoformat(timespec="seconds")
     begin = time.perf_counter()
-    if given.get("nproc"):
-        records, code = launch_ranks(spec, out, given["nproc"], given.get("torchrun", ""))
+    if spec.nproc:
+        records, code = launch_ranks(spec, out)
     else:
         outcome = run_script(spec, out)
         records = [record(spec, outcome)]

@@ -15,9 +15,10 @@ from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
-    from bench.capture.gather import announce, send, several_nodes
-    from bench.capture.ranks import record, save_record
+    from bench.capture.record import record
     from bench.capture.script import ScriptSpec, run_script
+    from bench.ranks.gather import announce, send, several_nodes
+    from bench.ranks.records import save_record
 
     folder, spec_json, sep, *command = argv
     assert sep == "--", "usage: DIR SPEC_JSON -- COMMAND..."

@@ -34,15 +34,15 @@ from typing import Any
 import torch
 
 from bench.capture.built import Builds, call_site
-from bench.capture.collectives import wrap_collectives
-from bench.capture.ddp import DDPTiming
 from bench.capture.rounds import Rounds
 from bench.capture.samples import StepSamples
-from bench.capture.timeline import Timeline
-from bench.capture.windows import Marks, Stop, Window, caller_code, first_tensor, pairs
+from bench.capture.windows import Stop, Window, caller_code, first_tensor, pairs
 from bench.capture.windows import step_timing as timing_of
-from bench.measure.clock import Timing
+from bench.measure.clock import Marks, Timing
 from bench.profile.tools import Profiler
+from bench.ranks.collectives import wrap_collectives
+from bench.ranks.ddp import DDPTiming
+from bench.ranks.timeline import Timeline
 from plumbing.outermost import Outermost
 
 

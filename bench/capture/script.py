@@ -13,6 +13,7 @@ import runpy
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,8 +185,6 @@ def run_script(spec: ScriptSpec, out: Path, *, worker: str = "rank0", label: str
                holder: list[Outcome] | None = None) -> Outcome:
     """Run the script under the recorder; profiler files go into ``out``: ``<label>.prof`` and
     ``tb/<script>/<worker>.pt.trace.json`` (label: the script's name, one per rank under torchrun)."""
-    from bench.measure.quiet import without_profiler_chatter
-
     check_target(spec.command)
     ref: list[Any] = []
     tools = _tools(spec, worker, ref)
@@ -194,47 +193,66 @@ def run_script(spec: ScriptSpec, out: Path, *, worker: str = "rank0", label: str
     outcome = Outcome(recorder)
     if holder is not None:  # the caller keeps it even if a signal cuts this function short
         holder.append(outcome)
-    watchdog = _Watchdog(outcome, spec.wait)
     recorder.keep_losses = spec.losses
+    recorder.after_warmup += oom.record_history() if spec.warmup else []  # off before the measured steps
+
+    def failed(exc: BaseException) -> None:  # the script raised: an out-of-memory explained
+        window = tools.get("memory")
+        _raised(outcome, exc, recorder.steps_seen, out / f"{label or spec.name}.oom_snapshot.pickle",
+                window.memory.first if isinstance(window, MemoryWindow) and window.memory.first else None,
+                recorder.samples.last)
+
+    _run_recorded(spec, outcome, failed)
+    if outcome.no_step and outcome.exit_code == 130:
+        outcome.exit_code = 2
+    _collect(outcome, tools, out, spec.name, label)
+    return outcome
+
+
+def _run_recorded(spec: ScriptSpec, outcome: Outcome, failed: Callable[[BaseException], None]) -> None:
+    """The script run as ``python`` would, under the recorder and a watchdog; what it changes
+    of this process (argv, sys.path, a memory limit) and our patches put back however it ends."""
+    from bench.capture.patches import restore
+    from bench.measure.quiet import without_profiler_chatter
+
+    recorder = outcome.recorder
+    watchdog = _Watchdog(outcome, spec.wait)
     argv, path0 = sys.argv[:], sys.path[:]
     limits = oom.limits()  # a script that limits its memory limits ours: restored after it
-    recorder.after_warmup += oom.record_history() if spec.warmup else []  # off before the measured steps
     undo = _prepare(spec)
     recorder.install()
     watchdog.start()
     try:
         with without_profiler_chatter():
             _run(spec.command)
-    except Stop:
-        outcome.stopped = True
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        outcome.exit_code = code
-        if code:
-            outcome.error = f"the script exited with code {code} after {recorder.steps_seen} steps"
-    except KeyboardInterrupt:
-        if outcome.no_step:
-            outcome.exit_code = 2
-        else:
-            outcome.interrupted, outcome.exit_code = True, 130
-    except BaseException as exc:
-        window = tools.get("memory")
-        _raised(outcome, exc, recorder.steps_seen, out / f"{label or spec.name}.oom_snapshot.pickle",
-                window.memory.first if isinstance(window, MemoryWindow) and window.memory.first else None,
-                recorder.samples.last)
+    except BaseException as exc:  # every way a script ends (ours, its own, Ctrl-C): told apart in _ended
+        _ended(outcome, exc, failed)
     finally:
         watchdog.stop()
         with without_profiler_chatter():  # a profiler still running is stopped here
             recorder.close()
         sys.argv[:], sys.path[:] = argv, path0
         oom.restore_limits(limits)
-        from bench.fixes.patches import restore
-
         restore(undo)
-    if outcome.no_step and outcome.exit_code == 130:
-        outcome.exit_code = 2
-    _collect(outcome, tools, out, spec.name, label)
-    return outcome
+
+
+def _ended(outcome: Outcome, exc: BaseException, failed: Callable[[BaseException], None]) -> None:
+    """How the script ended, in ``outcome``: stopped by us once the windows were complete, its
+    own exit, Ctrl-C, or an exception (``failed``)."""
+    if isinstance(exc, Stop):
+        outcome.stopped = True
+    elif isinstance(exc, SystemExit):
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        outcome.exit_code = code
+        if code:
+            outcome.error = f"the script exited with code {code} after {outcome.recorder.steps_seen} steps"
+    elif isinstance(exc, KeyboardInterrupt):
+        if outcome.no_step:
+            outcome.exit_code = 2
+        else:
+            outcome.interrupted, outcome.exit_code = True, 130
+    else:
+        failed(exc)
 
 
 def _raised(outcome: Outcome, exc: BaseException, steps: int, snapshot: Path,
@@ -275,7 +293,7 @@ def _prepare(spec: ScriptSpec) -> list[Any]:
     undo list of the patches."""
     import importlib
 
-    from bench.fixes.patches import apply, seed_everything
+    from bench.capture.patches import apply, seed_everything
 
     for module in spec.plugins:
         importlib.import_module(module)  # registers its patches (checked by the parent already)

@@ -4,7 +4,7 @@ measures each one step against step in the script's own process (:mod:`bench.cap
 A switch is made from what the script built -- its optimizers and the outermost modules its
 steps call (:class:`Live`) -- once, at its first ``on()``; ``on()`` and ``off()`` are then
 called between steps, outside every timed step. Switched off, the script's objects are as it
-built them. Each is registered under the name of the patch (:mod:`bench.fixes.patches`) that
+built them. Each is registered under the name of the patch (:mod:`bench.capture.patches`) that
 applies the same fix at the start of a process: a fix whose every patch has a switch is measured
 in place, the others (a DataLoader's workers: the loader is built once) in separate processes.
 
@@ -206,7 +206,7 @@ class AroundForward:
         self.attach(self.undo)
 
     def off(self) -> None:
-        from bench.fixes.patches import restore
+        from bench.capture.patches import restore
 
         restore(self.undo)
         self.undo = []
@@ -214,25 +214,25 @@ class AroundForward:
 
 @switch("bf16")
 def _bf16(value: str | None, live: Live) -> Switch:
-    from bench.fixes.patches import PATCHES
+    from bench.capture.patches import PATCHES
 
     return AroundForward(lambda undo: PATCHES["bf16"](value, undo))
 
 
 class ScaledHalf:
-    """fp16 autocast with its gradient scaler (:mod:`bench.fixes.scaling`), attached while on.
+    """fp16 autocast with its gradient scaler (:mod:`bench.capture.scaling`), attached while on.
     The scaler itself persists across the switch: its scale carries from one on-step to the
     next, as a script's own GradScaler's does from step to step (re-made at each ``on()``, its
     first scale would overflow and skip steps that a real run skips once)."""
 
     def __init__(self, live: Live):
-        from bench.fixes.scaling import LossScaling
+        from bench.capture.scaling import LossScaling
 
         self.live, self.scaling = live, LossScaling()
         self.undo: list[Callable[[], None]] = []
 
     def on(self) -> None:
-        from bench.fixes.patches import autocast_forward
+        from bench.capture.patches import autocast_forward
 
         for opt in self.live.optimizers:
             self.scaling.optimizers.add(opt)
@@ -240,7 +240,7 @@ class ScaledHalf:
         self.scaling.install(self.undo)
 
     def off(self) -> None:
-        from bench.fixes.patches import restore
+        from bench.capture.patches import restore
 
         restore(self.undo)
         self.undo = []
@@ -324,7 +324,7 @@ class ChannelsLast:
 
     @staticmethod
     def _attach(undo: list[Callable[[], None]]) -> None:
-        from bench.fixes.patches import convert_inputs
+        from bench.capture.patches import convert_inputs
 
         convert_inputs(undo)
 

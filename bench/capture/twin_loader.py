@@ -80,11 +80,11 @@ def _workers_window(value: str | None) -> tuple[int, int]:
     return 2 * int(value or 1) + 1, 8
 
 
-@switch("workers", window=_workers_window)
+@switch("num_workers", window=_workers_window)
 def _workers(value: str | None, live: Live) -> Switch:
     return TwinLoader({"num_workers": int(value or 1)}, live)
 
 
-@switch("pin", window=lambda value: (3, 8))
+@switch("pin_memory", window=lambda value: (3, 8))
 def _pin(value: str | None, live: Live) -> Switch:
     return TwinLoader({"pin_memory": True}, live)

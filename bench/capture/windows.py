@@ -1,20 +1,18 @@
-"""The pieces a capture is cut into: windows of steps, the profilers a window runs, the clock
-marks of a step's parts, and the process's peak memory. :class:`~bench.capture.recorder.Recorder`
-fills them from PyTorch's global hooks."""
+"""The pieces a capture is cut into: windows of steps, the profilers a window runs, a step's
+Timing from the clock marks of its parts (:class:`~bench.measure.clock.Marks`, the engine's).
+:class:`~bench.capture.recorder.Recorder` fills them from PyTorch's global hooks."""
 
 from __future__ import annotations
 
 import os
-import resource
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from bench.defaults import UNHOOKED
-from bench.measure.clock import Timing
+from bench.measure.clock import Marks, Timing
 
 PARTS = ("data", "copy", "forward", "backward", "collective", "optimizer", "other")
 OBSERVE_BUDGET_S = 10.0  # observing's pairs: at most what fits this long at the median step ...
@@ -59,23 +57,6 @@ def batch_size_of(batch: Any) -> int | None:
     return int(tensor.shape[0]) if tensor is not None and tensor.dim() else None
 
 
-class Marks:
-    """Host clock on the CPU; CUDA events on a GPU (resolved after the window's synchronize)."""
-
-    def __init__(self, cuda: bool, clock: Callable[[], float]):
-        self.cuda, self.clock = cuda, clock
-
-    def mark(self) -> Any:
-        if self.cuda:
-            event = torch.cuda.Event(enable_timing=True)
-            event.record()
-            return event
-        return self.clock()
-
-    def elapsed(self, start: Any, end: Any) -> float:
-        return start.elapsed_time(end) / 1e3 if self.cuda else end - start
-
-
 def step_timing(marks: Marks, number: int, start: Any, end: Any, spans: list[list[Any]]) -> Timing:
     """One step's Timing from its marks: each part's own time (without the parts inside it: parts
     nest), and ``other``, the rest of the step. ``spans``: [name, start, end, parent index]."""
@@ -101,14 +82,6 @@ def merge_window(timings: list[Timing]) -> Timing:
             parts.setdefault(p, []).extend(v)
     return Timing(seconds=sum(t.seconds for t in timings), steps=[s for t in timings for s in t.steps],
                   parts=parts, round=timings[0].round)
-
-
-def peak_memory() -> dict[str, float]:
-    """The process's peak resident memory, and on CUDA the allocator's peak (MB)."""
-    out = {"max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        out["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    return out
 
 
 def caller_code() -> Any:

@@ -25,6 +25,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from bench.regress.compare import run_compare
+    from bench.regress.compare import CompareSpec, run_compare
 
-    return run_compare(args)
+    return run_compare(CompareSpec(
+        baseline=args.baseline, candidate=args.candidate, threshold=args.threshold, alpha=args.alpha,
+        min_samples=args.min_samples, max_spread=args.max_spread,
+        instructions_threshold=args.instructions_threshold, timing_only=args.timing_only,
+        markdown=args.markdown))

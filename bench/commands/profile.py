@@ -113,12 +113,13 @@ def main(args: argparse.Namespace) -> int:
     import torch
 
     from bench.measure.specs import VariantsSpec
-    from bench.options import context_options
+    from bench.options import WorkloadChoice
     from bench.workload import Context, WorkloadError, variants_of
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    ctx = Context(device=device, seed=args.seed, progress=not args.no_progress, **context_options(args))
+    ctx = Context(device=device, seed=args.seed, progress=not args.no_progress,
+                  **WorkloadChoice.of(vars(args)).context())
     with writing(args.out) as output:
         try:
             variants = variants_of(args.workload, ctx)
@@ -138,7 +139,7 @@ def main(args: argparse.Namespace) -> int:
 def _measure(spec, variants, output: Output, progress: bool):  # -> Result
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from bench.runner import NothingMeasured, run
+    from bench.profile.job import NothingMeasured, run
 
     log.info("Measuring %s: %s (%d rounds x %d step(s), interleaved)", spec.workload,
              ", ".join(variants), spec.plan.rounds, spec.plan.steps)

@@ -43,4 +43,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     from bench.regress.worktree import run_regress
 
-    return run_regress(args)
+    return run_regress(spec_from(args))
+
+
+def spec_from(args: argparse.Namespace):  # -> RegressSpec
+    from bench.options import WorkloadChoice
+    from bench.regress.worktree import RegressSpec
+
+    return RegressSpec(choice=WorkloadChoice.of(vars(args)), base=args.base, processes=args.processes,
+                       select=args.select, out=args.out, threshold=args.threshold, alpha=args.alpha,
+                       max_spread=args.max_spread, instructions_threshold=args.instructions_threshold,
+                       timing_only=args.timing_only, instructions=args.instructions)

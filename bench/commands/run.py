@@ -100,7 +100,7 @@ def _try_options(p: argparse.ArgumentParser) -> None:
                         "'compile' only when named)")
     p.add_argument("--fixes-from", action="append", default=[], metavar="MODULE",
                    help="--try: import MODULE first, where your own fixes register themselves "
-                        "(bench.fixes.catalogue.register and bench.fixes.patches.patch)")
+                        "(bench.fixes.catalogue.register and bench.capture.patches.patch)")
     p.add_argument("--seed", type=non_negative_int, default=None,
                    help="seed torch, numpy and random before the script starts (--try: default 0)")
     p.add_argument("--losses", type=non_negative_int, default=None,
@@ -135,14 +135,14 @@ def spec_from(args: argparse.Namespace):  # -> ScriptSpec
                        profile_steps=args.profile_steps, wait=args.wait, lines=tuple(args.lines),
                        observe_windows=args.observe_windows if args.steps else 0,
                        fixes=tuple(args.apply), seed=args.seed, losses=args.losses or 0,
-                       plugins=tuple(args.fixes_from))
+                       plugins=tuple(args.fixes_from), nproc=args.nproc or 0, torchrun=args.torchrun or "")
 
 
 def main(args: argparse.Namespace) -> int:
     """``run``: observe the script (or its ranks), write the run."""
-    from bench.capture.launch import launch_ranks
     from bench.capture.script import check_target
     from bench.output import writing
+    from bench.ranks.launch import launch_ranks
     from plumbing.logs import setup_logging
 
     setup_logging()
@@ -161,9 +161,9 @@ def main(args: argparse.Namespace) -> int:
     started = datetime.now(UTC).isoformat(timespec="seconds")
     begin = time.perf_counter()
     with writing(args.out) as output:
-        records, script_code = (launch_ranks(spec, output.stage, args.nproc, args.torchrun) if args.nproc
+        records, script_code = (launch_ranks(spec, output.stage) if spec.nproc
                                  else _one(spec, output.stage))
-        from bench.capture.ranks import merge
+        from bench.capture.record import merge
 
         result = merge(spec, records, started=started, duration_s=time.perf_counter() - begin)
         _check(result, spec, script_code)
@@ -221,7 +221,7 @@ def _fit_fixes(asked: list[str] | None) -> tuple[str, ...]:
 
 
 def try_fixes(args: argparse.Namespace) -> int:
-    """``--try``: the fixes measured on the script (bench.fixes.trial), saved as a ``try`` run."""
+    """``--try``: the fixes measured on the script (bench.fixes.children), saved as a ``try`` run."""
     from bench.capture.script import check_target
     from bench.fixes.schedule import run_try
     from bench.output import writing
@@ -263,7 +263,7 @@ def try_spec(args: argparse.Namespace, command: tuple[str, ...]):  # -> TrySpec
 
 
 def _one(spec, stage: Path):  # -> (records, exit code)
-    from bench.capture.ranks import record
+    from bench.capture.record import record
     from bench.capture.script import run_script
 
     outcome = run_script(spec, stage)

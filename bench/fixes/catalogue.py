@@ -3,7 +3,7 @@ process built and ran on: its DataLoaders and optimizers (with their options and
 its outermost module, its device and threads.
 
 An entry's ``propose(seen)`` returns the fixes to measure, or one line saying why none apply.
-A :class:`Fix` names the patches of :mod:`bench.fixes.patches` applied in the script's process,
+A :class:`Fix` names the patches of :mod:`bench.capture.patches` applied in the script's process,
 its group (the combination takes at most one fix per group) and the edit that makes it
 permanent, at the line of the script that built the object. A user's own entry is added with
 :func:`register` in a module passed as ``--fixes-from MODULE``.
@@ -22,7 +22,9 @@ from bench.measure.result import Built, Measurement
 @dataclass(frozen=True)
 class Fix:
     name: str  # as the report names it: "num_workers=2"
-    group: str  # loader | optimizer | threads | precision | compile | cuda | a user's own
+    # loader | pin_memory | optimizer | threads | precision | memory_format | compile | a CUDA flag's
+    # own | a user's own
+    group: str
     patches: tuple[str, ...]  # applied in the script's process, in order
     edit: str  # what to change, where: "train.py:37: DataLoader(..., num_workers=2)"
     command: tuple[str, ...] = ()  # a side that runs another command line (run --compare's B)
@@ -80,7 +82,7 @@ def _workers(seen: Seen) -> Proposal:
     if have >= seen.cores:
         return f"the loader already has {have} workers on {seen.on()}"
     values = sorted({n for n in (1, max(1, seen.cores // 2), seen.cores) if n > have})
-    return [Fix(f"num_workers={n}", "loader", (f"workers={n}",),
+    return [Fix(f"num_workers={n}", "loader", (f"num_workers={n}",),
                 f"{_at(loader)}DataLoader(..., num_workers={n})") for n in values]
 
 
@@ -92,7 +94,7 @@ def _persistent(seen: Seen) -> Proposal:
         return "the loader's workers are already persistent"
     have = int(loader.options.get("num_workers") or 0)
     n = have or min(2, seen.cores)
-    patches = ("persistent",) if have else (f"workers={n}", "persistent")
+    patches = ("persistent_workers",) if have else (f"num_workers={n}", "persistent_workers")
     return [Fix(f"num_workers={n}+persistent_workers", "loader", patches,
                 f"{_at(loader)}DataLoader(..., num_workers={n}, persistent_workers=True)")]
 
@@ -200,7 +202,7 @@ def _pinned(seen: Seen) -> Proposal:
         return "no DataLoader seen"
     if seen.loaders[0].options.get("pin_memory"):
         return "the loader already pins its batches"
-    return [Fix("pin_memory=True", "pin", ("pin",),
+    return [Fix("pin_memory=True", "pin_memory", ("pin_memory",),
                 f"{_at(seen.loaders[0])}DataLoader(..., pin_memory=True) and .to(device, non_blocking=True)")]
 
 
@@ -226,7 +228,7 @@ CATALOGUE: list[Entry] = [
 
 
 def register(entry: Entry) -> None:
-    """Add a user's own entry (its patches registered with :func:`bench.fixes.patches.patch`)."""
+    """Add a user's own entry (its patches registered with :func:`bench.capture.patches.patch`)."""
     CATALOGUE[:] = [e for e in CATALOGUE if e.name != entry.name] + [entry]
 
 

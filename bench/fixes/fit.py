@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.fixes.catalogue import Fix
-from bench.fixes.trial import launch
+from bench.fixes.children import launch
 from bench.measure.environment import Environment
 from bench.measure.result import Measurement, Result
 from bench.measure.specs import FitSpec, ScriptSpec

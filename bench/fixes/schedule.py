@@ -1,4 +1,4 @@
-"""The order of ``--try``'s processes and what each phase measures (:mod:`bench.fixes.trial`
+"""The order of ``--try``'s processes and what each phase measures (:mod:`bench.fixes.children`
 runs one process; this module decides which, and when to stop)."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from pathlib import Path
 
 from bench.capture.switches import switchable, window_of
 from bench.errors import UsageError
-from bench.fixes import catalogue, trial
+from bench.fixes import catalogue, children
 from bench.fixes.catalogue import Fix
-from bench.fixes.trial import Runner
-from bench.measure import trials
+from bench.fixes.children import Children
+from bench.measure import tries
 from bench.measure.alternation import alternate
 from bench.measure.result import Measurement, Result
 from bench.measure.specs import Duet, TrySpec
@@ -29,7 +29,7 @@ Regrouped = tuple[list[tuple[list[Side], int]], list[str]]  # (sides, pairs a bl
 def run_try(spec: TrySpec, asked: list[str] | None, stage: Path, launcher=None) -> Result:
     """The whole ``--try``: a ``try`` Result, partial when stopped (Ctrl-C, --max-minutes)."""
     with tempfile.TemporaryDirectory(prefix="vaebench-try-", dir=stage) as tmp:
-        runner = Runner(spec, Path(tmp), launcher or trial.launch)
+        runner = Children(spec, Path(tmp), launcher or children.launch)
         why = ""
         try:
             spec, fixes = _probe(spec, runner, asked)
@@ -47,12 +47,12 @@ def run_compare(spec: TrySpec, stage: Path, launcher=None) -> Result:
     processes, by the same runner and rule as ``--try``'s process fixes: a ``try`` Result with
     one side, B."""
     with tempfile.TemporaryDirectory(prefix="vaebench-compare-", dir=stage) as tmp:
-        runner = Runner(spec, Path(tmp), launcher or trial.launch)
+        runner = Children(spec, Path(tmp), launcher or children.launch)
         why = ""
         b = Fix("B", "compare", (), f"python {' '.join(spec.versus)}", command=spec.versus)
         spec = replace(spec, fixes=("B",))
         try:
-            first = runner.run(trials.BASELINE, 0, 1, None)
+            first = runner.run(tries.BASELINE, 0, 1, None)
             if first.status != "ok":
                 raise UsageError(f"A ({spec.shell()}) failed: {first.reason}")
             why = schedule(spec, [b], runner)
@@ -62,10 +62,10 @@ def run_compare(spec: TrySpec, stage: Path, launcher=None) -> Result:
     return _result(spec, runner, why)
 
 
-def _probe(spec: TrySpec, runner: Runner, asked: list[str] | None) -> tuple[TrySpec, list[Fix]]:
+def _probe(spec: TrySpec, runner: Children, asked: list[str] | None) -> tuple[TrySpec, list[Fix]]:
     log.info("the baseline first: %s (seed %s), %d warm-up + %d measured steps",
              spec.shell(), spec.seed, spec.warmup, spec.steps)
-    first = runner.run(trials.BASELINE, 0, 1, None)
+    first = runner.run(tries.BASELINE, 0, 1, None)
     if first.status != "ok":
         raise UsageError(f"the baseline itself failed ({first.reason}): run it with plain `vaebench run` "
                          "to see why")
@@ -79,11 +79,11 @@ def _probe(spec: TrySpec, runner: Runner, asked: list[str] | None) -> tuple[TryS
     return spec, fixes
 
 
-def _estimate(spec: TrySpec, fixes: list[Fix], runner: Runner, first: Measurement) -> None:
+def _estimate(spec: TrySpec, fixes: list[Fix], runner: Children, first: Measurement) -> None:
     """Logs what comes and about how long it takes, from the probe: its start-up (the process's
     wall time less its steps) and its median step. The switches' steps may need several
     processes (a script that ends first): the estimate is refined after the first of them."""
-    step = trials.median_step(first)
+    step = tries.median_step(first)
     switched = [f for f in fixes if f.name in spec.switched]
     others = len(fixes) - len(switched)
     plan = Duet(sides=("",), patches=("",), pairs=spec.pairs)
@@ -120,9 +120,9 @@ def _epoch_steps(first: Measurement) -> int | None:
     return batches // max(per_step, 1) if batches else None
 
 
-def _phase_one(spec: TrySpec, fixes: list[Fix], runner: Runner) -> tuple[TrySpec, str]:
+def _phase_one(spec: TrySpec, fixes: list[Fix], runner: Children) -> tuple[TrySpec, str]:
     switched = [f for f in fixes if f.name in spec.switched]
-    sides = [(trials.AGAIN, ())] + [(f.name, f.patches) for f in switched]
+    sides = [(tries.AGAIN, ())] + [(f.name, f.patches) for f in switched]
     why, too_long = duet_blocks(spec, runner, sides, 1, _notes(switched))
     if too_long:  # a loader's windows longer than the script: its processes, as before switches
         spec = replace(spec, switched=tuple(s for s in spec.switched if s not in too_long))
@@ -133,13 +133,13 @@ def _phase_one(spec: TrySpec, fixes: list[Fix], runner: Runner) -> tuple[TrySpec
     why = _over_time(spec, runner, "the numerics' short runs")
     if why:
         return spec, why
-    broken = {m.notes.get("failed_in") for m in runner.measured if m.notes.get("side") == trials.SWITCHES}
+    broken = {m.notes.get("failed_in") for m in runner.measured if m.notes.get("side") == tries.SWITCHES}
     # losses only: a second baseline and each switch that did not break the script
     short = [None] * (0 if others else 1) + [f for f in switched if f.name not in broken]
     if short:
         log.info("numerics: %d short seeded runs (%s)", len(short),
-                 ", ".join(f.name if f else trials.BASELINE for f in short))
-        runner.run_many([(f.name if f else trials.BASELINE, i + 1, 1, f) for i, f in enumerate(short)],
+                 ", ".join(f.name if f else tries.BASELINE for f in short))
+        runner.run_many([(f.name if f else tries.BASELINE, i + 1, 1, f) for i, f in enumerate(short)],
                         numerics=True)
     return spec, schedule(spec, others, runner)
 
@@ -152,7 +152,7 @@ def _notes(fixes: list[Fix]) -> dict:
 MIN_FIT_PAIRS = 4  # a block of fewer pairs than this is one or two steps' median
 
 
-def duet_blocks(spec: TrySpec, runner: Runner, sides: list[Side], phase: int,
+def duet_blocks(spec: TrySpec, runner: Children, sides: list[Side], phase: int,
                 notes: dict) -> tuple[str, list[str]]:
     """The sides' blocks of pairs, in as many processes of the script as they need; returns
     why it stopped ("" when done) and the sides no process of the script is long enough for.
@@ -173,7 +173,7 @@ def duet_blocks(spec: TrySpec, runner: Runner, sides: list[Side], phase: int,
     return "", too_long
 
 
-def _group_blocks(spec: TrySpec, runner: Runner, sides: list[Side], pairs: int, phase: int,
+def _group_blocks(spec: TrySpec, runner: Children, sides: list[Side], pairs: int, phase: int,
                   notes: dict) -> tuple[str, Regrouped | None]:
     done, k = 0, 0
     while done < spec.blocks:
@@ -186,15 +186,15 @@ def _group_blocks(spec: TrySpec, runner: Runner, sides: list[Side], pairs: int, 
         log.info("in-process pairs: blocks %d-%d of %d (%s), process %d", done + 1, spec.blocks, spec.blocks,
                  ", ".join(plan.sides), k + 1)
         begin = time.perf_counter()
-        m = runner.run(trials.SWITCHES, k, phase, None, duet=plan,
+        m = runner.run(tries.SWITCHES, k, phase, None, duet=plan,
                        notes=notes | {"pairs": {side: plan.pairs_of(side) for side in plan.sides}})
         k += 1
         broke = m.notes.get("failed_in")
-        if broke and broke != trials.AGAIN:
+        if broke and broke != tries.AGAIN:
             log.warning("%s failed when switched on (%s): the others go on without it", broke, m.reason)
             sides = [s for s in sides if s[0] != broke]
             continue
-        got = len(trials.full_blocks(m))
+        got = len(tries.full_blocks(m))
         wall = time.perf_counter() - begin
         if m.status != "ok":
             log.warning("the script itself failed in the switches' process after %d steps (%s): its %d full "
@@ -211,7 +211,7 @@ def _group_blocks(spec: TrySpec, runner: Runner, sides: list[Side], pairs: int, 
     return "", None
 
 
-def _short_script(spec: TrySpec, runner: Runner, sides: list[Side], pairs: int, plan: Duet,
+def _short_script(spec: TrySpec, runner: Children, sides: list[Side], pairs: int, plan: Duet,
                   m: Measurement, wall: float) -> tuple[str, Regrouped | None]:
     """No block was full: the sides regrouped to fit the steps the script ran (up to its end, or
     its own failure: the same at every run), or why not."""
@@ -289,17 +289,17 @@ def _no_block(spec: TrySpec, plan: Duet, m: Measurement) -> str:
             "steps: fewer --pairs, or let the script run longer")
 
 
-def schedule(spec: TrySpec, fixes: list[Fix], runner: Runner) -> str:
+def schedule(spec: TrySpec, fixes: list[Fix], runner: Children) -> str:
     """The fixes that cannot be switched: each against the baseline in rotated processes; returns
     why it stopped early ("" if it did not)."""
     if not fixes:
         return ""
-    sides = [trials.BASELINE, *(f.name for f in fixes)]
+    sides = [tries.BASELINE, *(f.name for f in fixes)]
     by_name = {f.name: f for f in fixes}
     total = len(sides) * spec.repeats
     done, given_up = 1, set()
     for i, side in alternate(sides, spec.repeats):
-        if i == 0 and side == trials.BASELINE:
+        if i == 0 and side == tries.BASELINE:
             continue  # the first baseline process was the probe
         if side in given_up:
             continue
@@ -317,39 +317,39 @@ def schedule(spec: TrySpec, fixes: list[Fix], runner: Runner) -> str:
     return ""
 
 
-def _over_time(spec: TrySpec, runner: Runner, left: str) -> str:
+def _over_time(spec: TrySpec, runner: Children, left: str) -> str:
     if spec.max_minutes is not None and runner.elapsed_min() + runner.per_process() / 60 > spec.max_minutes:
         return (f"stopped at --max-minutes {spec.max_minutes:g} with {left} not run: "
                 "the fixes measured less have wider intervals or none")
     return ""
 
 
-def combine(spec: TrySpec, fixes: list[Fix], runner: Runner, result: Result) -> tuple[TrySpec, str]:
+def combine(spec: TrySpec, fixes: list[Fix], runner: Children, result: Result) -> tuple[TrySpec, str]:
     """Phase 2: the faster fixes that kept the result, one per group, applied together -- in
     place where every one is a switch (all on against all off), else in processes."""
-    chosen = [f for f in fixes if f.name in {r.name for r in trials.choose(trials.rows(result))}]
+    chosen = [f for f in fixes if f.name in {r.name for r in tries.choose(tries.rows(result))}]
     if len(chosen) < 2:
         return spec, ""
-    together = Fix(trials.COMBINED, "combined", tuple(p for f in chosen for p in f.patches),
+    together = Fix(tries.COMBINED, "combined", tuple(p for f in chosen for p in f.patches),
                    "; ".join(f.edit for f in chosen))
     spec = replace(spec, combination=tuple(f.name for f in chosen))
     if all(f.name in spec.switched for f in chosen):
         log.info("the faster fixes together: %s, switched on and off together", " + ".join(spec.combination))
-        why, _ = duet_blocks(spec, runner, [(trials.COMBINED, together.patches)], 2, _notes([together]))
+        why, _ = duet_blocks(spec, runner, [(tries.COMBINED, together.patches)], 2, _notes([together]))
         if not why:
-            runner.run(trials.COMBINED, 0, 2, together, numerics=True)
+            runner.run(tries.COMBINED, 0, 2, together, numerics=True)
         return spec, why
     log.info("the faster fixes together: %s, against the baseline, %d processes each",
              " + ".join(spec.combination), spec.repeats)
-    for i, side in alternate([trials.BASELINE, trials.COMBINED], spec.repeats):
+    for i, side in alternate([tries.BASELINE, tries.COMBINED], spec.repeats):
         why = _over_time(spec, runner, "the combination's processes")
         if why:
             return spec, why
-        runner.run(side, i, 2, together if side == trials.COMBINED else None)
+        runner.run(side, i, 2, together if side == tries.COMBINED else None)
     return spec, ""
 
 
-def _result(spec: TrySpec, runner: Runner, why: str) -> Result:
+def _result(spec: TrySpec, runner: Children, why: str) -> Result:
     import torch
 
     from bench.measure.environment import Environment

@@ -26,11 +26,11 @@ def _emit(**event: Any) -> None:
 def _child(options: dict[str, Any]) -> int:
     import torch
 
-    from bench.options import context_options
+    from bench.options import WorkloadChoice
     from bench.workload import Context, WorkloadError, variants_of
 
     torch.set_num_threads(1)  # idle OpenMP threads spin: counted instructions that are not work
-    ctx = Context(device=torch.device("cpu"), **context_options(options))
+    ctx = Context(device=torch.device("cpu"), **WorkloadChoice.of(options).context())
     try:
         built = _build(variants_of(options["workload"], ctx), options)
     except WorkloadError as exc:

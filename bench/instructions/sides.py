@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
@@ -10,10 +9,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench.options import WorkloadChoice
+
 INSTRUCTIONS_LIMIT = 2000  # samples the counting workload loads: counts do not depend on it, start-up does
 
 
-def count_sides(args: argparse.Namespace, roots: dict[str, Path], stage: Path) -> dict[str, Path]:
+def count_sides(choice: WorkloadChoice, roots: dict[str, Path], stage: Path) -> dict[str, Path]:
     """Count instructions on both sides at once (callgrind is single-threaded; the counts do not
     depend on what else runs). Returns the count file of each side; raises UsageError.
 
@@ -37,13 +38,13 @@ def count_sides(args: argparse.Namespace, roots: dict[str, Path], stage: Path) -
         link = links / letter
         link.symlink_to(root.resolve(), target_is_directory=True)
         path = links / f"{letter}.json"
-        workload = args.workload  # a file path is read in this side's tree, through the link
+        workload = choice.workload  # a file path is read in this side's tree, through the link
         if ".py:" in workload and not Path(workload).is_absolute():
             workload = str(link / workload)
         cmd = [sys.executable, "-m", "bench", command, "--no-progress", "--workload", workload,
-               "--data-dir", str(args.data_dir.resolve()), "--limit", str(INSTRUCTIONS_LIMIT),
-               "--json", str(path), *(["--variants", ",".join(args.variants)] if args.variants else []),
-               *data_options(args, "--")]
+               "--data-dir", str(choice.data_dir.resolve()), "--limit", str(INSTRUCTIONS_LIMIT),
+               "--json", str(path), *(["--variants", ",".join(choice.variants)] if choice.variants else []),
+               *choice.data_options("--")]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(link), os.environ.get("PYTHONPATH", "")])}
         # cwd: the links' folder, the same for both (a cwd through a link would resolve to the
         # tree's real path, whose length differs)
@@ -66,13 +67,3 @@ def count_sides(args: argparse.Namespace, roots: dict[str, Path], stage: Path) -
         shutil.rmtree(links, ignore_errors=True)
     return out
 
-
-def data_options(args: argparse.Namespace, prefix: str) -> list[str]:
-    """--dataset and --batch-size as given, for a side's process (left out at their defaults, so
-    a base from before these options runs too)."""
-    out = []
-    if args.dataset != "auto":
-        out += [prefix + "dataset", args.dataset]
-    if args.batch_size != 100:
-        out += [prefix + "batch-size", str(args.batch_size)]
-    return out

@@ -3,9 +3,9 @@ supports it -- and ``run --compare``'s B against A; the renderers print them as 
 
 from __future__ import annotations
 
-from bench.measure import trials
+from bench.measure import tries
 from bench.measure.result import Result
-from bench.measure.trials import Row
+from bench.measure.tries import Row
 
 COMPARED = {"faster": "B is measurably faster than A", "slower": "B is measurably slower than A",
             "unchanged": "A and B are the same within 5%",
@@ -20,7 +20,7 @@ def speedup_text(r: Row) -> str:
 
 def compared(result: Result) -> str:
     """``run --compare``'s statement: B / A with its interval and what it says."""
-    b = next((r for r in trials.rows(result) if r.name == "B"), None)
+    b = next((r for r in tries.rows(result) if r.name == "B"), None)
     if b is None or not b.comparison:
         return f"B against A: {b.verdict if b else 'not measured'}."
     c = b.comparison
@@ -34,8 +34,8 @@ def recommendation(result: Result) -> str:
     from a stopped run says so."""
     if result.spec.versus:
         return compared(result)
-    found = trials.rows(result)
-    together = next((r for r in found if r.name == trials.COMBINED), None)
+    found = tries.rows(result)
+    together = next((r for r in found if r.name == tries.COMBINED), None)
     spec = result.spec
     if together is not None and together.speedup:
         if not together.recommended:
@@ -45,7 +45,7 @@ def recommendation(result: Result) -> str:
         how = ("switched on and off together in the script's process" if together.duet
                else "measured against new baseline processes")
         return _apply(result, together, " + ".join(spec.combination), f"together {{}}, {how}")
-    good = trials.choose(found)
+    good = tries.choose(found)
     if len(good) == 1:
         only = "{}, the only fix measurably faster that kept the result"
         return _apply(result, good[0], good[0].name, only)
@@ -74,8 +74,7 @@ SAVES = 0.05  # a fix whose tensors' peak is this much lower than the baseline's
 def memory_savers(result: Result) -> str:
     """The fixes that lower the tensors' peak by at least SAVES of the baseline's, and how to
     measure the batch each lets through ("" where none does)."""
-    from bench.measure import trials as t
-
+    from bench.measure import tries as t
     base = [m.footprint.breakdown.peak for m in t.processes(result, t.BASELINE, 1, None)
             if m.footprint.breakdown is not None]
     if not base or result.spec.versus:

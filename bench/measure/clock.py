@@ -64,32 +64,24 @@ class Timing:
                    int(d.get("round", -1)))
 
 
-class _HostMarks:
-    """Part and step boundaries read off a host clock (the CPU: the clock is the truth)."""
+class Marks:
+    """Part and step boundaries: read off the host clock on the CPU (the clock is the truth
+    there); on a GPU, CUDA events on the current stream, read after the run's final synchronize
+    (a host clock would time the launches). The engine's steps and a captured script's are
+    marked by this one class."""
 
-    def __init__(self, clock: Clock):
-        self.clock = clock
+    def __init__(self, cuda: bool, clock: Clock = time.perf_counter):
+        self.cuda, self.clock = cuda, clock
 
     def mark(self) -> Any:
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            return event
         return self.clock()
 
-    @staticmethod
-    def elapsed(start: Any, end: Any) -> float:
-        return end - start
-
-
-class _CudaMarks:
-    """Boundaries as CUDA events on the current stream, read after the run's final synchronize."""
-
-    @staticmethod
-    def mark() -> Any:
-        event = torch.cuda.Event(enable_timing=True)
-        event.record()
-        return event
-
-    @staticmethod
-    def elapsed(start: Any, end: Any) -> float:
-        return start.elapsed_time(end) / 1e3  # ms -> s
+    def elapsed(self, start: Any, end: Any) -> float:
+        return start.elapsed_time(end) / 1e3 if self.cuda else end - start  # CUDA's ms -> s
 
 
 def time_steps(work: Any, n: int, *, batch: Any = NO_BATCH, clock: Clock = time.perf_counter,
@@ -99,7 +91,7 @@ def time_steps(work: Any, n: int, *, batch: Any = NO_BATCH, clock: Clock = time.
     ``on_step`` runs after each step, outside nothing but the run (a progress bar tick).
     """
     device = torch.device(work.device)
-    marks: _HostMarks | _CudaMarks = _CudaMarks() if device.type == "cuda" else _HostMarks(clock)
+    marks = Marks(device.type == "cuda", clock)
     spans: list[tuple[str, Any, Any]] = []  # (part, start mark, end mark) of the current step
     per_part: dict[str, list[float]] = defaultdict(list)
     step_marks: list[tuple[Any, Any]] = []

@@ -141,9 +141,10 @@ def step_ci(result: Result, name: str) -> Ratio:
 
 
 def peak_mb(result: Result, name: str) -> float | None:
-    """The peak of live bytes one step needed (MB), where it was measured."""
-    peak = result[name].footprint.peak_bytes
-    return peak / 2**20 if peak is not None else None
+    """The peak of live bytes one step needed above what lived before it (MB), where it was
+    measured."""
+    found = result[name].footprint.breakdown
+    return found.rise / 2**20 if found is not None else None
 
 
 def gflop_per_step(result: Result, name: str) -> float | None:

@@ -116,7 +116,7 @@ class Engine:
         """One step's FLOPs, then one step's peak of live bytes and where they go (two more
         warm-up steps, before the snapshot): the memory profiler runs over both, the first
         priming it. A workload whose step the counters cannot follow keeps its timings."""
-        from bench.measure.footprint import flops_of, max_rss_mb
+        from bench.measure.footprint import flops_of, process_memory
         from bench.measure.memory import StepMemory
 
         out = Footprint(max_rss_mb=None)
@@ -136,12 +136,11 @@ class Engine:
             except DataExhausted:
                 raise
             except Exception as exc:
-                out.peak_error = describe_exception(exc)
+                out.breakdown_error = describe_exception(exc)
         finally:
             out.breakdown = memory.stop()
-        out.breakdown_error = out.peak_error or memory.error
-        out.peak_bytes = memory.rise(out.breakdown) if out.breakdown is not None else None
-        out.max_rss_mb = max_rss_mb()
+        out.breakdown_error = out.breakdown_error or memory.error
+        out.max_rss_mb, out.cuda_peak_mb = process_memory()
         return out
 
     def _prepare_bound(self, name: str) -> None:

@@ -47,8 +47,15 @@ def flops_of(fn: Any) -> int:
     return int(counter.get_total_flops())
 
 
-def max_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def process_memory() -> tuple[float, float | None]:
+    """The process's peak resident memory (MB) and, where CUDA ran, the allocator's max
+    allocated over the whole process (MB)."""
+    import torch
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        return rss, torch.cuda.max_memory_allocated() / 2**20
+    return rss, None
 
 
 PEAK_SIZES = (512, 1024, 2048)  # matmul sizes: the best of them (a cache-friendly size may win)

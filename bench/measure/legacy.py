@@ -1,6 +1,16 @@
 """run.json files of earlier formats, converted on load into today's (so `bench report` re-renders
-a run measured before the format changed). Each converter takes the old document and returns
-one of today's; a field it cannot place raises, and the loader names the file and the fix."""
+a run measured before the format changed): the one place that knows them. Each converter takes
+a document of its format and returns one of the next; :func:`upgrade` chains them up to
+today's. A field a converter cannot place raises, and the loader names the file and the fix.
+
+- ``vaebench.run/1``: figures in dicts keyed by variant name (before the typed Result).
+- ``vaebench.run/2``: the typed Result, whose script spec grew fields over time (runs saved
+  before each lack it), counted the ranks measured as ``ranks``, and kept memory in three
+  places (``footprint.peak_bytes``, ``footprint.max_rss_mb``, ``process.memory``).
+- ``vaebench.run/3`` (today's): a script spec says what was asked (``nproc``, ``torchrun``),
+  the ranks measured are the Measurements; a step's memory is the footprint's breakdown (its
+  ``rise`` the old ``peak_bytes``), the process's the footprint's ``max_rss_mb`` and
+  ``cuda_peak_mb``."""
 
 from __future__ import annotations
 
@@ -53,4 +63,59 @@ def v1(d: dict[str, Any]) -> dict[str, Any]:
             "created": d["created"], "duration_s": d.get("duration_s")}
 
 
-CONVERTS = {"vaebench.run/1": v1}
+# A script spec's fields added after /2 began, with what a run saved before each meant.
+SCRIPT_DEFAULTS = {
+    "observe_last": False,  # observing's pairs came before the profilers
+    "counted": ["flops"],  # one step was counted: its FLOPs
+}
+
+
+def _script_spec_v2(spec: dict[str, Any], measurements: list[dict[str, Any]]) -> dict[str, Any]:
+    spec = {**SCRIPT_DEFAULTS, **spec}
+    spec.setdefault("observe_steps", spec.get("profile_steps", 5))  # before its own window length
+    spec.setdefault("first_measured", spec.get("steps", 100))  # every step was measured first
+    ranks = int(spec.pop("ranks", 1) or 1)
+    if ranks > 1 and "nproc" not in spec:  # what was asked: the ranks per node
+        nodes = {(m.get("process") or {}).get("node_rank", 0) for m in measurements} or {0}
+        spec["nproc"] = max(1, ranks // len(nodes))
+    return spec
+
+
+def _footprint_v2(m: dict[str, Any]) -> dict[str, Any]:
+    m = dict(m)
+    footprint = dict(m.get("footprint") or {})
+    process = dict(m["process"]) if m.get("process") else None
+    peak = footprint.pop("peak_bytes", None)
+    error = footprint.pop("peak_error", "")
+    memory = (process.pop("memory", None) or {}) if process is not None else {}
+    if footprint.get("breakdown"):
+        footprint["breakdown"] = {**footprint["breakdown"], "rise": int(peak or 0)}
+    elif peak is not None:  # the step's rise only, from before the breakdown by part
+        footprint["breakdown"] = {"peak": int(peak), "rise": int(peak), "device": m.get("device", "cpu"),
+                                  "caveat": "saved before the breakdown by part: the step's rise only"}
+    footprint["breakdown_error"] = footprint.get("breakdown_error") or error
+    footprint.setdefault("max_rss_mb", memory.get("max_rss_mb"))
+    footprint["cuda_peak_mb"] = memory.get("cuda_max_allocated_mb")
+    m["footprint"] = footprint
+    if process is not None:
+        m["process"] = process
+    return m
+
+
+def v2(d: dict[str, Any]) -> dict[str, Any]:
+    """``vaebench.run/2`` -> /3: the script spec's fields filled and ``ranks`` made ``nproc``;
+    memory in one record (the footprint)."""
+    measurements = [_footprint_v2(m) for m in d["measurements"]]
+    spec = _script_spec_v2(d["spec"], measurements) if d["kind"] == "script" else d["spec"]
+    return {**d, "spec": spec, "measurements": measurements}
+
+
+CONVERTS = {"vaebench.run/1": v1, "vaebench.run/2": v2}
+NEXT = {"vaebench.run/1": "vaebench.run/2", "vaebench.run/2": "vaebench.run/3"}
+
+
+def upgrade(doc: dict[str, Any], schema: str) -> dict[str, Any]:
+    """``doc`` of format ``schema`` converted, one format at a time, into today's."""
+    while schema in CONVERTS:
+        doc, schema = CONVERTS[schema](doc), NEXT[schema]
+    return doc

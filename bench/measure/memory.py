@@ -253,6 +253,7 @@ class StepMemory:
         events, saved, spans = _read(trace, 1 if self.device.type == "cuda" else 0)
         found = replay(self.first, events, saved, self.last, spans)
         found.device, found.cuda = self.device.type, self.cuda
+        found.rise = self.rise(found)
         found.caveat = _caveat(found, self.hooks.lost)
         return found
 

@@ -22,7 +22,7 @@ from bench.measure.environment import Environment
 from bench.measure.specs import SPECS, Spec, build
 from plumbing.files import write_atomic
 
-SCHEMA = "vaebench.run/2"
+SCHEMA = "vaebench.run/3"
 KINDS = tuple(SPECS)  # variants | script
 
 
@@ -53,6 +53,7 @@ class Breakdown:
     device: str = "cpu"
     peak: int = 0
     parts: dict[str, int] = field(default_factory=dict)
+    rise: int = 0  # the peak above what was live when the step started (the allocator's own on CUDA)
     at: str = ""  # where in the step the peak fell: data | forward | backward | optimizer | "" (between)
     saved_max: int = 0  # the most bytes saved for backward live at once
     cuda: dict[str, float] = field(default_factory=dict)  # the allocator's: max allocated/reserved, capacity
@@ -86,9 +87,8 @@ class Footprint:
 
     flops_per_step: float | None = None  # FlopCounterMode over one whole step
     flops_error: str = ""
-    peak_bytes: float | None = None  # the most live bytes one step needed
-    peak_error: str = ""
     max_rss_mb: float | None = None  # the process's max resident set
+    cuda_peak_mb: float | None = None  # CUDA: the allocator's max allocated over the whole process
     breakdown: Breakdown | None = None  # where the memory goes at the step's peak
     breakdown_error: str = ""
 
@@ -116,7 +116,6 @@ class Process:
     steps_seen: int = 0
     warmup: int = 0
     pid: int = 0
-    memory: dict[str, float] = field(default_factory=dict)  # max RSS, CUDA max allocated (MB)
     allreduce_ms: float | None = None  # DDP's own sampled timing of its gradient all-reduce
     allreduce_overlap_ms: float | None = None
     allreduce_sampled_iterations: float | None = None
@@ -136,7 +135,7 @@ class Process:
     threads: int | None = None  # torch's intra-op threads at the script's end
     warmup_s: float | None = None  # from the script's start to the end of its warm-up steps
     observe_pairs: int | None = None  # observing's pairs kept (spec.observe_windows, or fewer to fit 10 s)
-    # Under torchrun: the measured steps on the host's wall clock (bench.capture.timeline), which
+    # Under torchrun: the measured steps on the host's wall clock (bench.ranks.timeline), which
     # the ranks' view aligns on the collectives' ends; empty for one process or on CUDA.
     timeline: dict[str, Any] = field(default_factory=dict)
 
@@ -270,16 +269,7 @@ class Result:
         kind = d["kind"]
         if kind not in SPECS:
             raise ValueError(f"unknown kind {kind!r}")
-        spec = d["spec"]
-        if kind == "script" and "observe_steps" not in spec:  # saved before its own window length
-            spec = {**spec, "observe_steps": spec.get("profile_steps", 5)}
-        if kind == "script" and "first_measured" not in spec:  # saved when every step was measured first
-            spec = {**spec, "first_measured": spec.get("steps", 100)}
-        if kind == "script" and "counted" not in spec:  # saved when one step was counted: its FLOPs
-            spec = {**spec, "counted": ["flops"]}
-        if kind == "script" and "observe_last" not in spec:  # saved when it came before the profilers
-            spec = {**spec, "observe_last": False}
-        return cls(kind=kind, spec=build(SPECS[kind], spec),
+        return cls(kind=kind, spec=build(SPECS[kind], d["spec"]),
                    machine=Environment.from_dict(d["machine"]),
                    measurements=[Measurement.from_dict(m) for m in d["measurements"]],
                    orders=[list(o) for o in d.get("orders", [])], peak=dict(d.get("peak") or {}),
@@ -304,7 +294,7 @@ class Result:
             raise ResultError(f"{path}: not a vaebench run (schema {SCHEMA!r} expected, found "
                               f"{schema!r}); pytest-benchmark files go to `python -m bench compare`")
         try:
-            result = cls.from_dict(doc if schema == SCHEMA else legacy.CONVERTS[schema](doc))
+            result = cls.from_dict(legacy.upgrade(doc, schema))
         except (KeyError, TypeError, ValueError) as exc:
             raise ResultError(f"{path}: a vaebench run with a broken field ({type(exc).__name__}: "
                               f"{exc}); re-run `python -m bench profile`") from None

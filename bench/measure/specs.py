@@ -162,7 +162,9 @@ class ScriptSpec(Command):
     # the windows counted rather than timed after the first measured steps (runs saved before the
     # memory breakdown counted only the FLOPs)
     counted: tuple[str, ...] = ("flops", "memory")
-    ranks: int = 1  # processes under torchrun (1: the script ran alone)
+    # ranks asked of torchrun on each node (0: the script alone); the ranks measured are the Result's
+    nproc: int = 0
+    torchrun: str = ""  # torchrun's own options, as given
     fixes: tuple[str, ...] = ()  # --try: patches applied before the script starts (bench.fixes)
     seed: int | None = None  # torch, numpy and random seeded before the script starts
     losses: int = 0  # the first N measured losses (what backward() was called on) kept

@@ -16,8 +16,8 @@ read as a pass. ``timing_only`` ignores the counts (today's rule for users witho
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import pandas as pd
 
@@ -179,26 +179,41 @@ def verdict_doc(judged: Judged, rule: Rule) -> dict[str, object]:
     }
 
 
-def run_compare(args: argparse.Namespace) -> int:
+@dataclass(frozen=True)
+class CompareSpec:
+    """What a ``compare`` asks for (built by ``bench.commands.compare``)."""
+
+    baseline: Path
+    candidate: Path
+    threshold: float = 0.05
+    alpha: float = 0.01
+    min_samples: int = 5
+    max_spread: float = 0.25
+    instructions_threshold: float = DEFAULT_INSTRUCTIONS_THRESHOLD
+    timing_only: bool = False
+    markdown: Path | None = None  # also write the table here
+
+
+def run_compare(spec: CompareSpec) -> int:
     from bench.errors import UsageError
 
-    if args.markdown is not None and not args.markdown.parent.is_dir():
-        raise UsageError(f"--markdown {args.markdown}: folder {args.markdown.parent} does not exist; "
+    if spec.markdown is not None and not spec.markdown.parent.is_dir():
+        raise UsageError(f"--markdown {spec.markdown}: folder {spec.markdown.parent} does not exist; "
                          "create it or name a file in an existing folder")
     try:
-        rule = Rule(args.threshold, args.alpha, args.min_samples, args.max_spread)
-        base = load_file(args.baseline)
-        cand = load_file(args.candidate)
-        judged = checked_compare(base, cand, rule, args.baseline, args.candidate, args.instructions_threshold,
-                                 timing_only=args.timing_only)
+        rule = Rule(spec.threshold, spec.alpha, spec.min_samples, spec.max_spread)
+        base = load_file(spec.baseline)
+        cand = load_file(spec.candidate)
+        judged = checked_compare(base, cand, rule, spec.baseline, spec.candidate, spec.instructions_threshold,
+                                 timing_only=spec.timing_only)
     except (BenchFileError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     print(render(judged, rule, markdown=False))
-    if args.markdown:
+    if spec.markdown:
         try:
-            args.markdown.write_text(render(judged, rule, markdown=True))
+            spec.markdown.write_text(render(judged, rule, markdown=True))
         except OSError as exc:
-            raise UsageError(f"cannot write --markdown {args.markdown} ({exc.strerror or exc})") from None
+            raise UsageError(f"cannot write --markdown {spec.markdown} ({exc.strerror or exc})") from None
     return exit_code(judged)
 
 

@@ -10,7 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.measure.result import Result
-from bench.render import chrome, figures, html, memory, readme, summary, tables, trying
+from bench.ranks import merged_trace
+from bench.render import figures, html, memory, readme, summary, tables, tries
 
 Renderer = Callable[[Result, Path], list[Path]]
 
@@ -19,16 +20,16 @@ RENDERERS: dict[str, Renderer] = {
     "summary.csv": tables.write_summary_csv,
     "variants.csv": tables.write_variants,
     "figures": figures.write,
-    chrome.NAME: chrome.write,  # several ranks only
+    merged_trace.NAME: merged_trace.write,  # several ranks only
 }
 # A kind whose files differ: its own renderer per file (the others keep RENDERERS').
 BY_KIND: dict[str, dict[str, Renderer]] = {
-    "try": {"summary.md": summary.write, "summary.csv": trying.write_csv, "figures": trying.write_figure},
+    "try": {"summary.md": summary.write, "summary.csv": tries.write_csv, "figures": tries.write_figure},
     "fit": {"summary.md": summary.write, "summary.csv": memory.write_fit_csv},
 }
 
 # every file a renderer may write: one a re-run does not write again is an earlier run's, and goes
-OWNED = ("summary.md", "summary.csv", "variants.csv", "speedup.png", "breakdown.png", chrome.NAME,
+OWNED = ("summary.md", "summary.csv", "variants.csv", "speedup.png", "breakdown.png", merged_trace.NAME,
          "report.html", "README.md")
 
 

@@ -17,7 +17,7 @@ from bench.defaults import UNHOOKED
 from bench.measure import derive
 from bench.measure.result import Measurement, Result
 from bench.measure.stats import Ratio
-from bench.render import memory, page, script, statements, svg, trying
+from bench.render import memory, page, script, statements, svg, tries
 from bench.render.page import cell, inline, table
 
 Section = Callable[[Result, Path], list[str]]
@@ -213,11 +213,9 @@ def _footprint(result: Result, root: Path) -> list[str]:
     rows = []
     for n in result.measured:
         m, rate = result[n], derive.throughput(result, n)
-        memory = m.process.memory if m.process else {}
         value, low, high = (rate.value, rate.low, rate.high) if rate else (None, None, None)
         rows.append([cell(n), *[cell(v, "{:,.0f}") for v in (value, low, high)],
-                     cell(memory.get("max_rss_mb"), "{:,.0f}"),
-                     cell(memory.get("cuda_max_allocated_mb"), "{:,.0f}"),
+                     cell(m.footprint.max_rss_mb, "{:,.0f}"), cell(m.footprint.cuda_peak_mb, "{:,.0f}"),
                      cell(derive.gflop_per_step(result, n), "{:.3f}"), cell(derive.mfu(result, n), "{:.1%}")])
     if not rows:
         return []
@@ -289,7 +287,7 @@ SECTIONS: dict[str, list[Section]] = {
                  _overheads, _functions, _operators, _not_measured],
     "script": [_header, _script_headline, memory.oom_html, _ranks, _built, _footprint, _parts, memory.html,
                _script_timeline, _overheads, _functions, _operators, _not_measured],
-    "try": [_header, trying.html, _not_measured],
+    "try": [_header, tries.html, _not_measured],
     "fit": [_header, memory.fit_html, memory.html, _not_measured],
 }
 

@@ -55,14 +55,14 @@ def headline(result: Result) -> str:
     said = []
     names = result.measured
     if len(names) > 1:  # ranks: the one with the most work of its own (the others wait for it)
-        from bench.measure.skew import own_work
+        from bench.ranks.skew import own_work
 
         names = [max(names, key=lambda n: own_work(result, n))]
     for name in names:
         m = result[name]
         step = derive.step_ci(result, name)
         batch = m.batch_size
-        memory = m.process.memory if m.process else {}
+        rss, cuda = m.footprint.max_rss_mb, m.footprint.cuda_peak_mb
         parts = [f"`{name}`: median step {step.value * 1e3:.2f} ms"
                  + (f" (95% CI {step.low * 1e3:.2f}-{step.high * 1e3:.2f})" if step.has_interval else "")]
         if batch:
@@ -74,11 +74,10 @@ def headline(result: Result) -> str:
         elif mfu is not None:
             parts.append(f"{_flop(m.footprint.flops_per_step or 0)} per step, MFU {mfu:.1%} of the "
                          f"machine's {result.peak['flops'] / 1e9:,.0f} GFLOP/s ({result.peak['source']})")
-        if memory.get("cuda_max_allocated_mb"):
-            parts.append(f"peak memory {memory['cuda_max_allocated_mb']:,.0f} MB on the GPU "
-                         f"({memory['max_rss_mb']:,.0f} MB resident on the host)")
-        elif memory.get("max_rss_mb"):
-            parts.append(f"peak memory {memory['max_rss_mb']:,.0f} MB (the process's max RSS)")
+        if cuda and rss:
+            parts.append(f"peak memory {cuda:,.0f} MB on the GPU ({rss:,.0f} MB resident on the host)")
+        elif rss:
+            parts.append(f"peak memory {rss:,.0f} MB (the process's max RSS)")
         if m.footprint.breakdown is not None:
             parts.append(tensors.clause(result, name))
         said.append(", ".join(parts) + ". " + verdict(result, name))
@@ -99,8 +98,8 @@ def how_it_ran(result: Result) -> list[str]:
     elif rules == {"optimizer"}:
         single = next((p.step_round for p in processes.values() if p.step_round), [])
         rule = f"each step of {single[0]}" if single else rule
-    lines = [f"Script: `{spec.shell()}`" + (f", {spec.ranks} ranks under torchrun"
-                                           if spec.ranks > 1 else "") + ".",
+    ranks = sum(p.rank is not None for p in processes.values())
+    lines = [f"Script: `{spec.shell()}`" + (f", {ranks} ranks under torchrun" if ranks > 1 else "") + ".",
              f"A step ended at {rule}; {spec.warmup} warm-up steps left out, " + _measured(result) + "."]
     costs = {n: derive.observing(result, n) for n in result.measured}
     said = [f"`{n}` {statements.overhead_text(c)}" for n, c in costs.items() if c is not None]
@@ -220,7 +219,7 @@ OWN_WORK = ("Own work = the step less its wait for the other ranks. Under DDP th
 
 
 def rank_rows(result: Result) -> list[RankRow]:
-    from bench.measure.skew import own_work, stragglers
+    from bench.ranks.skew import own_work, stragglers
 
     _, skews = stragglers(result)
     nodes = {m.process.node_rank for m in result.measurements if m.process}
@@ -256,8 +255,8 @@ def ranks(result: Result) -> list[str]:
 
 
 def straggler(result: Result) -> list[str]:
-    """The straggler (or why none is named), one sentence each, from bench.measure.skew."""
-    from bench.measure.skew import MATERIAL, stragglers
+    """The straggler (or why none is named), one sentence each, from bench.ranks.skew."""
+    from bench.ranks.skew import MATERIAL, stragglers
 
     if len(rank_names(result)) < 2:
         return []
@@ -286,7 +285,7 @@ def straggler(result: Result) -> list[str]:
 
 def clocks(result: Result) -> list[str]:
     """The alignment of the ranks' clocks, and the merged trace drawn on it."""
-    from bench.measure.clocks import align
+    from bench.ranks.align import align
 
     alignment = align(result)
     if alignment is None:

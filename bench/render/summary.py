@@ -14,7 +14,7 @@ from bench.defaults import UNHOOKED
 from bench.measure import derive, stats
 from bench.measure.result import Result
 from bench.measure.stats import Verdict
-from bench.render import memory, script, statements, trying
+from bench.render import memory, script, statements, tries
 
 
 def _ratio_cell(r: stats.Ratio | None, digits: int = 2) -> str:
@@ -291,7 +291,7 @@ SECTIONS: dict[str, list[Section]] = {
                  workload_section, _not_measured],
     "script": [_title, _script_header, memory.oom_markdown, script.ranks, _parts, memory.markdown, _profilers,
                _not_measured],
-    "try": [_title, trying.markdown],
+    "try": [_title, tries.markdown],
     "fit": [_title, _fit_header, memory.fit_markdown, memory.markdown, _not_measured],
 }
 

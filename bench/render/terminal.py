@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bench.measure.result import Result
-from bench.render import memory, script, statements, trying
+from bench.render import memory, script, statements, tries
 from bench.render.tables import variants_frame
 
 
@@ -35,7 +35,7 @@ def _not_ok(result: Result) -> list[str]:
 SECTIONS: dict[str, list[Callable[[Result], list[str]]]] = {
     "variants": [_variants, _not_ok],
     "script": [_script],
-    "try": [trying.terminal],
+    "try": [tries.terminal],
     "fit": [memory.fit_lines, _not_ok],
 }
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from bench.measure.environment import Environment
-from bench.options import RUN_OPTIONS, WORKLOAD_OPTIONS, add_options, context_options
+from bench.options import RUN_OPTIONS, WORKLOAD_OPTIONS, WorkloadChoice, add_options
 from bench.workload import Context, Unavailable, Variants, WorkloadError, variants_of
 from plumbing.devices import DeviceError, resolve_device
 
@@ -43,11 +43,11 @@ def _variants(config: pytest.Config) -> Variants:
             device = resolve_device(config.getoption("vb_device"))
         except DeviceError as exc:
             raise pytest.UsageError(f"--vb-device: {exc}") from None
-        values = {k: config.getoption(k) for k in ("vb_batch_size", "vb_data_dir", "vb_dataset",
-                                                   "vb_limit", "vb_variants")}
-        ctx = Context(device=device, seed=config.getoption("vb_seed"), **context_options(values, "vb_"))
+        choice = WorkloadChoice.of({k: config.getoption(k) for k in (
+            "vb_workload", "vb_batch_size", "vb_data_dir", "vb_dataset", "vb_limit", "vb_variants")}, "vb_")
+        ctx = Context(device=device, seed=config.getoption("vb_seed"), **choice.context())
         try:
-            config.stash[_VARIANTS] = variants_of(config.getoption("vb_workload"), ctx)
+            config.stash[_VARIANTS] = variants_of(choice.workload, ctx)
         except WorkloadError as exc:
             raise pytest.UsageError(str(exc)) from None
     return config.stash[_VARIANTS]

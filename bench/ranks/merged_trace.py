@@ -1,7 +1,7 @@
 """``ranks.trace.json``: every rank of a run in one Chrome trace (Perfetto, ``chrome://tracing``).
 
 One process per rank (named with its node and local rank), on one clock -- each rank's
-timeline shifted by its offset from :mod:`bench.measure.clocks` -- with three tracks: the
+timeline shifted by its offset from :mod:`bench.ranks.align` -- with three tracks: the
 steps, the parts inside them (``data``, ``forward``, ``backward``, the collectives by name ...),
 and the **waits**: the stretch of each hand-called collective spent waiting for the last rank
 to arrive (the collective's time less the least any rank spent in the same collective). DDP's
@@ -15,8 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench.measure.clocks import Alignment, align
 from bench.measure.result import Result
+from bench.ranks.align import Alignment, align
 from plumbing.files import write_atomic
 
 NAME = "ranks.trace.json"

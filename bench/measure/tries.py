@@ -279,7 +279,7 @@ def _one_off(result: Result, side: str, phase: int) -> float | None:
 
 def rows(result: Result) -> list[Row]:
     """The A/A first, then every fix alone, then the combination (if it was measured)."""
-    key = ("trials", "rows")
+    key = ("tries", "rows")
     if key not in result.cache:
         spec = result.spec
         # the A/A: in-process with the switches (in processes in runs saved before them)

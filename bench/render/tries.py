@@ -1,7 +1,7 @@
 """A ``try`` Result rendered: the table of fixes (speedup with its 95% interval, verdict,
 samples/s, memory, one-off cost, payback, numerics, the edit), the A/A as the run's noise, the
 combination and the one recommendation drawn from its own measurement, and what was skipped and
-why. The Markdown, terminal, CSV, figure and HTML of this kind all read :func:`trials.rows`."""
+why. The Markdown, terminal, CSV, figure and HTML of this kind all read :func:`tries.rows`."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.measure import advice, derive, trials
+from bench.measure import advice, derive, tries
 from bench.measure.result import Result
 from bench.measure.rule import Rule
 from bench.measure.specs import window_pairs
-from bench.measure.trials import Row
+from bench.measure.tries import Row
 from bench.render import page, svg
 
 COLUMNS = ("fix", "speedup (95% CI)", "verdict", "measured", "samples/s", "memory", "one-off", "payback",
@@ -37,7 +37,7 @@ def _how(r: Row) -> str:
 
 
 def _payback(result: Result, r: Row) -> float | None:
-    base = trials.baseline_step(result, 2 if r.name == trials.COMBINED else 1)
+    base = tries.baseline_step(result, 2 if r.name == tries.COMBINED else 1)
     return r.payback_steps(base) if base else None
 
 
@@ -66,9 +66,9 @@ def _per_process(result: Result) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {}
     for m in result.measurements:
         side = m.notes.get("side", "")
-        if side != trials.SWITCHES and not m.notes.get("numerics") and m.status == "ok" and m.samples:
-            out.setdefault("A" if result.spec.versus and side == trials.BASELINE else side, []).append(
-                trials.median_step(m) * 1e3)
+        if side != tries.SWITCHES and not m.notes.get("numerics") and m.status == "ok" and m.samples:
+            out.setdefault("A" if result.spec.versus and side == tries.BASELINE else side, []).append(
+                tries.median_step(m) * 1e3)
     return out
 
 
@@ -86,11 +86,11 @@ def _notes(result: Result) -> list[str]:
     spec = result.spec
     if spec.versus:
         return _compare_notes(result)
-    again = next((r for r in trials.rows(result) if r.name == trials.AGAIN), None)
+    again = next((r for r in tries.rows(result) if r.name == tries.AGAIN), None)
     lines = []
-    base = trials.baseline_step(result)
+    base = tries.baseline_step(result)
     if base:
-        rate = trials.baseline_rate(result)
+        rate = tries.baseline_rate(result)
         per_s = f", {rate:.0f} samples/s" if rate else ""
         lines.append(f"The baseline: median step {base * 1e3:.2f} ms{per_s}.")
     if again is not None and again.speedup:
@@ -99,7 +99,7 @@ def _notes(result: Result) -> list[str]:
     unsteady = _unsteady(result)
     if unsteady:
         lines.append(unsteady)
-    det = trials.deterministic(result)
+    det = tries.deterministic(result)
     if det is False:
         lines.append(f"With --seed {spec.seed} two baseline processes gave different losses: the script is "
                      f"not deterministic; losses are compared within {spec.tolerance:.0%} beyond its "
@@ -121,7 +121,7 @@ def _notes(result: Result) -> list[str]:
                      f"blocks' geometric mean, its 95% interval taken across the {spec.blocks} blocks "
                      "(their spread shown), not from the pooled pairs: the ratio moves with the "
                      "machine's state from block to block.")
-    for why in trials.script_failures(result):
+    for why in tries.script_failures(result):
         lines.append(f"The script itself failed in a process of the switches ({why}), with no switch "
                      "newly on: the blocks before it are kept; run it with plain `vaebench run` to see why.")
     if any(f.startswith(("num_workers", "pin_memory")) for f in spec.switched):
@@ -141,7 +141,7 @@ def _notes(result: Result) -> list[str]:
 
 def _unsteady(result: Result) -> str:
     """Why verdicts read "not measurable", when the processes of a side spread too far."""
-    wide = trials.unsteady(result)
+    wide = tries.unsteady(result)
     if not wide:
         return ""
     said = "; ".join(f"{side} {spread:.0%} ({low * 1e3:.2f}-{high * 1e3:.2f} ms)"
@@ -154,7 +154,7 @@ def _unsteady(result: Result) -> str:
 
 def markdown(result: Result) -> list[str]:
     env = result.machine
-    found = trials.rows(result)
+    found = tries.rows(result)
     lines = [f"{result.spec.title()}, started {result.created} on {env.describe()}, Python {env.python}.",
              "", f"**{advice.recommendation(result)}**", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
@@ -168,7 +168,7 @@ def markdown(result: Result) -> list[str]:
 
 
 def terminal(result: Result) -> list[str]:
-    found = trials.rows(result)
+    found = tries.rows(result)
     width = max([len(r.name) for r in found] + [4])
     lines = [advice.recommendation(result), ""]
     for r in found:
@@ -184,7 +184,7 @@ def terminal(result: Result) -> list[str]:
 
 def frame(result: Result) -> pd.DataFrame:
     rows = []
-    for r in trials.rows(result):
+    for r in tries.rows(result):
         s = r.speedup or (float("nan"),) * 3
         spread = r.spread or (None, None)
         rows.append({"fix": r.name, "group": r.group, "measured": r.how, "processes": r.processes,
@@ -206,7 +206,7 @@ def write_csv(result: Result, out: Path) -> list[Path]:
 
 
 def intervals(result: Result) -> list[svg.Interval]:
-    return [svg.Interval(r.name, *r.speedup, r.verdict) for r in trials.rows(result) if r.speedup]
+    return [svg.Interval(r.name, *r.speedup, r.verdict) for r in tries.rows(result) if r.speedup]
 
 
 def write_figure(result: Result, out: Path) -> list[Path]:
@@ -251,7 +251,7 @@ def _html_row(result: Result, r: Row) -> list[str]:
 
 
 def html(result: Result, root: Path) -> list[str]:
-    found = trials.rows(result)
+    found = tries.rows(result)
     body = [f'<p class="headline" id="headline">{page.inline(advice.recommendation(result))}</p>',
             *[f'<p class="note">{page.inline(n)}</p>' for n in _notes(result)],
             "<h2>The fixes, measured</h2>",

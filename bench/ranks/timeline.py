@@ -2,7 +2,7 @@
 spans and its **sync points** -- the moments every rank leaves together (the end of a blocking
 ``torch.distributed`` collective; under DistributedDataParallel, the end of ``backward()``,
 which returns once the gradient all-reduce is complete). The ranks' timelines are aligned on
-those points (:mod:`bench.measure.clocks`) and drawn as one trace (:mod:`bench.render.chrome`).
+those points (:mod:`bench.ranks.align`) and drawn as one trace (:mod:`bench.ranks.merged_trace`).
 
 Times are kept from the host's monotonic clock and stated in wall-clock seconds (one reading
 of ``time.time()`` at the start fixes the offset): the wall clocks of different hosts differ by

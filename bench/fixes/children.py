@@ -48,7 +48,7 @@ def launch(words: list[str]) -> tuple[int, str]:
 CHILD_WRITES_S = 30.0  # how long an interrupted child may take to write its run.json
 
 
-class Runner:
+class Children:
     """Runs one process of one side and keeps what every process measured."""
 
     def __init__(self, spec: TrySpec, tmp: Path, launch: Callable[[list[str]], tuple[int, str]] = launch):
@@ -67,13 +67,13 @@ class Runner:
         s = self.spec
         return ScriptSpec(command=command or s.command, warmup=s.warmup, steps=steps, tools=(),
                           observe_windows=0, wait=s.wait, fixes=patches, seed=s.seed, losses=s.losses,
-                          plugins=s.plugins, duet=duet)
+                          plugins=s.plugins, duet=duet, nproc=s.nproc, torchrun=s.torchrun)
 
     def command(self, spec: ScriptSpec, out: Path) -> list[str]:
         from bench.capture.child import order
 
         path = out.with_suffix(".json")
-        path.write_text(order(spec, self.spec.nproc, self.spec.torchrun))
+        path.write_text(order(spec))
         return [sys.executable, "-m", "bench.capture.child", str(path), str(out)]
 
     def run(self, side: str, repeat: int, phase: int, fix: Fix | None, *, numerics: bool = False,

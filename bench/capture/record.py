@@ -1,30 +1,27 @@
-"""One process's capture as a plain record (what each torchrun rank writes), and the merge of
-the records into the one Result every renderer reads.
+"""One process's capture as a plain record (a Measurement: what each torchrun rank writes), and
+the merge of the records into the one Result every renderer reads.
 
 A single process is one "variant" named after the script; under torchrun each rank is one,
 ``rank0`` ... ``rankN-1``, and their steps are paired by step index (synchronous data-parallel
 training keeps the ranks in step). Across ranks the report also states the **skew** and names
-a **straggler** (:mod:`bench.measure.skew`).
+a **straggler** (:mod:`bench.ranks.skew`).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import socket
-from dataclasses import replace
-from pathlib import Path
 
 import torch
 
 from bench.capture.script import Outcome
-from bench.capture.windows import PARTS, peak_memory
+from bench.capture.windows import PARTS
 from bench.defaults import UNHOOKED
 from bench.measure.environment import Environment
+from bench.measure.footprint import machine_peak, process_memory
 from bench.measure.result import Footprint, Measurement, Process, Result, ToolTiming
 from bench.measure.specs import ScriptSpec
-from plumbing.files import write_atomic
 
 
 def record(spec: ScriptSpec, outcome: Outcome, rank: int | None = None) -> Measurement:
@@ -45,13 +42,13 @@ def record(spec: ScriptSpec, outcome: Outcome, rank: int | None = None) -> Measu
             notes["failed_in"] = duet.blamed(rec.windows, rec._index)
     else:
         notes = {}
-    memory = peak_memory()
+    rss_mb, cuda_mb = process_memory()
     local = int(os.environ.get("LOCAL_RANK", rank or 0)) if rank is not None else None
     process = Process(rank=rank, local_rank=local, node=socket.gethostname(),
                       node_rank=int(os.environ.get("GROUP_RANK", "0")),
                       world_size=int(os.environ.get("WORLD_SIZE", "1")), step_rule=rec.rule,
                       steps_seen=rec.steps_seen, warmup=spec.warmup,
-                      pid=os.getpid(), memory=memory, **rec.allreduce(), stopped=outcome.stopped,
+                      pid=os.getpid(), **rec.allreduce(), stopped=outcome.stopped,
                       exit_code=outcome.exit_code, error=outcome.error, interrupted=outcome.interrupted,
                       no_step=outcome.no_step, waited=outcome.waited, oom=outcome.oom,
                       micro_batches=rec.samples.micro_batches(), step_batches=rec.samples.batches(),
@@ -66,7 +63,7 @@ def record(spec: ScriptSpec, outcome: Outcome, rank: int | None = None) -> Measu
         artifacts=list(outcome.artifacts), parts=list(PARTS), description=spec.shell(),
         device="cuda" if rec.cuda else "cpu", batch_size=rec.samples.batch_size(), process=process,
         notes=notes,
-        footprint=Footprint(flops_per_step=outcome.flops_per_step, max_rss_mb=memory.get("max_rss_mb"),
+        footprint=Footprint(flops_per_step=outcome.flops_per_step, max_rss_mb=rss_mb, cuda_peak_mb=cuda_mb,
                             breakdown=outcome.breakdown, breakdown_error=outcome.breakdown_error))
 
 
@@ -76,43 +73,15 @@ def _finite(loss: torch.Tensor) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def save_record(m: Measurement, path: Path) -> None:
-    write_atomic(path, json.dumps(m.as_dict()))
-
-
-def load_record(path: Path) -> Measurement:
-    return Measurement.from_dict(json.loads(path.read_text()))
-
-
-def died(rank: int, notice: dict | None = None) -> Measurement:
-    """The record of a rank that wrote none; ``notice``: its node's word of it (bench.capture.gather)."""
-    if notice:
-        where = (f"on node {notice.get('node_rank')} ({notice.get('host')}, "
-                 f"local rank {notice.get('local_rank')})")
-        why = (f"the rank died {where} without writing its record (torchrun's exit code there: "
-               f"{notice.get('exit_code')})")
-        process = Process(rank=rank, local_rank=notice.get("local_rank"), node=notice.get("host", ""),
-                          node_rank=int(notice.get("node_rank") or 0), error=why)
-    else:
-        why = DIED
-        process = Process(rank=rank, error=why)
-    return Measurement(name=f"rank{rank}", status="failed", reason=why, process=process)
-
-
-DIED = "the rank died without writing its record"
-
-
 def merge(spec: ScriptSpec, records: list[Measurement], *, started: str, duration_s: float) -> Result:
     """The records of one run (one per process) as one Result."""
     device = next((m.device for m in records if m.samples), "cpu")
-    result = Result(kind="script", spec=replace(spec, ranks=len(records)),
+    result = Result(kind="script", spec=spec,
                     machine=Environment.capture(torch.device(device)), measurements=list(records),
                     created=started, duration_s=duration_s)
     if any(m.footprint.flops_per_step for m in records):
         # here the script has ended, its workers with it: the peak is measured on a quiet machine,
         # again where a step came within reach of the cached one
-        from bench.measure.footprint import machine_peak
-
         achieved = max(((m.footprint.flops_per_step or 0) / min(t.per_step for t in m.samples)
                         for m in records if m.samples), default=0.0)
         result.peak = machine_peak(torch.device(device), result.machine.describe(), at_least=achieved)

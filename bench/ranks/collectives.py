@@ -2,14 +2,14 @@
 
 A script that averages its gradients itself (no DistributedDataParallel) spends a fast rank's
 wait for a slow one inside ``dist.all_reduce``: timing each blocking call gives every rank's
-wait per step (:mod:`bench.measure.skew`) and the collectives' ends, on which the ranks' clocks
-are aligned (:mod:`bench.measure.clocks`). The module functions are wrapped in
+wait per step (:mod:`bench.ranks.skew`) and the collectives' ends, on which the ranks' clocks
+are aligned (:mod:`bench.ranks.align`). The module functions are wrapped in
 ``torch.distributed`` and ``torch.distributed.distributed_c10d`` (a script's
 ``from torch.distributed import all_reduce`` made after the wrap gets the wrapper too).
 
 Not timed: a collective with ``async_op=True`` (its wait is in ``work.wait()``, which may come
 anywhere later) and DDP's own all-reduce, which runs in C++ inside ``backward`` (DDP times it:
-:mod:`bench.capture.ddp`).
+:mod:`bench.ranks.ddp`).
 """
 
 from __future__ import annotations

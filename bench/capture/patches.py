@@ -63,12 +63,12 @@ def _loader_option(option: str, value: Any, undo: Undo) -> None:
     wrap_init(DataLoader, change, undo)
 
 
-@patch("workers")
+@patch("num_workers")
 def _workers(value: str | None, undo: Undo) -> None:
     _loader_option("num_workers", int(value or 1), undo)
 
 
-@patch("persistent")
+@patch("persistent_workers")
 def _persistent(value: str | None, undo: Undo) -> None:
     _loader_option("persistent_workers", True, undo)
 
@@ -86,7 +86,7 @@ def _batch(value: str | None, undo: Undo) -> None:
     wrap_init(DataLoader, change, undo)
 
 
-@patch("pin")
+@patch("pin_memory")
 def _pin(value: str | None, undo: Undo) -> None:
     _loader_option("pin_memory", True, undo)
 
@@ -185,8 +185,8 @@ def autocast_forward(dtype: torch.dtype, undo: Undo) -> None:
 @patch("fp16")
 def _fp16(value: str | None, undo: Undo) -> None:
     """fp16 autocast around the outermost forward and a gradient scaler around the script's
-    backward and optimizer steps (:mod:`bench.fixes.scaling`): fp16 without one underflows."""
-    from bench.fixes.scaling import LossScaling
+    backward and optimizer steps (:mod:`bench.capture.scaling`): fp16 without one underflows."""
+    from bench.capture.scaling import LossScaling
 
     autocast_forward(torch.float16, undo)
     LossScaling().install(undo)
@@ -232,7 +232,8 @@ def convert_inputs(undo: Undo, enter: Callable[[torch.nn.Module], Any] = lambda 
 
 
 def names(fixes: tuple[str, ...]) -> list[tuple[str, str | None]]:
-    """``("workers=2", "persistent")`` -> ``[("workers", "2"), ("persistent", None)]``."""
+    """``("num_workers=2", "persistent_workers")`` ->
+    ``[("num_workers", "2"), ("persistent_workers", None)]``."""
     out = []
     for fix in fixes:
         key, _, value = fix.partition("=")
@@ -246,7 +247,7 @@ def unknown(fixes: tuple[str, ...]) -> list[str]:
 
 def apply(fixes: tuple[str, ...]) -> Undo:
     """Apply the patches so that the first named changes a constructor's arguments first (each
-    wraps the ones after it: ``workers=2`` then ``persistent`` sees the workers); the undo list
+    wraps the ones after it: ``num_workers=2`` then ``persistent_workers`` sees the workers); the undo list
     restores what they changed."""
     undo: Undo = []
     for key, value in reversed(names(fixes)):

@@ -2,7 +2,7 @@
 (torchrun), each running :mod:`bench.capture.rank`, and their records collected.
 
 On one node every record is in this node's staging folder. With several nodes, global rank 0's
-node receives every rank's record over the network (:mod:`bench.capture.gather`) and writes the
+node receives every rank's record over the network (:mod:`bench.ranks.gather`) and writes the
 merged run (this process serves the gather); another node keeps its own ranks, tells node 0 of
 the ones that died here, and says where the merged run is. A node that never joins the job is
 named from torchrun's rendezvous error, in one line.
@@ -23,19 +23,21 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from bench.capture.gather import INTERRUPTED_WAIT_S, STARTED, WAIT_S, Receiver, report_deaths, started
-from bench.capture.ranks import DIED, died, load_record
 from bench.errors import UsageError
 from bench.measure.result import Measurement
 from bench.measure.specs import ScriptSpec
+from bench.ranks.gather import INTERRUPTED_WAIT_S, STARTED, WAIT_S, Receiver, report_deaths, started
+from bench.ranks.records import DIED, died, load_record
 from plumbing.argtypes import option_value
 
 log = logging.getLogger("bench")
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def launch_ranks(spec: ScriptSpec, stage: Path, nproc: int, torchrun: str) -> tuple[list[Measurement], int]:
-    """torchrun with our rank entry; each rank writes rankN.json into the staging folder."""
+def launch_ranks(spec: ScriptSpec, stage: Path) -> tuple[list[Measurement], int]:
+    """torchrun (``spec.nproc`` ranks on this node, its options ``spec.torchrun``) with our rank
+    entry; each rank writes rankN.json into the staging folder."""
+    nproc, torchrun = spec.nproc, spec.torchrun
     given = {k: v for k, v in asdict(spec).items() if k != "command"}
     extra = shlex.split(torchrun)
     if not any(a.startswith(("--rdzv", "--master", "--nnodes", "--standalone")) for a in extra):
