@@ -8,3 +8,5 @@ TOOLS = ("cprofile", "lines", "kineto")
 # a script costs is measured against them. Not a profiler: kept out of TOOLS.
 UNHOOKED = "unhooked"
 SETTLE = "settle"  # one step between the last profiler's windows and observing's: not measured
+# The parts a captured script's step is cut into, in order (`other`: the rest of the step).
+STEP_PARTS = ("data", "copy", "forward", "backward", "collective", "optimizer", "other")

@@ -50,7 +50,7 @@ def staging(out: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def publish(stage: Path, out: Path) -> list[Path]:
+def move_into(stage: Path, out: Path) -> list[Path]:
     """Move every file of ``stage`` into ``out``; a folder two levels down (tb/<run>) is replaced whole."""
     moved = []
     for item in sorted(stage.iterdir()):
@@ -124,7 +124,7 @@ class Output:
         try:
             written = [] if rerender else [result.save(self.stage / "run.json")]
             written += render_all(result, self.stage, self.out, rerender=rerender)
-            moved = publish(self.stage, self.out)
+            moved = move_into(self.stage, self.out)
         except OSError as exc:
             raise UsageError(f"cannot write the reports into {self.out} ({exc.strerror or exc}); "
                              "free some space or pass another --out (the earlier reports there "

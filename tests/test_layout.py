@@ -79,6 +79,19 @@ def test_every_import_in_bench_goes_down_a_floor(path: Path):
                                             f"{FLOOR[there]}) is not below {here} (floor {FLOOR[here]})")
 
 
+@pytest.mark.parametrize("path", [p for p in SOURCES if _rel(p).startswith("bench/")], ids=_rel)
+def test_a_process_started_by_name_goes_down_a_floor_too(path: Path):
+    """A module a process is started with (``python -m bench.capture.child``) is an import by
+    another name: the module that names it stands above it, or in its folder. (``-m bench``
+    alone, the command line of another tree, is how regress counts a base commit.)"""
+    here = _room(".".join(path.relative_to(ROOT).with_suffix("").parts))
+    named = [n.value for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Constant)
+             and isinstance(n.value, str) and re.fullmatch(r"bench(\.[a-z_]+)+", n.value)]
+    for module in named:
+        there = _room(module)
+        assert there == here or FLOOR[there] < FLOOR[here], f"{_rel(path)} starts {module}, a floor up"
+
+
 def test_one_definition_of_the_profiler_names_and_no_kind_guessing():
     tools = [_rel(p) for p in SOURCES if re.search(r"^TOOLS\b.*=", p.read_text(), re.M)]
     assert tools == ["bench/defaults.py"]

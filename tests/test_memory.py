@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bench.measure.memory import PARTS, replay, storages
+from bench.measure.memory import MEMORY_PARTS, replay, storages
 from tests.helpers import memory_of
 
 BATCH, DATA = 256, 4096
@@ -30,7 +30,7 @@ def _already() -> dict[str, int]:
     """What the test process held before the test's model and data (other tests' leftovers): the
     breakdown counts every live tensor of the process, as it should in a user's."""
     gc.collect()
-    held = {p: 0 for p in PARTS}
+    held = {p: 0 for p in MEMORY_PARTS}
     for size, part in storages("cpu").values():
         held[part] += size
     return held
@@ -63,7 +63,7 @@ def test_the_parts_are_the_objects_bytes_computed_by_hand():
     assert found.parts["other tensors"] - held["other tensors"] == data.numel() * 4  # the data set
     # saved for backward at once: the batch (Linear), the ReLU's output (also Linear's input), the logits
     assert found.saved_max == BATCH * (784 + 400 + 10) * 4
-    assert set(found.parts) == set(PARTS) and sum(found.parts.values()) == found.peak
+    assert set(found.parts) == set(MEMORY_PARTS) and sum(found.parts.values()) == found.peak
     assert found.at in ("forward", "backward", "optimizer")
 
 

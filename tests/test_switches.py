@@ -221,7 +221,7 @@ def test_a_flip_never_lands_inside_a_timed_step(tmp_path: Path):
         outcome = run_script(spec, tmp_path)
         m = record(spec, outcome)
     finally:
-        switches.SWITCHES.pop("sleepy")
+        switches.REGISTRY.pop("sleepy")
     assert outcome.stopped
     pairs = m.profiles["switch:sleepy"]
     assert len(pairs.plain) == len(pairs.tool) == 3 * 6 and {t.round for t in pairs.plain} == {0, 1, 2}

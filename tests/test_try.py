@@ -457,7 +457,7 @@ def test_try_under_torchrun_runs_each_process_as_a_job_and_shares_the_cores(tmp_
     assert words[1:3] == ["-m", "bench.capture.child"]
     given = json.loads(Path(words[3]).read_text())  # the child's spec, as data
     assert given["spec"]["nproc"] == 2 and given["spec"]["torchrun"] == "--master-port 29999"
-    assert given["spec"]["command"] == ["ddp.py", "--epochs", "1"] and given["spec"]["fixes"] == ["fused"]
+    assert given["spec"]["command"] == ["ddp.py", "--epochs", "1"] and given["spec"]["patches"] == ["fused"]
     ok = [_process("baseline", 0, 10.0, [1.0]), _process("baseline", 0, 10.0, [1.0])]
     ok[0].name, ok[1].name = "rank0", "rank1"
     child = Result(kind="script", spec=TrySpec(command=("x.py",)), machine=_try_result().machine,
@@ -467,8 +467,8 @@ def test_try_under_torchrun_runs_each_process_as_a_job_and_shares_the_cores(tmp_
     assert children._sample(child).status == "failed" and children._sample(child).reason.startswith("rank1: ")
     rank0 = Measurement(name="rank0", process=Process(threads=1, built=[
         Built("DataLoader", "DataLoader", "ddp.py:9", {"num_workers": 0})]))
-    seen = catalogue.Seen.of(rank0, ranks=2)
-    assert seen.cores == max(1, (os.cpu_count() or 1) // 2) and seen.ranks == 2
+    seen = catalogue.Seen.of(rank0, nproc=2)
+    assert seen.cores == max(1, (os.cpu_count() or 1) // 2) and seen.nproc == 2
     fixes, skipped = catalogue.propose(catalogue.Seen(**{**seen.__dict__, "cores": 1}))
     loader = [f.name for f in fixes if f.group == "loader"]
     assert loader == ["num_workers=1"]  # persistent workers: asked for by name only
@@ -510,7 +510,7 @@ def test_a_switch_that_breaks_the_script_fails_alone_and_the_others_are_measured
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(children, "launch", _in_process)
     monkeypatch.setattr(catalogue, "CATALOGUE", list(catalogue.CATALOGUE))
-    monkeypatch.setattr(switches, "SWITCHES", dict(switches.SWITCHES))
+    monkeypatch.setattr(switches, "REGISTRY", dict(switches.REGISTRY))
     monkeypatch.setattr(patches, "PATCHES", dict(patches.PATCHES))
     out = tmp_path / "out"
     code = cli.main(["run", "--try", "--fixes", "breaks,foreach", "--fixes-from", "breaking", "--blocks",
@@ -573,15 +573,15 @@ def test_a_short_script_gets_its_switches_regrouped_into_processes_it_is_long_en
         assert m.process.steps_seen <= 64 and m.notes["pairs"]
 
 
-def test_fit_groups_sides_into_the_steps_a_process_has_and_sets_apart_what_never_fits():
+def test_pack_groups_sides_into_the_steps_a_process_has_and_sets_apart_what_never_fits():
     from bench.fixes import schedule
 
     spec = TrySpec(command=("t.py",), pairs=16, switch_warm=3)
     aa, fused, foreach = (tries.AGAIN, ()), ("fused=True", ("fused",)), ("foreach=True", ("foreach",))
     workers = ("num_workers=2", ("num_workers=2",))
-    groups, dropped = schedule.fit(spec, [aa, fused, foreach], 200)
+    groups, dropped = schedule.pack(spec, [aa, fused, foreach], 200)
     assert groups == [([aa, fused, foreach], 16)] and dropped == []  # 2 + 96 + 6 steps: all in one
-    groups, dropped = schedule.fit(spec, [aa, fused, foreach, workers], 58)
+    groups, dropped = schedule.pack(spec, [aa, fused, foreach, workers], 58)
     assert groups == [([aa, fused], 13), ([foreach], 16)]  # the A/A rides with the first switch
     assert dropped == ["num_workers=2"]  # 3 pairs of 2 x 13-step windows: 78 steps, never in 58
     for group, pairs in groups:

@@ -22,14 +22,12 @@ from bench.capture.switches import Live, Nothing, Switch, make
 from bench.capture.windows import Window, merge_window
 from bench.measure.clock import Timing
 from bench.measure.result import ToolTiming
-from bench.measure.specs import Duet
+from bench.measure.specs import SWITCH_PAIRS, Duet
 from bench.profile.tools import Profiler
-
-PREFIX = "switch:"
 
 
 def kind(side: str) -> str:
-    return PREFIX + side
+    return SWITCH_PAIRS + side
 
 
 def plan(duet: Duet) -> list[Window]:
@@ -102,7 +100,7 @@ def blamed(windows: list[Window], index: int) -> str | None:
 
 
 def _side(w: Window) -> str | None:
-    return w.kind[len(PREFIX):] if w.kind.startswith(PREFIX) else None
+    return w.kind[len(SWITCH_PAIRS):] if w.kind.startswith(SWITCH_PAIRS) else None
 
 
 def _blocked(timings: list[Timing], block: int) -> Timing:

@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from bench.capture.scaling import LossScaling
+
 Undo = list[Callable[[], None]]  # each puts back one thing a patch changed
 PATCHES: dict[str, Callable[[str | None, Undo], None]] = {}
 
@@ -186,8 +188,6 @@ def autocast_forward(dtype: torch.dtype, undo: Undo) -> None:
 def _fp16(value: str | None, undo: Undo) -> None:
     """fp16 autocast around the outermost forward and a gradient scaler around the script's
     backward and optimizer steps (:mod:`bench.capture.scaling`): fp16 without one underflows."""
-    from bench.capture.scaling import LossScaling
-
     autocast_forward(torch.float16, undo)
     LossScaling().install(undo)
 

@@ -16,14 +16,13 @@ from pathlib import Path
 
 def main(argv: list[str]) -> int:
     from bench.capture.record import record
-    from bench.capture.script import ScriptSpec, run_script
+    from bench.capture.script import run_script
+    from bench.measure.specs import ScriptSpec, build
     from bench.ranks.gather import announce, send, several_nodes
     from bench.ranks.records import save_record
 
     folder, spec_json, sep, *command = argv
     assert sep == "--", "usage: DIR SPEC_JSON -- COMMAND..."
-    from bench.measure.specs import build
-
     spec = build(ScriptSpec, {**json.loads(spec_json), "command": command})
     rank = int(os.environ.get("RANK", "0"))
     out = Path(folder)

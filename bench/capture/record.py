@@ -9,19 +9,44 @@ a **straggler** (:mod:`bench.ranks.skew`).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import socket
+import time
+from datetime import UTC, datetime
+from pathlib import Path
 
 import torch
 
-from bench.capture.script import Outcome
-from bench.capture.windows import PARTS
-from bench.defaults import UNHOOKED
+from bench.capture import duet
+from bench.capture.script import Outcome, run_script
+from bench.defaults import STEP_PARTS, UNHOOKED
 from bench.measure.environment import Environment
 from bench.measure.footprint import machine_peak, process_memory
 from bench.measure.result import Footprint, Measurement, Process, Result, ToolTiming
 from bench.measure.specs import ScriptSpec
+from bench.ranks.launch import launch_ranks
+
+log = logging.getLogger("bench")
+RANK_ENTRY = "bench.capture.rank"  # the module each torchrun rank runs
+
+
+def observe(spec: ScriptSpec, out: Path) -> tuple[Result, int]:
+    """The script observed -- in this process, or as ``spec.nproc`` torchrun ranks -- as one
+    Result (profiler files into ``out``), and the script's exit code (130: Ctrl-C). What
+    ``vaebench run`` and each process of ``--try``/``--fit``/``--compare`` run."""
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    begin = time.perf_counter()
+    if spec.nproc:
+        records, code = launch_ranks(spec, out, RANK_ENTRY)
+    else:
+        outcome = run_script(spec, out)
+        if outcome.stopped:
+            log.info("stopped the script after %d steps: the measured window and the profiler windows "
+                     "are complete", outcome.recorder.steps_seen)
+        records, code = [record(spec, outcome)], 130 if outcome.interrupted else (outcome.exit_code or 0)
+    return merge(spec, records, started=started, duration_s=time.perf_counter() - begin), code
 
 
 def record(spec: ScriptSpec, outcome: Outcome, rank: int | None = None) -> Measurement:
@@ -33,13 +58,11 @@ def record(spec: ScriptSpec, outcome: Outcome, rank: int | None = None) -> Measu
         if plain:
             profiles[tool] = ToolTiming(plain, used)
     if spec.duet is not None:  # --try's switches: each side's pairs, by block
-        from bench.capture import duet
-
         profiles |= {duet.kind(side): duet.pairs(rec.windows, side, spec.duet.window(side)[0])
                      for side in spec.duet.sides}
         notes = {"warm": duet.warm_steps(rec.windows)}
-        if outcome.error and rec._index < len(rec.windows):
-            notes["failed_in"] = duet.blamed(rec.windows, rec._index)
+        if outcome.error and rec.filling is not None:
+            notes["failed_in"] = duet.blamed(rec.windows, rec.filling)
     else:
         notes = {}
     rss_mb, cuda_mb = process_memory()
@@ -60,7 +83,7 @@ def record(spec: ScriptSpec, outcome: Outcome, rank: int | None = None) -> Measu
     return Measurement(
         name=spec.name if rank is None else f"rank{rank}", status="failed" if failed else "ok",
         reason=status_line(process) if failed else "", samples=rec.window("measure"), profiles=profiles,
-        artifacts=list(outcome.artifacts), parts=list(PARTS), description=spec.shell(),
+        artifacts=list(outcome.artifacts), parts=list(STEP_PARTS), description=spec.shell(),
         device="cuda" if rec.cuda else "cpu", batch_size=rec.samples.batch_size(), process=process,
         notes=notes,
         footprint=Footprint(flops_per_step=outcome.flops_per_step, max_rss_mb=rss_mb, cuda_peak_mb=cuda_mb,

@@ -365,5 +365,10 @@ class Recorder:
     def window(self, kind: str) -> list[Timing]:
         return [t for w in self.windows if w.kind == kind for t in w.timings]
 
+    @property
+    def filling(self) -> int | None:
+        """The index of the window being filled (None: every window is complete)."""
+        return self._index if self._index < len(self.windows) else None
+
     def pairs(self, tool: str) -> tuple[list[Timing], list[Timing]]:
         return pairs(self.windows, tool)

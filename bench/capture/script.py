@@ -20,12 +20,14 @@ from typing import Any
 
 import torch
 
-from bench.capture import oom
+from bench.capture import duet, oom
 from bench.capture.counted import COUNTED, MemoryWindow, counted
+from bench.capture.patches import apply, restore, seed_everything
 from bench.capture.recorder import Recorder
 from bench.capture.windows import Stop, Window
 from bench.defaults import SETTLE, UNHOOKED
 from bench.errors import UsageError
+from bench.measure.quiet import without_profiler_chatter
 from bench.measure.result import Breakdown, OutOfMemory
 from bench.measure.specs import ScriptSpec
 from bench.profile.tools import Profiler, make
@@ -88,8 +90,6 @@ def plan(spec: ScriptSpec) -> list[Window]:
     if spec.steps == 0:
         return [Window("measure", sys.maxsize)]
     if spec.duet is not None:  # --try's switches: nothing else after the measured window
-        from bench.capture import duet
-
         return [Window("measure", spec.steps), *duet.plan(spec.duet)]
     # The memory window first, right after the warm-up: a script that fails (out of memory, most
     # of all) still has its breakdown. Its profiler stops at the next step's first part (never
@@ -167,8 +167,6 @@ def line_targets(names: tuple[str, ...], recorder_ref: list[Any]) -> tuple[list[
 def _tools(spec: ScriptSpec, worker: str, recorder_ref: list[Any]) -> dict[str, Profiler]:
     made: dict[str, Profiler] = {}
     if spec.duet is not None:
-        from bench.capture import duet
-
         return duet.tools(spec.duet, lambda: recorder_ref[0].builds.live)
     if spec.steps:
         made.update(counted(spec))
@@ -212,9 +210,6 @@ def run_script(spec: ScriptSpec, out: Path, *, worker: str = "rank0", label: str
 def _run_recorded(spec: ScriptSpec, outcome: Outcome, failed: Callable[[BaseException], None]) -> None:
     """The script run as ``python`` would, under the recorder and a watchdog; what it changes
     of this process (argv, sys.path, a memory limit) and our patches put back however it ends."""
-    from bench.capture.patches import restore
-    from bench.measure.quiet import without_profiler_chatter
-
     recorder = outcome.recorder
     watchdog = _Watchdog(outcome, spec.wait)
     argv, path0 = sys.argv[:], sys.path[:]
@@ -293,13 +288,11 @@ def _prepare(spec: ScriptSpec) -> list[Any]:
     undo list of the patches."""
     import importlib
 
-    from bench.capture.patches import apply, seed_everything
-
     for module in spec.plugins:
         importlib.import_module(module)  # registers its patches (checked by the parent already)
     if spec.seed is not None:
         seed_everything(spec.seed)
-    return apply(spec.fixes)
+    return apply(spec.patches)
 
 
 class _Watchdog(threading.Thread):

@@ -25,6 +25,10 @@ from typing import Any, Protocol
 
 import torch
 
+from bench.capture import patches as patching  # its PATCHES read when a switch is made (a plugin adds to it)
+from bench.capture.patches import autocast_forward, convert_inputs, restore
+from bench.capture.scaling import LossScaling
+
 
 class Switch(Protocol):
     def on(self) -> None: ...
@@ -76,7 +80,7 @@ class Live:
 
 Maker = Callable[[str | None, Live], Switch]
 Window = Callable[[str | None], tuple[int, int]]
-SWITCHES: dict[str, Maker] = {}
+REGISTRY: dict[str, Maker] = {}
 WINDOWS: dict[str, Window] = {}
 
 
@@ -87,7 +91,7 @@ def switch(name: str, window: Window | None = None) -> Callable[[Maker], Maker]:
     queue of batches while the other side runs) is measured in windows of ``settle`` steps left
     out and ``steps`` timed, instead of single steps."""
     def register(make: Maker) -> Maker:
-        SWITCHES[name] = make
+        REGISTRY[name] = make
         if window is not None:
             WINDOWS[name] = window
         return make
@@ -102,7 +106,7 @@ def window_of(patches: tuple[str, ...]) -> tuple[int, int]:
 
 def switchable(patches: tuple[str, ...]) -> bool:
     """Can the fix made of these patches be switched between steps (every patch has a switch)?"""
-    return bool(patches) and all(p.partition("=")[0] in SWITCHES for p in patches)
+    return bool(patches) and all(p.partition("=")[0] in REGISTRY for p in patches)
 
 
 class Together:
@@ -125,7 +129,7 @@ def make(patches: tuple[str, ...], live: Live) -> Switch:
     made = []
     for p in patches:
         key, _, value = p.partition("=")
-        made.append(SWITCHES[key](value or None, live))
+        made.append(REGISTRY[key](value or None, live))
     return made[0] if len(made) == 1 else Together(made)
 
 
@@ -206,17 +210,13 @@ class AroundForward:
         self.attach(self.undo)
 
     def off(self) -> None:
-        from bench.capture.patches import restore
-
         restore(self.undo)
         self.undo = []
 
 
 @switch("bf16")
 def _bf16(value: str | None, live: Live) -> Switch:
-    from bench.capture.patches import PATCHES
-
-    return AroundForward(lambda undo: PATCHES["bf16"](value, undo))
+    return AroundForward(lambda undo: patching.PATCHES["bf16"](value, undo))
 
 
 class ScaledHalf:
@@ -226,22 +226,16 @@ class ScaledHalf:
     first scale would overflow and skip steps that a real run skips once)."""
 
     def __init__(self, live: Live):
-        from bench.capture.scaling import LossScaling
-
         self.live, self.scaling = live, LossScaling()
         self.undo: list[Callable[[], None]] = []
 
     def on(self) -> None:
-        from bench.capture.patches import autocast_forward
-
         for opt in self.live.optimizers:
             self.scaling.optimizers.add(opt)
         autocast_forward(torch.float16, self.undo)
         self.scaling.install(self.undo)
 
     def off(self) -> None:
-        from bench.capture.patches import restore
-
         restore(self.undo)
         self.undo = []
 
@@ -324,8 +318,6 @@ class ChannelsLast:
 
     @staticmethod
     def _attach(undo: list[Callable[[], None]]) -> None:
-        from bench.capture.patches import convert_inputs
-
         convert_inputs(undo)
 
     def on(self) -> None:

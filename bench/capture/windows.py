@@ -11,10 +11,9 @@ from typing import Any
 
 import torch
 
-from bench.defaults import UNHOOKED
+from bench.defaults import STEP_PARTS, UNHOOKED
 from bench.measure.clock import Marks, Timing
 
-PARTS = ("data", "copy", "forward", "backward", "collective", "optimizer", "other")
 OBSERVE_BUDGET_S = 10.0  # observing's pairs: at most what fits this long at the median step ...
 OBSERVE_MIN_PAIRS = 10  # ... but at least this many, whatever a step costs
 
@@ -69,7 +68,7 @@ def step_timing(marks: Marks, number: int, start: Any, end: Any, spans: list[lis
             children[parent] += durations[i]
     for i, (name, _, _, _) in enumerate(spans):
         own[name] = own.get(name, 0.0) + max(durations[i] - children[i], 0.0)
-    parts = {p: [own[p]] for p in PARTS if p in own}
+    parts = {p: [own[p]] for p in STEP_PARTS if p in own}
     parts["other"] = [max(step - sum(own.values()), 0.0)]
     return Timing(seconds=step, steps=[step], parts=parts, round=number)
 

@@ -14,8 +14,6 @@ import logging
 import os
 import shlex
 import sys
-import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.commands.args import Defaults
@@ -76,8 +74,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         "the device's), the line checked at the third; with --fixes, the batch each "
                         "of those fixes lets through (the script's batch and x2 with it applied)")
     _try_options(p)
-    p.add_argument("--apply", action="append", default=[], help=argparse.SUPPRESS)  # a --try process
-    p.add_argument("--raw", action="store_true", help=argparse.SUPPRESS)  # run.json only
     p.add_argument("--out", type=Path, default=Path("reports/run"))
     p.add_argument("-m", dest="module", default=None, metavar="MODULE",
                    help="run a module as `python -m MODULE` does")
@@ -118,31 +114,31 @@ def _try_options(p: argparse.ArgumentParser) -> None:
 
 
 def spec_from(args: argparse.Namespace):  # -> ScriptSpec
-    from bench.capture.script import ScriptSpec
-    from bench.defaults import TOOLS
+    from bench.measure.specs import ScriptSpec
 
+    steps = 100 if args.steps is None else args.steps
     command = tuple(["-m", args.module, *args.script_args] if args.module else args.script_args)
     tools = () if args.tools == ["none"] else tuple(args.tools)
     bad = [t for t in tools if t not in TOOLS]
     if bad:
         raise UsageError(f"--tools: unknown tool {bad[0]!r}: choose from {', '.join(TOOLS)} (or none)")
-    if args.steps == 0 and tools:
+    if steps == 0 and tools:
         log.info("--steps 0: the script runs to its end, every step after the warm-up is measured; "
                  "no profiler windows (they need steps after the measured window)")
         tools = ()
-    return ScriptSpec(command=command, warmup=args.warmup, steps=args.steps, step_on=args.step_on,
+    return ScriptSpec(command=command, warmup=args.warmup, steps=steps, step_on=args.step_on,
                        tools=tools, profile_windows=args.profile_windows,
                        profile_steps=args.profile_steps, wait=args.wait, lines=tuple(args.lines),
-                       observe_windows=args.observe_windows if args.steps else 0,
-                       fixes=tuple(args.apply), seed=args.seed, losses=args.losses or 0,
+                       observe_windows=args.observe_windows if steps else 0,
+                       seed=args.seed, losses=args.losses or 0,
                        plugins=tuple(args.fixes_from), nproc=args.nproc or 0, torchrun=args.torchrun or "")
 
 
 def main(args: argparse.Namespace) -> int:
     """``run``: observe the script (or its ranks), write the run."""
+    from bench.capture.record import observe
     from bench.capture.script import check_target
     from bench.output import writing
-    from bench.ranks.launch import launch_ranks
     from plumbing.logs import setup_logging
 
     setup_logging()
@@ -152,28 +148,15 @@ def main(args: argparse.Namespace) -> int:
         return try_fixes(args)
     if args.fit:
         return fit_batch(args)
-    args.steps = 100 if args.steps is None else args.steps
     spec = spec_from(args)
     check_target(spec.command)
     if args.nproc and args.nproc > (os.cpu_count() or 1):
         log.warning("--nproc %d is more than this machine's %d cores: the ranks will share cores "
                     "and their times will say so", args.nproc, os.cpu_count() or 1)
-    started = datetime.now(UTC).isoformat(timespec="seconds")
-    begin = time.perf_counter()
     with writing(args.out) as output:
-        records, script_code = (launch_ranks(spec, output.stage) if spec.nproc
-                                 else _one(spec, output.stage))
-        from bench.capture.record import merge
-
-        result = merge(spec, records, started=started, duration_s=time.perf_counter() - begin)
+        result, script_code = observe(spec, output.stage)
         _check(result, spec, script_code)
-        if args.raw:  # one process of --try: its numbers only, no renderers
-            from bench.output import publish
-
-            result.save(output.stage / "run.json")
-            publish(output.stage, output.out)
-        else:
-            output.publish(result)
+        output.publish(result)
     from bench.render.terminal import text
 
     print(f"\n{text(result)}")
@@ -229,11 +212,9 @@ def try_fixes(args: argparse.Namespace) -> int:
 
     command = tuple(["-m", args.module, *args.script_args] if args.module else args.script_args)
     check_target(command)
-    args.losses = 10 if args.losses is None else args.losses
-    args.steps = 30 if args.steps is None else args.steps
     spec = try_spec(args, command)
     with writing(args.out) as output:
-        result = run_try(spec, args.fixes, output.stage)
+        result = run_try(spec, output.stage)
         output.publish(result)
     print(f"\n{text(result)}")
     print(f"\nWrote the run into {args.out}/ (start with {args.out}/summary.md; every process's steps "
@@ -255,23 +236,14 @@ def try_spec(args: argparse.Namespace, command: tuple[str, ...]):  # -> TrySpec
             raise UsageError(f"--fixes-from {module}: cannot import it ({exc}); put its folder on "
                              "PYTHONPATH or run from there") from None
     check_try(args)
-    return TrySpec(command=command, warmup=args.warmup, steps=args.steps, repeats=args.repeats,
-                   blocks=args.blocks, pairs=args.pairs, seed=args.seed if args.seed is not None else 0,
-                   losses=args.losses, tolerance=args.tolerance, wait=args.wait,
+    return TrySpec(command=command, warmup=args.warmup, steps=30 if args.steps is None else args.steps,
+                   repeats=args.repeats, blocks=args.blocks, pairs=args.pairs,
+                   seed=args.seed if args.seed is not None else 0,
+                   losses=10 if args.losses is None else args.losses, tolerance=args.tolerance,
+                   wait=args.wait,
+                   asked=tuple(args.fixes) if args.fixes is not None else None,
                    plugins=tuple(args.fixes_from), max_minutes=args.max_minutes, nproc=args.nproc or 0,
                    torchrun=args.torchrun or "")
-
-
-def _one(spec, stage: Path):  # -> (records, exit code)
-    from bench.capture.record import record
-    from bench.capture.script import run_script
-
-    outcome = run_script(spec, stage)
-    if outcome.stopped:
-        log.info("stopped the script after %d steps: the measured window and the profiler windows "
-                 "are complete", outcome.recorder.steps_seen)
-    code = 130 if outcome.interrupted else (outcome.exit_code or 0)
-    return [record(spec, outcome)], code
 
 
 def _check(result, spec, script_code: int) -> None:  # result: Result

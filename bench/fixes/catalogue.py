@@ -41,23 +41,23 @@ class Seen:
     device: str = "cpu"
     threads: int | None = None
     cores: int = 1  # the cores one process (one rank) may use
-    ranks: int = 1  # processes sharing the machine's cores (torchrun's ranks on this node)
+    nproc: int = 1  # processes sharing the machine's cores (torchrun's ranks on this node)
 
     @classmethod
-    def of(cls, m: Measurement, ranks: int = 1) -> Seen:
-        """What ``m`` (the script, or rank 0 of ``ranks`` on this node) showed; the machine's
+    def of(cls, m: Measurement, nproc: int = 1) -> Seen:
+        """What ``m`` (the script, or rank 0 of ``nproc`` on this node) showed; the machine's
         cores are shared out between the ranks."""
         built = m.process.built if m.process else []
         return cls(loaders=[b for b in built if b.kind == "DataLoader"],
                    optimizers=[b for b in built if b.kind == "optimizer"],
                    models=[b for b in built if b.kind == "model"], device=m.device,
                    threads=m.process.threads if m.process else None,
-                   cores=max(1, (os.cpu_count() or 1) // max(ranks, 1)), ranks=max(ranks, 1))
+                   cores=max(1, (os.cpu_count() or 1) // max(nproc, 1)), nproc=max(nproc, 1))
 
     def on(self) -> str:
         """How the cores are counted, for a reason: "2 cores" or "1 core a rank (2 ranks)"."""
         plural = "s" if self.cores != 1 else ""
-        return f"{self.cores} core{plural}" + (f" a rank ({self.ranks} ranks)" if self.ranks > 1 else "")
+        return f"{self.cores} core{plural}" + (f" a rank ({self.nproc} ranks)" if self.nproc > 1 else "")
 
 
 Proposal = list[Fix] | str

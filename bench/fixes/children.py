@@ -1,20 +1,15 @@
-"""``vaebench run --try``: the baseline process first (what it built decides the fixes); then
-every fix that can be switched between steps (:mod:`bench.capture.switches`) measured in the
-script's own process, pairs of single steps in blocks, the A/A with them -- as many short
-processes of the script as the blocks need (a script may end first); short seeded processes for
-their numerics; then the fixes that cannot be switched (a DataLoader's workers: the loader is
-built once) in processes alternated with the baseline's, ``repeats`` each; then the faster fixes
-together, the same way. Every child receives its spec as data (:mod:`bench.capture.child`).
+"""The script's processes of one ``--try`` (or ``--compare``) run: each child is given its
+spec as data (:mod:`bench.capture.child`) and runs one side -- the baseline, a fix, the
+switches' blocks, a numerics run -- and :class:`Children` keeps what every one measured, how
+long each took (the estimate of what is left), and the run's start.
 
-Ctrl-C or ``--max-minutes`` keeps everything measured so far: the run is saved and rendered
-as partial.
-"""
+Ctrl-C keeps everything measured so far: an interrupted child is given time to write its
+run.json (``CHILD_WRITES_S``) before the interrupt goes on."""
 
 from __future__ import annotations
 
 import logging
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -51,8 +46,10 @@ CHILD_WRITES_S = 30.0  # how long an interrupted child may take to write its run
 class Children:
     """Runs one process of one side and keeps what every process measured."""
 
-    def __init__(self, spec: TrySpec, tmp: Path, launch: Callable[[list[str]], tuple[int, str]] = launch):
-        self.spec, self.tmp, self.launch = spec, tmp, launch
+    def __init__(self, spec: TrySpec, tmp: Path,
+                 launcher: Callable[[list[str]], tuple[int, str]] | None = None):
+        # None: this module's launch, looked up when a process starts (a test replaces it there)
+        self.spec, self.tmp, self.launcher = spec, tmp, launcher
         self.measured: list[Measurement] = []
         self.machine = None
         self.walls: list[float] = []  # the timed processes' (warm-up + steps)
@@ -66,15 +63,13 @@ class Children:
         profilers."""
         s = self.spec
         return ScriptSpec(command=command or s.command, warmup=s.warmup, steps=steps, tools=(),
-                          observe_windows=0, wait=s.wait, fixes=patches, seed=s.seed, losses=s.losses,
+                          observe_windows=0, wait=s.wait, patches=patches, seed=s.seed, losses=s.losses,
                           plugins=s.plugins, duet=duet, nproc=s.nproc, torchrun=s.torchrun)
 
     def command(self, spec: ScriptSpec, out: Path) -> list[str]:
-        from bench.capture.child import order
+        from bench.capture.child import command
 
-        path = out.with_suffix(".json")
-        path.write_text(order(spec))
-        return [sys.executable, "-m", "bench.capture.child", str(path), str(out)]
+        return command(spec, out)
 
     def run(self, side: str, repeat: int, phase: int, fix: Fix | None, *, numerics: bool = False,
             duet: Duet | None = None, notes: dict | None = None) -> Measurement:
@@ -96,7 +91,7 @@ class Children:
         done = []
         for job, out, w in zip(jobs, outs, words, strict=True):
             try:
-                done.append(self.launch(w))
+                done.append((self.launcher or launch)(w))
             except KeyboardInterrupt:  # what the interrupted child wrote is kept
                 if (out / "run.json").is_file():
                     self.measured.append(self._collect(job, out, (130, "interrupted"), numerics, notes))

@@ -12,7 +12,6 @@ batch changed without editing it: the run says so after the first process.
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -39,16 +38,15 @@ def available() -> tuple[float, str]:
 
 def _process(spec: FitSpec, batch: int | None, tmp: Path, run: Callable[[list[str]], tuple[int, str]],
              fix: Fix | None = None) -> Measurement:
-    from bench.capture.child import order
+    from bench.capture.child import command
 
     patches = (*(fix.patches if fix else ()), *((f"batch={batch}",) if batch else ()))
     child = ScriptSpec(command=spec.command, warmup=spec.warmup, steps=spec.steps, tools=(),
                        observe_windows=0, wait=spec.wait, seed=spec.seed, plugins=spec.plugins,
-                       counted=("memory",), fixes=patches)
+                       counted=("memory",), patches=patches)
     out = tmp / f"batch-{batch or 'own'}-{len(list(tmp.iterdir()))}"
     out.mkdir(parents=True, exist_ok=True)
-    (out.with_suffix(".json")).write_text(order(child))
-    code, err = run([sys.executable, "-m", "bench.capture.child", str(out.with_suffix(".json")), str(out)])
+    code, err = run(command(child, out))
     if not (out / "run.json").is_file():
         return Measurement(name=f"batch {batch or '?'}", status="failed",
                            reason=f"the process wrote nothing (exit {code}): {err.strip()[-300:]}")

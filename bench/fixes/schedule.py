@@ -1,5 +1,15 @@
-"""The order of ``--try``'s processes and what each phase measures (:mod:`bench.fixes.children`
-runs one process; this module decides which, and when to stop)."""
+"""``vaebench run --try``: the baseline process first (what it built decides the fixes); then
+every fix that can be switched between steps (:mod:`bench.capture.switches`) measured in the
+script's own process, pairs of single steps in blocks, the A/A with them -- as many short
+processes of the script as the blocks need (a script may end first); short seeded processes for
+their numerics; then the fixes that cannot be switched (a DataLoader's workers: the loader is
+built once) in processes alternated with the baseline's, ``repeats`` each; then the faster fixes
+together, the same way. Every child receives its spec as data (:mod:`bench.capture.child`).
+
+Ctrl-C or ``--max-minutes`` keeps everything measured so far: the run is saved and rendered
+as partial.
+
+:mod:`bench.fixes.children` runs one process; this module decides which, and when to stop."""
 
 from __future__ import annotations
 
@@ -12,7 +22,7 @@ from pathlib import Path
 
 from bench.capture.switches import switchable, window_of
 from bench.errors import UsageError
-from bench.fixes import catalogue, children
+from bench.fixes import catalogue
 from bench.fixes.catalogue import Fix
 from bench.fixes.children import Children
 from bench.measure import tries
@@ -26,60 +36,61 @@ Side = tuple[str, tuple[str, ...]]  # a side of the pairs: its name, the patches
 Regrouped = tuple[list[tuple[list[Side], int]], list[str]]  # (sides, pairs a block) each; sides left out
 
 
-def run_try(spec: TrySpec, asked: list[str] | None, stage: Path, launcher=None) -> Result:
+def run_try(spec: TrySpec, stage: Path, launcher=None) -> Result:
     """The whole ``--try``: a ``try`` Result, partial when stopped (Ctrl-C, --max-minutes)."""
     with tempfile.TemporaryDirectory(prefix="vaebench-try-", dir=stage) as tmp:
-        runner = Children(spec, Path(tmp), launcher or children.launch)
+        children = Children(spec, Path(tmp), launcher)
         why = ""
         try:
-            spec, fixes = _probe(spec, runner, asked)
-            spec, why = _phase_one(spec, fixes, runner)
+            spec, fixes = _probe(spec, children)
+            spec, why = _phase_one(spec, fixes, children)
             if not why:
-                spec, why = combine(spec, fixes, runner, _result(spec, runner, why))
+                spec, why = combine(spec, fixes, children, _result(spec, children, why))
         except KeyboardInterrupt:
-            why = f"interrupted (Ctrl-C) after {len(runner.measured)} processes: what they measured is kept"
+            why = f"interrupted (Ctrl-C) after {len(children.measured)} processes: what they measured is kept"
             log.warning(why)
-    return _result(spec, runner, why)
+    return _result(spec, children, why)
 
 
 def run_compare(spec: TrySpec, stage: Path, launcher=None) -> Result:
     """``run --compare A B``: B (``spec.versus``) against A (``spec.command``) in alternating
-    processes, by the same runner and rule as ``--try``'s process fixes: a ``try`` Result with
+    processes, by the same children and rule as ``--try``'s process fixes: a ``try`` Result with
     one side, B."""
     with tempfile.TemporaryDirectory(prefix="vaebench-compare-", dir=stage) as tmp:
-        runner = Children(spec, Path(tmp), launcher or children.launch)
+        children = Children(spec, Path(tmp), launcher)
         why = ""
         b = Fix("B", "compare", (), f"python {' '.join(spec.versus)}", command=spec.versus)
         spec = replace(spec, fixes=("B",))
         try:
-            first = runner.run(tries.BASELINE, 0, 1, None)
+            first = children.run(tries.BASELINE, 0, 1, None)
             if first.status != "ok":
                 raise UsageError(f"A ({spec.shell()}) failed: {first.reason}")
-            why = schedule(spec, [b], runner)
+            why = schedule(spec, [b], children)
         except KeyboardInterrupt:
-            why = f"interrupted (Ctrl-C) after {len(runner.measured)} processes: what they measured is kept"
+            why = f"interrupted (Ctrl-C) after {len(children.measured)} processes: what they measured is kept"
             log.warning(why)
-    return _result(spec, runner, why)
+    return _result(spec, children, why)
 
 
-def _probe(spec: TrySpec, runner: Children, asked: list[str] | None) -> tuple[TrySpec, list[Fix]]:
+def _probe(spec: TrySpec, children: Children) -> tuple[TrySpec, list[Fix]]:
     log.info("the baseline first: %s (seed %s), %d warm-up + %d measured steps",
              spec.shell(), spec.seed, spec.warmup, spec.steps)
-    first = runner.run(tries.BASELINE, 0, 1, None)
+    first = children.run(tries.BASELINE, 0, 1, None)
     if first.status != "ok":
         raise UsageError(f"the baseline itself failed ({first.reason}): run it with plain `vaebench run` "
                          "to see why")
-    fixes, skipped = catalogue.propose(catalogue.Seen.of(first, ranks=spec.nproc or 1), asked)
+    fixes, skipped = catalogue.propose(catalogue.Seen.of(first, nproc=spec.nproc or 1),
+                                        list(spec.asked) if spec.asked is not None else None)
     switched = tuple(f.name for f in fixes if switchable(f.patches))
     spec = replace(spec, fixes=tuple(f.name for f in fixes), switched=switched,
                    skipped=tuple(f"{k}: {v}" for k, v in skipped.items()))
     for entry, reason in skipped.items():
         log.info("skipped %s: %s", entry, reason)
-    _estimate(spec, fixes, runner, first)
+    _estimate(spec, fixes, children, first)
     return spec, fixes
 
 
-def _estimate(spec: TrySpec, fixes: list[Fix], runner: Children, first: Measurement) -> None:
+def _estimate(spec: TrySpec, fixes: list[Fix], children: Children, first: Measurement) -> None:
     """Logs what comes and about how long it takes, from the probe: its start-up (the process's
     wall time less its steps) and its median step. The switches' steps may need several
     processes (a script that ends first): the estimate is refined after the first of them."""
@@ -92,7 +103,7 @@ def _estimate(spec: TrySpec, fixes: list[Fix], runner: Children, first: Measurem
         settle, timed = window_of(f.patches)
         block += 2 * (settle + timed) * replace(plan, settle=(settle,), steps=(timed,)).pairs_of("")
     steps = block * spec.blocks
-    per = runner.per_process()
+    per = children.per_process()
     start = max(per - (spec.warmup + spec.steps) * step, 0.0)
     # processes of the script the blocks need: an epoch of its first DataLoader at least (more
     # epochs, or a script without a loader, unknown: one process)
@@ -102,14 +113,14 @@ def _estimate(spec: TrySpec, fixes: list[Fix], runner: Children, first: Measurem
     runs = math.ceil(steps / held) if held else 1
     numerics = len(switched) + (0 if others else 1)
     processes = (1 + others) * spec.repeats - 1 if others else 0
-    runner.later_s = numerics * (start + (spec.warmup + spec.losses) * step) + processes * per
+    children.later_s = numerics * (start + (spec.warmup + spec.losses) * step) + processes * per
     duet_s = runs * (start + ahead * step) + steps * step if switched else 0.0
     log.info("in-process: %s and the A/A, %d blocks x %d pairs each (~%d steps, ~%.0f s in %d process%s of "
              "the script); numerics: %d short runs; in processes: %d fixes, %d processes", ", ".join(
                  spec.switched) or "nothing", spec.blocks, spec.pairs, steps, duet_s, runs,
              "es" if runs > 1 else "", numerics, others, processes)
     log.info("about %.1f minutes in all at the baseline's step (longer where a fix slows the step: "
-             "refined after the first process)", (per + duet_s + runner.later_s) / 60)
+             "refined after the first process)", (per + duet_s + children.later_s) / 60)
 
 
 def _epoch_steps(first: Measurement) -> int | None:
@@ -120,28 +131,28 @@ def _epoch_steps(first: Measurement) -> int | None:
     return batches // max(per_step, 1) if batches else None
 
 
-def _phase_one(spec: TrySpec, fixes: list[Fix], runner: Children) -> tuple[TrySpec, str]:
+def _phase_one(spec: TrySpec, fixes: list[Fix], children: Children) -> tuple[TrySpec, str]:
     switched = [f for f in fixes if f.name in spec.switched]
     sides = [(tries.AGAIN, ())] + [(f.name, f.patches) for f in switched]
-    why, too_long = duet_blocks(spec, runner, sides, 1, _notes(switched))
+    why, too_long = duet_blocks(spec, children, sides, 1, _notes(switched))
     if too_long:  # a loader's windows longer than the script: its processes, as before switches
         spec = replace(spec, switched=tuple(s for s in spec.switched if s not in too_long))
         switched = [f for f in switched if f.name not in too_long]
     others = [f for f in fixes if f.name not in spec.switched]
     if why:
         return spec, why
-    why = _over_time(spec, runner, "the numerics' short runs")
+    why = _over_time(spec, children, "the numerics' short runs")
     if why:
         return spec, why
-    broken = {m.notes.get("failed_in") for m in runner.measured if m.notes.get("side") == tries.SWITCHES}
+    broken = {m.notes.get("failed_in") for m in children.measured if m.notes.get("side") == tries.SWITCHES}
     # losses only: a second baseline and each switch that did not break the script
     short = [None] * (0 if others else 1) + [f for f in switched if f.name not in broken]
     if short:
         log.info("numerics: %d short seeded runs (%s)", len(short),
                  ", ".join(f.name if f else tries.BASELINE for f in short))
-        runner.run_many([(f.name if f else tries.BASELINE, i + 1, 1, f) for i, f in enumerate(short)],
+        children.run_many([(f.name if f else tries.BASELINE, i + 1, 1, f) for i, f in enumerate(short)],
                         numerics=True)
-    return spec, schedule(spec, others, runner)
+    return spec, schedule(spec, others, children)
 
 
 def _notes(fixes: list[Fix]) -> dict:
@@ -152,7 +163,7 @@ def _notes(fixes: list[Fix]) -> dict:
 MIN_FIT_PAIRS = 4  # a block of fewer pairs than this is one or two steps' median
 
 
-def duet_blocks(spec: TrySpec, runner: Children, sides: list[Side], phase: int,
+def duet_blocks(spec: TrySpec, children: Children, sides: list[Side], phase: int,
                 notes: dict) -> tuple[str, list[str]]:
     """The sides' blocks of pairs, in as many processes of the script as they need; returns
     why it stopped ("" when done) and the sides no process of the script is long enough for.
@@ -164,7 +175,7 @@ def duet_blocks(spec: TrySpec, runner: Children, sides: list[Side], phase: int,
     groups, too_long = [(sides, spec.pairs)], []
     while groups:
         group, pairs = groups.pop(0)
-        why, regrouped = _group_blocks(spec, runner, group, pairs, phase, notes)
+        why, regrouped = _group_blocks(spec, children, group, pairs, phase, notes)
         if why:
             return why, too_long
         if regrouped is not None:
@@ -173,20 +184,20 @@ def duet_blocks(spec: TrySpec, runner: Children, sides: list[Side], phase: int,
     return "", too_long
 
 
-def _group_blocks(spec: TrySpec, runner: Children, sides: list[Side], pairs: int, phase: int,
+def _group_blocks(spec: TrySpec, children: Children, sides: list[Side], pairs: int, phase: int,
                   notes: dict) -> tuple[str, Regrouped | None]:
     done, k = 0, 0
     while done < spec.blocks:
         if not any(p for _, p in sides):
             return "", None  # the A/A alone (or nothing): no switch to measure
         plan = _plan(spec, sides, done, pairs)
-        why = _over_time(spec, runner, f"{spec.blocks - done} blocks of the switches")
+        why = _over_time(spec, children, f"{spec.blocks - done} blocks of the switches")
         if why:
             return why, None
         log.info("in-process pairs: blocks %d-%d of %d (%s), process %d", done + 1, spec.blocks, spec.blocks,
                  ", ".join(plan.sides), k + 1)
         begin = time.perf_counter()
-        m = runner.run(tries.SWITCHES, k, phase, None, duet=plan,
+        m = children.run(tries.SWITCHES, k, phase, None, duet=plan,
                        notes=notes | {"pairs": {side: plan.pairs_of(side) for side in plan.sides}})
         k += 1
         broke = m.notes.get("failed_in")
@@ -200,25 +211,25 @@ def _group_blocks(spec: TrySpec, runner: Children, sides: list[Side], pairs: int
             log.warning("the script itself failed in the switches' process after %d steps (%s): its %d full "
                         "blocks are kept", m.process.steps_seen if m.process else 0, m.reason, got)
         if got == 0:
-            return _short_script(spec, runner, sides, pairs, plan, m, wall)
+            return _short_script(spec, children, sides, pairs, plan, m, wall)
         if got < spec.blocks - done:
             more = math.ceil((spec.blocks - done - got) / got)
             log.info("%d of %d blocks done in a process of %d steps: %d more of ~%.0f s, then the rest: "
                      "about %.1f minutes in all", done + got, spec.blocks,
                      m.process.steps_seen if m.process else 0, more, wall,
-                     runner.elapsed_min() + (more * wall + runner.later_s) / 60)
+                     children.elapsed_min() + (more * wall + children.later_s) / 60)
         done += got
     return "", None
 
 
-def _short_script(spec: TrySpec, runner: Children, sides: list[Side], pairs: int, plan: Duet,
+def _short_script(spec: TrySpec, children: Children, sides: list[Side], pairs: int, plan: Duet,
                   m: Measurement, wall: float) -> tuple[str, Regrouped | None]:
     """No block was full: the sides regrouped to fit the steps the script ran (up to its end, or
     its own failure: the same at every run), or why not."""
     if not m.process or not m.process.steps_seen:
         return _no_block(spec, plan, m), None
     room = m.process.steps_seen - spec.warmup - 1
-    fitted, dropped = fit(spec, sides, room)
+    fitted, dropped = pack(spec, sides, room)
     if (not fitted and not dropped) or any(g == sides and p == pairs for g, p in fitted):
         return _no_block(spec, plan, m), None
     runs = sum(math.ceil(spec.blocks / max(room // _cost(spec, g, p), 1)) for g, p in fitted)
@@ -227,11 +238,11 @@ def _short_script(spec: TrySpec, runner: Children, sides: list[Side], pairs: int
     log.info("the script ran %d steps: too few for a block of every switch (a longer run of it, more "
              "epochs, needs fewer processes); %s: about %d processes of ~%.0f s, %.1f minutes in all",
              m.process.steps_seen, "; ".join(how), runs, wall,
-             runner.elapsed_min() + (runs * wall + runner.later_s) / 60)
+             children.elapsed_min() + (runs * wall + children.later_s) / 60)
     return "", (fitted, dropped)
 
 
-def fit(spec: TrySpec, sides: list[Side], room: int) -> Regrouped:
+def pack(spec: TrySpec, sides: list[Side], room: int) -> Regrouped:
     """Sides grouped (in order, first fit) so that a group's warm-ups and one block take at most
     ``room`` steps. The A/A (``sides[0]``, no patches) rides with the first switch; a group that
     does not fit at ``spec.pairs`` gets fewer pairs (at least ``MIN_FIT_PAIRS``); a side that
@@ -289,7 +300,7 @@ def _no_block(spec: TrySpec, plan: Duet, m: Measurement) -> str:
             "steps: fewer --pairs, or let the script run longer")
 
 
-def schedule(spec: TrySpec, fixes: list[Fix], runner: Children) -> str:
+def schedule(spec: TrySpec, fixes: list[Fix], children: Children) -> str:
     """The fixes that cannot be switched: each against the baseline in rotated processes; returns
     why it stopped early ("" if it did not)."""
     if not fixes:
@@ -303,12 +314,12 @@ def schedule(spec: TrySpec, fixes: list[Fix], runner: Children) -> str:
             continue  # the first baseline process was the probe
         if side in given_up:
             continue
-        why = _over_time(spec, runner, f"{total - done} processes")
+        why = _over_time(spec, children, f"{total - done} processes")
         if why:
             return why
         log.info("process %d of %d: %s (about %.1f min left)", done + 1, total, side,
-                 runner.per_process() * (total - done) / 60)
-        m = runner.run(side, i, 1, by_name.get(side))
+                 children.per_process() * (total - done) / 60)
+        m = children.run(side, i, 1, by_name.get(side))
         done += 1
         if m.status != "ok" and side in by_name:
             log.warning("%s failed (%s): its other processes are skipped, the other fixes go on",
@@ -317,14 +328,15 @@ def schedule(spec: TrySpec, fixes: list[Fix], runner: Children) -> str:
     return ""
 
 
-def _over_time(spec: TrySpec, runner: Children, left: str) -> str:
-    if spec.max_minutes is not None and runner.elapsed_min() + runner.per_process() / 60 > spec.max_minutes:
+def _over_time(spec: TrySpec, children: Children, left: str) -> str:
+    next_end = children.elapsed_min() + children.per_process() / 60  # minutes, once one more process ran
+    if spec.max_minutes is not None and next_end > spec.max_minutes:
         return (f"stopped at --max-minutes {spec.max_minutes:g} with {left} not run: "
                 "the fixes measured less have wider intervals or none")
     return ""
 
 
-def combine(spec: TrySpec, fixes: list[Fix], runner: Children, result: Result) -> tuple[TrySpec, str]:
+def combine(spec: TrySpec, fixes: list[Fix], children: Children, result: Result) -> tuple[TrySpec, str]:
     """Phase 2: the faster fixes that kept the result, one per group, applied together -- in
     place where every one is a switch (all on against all off), else in processes."""
     chosen = [f for f in fixes if f.name in {r.name for r in tries.choose(tries.rows(result))}]
@@ -335,26 +347,26 @@ def combine(spec: TrySpec, fixes: list[Fix], runner: Children, result: Result) -
     spec = replace(spec, combination=tuple(f.name for f in chosen))
     if all(f.name in spec.switched for f in chosen):
         log.info("the faster fixes together: %s, switched on and off together", " + ".join(spec.combination))
-        why, _ = duet_blocks(spec, runner, [(tries.COMBINED, together.patches)], 2, _notes([together]))
+        why, _ = duet_blocks(spec, children, [(tries.COMBINED, together.patches)], 2, _notes([together]))
         if not why:
-            runner.run(tries.COMBINED, 0, 2, together, numerics=True)
+            children.run(tries.COMBINED, 0, 2, together, numerics=True)
         return spec, why
     log.info("the faster fixes together: %s, against the baseline, %d processes each",
              " + ".join(spec.combination), spec.repeats)
     for i, side in alternate([tries.BASELINE, tries.COMBINED], spec.repeats):
-        why = _over_time(spec, runner, "the combination's processes")
+        why = _over_time(spec, children, "the combination's processes")
         if why:
             return spec, why
-        runner.run(side, i, 2, together if side == tries.COMBINED else None)
+        children.run(side, i, 2, together if side == tries.COMBINED else None)
     return spec, ""
 
 
-def _result(spec: TrySpec, runner: Children, why: str) -> Result:
+def _result(spec: TrySpec, children: Children, why: str) -> Result:
     import torch
 
     from bench.measure.environment import Environment
 
-    machine = runner.machine or Environment.capture(torch.device("cpu"))
-    return Result(kind="try", spec=spec, machine=machine, measurements=list(runner.measured),
-                  partial={"try/schedule": why} if why else {}, created=runner.created,
-                  duration_s=time.perf_counter() - runner.started)
+    machine = children.machine or Environment.capture(torch.device("cpu"))
+    return Result(kind="try", spec=spec, machine=machine, measurements=list(children.measured),
+                  partial={"try/schedule": why} if why else {}, created=children.created,
+                  duration_s=time.perf_counter() - children.started)

@@ -315,9 +315,9 @@ def breakdown_mb(result: Result, name: str) -> dict[str, float] | None:
     found = result[name].footprint.breakdown
     if found is None:
         return None
-    from bench.measure.memory import PARTS
+    from bench.measure.memory import MEMORY_PARTS
 
-    return {p: found.parts.get(p, 0) / 2**20 for p in PARTS}
+    return {p: found.parts.get(p, 0) / 2**20 for p in MEMORY_PARTS}
 
 
 def column(part: str) -> str:

@@ -7,7 +7,8 @@ today's. A field a converter cannot place raises, and the loader names the file 
 - ``vaebench.run/2``: the typed Result, whose script spec grew fields over time (runs saved
   before each lack it), counted the ranks measured as ``ranks``, and kept memory in three
   places (``footprint.peak_bytes``, ``footprint.max_rss_mb``, ``process.memory``).
-- ``vaebench.run/3`` (today's): a script spec says what was asked (``nproc``, ``torchrun``),
+- ``vaebench.run/3`` (today's): a script spec says what was asked (``nproc``, ``torchrun``,
+  ``patches``: its ``fixes`` before),
   the ranks measured are the Measurements; a step's memory is the footprint's breakdown (its
   ``rise`` the old ``peak_bytes``), the process's the footprint's ``max_rss_mb`` and
   ``cuda_peak_mb``."""
@@ -74,6 +75,8 @@ def _script_spec_v2(spec: dict[str, Any], measurements: list[dict[str, Any]]) ->
     spec = {**SCRIPT_DEFAULTS, **spec}
     spec.setdefault("observe_steps", spec.get("profile_steps", 5))  # before its own window length
     spec.setdefault("first_measured", spec.get("steps", 100))  # every step was measured first
+    if "fixes" in spec:  # the patches applied were named fixes
+        spec["patches"] = spec.pop("fixes")
     ranks = int(spec.pop("ranks", 1) or 1)
     if ranks > 1 and "nproc" not in spec:  # what was asked: the ranks per node
         nodes = {(m.get("process") or {}).get("node_rank", 0) for m in measurements} or {0}

@@ -39,10 +39,10 @@ from typing import Any
 
 import torch
 
-from bench.measure.replay import PARTS, replay
+from bench.measure.replay import MEMORY_PARTS, replay
 from bench.measure.result import Breakdown
 
-__all__ = ["OBJECTS", "PARTS", "StepMemory", "grown", "replay", "storage_of", "storages"]
+__all__ = ["MEMORY_PARTS", "OBJECTS", "StepMemory", "grown", "replay", "storage_of", "storages"]
 
 OBJECTS = ("parameters", "gradients", "optimizer state", "other tensors")  # the parts the objects show
 MARK = "vaebench.memory"  # record_function names: the step's start and end, and each saved storage

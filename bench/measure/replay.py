@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from bench.measure.result import Breakdown
 
-PARTS = ("parameters", "gradients", "optimizer state", "activations", "other tensors", "temporaries")
+MEMORY_PARTS = ("parameters", "gradients", "optimizer state", "activations", "other tensors", "temporaries")
 CURVE = 240  # points of the live-memory curve kept
 
 
@@ -85,7 +85,7 @@ def replay(start: dict[int, tuple[int, str]], events: list[tuple[float, int, int
         elif block is not None:
             block.read = max(block.read, node_end(time))
     at_peak = [b for b in blocks if b.born <= peak_time < b.died]
-    parts = {p: 0 for p in PARTS}
+    parts = {p: 0 for p in MEMORY_PARTS}
     for block in at_peak:
         parts[block.part or ("activations" if block.holds_saved(peak_time) else "temporaries")] += block.size
     where = next((name for s, e, name in spans or [] if s <= peak_time <= e), "")

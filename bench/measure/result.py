@@ -23,7 +23,7 @@ from bench.measure.specs import SPECS, Spec, build
 from plumbing.files import write_atomic
 
 SCHEMA = "vaebench.run/3"
-KINDS = tuple(SPECS)  # variants | script
+KINDS = tuple(SPECS)  # variants | script | try | fit
 
 
 class ResultError(ValueError):
@@ -47,7 +47,7 @@ class ToolTiming:
 
 @dataclass
 class Breakdown:
-    """The live tensor bytes at a step's peak by part (:data:`bench.measure.memory.PARTS`),
+    """The live tensor bytes at a step's peak by part (:data:`bench.measure.memory.MEMORY_PARTS`),
     summing to ``peak`` (:mod:`bench.measure.memory`)."""
 
     device: str = "cpu"

@@ -81,6 +81,10 @@ def window_pairs(pairs: int) -> int:
     return max(3, pairs // 5)
 
 
+# The profiles key of a switched side's pairs in a Measurement: "switch:fused=True"
+SWITCH_PAIRS = "switch:"
+
+
 @dataclass(frozen=True)
 class Duet:
     """``--try``'s switches in one process (:mod:`bench.capture.duet`): after the warm-up and the
@@ -165,7 +169,7 @@ class ScriptSpec(Command):
     # ranks asked of torchrun on each node (0: the script alone); the ranks measured are the Result's
     nproc: int = 0
     torchrun: str = ""  # torchrun's own options, as given
-    fixes: tuple[str, ...] = ()  # --try: patches applied before the script starts (bench.fixes)
+    patches: tuple[str, ...] = ()  # applied before the script starts (bench.capture.patches)
     seed: int | None = None  # torch, numpy and random seeded before the script starts
     losses: int = 0  # the first N measured losses (what backward() was called on) kept
     plugins: tuple[str, ...] = ()  # modules imported first: a user's own fixes
@@ -209,6 +213,7 @@ class TrySpec(Command):
     losses: int = 10  # measured losses compared per process
     tolerance: float = 0.05  # relative loss difference still "within" (beyond the baseline's own)
     wait: float = 30.0
+    asked: tuple[str, ...] | None = None  # --fixes: the catalogue entries named (None: every default one)
     fixes: tuple[str, ...] = ()  # the fixes measured, in order
     skipped: tuple[str, ...] = ()  # "entry: why" for each catalogue entry not tried
     combination: tuple[str, ...] = ()  # the fixes measured together in the second phase

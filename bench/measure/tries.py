@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from bench.measure import stats
 from bench.measure.result import Measurement, Result
 from bench.measure.rule import Comparison, Rule, decide
+from bench.measure.specs import SWITCH_PAIRS
 from bench.measure.stats import Ratio, across_blocks, speed_verdict
 
 BASELINE, AGAIN, COMBINED, SWITCHES = "baseline", "baseline again (A/A)", "combined", "switches"
@@ -115,10 +116,10 @@ def full_blocks(m: Measurement, asked: dict[str, int] | None = None) -> set[int]
     asked (``notes["pairs"]``): a block cut short by the script's end counts so, and the next
     process starts after it; a block some side lacks is run again there, so it counts nowhere."""
     asked = asked if asked is not None else m.notes.get("pairs") or {
-        k.removeprefix("switch:"): 1 for k in m.profiles if k.startswith("switch:")}
+        k.removeprefix(SWITCH_PAIRS): 1 for k in m.profiles if k.startswith(SWITCH_PAIRS)}
     counts: dict[int, dict[str, int]] = {}
     for side in asked:
-        t = m.profiles.get("switch:" + side)
+        t = m.profiles.get(SWITCH_PAIRS + side)
         for off in t.plain if t else []:
             counts.setdefault(off.round, {}).setdefault(side, 0)
             counts[off.round][side] += 1
@@ -130,7 +131,7 @@ def block_speedups(result: Result, side: str, phase: int = 1) -> list[float]:
     pairs' off/on."""
     found = []
     for m in processes(result, SWITCHES, phase):
-        pairs = m.profiles.get("switch:" + side)
+        pairs = m.profiles.get(SWITCH_PAIRS + side)
         if pairs is None:
             continue
         full = full_blocks(m)
@@ -144,8 +145,8 @@ def block_speedups(result: Result, side: str, phase: int = 1) -> list[float]:
 
 def switched(result: Result, phase: int = 1) -> list[str]:
     """The sides measured in-process in the phase (the A/A among them)."""
-    return sorted({k.removeprefix("switch:") for m in processes(result, SWITCHES, phase)
-                   for k in m.profiles if k.startswith("switch:")})
+    return sorted({k.removeprefix(SWITCH_PAIRS) for m in processes(result, SWITCHES, phase)
+                   for k in m.profiles if k.startswith(SWITCH_PAIRS)})
 
 
 def script_failures(result: Result) -> list[str]:
@@ -271,7 +272,7 @@ def _one_off(result: Result, side: str, phase: int) -> float | None:
     extra = []
     for m in processes(result, SWITCHES, phase):
         warm = m.notes.get("warm", {}).get(side)
-        pairs = m.profiles.get("switch:" + side)
+        pairs = m.profiles.get(SWITCH_PAIRS + side)
         if warm and pairs and pairs.tool:
             extra.append(sum(warm) - len(warm) * stats.median([t.per_step for t in pairs.tool]))
     return stats.median(extra) if extra else None

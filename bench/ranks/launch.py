@@ -34,16 +34,17 @@ log = logging.getLogger("bench")
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def launch_ranks(spec: ScriptSpec, stage: Path) -> tuple[list[Measurement], int]:
-    """torchrun (``spec.nproc`` ranks on this node, its options ``spec.torchrun``) with our rank
-    entry; each rank writes rankN.json into the staging folder."""
+def launch_ranks(spec: ScriptSpec, stage: Path, entry: str) -> tuple[list[Measurement], int]:
+    """torchrun (``spec.nproc`` ranks on this node, its options ``spec.torchrun``) running the
+    module ``entry`` in each rank (the capture's, ``bench.capture.rank``: named by the caller, so
+    that this floor names nothing above it); each rank writes rankN.json into the staging folder."""
     nproc, torchrun = spec.nproc, spec.torchrun
     given = {k: v for k, v in asdict(spec).items() if k != "command"}
     extra = shlex.split(torchrun)
     if not any(a.startswith(("--rdzv", "--master", "--nnodes", "--standalone")) for a in extra):
         extra = ["--standalone", *extra]  # a free port: two runs at once do not collide on 29500
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-               *extra, "-m", "bench.capture.rank", str(stage), json.dumps(given), "--", *spec.command]
+               *extra, "-m", entry, str(stage), json.dumps(given), "--", *spec.command]
     log.info("launching %d ranks with torchrun: %s", nproc, spec.shell())
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(ROOT), os.getcwd(), os.environ.get("PYTHONPATH", "")])}

@@ -20,7 +20,7 @@ from bench.ranks.align import Alignment, align
 from plumbing.files import write_atomic
 
 NAME = "ranks.trace.json"
-STEPS, PARTS, WAITS = 0, 1, 2  # the tracks (thread ids) of each rank's process
+STEP_TRACK, PART_TRACK, WAIT_TRACK = 0, 1, 2  # the tracks (thread ids) of each rank's process
 
 
 def write(result: Result, out: Path) -> list[Path]:
@@ -50,18 +50,19 @@ def build(result: Result) -> dict[str, Any] | None:
         events += _process(result, name, pid)
         base = shift(name) - zero
         for step, start, end in timelines[name]["steps"]:
-            events.append(_span(f"step {step}", "step", pid, STEPS, base + start, base + end))
+            events.append(_span(f"step {step}", "step", pid, STEP_TRACK, base + start, base + end))
         order: dict[int, int] = {}
         for step, label, start, end in timelines[name]["spans"]:
             op = label.split(":", 1)[1] if label.startswith("collective:") else None
-            events.append(_span(op or label, "collective" if op else "part", pid, PARTS,
+            events.append(_span(op or label, "collective" if op else "part", pid, PART_TRACK,
                                 base + start, base + end))
             if op is None:
                 continue
             k = order[step] = order.get(step, -1) + 1
             waited = (end - start) - least.get((step, k), end - start)
             if waited > 0:
-                events.append(_span(f"wait in {op}", "wait", pid, WAITS, base + start, base + start + waited,
+                events.append(_span(f"wait in {op}", "wait", pid, WAIT_TRACK, base + start,
+                                    base + start + waited,
                                     {"wait_ms": round(waited * 1e3, 3)}))
     return {"traceEvents": events, "displayTimeUnit": "ms",
             "metadata": {"clock": _clock_note(alignment), "ranks": len(names)}}
@@ -84,7 +85,8 @@ def _process(result: Result, name: str, pid: int) -> list[dict[str, Any]]:
     label = f"{name} ({p.node}, node {p.node_rank}, local rank {p.local_rank})" if p else name
     meta = [("process_name", {"name": label}), ("process_sort_index", {"sort_index": pid})]
     events = [{"ph": "M", "name": key, "pid": pid, "args": args} for key, args in meta]
-    for tid, track in ((STEPS, "steps"), (PARTS, "parts"), (WAITS, "waits for the other ranks")):
+    tracks = ((STEP_TRACK, "steps"), (PART_TRACK, "parts"), (WAIT_TRACK, "waits for the other ranks"))
+    for tid, track in tracks:
         events.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid, "args": {"name": track}})
     return events
 

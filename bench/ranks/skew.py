@@ -22,12 +22,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bench.defaults import STEP_PARTS
 from bench.measure import stats
 from bench.measure.clock import Timing
 from bench.measure.derive import cached
 from bench.measure.result import Result
 
-PARTS = ("data", "copy", "forward", "backward", "collective", "optimizer", "other")
 MATERIAL = 0.10  # a straggler's extra own work, as a share of the median step
 
 
@@ -149,7 +149,7 @@ def stragglers(result: Result) -> tuple[list[Straggler], dict[str, stats.Ratio]]
         skews[name] = skew
         if skew.verdict != stats.Verdict.SLOWER:  # a ratio of times: its interval above 1
             continue
-        parts = [p for p in PARTS if p != "backward" or wait is not None]
+        parts = [p for p in STEP_PARTS if p != "backward" or wait is not None]
         gaps = {p: float(np.median([_part(by_step[name][r], p, wait, name)
                                     - _part(by_step[reference][r], p, wait, reference) for r in common]))
                 for p in parts}

@@ -23,7 +23,7 @@ from bench.defaults import BUILTIN, BUILTIN_SUITE_VARIANTS
 from bench.instructions.sides import count_sides
 from bench.measure.rule import Rule, min_samples_for
 from bench.options import WorkloadChoice
-from bench.output import check_writable_dir, publish, staging
+from bench.output import check_writable_dir, move_into, staging
 from bench.regress.benchjson import BenchFileError, load, load_file
 from bench.regress.compare import checked_compare, exit_code, render, verdict_doc
 
@@ -133,7 +133,7 @@ def run_regress(spec: RegressSpec, candidate_extra: Sequence[str] = ()) -> int:
     # interrupted run leaves the earlier run's files as they were.
     with staging(spec.out) as stage, tempfile.TemporaryDirectory(prefix="vaebench-base-") as tmp:
         code = _measure_and_compare(spec, repo, name, sha, rule, extra, stage, Path(tmp) / "base")
-        publish(stage, spec.out)
+        move_into(stage, spec.out)
     print(f"Table: {spec.out / 'regress.md'}; per-process JSON: {spec.out}/")
     return code
 

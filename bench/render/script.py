@@ -11,6 +11,8 @@ from bench.measure import derive, stats
 from bench.measure.bound import bound
 from bench.measure.result import Built, Measurement, Process, Result
 from bench.measure.specs import COUNTED, ScriptSpec
+from bench.ranks.align import align
+from bench.ranks.skew import MATERIAL, own_work, stragglers
 from bench.render import memory as tensors
 from bench.render import statements
 
@@ -55,8 +57,6 @@ def headline(result: Result) -> str:
     said = []
     names = result.measured
     if len(names) > 1:  # ranks: the one with the most work of its own (the others wait for it)
-        from bench.ranks.skew import own_work
-
         names = [max(names, key=lambda n: own_work(result, n))]
     for name in names:
         m = result[name]
@@ -219,8 +219,6 @@ OWN_WORK = ("Own work = the step less its wait for the other ranks. Under DDP th
 
 
 def rank_rows(result: Result) -> list[RankRow]:
-    from bench.ranks.skew import own_work, stragglers
-
     _, skews = stragglers(result)
     nodes = {m.process.node_rank for m in result.measurements if m.process}
     rows = []
@@ -256,8 +254,6 @@ def ranks(result: Result) -> list[str]:
 
 def straggler(result: Result) -> list[str]:
     """The straggler (or why none is named), one sentence each, from bench.ranks.skew."""
-    from bench.ranks.skew import MATERIAL, stragglers
-
     if len(rank_names(result)) < 2:
         return []
     found, _ = stragglers(result)
@@ -285,8 +281,6 @@ def straggler(result: Result) -> list[str]:
 
 def clocks(result: Result) -> list[str]:
     """The alignment of the ranks' clocks, and the merged trace drawn on it."""
-    from bench.ranks.align import align
-
     alignment = align(result)
     if alignment is None:
         return ["The ranks' clocks were not aligned: no collective (and no DDP `backward`) that every "
