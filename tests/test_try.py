@@ -444,6 +444,32 @@ def test_a_script_that_updates_by_hand_gets_no_optimizer_fix_and_says_why(tmp_pa
     assert not any(f.endswith("=True") and f.split("=")[0] in ("foreach", "fused") for f in result.spec.fixes)
 
 
+def test_compare_of_two_batch_sizes_is_judged_per_sample_not_per_step():
+    """`run --compare "train.py" "train.py --batch-size 128"`: B's step takes longer because it
+    steps on twice the samples; B / A is the time per sample (B here 0.94 of A's: faster), and
+    says so. The same batch on both sides keeps B / A per step."""
+    from bench.measure import advice
+
+    def side(name: str, batch: int, step_ms: float) -> list[Measurement]:
+        ms = [_process(name, i, step_ms, [1.0]) for i in range(5)]
+        for m in ms:
+            m.batch_size = batch
+        return ms
+
+    spec = TrySpec(command=("t.py",), versus=("t.py", "--batch-size", "128"), fixes=("B",))
+    two = Result(kind="try", spec=spec, machine=Environment.capture(torch.device("cpu")),
+                 measurements=side(tries.BASELINE, 64, 4.0) + side("B", 128, 7.5))
+    b = next(r for r in tries.rows(two) if r.name == "B")
+    assert b.per == "sample" and b.verdict == "faster" and b.speedup[0] == pytest.approx(8 / 7.5, rel=0.02)
+    assert b.samples_per_s == pytest.approx(128 / 7.5e-3, rel=0.02)
+    said = advice.compared(two)
+    assert said.startswith("B / A = 0.9") and "per sample" in said and "that B is faster" in said
+    same = Result(kind="try", spec=spec, machine=Environment.capture(torch.device("cpu")),
+                  measurements=side(tries.BASELINE, 64, 4.0) + side("B", 64, 7.5))
+    b = next(r for r in tries.rows(same) if r.name == "B")
+    assert b.per == "step" and b.verdict == "slower" and "per sample" not in advice.compared(same)
+
+
 def test_try_under_torchrun_runs_each_process_as_a_job_and_shares_the_cores(tmp_path: Path):
     """--try --nproc N: every process of the schedule is a torchrun job of N ranks (the fix applied
     in each), rank 0's steps and losses its sample, a failed rank fails the process; the

@@ -24,8 +24,13 @@ def compared(result: Result) -> str:
     if b is None or not b.comparison:
         return f"B against A: {b.verdict if b else 'not measured'}."
     c = b.comparison
-    return (f"B / A = {c.ratio:.3f} (95% CI {c.ci[0]:.3f}-{c.ci[1]:.3f}, one-sided Mann-Whitney "
-            f"p={c.p_slower:.3g}): {COMPARED[b.verdict]}.")
+    per = (" per sample (their batches differ: a step of more samples is not slower for taking longer)"
+           if b.per == "sample" else "")
+    # the one-sided test's p in the direction the ratio points: B slower (above 1) or B faster
+    tested = (f"p={c.p_faster:.3g} that B is faster" if c.ratio < 1 and c.p_faster == c.p_faster
+              else f"p={c.p_slower:.3g} that B is slower")
+    return (f"B / A = {c.ratio:.3f}{per} (95% CI {c.ci[0]:.3f}-{c.ci[1]:.3f}, one-sided Mann-Whitney "
+            f"{tested}): {COMPARED[b.verdict]}.")
 
 
 def recommendation(result: Result) -> str:

@@ -79,7 +79,19 @@ def _compare_notes(result: Result) -> list[str]:
             "median step per process (ms): " + "; ".join(
                 f"{side} {', '.join(f'{s:.2f}' for s in steps.get(side, []))}" for side in ("A", "B")),
             f"Each process: {spec.warmup} warm-up + {spec.steps} measured steps, its median one sample; "
-            f"{spec.repeats} processes a side alternated (A B, B A, ...), by the rule `regress` applies."]
+            f"{spec.repeats} processes a side alternated (A B, B A, ...), by the rule `regress` applies.",
+            *_batches(result)]
+
+
+def _batches(result: Result) -> list[str]:
+    """The samples a step of each side, where they differ (B / A is then per sample)."""
+    b = next((r for r in tries.rows(result) if r.name == "B"), None)
+    if b is None or b.per != "sample":
+        return []
+    sizes = {label: sorted({m.batch_size for m in tries.processes(result, side, 1) if m.batch_size})
+             for label, side in (("A", tries.BASELINE), ("B", "B"))}
+    return ["samples a step: " + "; ".join(f"{k} {', '.join(map(str, v))}" for k, v in sizes.items())
+            + ": B / A is the time per sample"]
 
 
 def _notes(result: Result) -> list[str]:
