@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -23,7 +24,7 @@ from PIL import Image, ImageDraw, ImageFont
 from plumbing.files import atomic_path
 from plumbing.progress import bar as progress_bar
 from vae.choices import DATASETS
-from vae.idx import IdxError, check_idx, write_idx
+from vae.idx import IdxError, check_idx, idx_writer
 
 log = logging.getLogger(__name__)
 
@@ -124,10 +125,16 @@ def _glyph_templates(canvas: int = 56) -> tuple[torch.Tensor, torch.Tensor]:
 def generate_digits(n: int, *, seed: int, chunk: int = 5000, progress: bool = True
                     ) -> tuple[np.ndarray, np.ndarray]:
     """Generate ``n`` MNIST-shaped digit images: (n, 28, 28) uint8 and (n,) uint8 labels."""
+    made = list(digit_chunks(n, seed=seed, chunk=chunk, progress=progress))
+    return np.concatenate([i for i, _ in made]), np.concatenate([lab for _, lab in made])
+
+
+def digit_chunks(n: int, *, seed: int, chunk: int = 5000, progress: bool = True
+                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """:func:`generate_digits` ``chunk`` images at a time: (m, 28, 28) uint8 images and (m,)
+    uint8 labels (the same images, in the same order, for the same seed)."""
     templates, template_digit = _glyph_templates()
     g = torch.Generator().manual_seed(seed)
-    out_images = np.empty((n, 28, 28), dtype=np.uint8)
-    out_labels = np.empty(n, dtype=np.uint8)
     bar = progress_bar(total=n, desc="generating digits", unit="img", disable=not progress, leave=False)
     for start in range(0, n, chunk):
         m = min(chunk, n - start)
@@ -148,11 +155,10 @@ def generate_digits(n: int, *, seed: int, chunk: int = 5000, progress: bool = Tr
         noise = 0.04 * torch.randn(m, 28, 28, generator=g)
         pixels = (small * intensity / small.amax((1, 2), keepdim=True).clamp_min(1e-6)) + noise
         pixels = torch.where(small > 0.02, pixels, torch.zeros(()))  # MNIST's background is 0
-        out_images[start:start + m] = (pixels.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-        out_labels[start:start + m] = template_digit[pick].to(torch.uint8).numpy()
         bar.update(m)
+        yield ((pixels.clamp(0, 1) * 255).round().to(torch.uint8).numpy(),  # (m, 28, 28)
+               template_digit[pick].to(torch.uint8).numpy())  # (m,)
     bar.close()
-    return out_images, out_labels
 
 
 def write_synthetic_mnist(root: Path, *, sizes: dict[str, int] | None = None,
@@ -168,10 +174,12 @@ def write_synthetic_mnist(root: Path, *, sizes: dict[str, int] | None = None,
     for offset, (prefix, n) in enumerate(sizes.items()):
         if n < 1:
             raise ValueError(f"synthetic split {prefix!r} needs at least one image, got {n}")
-        images, labels = generate_digits(n, seed=seed + offset, progress=progress)
-        try:
-            write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
-            write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
+        try:  # the files opened first: a full disk is said before a minute of generating
+            with idx_writer(raw / f"{prefix}-images-idx3-ubyte", (n, 28, 28)) as images, \
+                    idx_writer(raw / f"{prefix}-labels-idx1-ubyte", (n,)) as labels:
+                for chunk_images, chunk_labels in digit_chunks(n, seed=seed + offset, progress=progress):
+                    images.write(chunk_images.tobytes())
+                    labels.write(chunk_labels.tobytes())
         except OSError as exc:
             raise DataError(f"cannot write the generated data set into {raw} ({exc.strerror or exc}); "
                             "free some space or pass another --data-dir") from None

@@ -11,7 +11,10 @@ short file; :func:`check_idx` looks first so the user gets a message that names 
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -24,14 +27,23 @@ class IdxError(ValueError):
     """An IDX file is missing, truncated or not what its name says."""
 
 
+@contextmanager
+def idx_writer(path: Path, shape: tuple[int, ...]) -> Iterator[BinaryIO]:
+    """An IDX file of uint8 ``shape`` being written: its header written, the caller writes the
+    data (in chunks, as it is made). Atomic: a temporary file renamed into place at the end, so
+    a full disk, an error or Ctrl-C leaves no half file -- and a full disk is found when the file
+    is opened, before anything was made for it."""
+    header = struct.pack(">BBBB", 0, 0, UBYTE, len(shape)) + struct.pack(f">{len(shape)}I", *shape)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(header)
+        yield fh
+
+
 def write_idx(path: Path, array: np.ndarray) -> None:
     """Write a uint8 array as IDX, atomically (a temporary file renamed into place)."""
     if array.dtype != np.uint8:
         raise TypeError(f"IDX writer takes uint8 arrays, got {array.dtype}")
-    header = struct.pack(">BBBB", 0, 0, UBYTE, array.ndim)
-    header += struct.pack(f">{array.ndim}I", *array.shape)
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # a full disk or Ctrl-C: no half file
-        fh.write(header)
+    with idx_writer(path, array.shape) as fh:
         fh.write(np.ascontiguousarray(array).tobytes())
 
 
