@@ -133,6 +133,9 @@ def test_a_run_json_of_the_previous_format_loads_and_rerenders(tmp_path: Path, n
     for n in names:  # every raw sample came across
         assert [t.seconds for t in r[n].samples] == [t["seconds"] for t in old["rounds"][n]]
         assert r[n].footprint.flops_per_step == old["info"][n]["flops_per_step"]
+        if old["info"][n].get("peak_bytes") is not None:  # the step's rise kept; no parts made up
+            assert derive.peak_mb(r, n) == old["info"][n]["peak_bytes"] / 2**20
+            assert derive.breakdown_mb(r, n) is None
     if kind == "variants":
         assert r.bound_of("resident+fused") == "resident+fused:bound" and r.ordered
         assert r.spec.plan.rounds == old["plan"]["rounds"] and r.spec.profile_windows == 5
@@ -141,6 +144,7 @@ def test_a_run_json_of_the_previous_format_loads_and_rerenders(tmp_path: Path, n
     proc = in_process(main, ["report", path])
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "summary.md").read_text().startswith("# Summary")
+    assert "Where the memory goes" not in (tmp_path / "summary.md").read_text()  # no parts were measured
 
 
 @pytest.mark.parametrize("name", ["profile", "run", "ranks"])
@@ -158,6 +162,8 @@ def test_a_run_json_of_vaebench_run_2_loads_with_its_memory_in_one_record(tmp_pa
         if was["footprint"].get("peak_bytes") is not None:
             assert m.footprint.breakdown.rise == was["footprint"]["peak_bytes"]
             assert m.footprint.breakdown.peak == was["footprint"]["breakdown"]["peak"]
+        elif m.footprint.breakdown is not None:  # a script's: its rise was never measured, not 0
+            assert m.footprint.breakdown.rise is None and derive.peak_mb(r, m.name) is None
         if was.get("process"):
             assert m.footprint.max_rss_mb == was["process"]["memory"]["max_rss_mb"]
     if name == "ranks":

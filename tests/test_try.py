@@ -468,6 +468,24 @@ def test_compare_of_two_batch_sizes_is_judged_per_sample_not_per_step():
                   measurements=side(tries.BASELINE, 64, 4.0) + side("B", 64, 7.5))
     b = next(r for r in tries.rows(same) if r.name == "B")
     assert b.per == "step" and b.verdict == "slower" and "per sample" not in advice.compared(same)
+    unseen = side("B", 64, 7.5)
+    for m in unseen:
+        m.batch_size = None  # a script whose batches are not tensors
+    blind = Result(kind="try", spec=spec, machine=Environment.capture(torch.device("cpu")),
+                   measurements=side(tries.BASELINE, 64, 4.0) + unseen)
+    assert "per step (the batch of a step was not seen on both sides" in advice.compared(blind)
+
+
+def test_plugins_written_against_the_old_patch_names_and_module_still_load():
+    """`from bench.fixes.patches import patch` and the patch names before this release
+    (workers, persistent, pin) keep a user's --fixes-from module working for one release."""
+    from bench.capture import switches
+    from bench.fixes.patches import patch as old_patch
+
+    assert old_patch is patches.patch
+    assert patches.names(("workers=2", "persistent", "pin")) == [
+        ("num_workers", "2"), ("persistent_workers", None), ("pin_memory", None)]
+    assert switches.switchable(("workers=2",)) and switches.window_of(("workers=2",)) == (5, 8)
 
 
 def test_try_under_torchrun_runs_each_process_as_a_job_and_shares_the_cores(tmp_path: Path):

@@ -174,7 +174,9 @@ def write_synthetic_mnist(root: Path, *, sizes: dict[str, int] | None = None,
     for offset, (prefix, n) in enumerate(sizes.items()):
         if n < 1:
             raise ValueError(f"synthetic split {prefix!r} needs at least one image, got {n}")
-        try:  # the files opened first: a full disk is said before a minute of generating
+        # opened first, written chunk by chunk: a full disk stops it at the first chunk that does
+        # not fit, not after the whole set was made
+        try:
             with idx_writer(raw / f"{prefix}-images-idx3-ubyte", (n, 28, 28)) as images, \
                     idx_writer(raw / f"{prefix}-labels-idx1-ubyte", (n,)) as labels:
                 for chunk_images, chunk_labels in digit_chunks(n, seed=seed + offset, progress=progress):

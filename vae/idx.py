@@ -31,8 +31,8 @@ class IdxError(ValueError):
 def idx_writer(path: Path, shape: tuple[int, ...]) -> Iterator[BinaryIO]:
     """An IDX file of uint8 ``shape`` being written: its header written, the caller writes the
     data (in chunks, as it is made). Atomic: a temporary file renamed into place at the end, so
-    a full disk, an error or Ctrl-C leaves no half file -- and a full disk is found when the file
-    is opened, before anything was made for it."""
+    a full disk, an error or Ctrl-C leaves no half file; a full disk is found at the first chunk
+    that does not fit, not after everything was made."""
     header = struct.pack(">BBBB", 0, 0, UBYTE, len(shape)) + struct.pack(f">{len(shape)}I", *shape)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         fh.write(header)

@@ -231,12 +231,22 @@ def convert_inputs(undo: Undo, enter: Callable[[torch.nn.Module], Any] = lambda 
     _outermost(undo, enter, inputs=lambda args: tree_map(cast, args))
 
 
+# A patch's name before it became its fix's (kept for one release: a user's plugin may use them).
+RENAMED = {"workers": "num_workers", "persistent": "persistent_workers", "pin": "pin_memory"}
+
+
+def canonical(patch: str) -> str:
+    """``workers=2`` -> ``num_workers=2``: an old name as today's."""
+    key, eq, value = patch.partition("=")
+    return RENAMED.get(key, key) + eq + value
+
+
 def names(fixes: tuple[str, ...]) -> list[tuple[str, str | None]]:
     """``("num_workers=2", "persistent_workers")`` ->
     ``[("num_workers", "2"), ("persistent_workers", None)]``."""
     out = []
     for fix in fixes:
-        key, _, value = fix.partition("=")
+        key, _, value = canonical(fix).partition("=")
         out.append((key, value or None))
     return out
 

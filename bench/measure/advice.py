@@ -24,8 +24,10 @@ def compared(result: Result) -> str:
     if b is None or not b.comparison:
         return f"B against A: {b.verdict if b else 'not measured'}."
     c = b.comparison
-    per = (" per sample (their batches differ: a step of more samples is not slower for taking longer)"
-           if b.per == "sample" else "")
+    per = {tries.PER[1]: " per sample (their batches differ: a step of more samples is not slower for "
+                         "taking longer)",
+           tries.PER[2]: " per step (the batch of a step was not seen on both sides: where they differ, "
+                         "compare their samples/s)"}.get(b.per, "")
     # the one-sided test's p in the direction the ratio points: B slower (above 1) or B faster
     tested = (f"p={c.p_faster:.3g} that B is faster" if c.ratio < 1 and c.p_faster == c.p_faster
               else f"p={c.p_slower:.3g} that B is slower")

@@ -144,7 +144,7 @@ def peak_mb(result: Result, name: str) -> float | None:
     """The peak of live bytes one step needed above what lived before it (MB), where it was
     measured."""
     found = result[name].footprint.breakdown
-    return found.rise / 2**20 if found is not None else None
+    return found.rise / 2**20 if found is not None and found.rise is not None else None
 
 
 def gflop_per_step(result: Result, name: str) -> float | None:
@@ -313,7 +313,7 @@ def breakdown_mb(result: Result, name: str) -> dict[str, float] | None:
     """The live tensor MB at the step's peak by part (parameters, gradients, optimizer state,
     activations, other tensors, temporaries), in that order; None where not measured."""
     found = result[name].footprint.breakdown
-    if found is None:
+    if found is None or not found.parts:  # none, or a run saved with its step's rise only
         return None
     from bench.measure.memory import MEMORY_PARTS
 

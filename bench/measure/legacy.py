@@ -79,8 +79,9 @@ def _script_spec_v2(spec: dict[str, Any], measurements: list[dict[str, Any]]) ->
         spec["patches"] = spec.pop("fixes")
     ranks = int(spec.pop("ranks", 1) or 1)
     if ranks > 1 and "nproc" not in spec:  # what was asked: the ranks per node
-        nodes = {(m.get("process") or {}).get("node_rank", 0) for m in measurements} or {0}
-        spec["nproc"] = max(1, ranks // len(nodes))
+        # the highest node named (a rank that died unheard of reads node 0: it does not add one)
+        nodes = 1 + max(((m.get("process") or {}).get("node_rank") or 0 for m in measurements), default=0)
+        spec["nproc"] = max(1, ranks // nodes)
     return spec
 
 
@@ -91,13 +92,14 @@ def _footprint_v2(m: dict[str, Any]) -> dict[str, Any]:
     peak = footprint.pop("peak_bytes", None)
     error = footprint.pop("peak_error", "")
     memory = (process.pop("memory", None) or {}) if process is not None else {}
-    if footprint.get("breakdown"):
-        footprint["breakdown"] = {**footprint["breakdown"], "rise": int(peak or 0)}
-    elif peak is not None:  # the step's rise only, from before the breakdown by part
+    if footprint.get("breakdown"):  # a script's /2 breakdown had no rise beside it: unknown
+        footprint["breakdown"] = {**footprint["breakdown"], "rise": None if peak is None else int(peak)}
+    elif peak is not None:  # the step's rise only, from before the breakdown by part: no parts
         footprint["breakdown"] = {"peak": int(peak), "rise": int(peak), "device": m.get("device", "cpu"),
                                   "caveat": "saved before the breakdown by part: the step's rise only"}
     footprint["breakdown_error"] = footprint.get("breakdown_error") or error
-    footprint.setdefault("max_rss_mb", memory.get("max_rss_mb"))
+    if footprint.get("max_rss_mb") is None:
+        footprint["max_rss_mb"] = memory.get("max_rss_mb")
     footprint["cuda_peak_mb"] = memory.get("cuda_max_allocated_mb")
     m["footprint"] = footprint
     if process is not None:

@@ -53,7 +53,7 @@ class Breakdown:
     device: str = "cpu"
     peak: int = 0
     parts: dict[str, int] = field(default_factory=dict)
-    rise: int = 0  # the peak above what was live when the step started (the allocator's own on CUDA)
+    rise: int | None = None  # the peak above what lived when the step started (CUDA: the allocator's own)
     at: str = ""  # where in the step the peak fell: data | forward | backward | optimizer | "" (between)
     saved_max: int = 0  # the most bytes saved for backward live at once
     cuda: dict[str, float] = field(default_factory=dict)  # the allocator's: max allocated/reserved, capacity

@@ -50,8 +50,8 @@ class Row:
     blocks: tuple[float, ...] = field(default=())  # each block's speedup
     # the tensors at the step's peak against the baseline's, by part (MB; processes' fixes)
     tensors_mb: dict[str, float] = field(default_factory=dict)
-    # what the comparison's samples time: "step", or "sample" where the sides' batches differ (a
-    # step of twice the samples is not slower for taking longer)
+    # what the comparison's samples time (:data:`PER`): a step, or a sample where the sides'
+    # batches differ (a step of twice the samples is not slower for taking longer)
     per: str = "step"
 
     @property
@@ -206,26 +206,32 @@ def numerics(base: list[list[float]], cand: list[list[float]], tolerance: float)
     return f"changes the result: loss diverged ({far} from the baseline's, allowed {tolerance + own:.0%})"
 
 
-def _job_batch(m: Measurement) -> float | None:
+# what a process's sample is: its median step; its median step over its samples a step (the
+# sides' batches differ); its median step, the batch of a step not seen on both sides
+PER = ("step", "sample", "step, batch unseen")
+
+
+def job_batch(m: Measurement) -> float | None:
     """A process's samples a step: under torchrun the job's (every rank steps its own batch with
     rank 0, whose measurement stands for the process)."""
     return m.batch_size * (m.process.world_size if m.process else 1) if m.batch_size else None
 
 
 def _job_batches(ms: list[Measurement]) -> list[float]:
-    return [b for m in ms if (b := _job_batch(m))]
+    return [b for m in ms if (b := job_batch(m))]
 
 
-def per_sample(base: list[Measurement], own: list[Measurement]) -> bool:
-    """Do the two sides' processes step on batches of different sizes (``run --compare`` of two
-    batch sizes)? Then their time per sample is compared, not their step."""
+def compared_per(base: list[Measurement], own: list[Measurement]) -> str:
+    """What to compare (:data:`PER`): the time per sample where the two sides' processes step on
+    batches of different sizes (``run --compare`` of two batch sizes), else the step."""
     a, b = _job_batches(base), _job_batches(own)
-    return (bool(a) and len(a) == len(base) and bool(b) and len(b) == len(own)
-            and stats.median(a) != stats.median(b))
+    if not (a and len(a) == len(base) and b and len(b) == len(own)):
+        return PER[2]
+    return PER[1] if stats.median(a) != stats.median(b) else PER[0]
 
 
 def _timed(m: Measurement, per: str) -> float:
-    return median_step(m) / (_job_batch(m) or 1) if per == "sample" else median_step(m)
+    return median_step(m) / (job_batch(m) or 1) if per == PER[1] else median_step(m)
 
 
 def _delta(base: list[float | None], cand: list[float | None]) -> float | None:
@@ -258,12 +264,12 @@ def row(result: Result, side: str, phase: int = 1) -> Row:
         return Row(side, notes.get("edit", ""), notes.get("group", ""), len(ms), failed, None,
                    rate * duet.value if rate and blocks else None, None, _one_off(result, side, phase),
                    said, duet=duet, blocks=tuple(blocks), tensors_mb=memory)
-    per = "sample" if per_sample(base, own) else "step"
+    per = compared_per(base, own)
     comparison = decide([_timed(m, per) for m in base], [_timed(m, per) for m in own], name=side,
                         advice=True) if len(base) >= 2 and len(own) >= 2 else None
     sizes = _job_batches(own)
     rate = None if not (comparison and sizes) else (
-        1 / comparison.cand_median if per == "sample" else stats.median(sizes) / comparison.cand_median)
+        1 / comparison.cand_median if per == PER[1] else stats.median(sizes) / comparison.cand_median)
     return Row(side, notes.get("edit", ""), notes.get("group", ""), len(ms), failed, comparison, rate,
                _delta([m.footprint.max_rss_mb for m in base], [m.footprint.max_rss_mb for m in own]),
                _delta([m.process.warmup_s for m in base if m.process],

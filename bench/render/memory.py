@@ -36,7 +36,7 @@ def _mb(x: float) -> str:
 def clause(result: Result, name: str) -> str:
     """The headline's words: "tensors at the step's peak 5.3 MB (in backward)"."""
     found = result[name].footprint.breakdown
-    if found is None:
+    if found is None or not found.parts:  # a run saved with its step's rise only
         return ""
     at = f", in {found.at}" if found.at else ""
     largest = max(found.parts, key=lambda p: found.parts[p]) if found.parts else ""

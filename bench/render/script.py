@@ -78,8 +78,8 @@ def headline(result: Result) -> str:
             parts.append(f"peak memory {cuda:,.0f} MB on the GPU ({rss:,.0f} MB resident on the host)")
         elif rss:
             parts.append(f"peak memory {rss:,.0f} MB (the process's max RSS)")
-        if m.footprint.breakdown is not None:
-            parts.append(tensors.clause(result, name))
+        if clause := tensors.clause(result, name):
+            parts.append(clause)
         said.append(", ".join(parts) + ". " + verdict(result, name))
     return " ".join(said)
 
