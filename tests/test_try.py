@@ -497,7 +497,9 @@ def test_try_under_torchrun_runs_each_process_as_a_job_and_shares_the_cores(tmp_
     from bench.fixes import children
     spec = TrySpec(command=("ddp.py", "--epochs", "1"), nproc=2, torchrun="--master-port 29999")
     runner = children.Children(spec, tmp_path)
-    words = runner.command(runner.child(("fused",), 50), tmp_path / "p0")
+    from bench.capture.child import command
+
+    words = command(runner.child(("fused",), 50), tmp_path / "p0")
     assert words[1:3] == ["-m", "bench.capture.child"]
     given = json.loads(Path(words[3]).read_text())  # the child's spec, as data
     assert given["spec"]["nproc"] == 2 and given["spec"]["torchrun"] == "--master-port 29999"

@@ -26,7 +26,6 @@ from bench.measure.environment import Environment
 from bench.measure.footprint import machine_peak, process_memory
 from bench.measure.result import Footprint, Measurement, Process, Result, ToolTiming
 from bench.measure.specs import ScriptSpec
-from bench.ranks.launch import launch_ranks
 
 log = logging.getLogger("bench")
 RANK_ENTRY = "bench.capture.rank"  # the module each torchrun rank runs
@@ -39,6 +38,8 @@ def observe(spec: ScriptSpec, out: Path) -> tuple[Result, int]:
     started = datetime.now(UTC).isoformat(timespec="seconds")
     begin = time.perf_counter()
     if spec.nproc:
+        from bench.ranks.launch import launch_ranks  # the parent's only: a rank need not load it
+
         records, code = launch_ranks(spec, out, RANK_ENTRY)
     else:
         outcome = run_script(spec, out)

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import torch
 
 from bench.capture import patches as patching  # its PATCHES read when a switch is made (a plugin adds to it)
-from bench.capture.patches import autocast_forward, canonical, convert_inputs, restore
+from bench.capture.patches import autocast_forward, convert_inputs, names, restore
 from bench.capture.scaling import LossScaling
 
 
@@ -100,14 +100,13 @@ def switch(name: str, window: Window | None = None) -> Callable[[Maker], Maker]:
 
 def window_of(patches: tuple[str, ...]) -> tuple[int, int]:
     """(steps left out, steps timed) of each window of a fix's switch: (0, 1) for most."""
-    parsed = (canonical(p).partition("=") for p in patches)
-    found = [WINDOWS[k](v or None) for k, _, v in parsed if k in WINDOWS]
+    found = [WINDOWS[k](v) for k, v in names(patches) if k in WINDOWS]
     return (max(s for s, _ in found), max(n for _, n in found)) if found else (0, 1)
 
 
 def switchable(patches: tuple[str, ...]) -> bool:
     """Can the fix made of these patches be switched between steps (every patch has a switch)?"""
-    return bool(patches) and all(canonical(p).partition("=")[0] in REGISTRY for p in patches)
+    return bool(patches) and all(k in REGISTRY for k, _ in names(patches))
 
 
 class Together:
@@ -127,10 +126,7 @@ class Together:
 
 
 def make(patches: tuple[str, ...], live: Live) -> Switch:
-    made = []
-    for p in patches:
-        key, _, value = canonical(p).partition("=")
-        made.append(REGISTRY[key](value or None, live))
+    made = [REGISTRY[k](v, live) for k, v in names(patches)]
     return made[0] if len(made) == 1 else Together(made)
 
 

@@ -16,6 +16,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.capture.child import command
 from bench.fixes.catalogue import Fix
 from bench.measure.result import Measurement, Result
 from bench.measure.specs import Duet, ScriptSpec, TrySpec
@@ -66,11 +67,6 @@ class Children:
                           observe_windows=0, wait=s.wait, patches=patches, seed=s.seed, losses=s.losses,
                           plugins=s.plugins, duet=duet, nproc=s.nproc, torchrun=s.torchrun)
 
-    def command(self, spec: ScriptSpec, out: Path) -> list[str]:
-        from bench.capture.child import command
-
-        return command(spec, out)
-
     def run(self, side: str, repeat: int, phase: int, fix: Fix | None, *, numerics: bool = False,
             duet: Duet | None = None, notes: dict | None = None) -> Measurement:
         """One process of ``side``: timed (``steps`` measured), for its losses only (``numerics``),
@@ -85,7 +81,7 @@ class Children:
         second)."""
         steps = (self.spec.losses or 1) if numerics else (1 if duet else self.spec.steps)
         outs = [self.tmp / f"p{len(self.measured) + i}" for i in range(len(jobs))]
-        words = [self.command(self.child(fix.patches if fix else (), steps, duet, fix.command if fix else ()),
+        words = [command(self.child(fix.patches if fix else (), steps, duet, fix.command if fix else ()),
                               out) for (_, _, _, fix), out in zip(jobs, outs, strict=True)]
         begin = time.perf_counter()
         done = []

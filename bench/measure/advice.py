@@ -24,10 +24,10 @@ def compared(result: Result) -> str:
     if b is None or not b.comparison:
         return f"B against A: {b.verdict if b else 'not measured'}."
     c = b.comparison
-    per = {tries.PER[1]: " per sample (their batches differ: a step of more samples is not slower for "
-                         "taking longer)",
-           tries.PER[2]: " per step (the batch of a step was not seen on both sides: where they differ, "
-                         "compare their samples/s)"}.get(b.per, "")
+    per = {tries.PER_SAMPLE: " per sample (their batches differ: a step of more samples is not slower "
+                             "for taking longer)",
+           tries.PER_STEP_UNSEEN: " per step (the batch of a step was not seen on both sides: where they "
+                                  "differ, compare their samples/s)"}.get(b.per, "")
     # the one-sided test's p in the direction the ratio points: B slower (above 1) or B faster
     tested = (f"p={c.p_faster:.3g} that B is faster" if c.ratio < 1 and c.p_faster == c.p_faster
               else f"p={c.p_slower:.3g} that B is slower")
@@ -81,13 +81,12 @@ SAVES = 0.05  # a fix whose tensors' peak is this much lower than the baseline's
 def memory_savers(result: Result) -> str:
     """The fixes that lower the tensors' peak by at least SAVES of the baseline's, and how to
     measure the batch each lets through ("" where none does)."""
-    from bench.measure import tries as t
-    base = [m.footprint.breakdown.peak for m in t.processes(result, t.BASELINE, 1, None)
+    base = [m.footprint.breakdown.peak for m in tries.processes(result, tries.BASELINE, 1, None)
             if m.footprint.breakdown is not None]
     if not base or result.spec.versus:
         return ""
     peak = sorted(base)[len(base) // 2] / 2**20
-    saving = [r for r in t.rows(result) if r.tensors_mb.get("peak", 0.0) <= -SAVES * peak]
+    saving = [r for r in tries.rows(result) if r.tensors_mb.get("peak", 0.0) <= -SAVES * peak]
     if not saving:
         return ""
     names = ", ".join(f"`{r.name}` ({r.tensors_mb['peak']:+.1f} MB)" for r in saving)

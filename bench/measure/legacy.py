@@ -115,12 +115,13 @@ def v2(d: dict[str, Any]) -> dict[str, Any]:
     return {**d, "spec": spec, "measurements": measurements}
 
 
-CONVERTS = {"vaebench.run/1": v1, "vaebench.run/2": v2}
-NEXT = {"vaebench.run/1": "vaebench.run/2", "vaebench.run/2": "vaebench.run/3"}
+# a format -> its converter and the format it converts into
+CONVERTS = {"vaebench.run/1": (v1, "vaebench.run/2"), "vaebench.run/2": (v2, "vaebench.run/3")}
 
 
 def upgrade(doc: dict[str, Any], schema: str) -> dict[str, Any]:
     """``doc`` of format ``schema`` converted, one format at a time, into today's."""
     while schema in CONVERTS:
-        doc, schema = CONVERTS[schema](doc), NEXT[schema]
+        convert, schema = CONVERTS[schema]
+        doc = convert(doc)
     return doc

@@ -50,9 +50,10 @@ class Row:
     blocks: tuple[float, ...] = field(default=())  # each block's speedup
     # the tensors at the step's peak against the baseline's, by part (MB; processes' fixes)
     tensors_mb: dict[str, float] = field(default_factory=dict)
-    # what the comparison's samples time (:data:`PER`): a step, or a sample where the sides'
-    # batches differ (a step of twice the samples is not slower for taking longer)
+    # what the comparison's samples time (PER_*): a step, or a sample where the sides' batches
+    # differ (a step of twice the samples is not slower for taking longer)
     per: str = "step"
+    batches: tuple[tuple[int, ...], ...] = ()  # per sample: each side's samples a step (baseline, this)
 
     @property
     def how(self) -> str:
@@ -208,7 +209,7 @@ def numerics(base: list[list[float]], cand: list[list[float]], tolerance: float)
 
 # what a process's sample is: its median step; its median step over its samples a step (the
 # sides' batches differ); its median step, the batch of a step not seen on both sides
-PER = ("step", "sample", "step, batch unseen")
+PER_STEP, PER_SAMPLE, PER_STEP_UNSEEN = "step", "sample", "step, batch unseen"
 
 
 def job_batch(m: Measurement) -> float | None:
@@ -221,17 +222,17 @@ def _job_batches(ms: list[Measurement]) -> list[float]:
     return [b for m in ms if (b := job_batch(m))]
 
 
-def compared_per(base: list[Measurement], own: list[Measurement]) -> str:
-    """What to compare (:data:`PER`): the time per sample where the two sides' processes step on
-    batches of different sizes (``run --compare`` of two batch sizes), else the step."""
-    a, b = _job_batches(base), _job_batches(own)
-    if not (a and len(a) == len(base) and b and len(b) == len(own)):
-        return PER[2]
-    return PER[1] if stats.median(a) != stats.median(b) else PER[0]
+def compared_per(a: list[float], b: list[float], processes: tuple[int, int]) -> str:
+    """What to compare (PER_*), from the two sides' job batches (``processes``: how many each
+    side has): the time per sample where the batches differ (``run --compare`` of two batch
+    sizes), else the step."""
+    if not (a and len(a) == processes[0] and b and len(b) == processes[1]):
+        return PER_STEP_UNSEEN
+    return PER_SAMPLE if stats.median(a) != stats.median(b) else PER_STEP
 
 
 def _timed(m: Measurement, per: str) -> float:
-    return median_step(m) / (job_batch(m) or 1) if per == PER[1] else median_step(m)
+    return median_step(m) / (job_batch(m) or 1) if per == PER_SAMPLE else median_step(m)
 
 
 def _delta(base: list[float | None], cand: list[float | None]) -> float | None:
@@ -264,17 +265,18 @@ def row(result: Result, side: str, phase: int = 1) -> Row:
         return Row(side, notes.get("edit", ""), notes.get("group", ""), len(ms), failed, None,
                    rate * duet.value if rate and blocks else None, None, _one_off(result, side, phase),
                    said, duet=duet, blocks=tuple(blocks), tensors_mb=memory)
-    per = compared_per(base, own)
+    theirs, sizes = _job_batches(base), _job_batches(own)
+    per = compared_per(theirs, sizes, (len(base), len(own)))
     comparison = decide([_timed(m, per) for m in base], [_timed(m, per) for m in own], name=side,
                         advice=True) if len(base) >= 2 and len(own) >= 2 else None
-    sizes = _job_batches(own)
     rate = None if not (comparison and sizes) else (
-        1 / comparison.cand_median if per == PER[1] else stats.median(sizes) / comparison.cand_median)
+        1 / comparison.cand_median if per == PER_SAMPLE else stats.median(sizes) / comparison.cand_median)
+    batches = tuple(tuple(sorted({int(n) for n in x})) for x in (theirs, sizes)) if per == PER_SAMPLE else ()
     return Row(side, notes.get("edit", ""), notes.get("group", ""), len(ms), failed, comparison, rate,
                _delta([m.footprint.max_rss_mb for m in base], [m.footprint.max_rss_mb for m in own]),
                _delta([m.process.warmup_s for m in base if m.process],
                       [m.process.warmup_s for m in own if m.process]), said, tensors_mb=_tensors(base, own),
-               per=per)
+               per=per, batches=batches)
 
 
 def _tensors(base: list[Measurement], own: list[Measurement]) -> dict[str, float]:

@@ -185,10 +185,10 @@ class CompareSpec:
 
     baseline: Path
     candidate: Path
-    threshold: float = 0.05
-    alpha: float = 0.01
-    min_samples: int = 5
-    max_spread: float = 0.25
+    threshold: float = Rule.threshold
+    alpha: float = Rule.alpha
+    min_samples: int = Rule.min_samples
+    max_spread: float = Rule.max_spread
     instructions_threshold: float = DEFAULT_INSTRUCTIONS_THRESHOLD
     timing_only: bool = False
     markdown: Path | None = None  # also write the table here

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench.defaults import BUILTIN, BUILTIN_SUITE_VARIANTS
+from bench.instructions.compare import DEFAULT_INSTRUCTIONS_THRESHOLD
 from bench.instructions.sides import count_sides
 from bench.measure.rule import Rule, min_samples_for
 from bench.options import WorkloadChoice
@@ -39,10 +40,10 @@ class RegressSpec:
     processes: int = 7  # per side
     select: str = "step or fetch"  # pytest -k expression of benchmarks
     out: Path = Path("reports/regress")
-    threshold: float = 0.05
-    alpha: float = 0.01
-    max_spread: float = 0.25
-    instructions_threshold: float = 0.01
+    threshold: float = Rule.threshold
+    alpha: float = Rule.alpha
+    max_spread: float = Rule.max_spread
+    instructions_threshold: float = DEFAULT_INSTRUCTIONS_THRESHOLD
     timing_only: bool = False
     instructions: bool = True  # count both sides' instructions under callgrind
     instructions_skipped: str = "--no-instructions"  # why not, where not

@@ -36,10 +36,10 @@ def _mb(x: float) -> str:
 def clause(result: Result, name: str) -> str:
     """The headline's words: "tensors at the step's peak 5.3 MB (in backward)"."""
     found = result[name].footprint.breakdown
-    if found is None or not found.parts:  # a run saved with its step's rise only
+    if found is None or derive.breakdown_mb(result, name) is None:  # none, or its step's rise only
         return ""
     at = f", in {found.at}" if found.at else ""
-    largest = max(found.parts, key=lambda p: found.parts[p]) if found.parts else ""
+    largest = max(found.parts, key=found.parts.get)
     return (f"{found.peak / 2**20:,.1f} MB of tensors at the step's peak{at} (most of it {largest}: "
             f"{found.parts.get(largest, 0) / 2**20:,.1f} MB)")
 

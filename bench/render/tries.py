@@ -86,11 +86,10 @@ def _compare_notes(result: Result) -> list[str]:
 def _batches(result: Result) -> list[str]:
     """The samples a step of each side, where they differ (B / A is then per sample)."""
     b = next((r for r in tries.rows(result) if r.name == "B"), None)
-    if b is None or b.per != tries.PER[1]:
+    if b is None or not b.batches:
         return []
-    sizes = {label: sorted({int(n) for m in tries.processes(result, side, 1) if (n := tries.job_batch(m))})
-             for label, side in (("A", tries.BASELINE), ("B", "B"))}
-    return ["samples a step: " + "; ".join(f"{k} {', '.join(map(str, v))}" for k, v in sizes.items())
+    sides = zip("AB", b.batches, strict=True)
+    return ["samples a step: " + "; ".join(f"{k} {', '.join(map(str, v))}" for k, v in sides)
             + ": B / A is the time per sample"]
 
 
