@@ -9,7 +9,6 @@ import io
 import json
 import os
 import subprocess
-import sys
 import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -52,11 +51,6 @@ def run_bench(*args: str | Path) -> subprocess.CompletedProcess[str]:
     from bench.cli import main
 
     return in_process(main, args)
-
-
-def run_vae_process(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "vae", *map(str, args)], capture_output=True,
-                          text=True, env=QUIET_ENV, timeout=300)
 
 
 def assert_clean_error(proc: subprocess.CompletedProcess[str], *phrases: str) -> None:

@@ -284,11 +284,11 @@ def test_a_closure_is_one_input_however_often_it_runs(tmp_path: Path):
 
 @pytest.mark.slow
 def test_a_slow_first_step_with_a_closure_is_waited_for(tmp_path: Path):
-    """The first optimizer.step(closure) takes ~6 s, twice the --wait: backward() keeps running
+    """The first optimizer.step(closure) takes ~2 s, twice the --wait: backward() keeps running
     inside it, so the wait goes on, and the script is measured."""
     out = tmp_path / "out"
-    assert run("--wait", "3", "--warmup", "2", "--steps", "8", "--tools", "none", "--out", str(out),
-               str(SCRIPTS / "lbfgs.py"), "--steps", "15", "--first-step-seconds", "6") == 0
+    assert run("--wait", "1", "--warmup", "2", "--steps", "8", "--tools", "none", "--out", str(out),
+               str(SCRIPTS / "lbfgs.py"), "--steps", "15", "--first-step-seconds", "2") == 0
     assert len(Result.load(out / "run.json")["lbfgs.py"].samples) == 8
 
 

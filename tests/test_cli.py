@@ -1,5 +1,6 @@
 """`python -m vae train` as a user runs it: exit codes and messages, in-process through
-``vae.cli.main`` (one subprocess smoke test covers the entry point itself)."""
+``vae.cli.main`` (the entry point itself, `python -m vae train` in a process of its own, is
+covered by tests/test_wandb.py, which needs the process for W&B's own environment)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import assert_clean_error, run_vae, run_vae_process
+from tests.helpers import assert_clean_error, run_vae
 
 
 @pytest.mark.parametrize(
@@ -73,7 +74,7 @@ def test_help_explains_the_options():
 @pytest.mark.slow
 def test_train_writes_images_logs_and_tensorboard(tmp_path: Path, data_root: Path):
     out = tmp_path / "run"
-    proc = run_vae_process("train", "--data-dir", data_root, "--out", out, "--epochs", "2",
+    proc = run_vae("train", "--data-dir", data_root, "--out", out, "--epochs", "2",
                    "--limit", "300", "--pipeline", "naive", "--no-progress")
     assert proc.returncode == 0, proc.stderr
     for name in ("orig_data.png", "reconstructions.png", "generated_samples.png", "train.log"):

@@ -6,7 +6,6 @@ and the parts summing to the peak; the replay's rules on a hand-made event strea
 from __future__ import annotations
 
 import gc
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -198,23 +197,71 @@ def test_out_of_memory_is_explained_and_the_measured_steps_kept(tmp_path, capsys
     assert "## Out of memory" in (out / "summary.md").read_text()
 
 
+def test_a_batch_too_large_from_the_first_step_is_explained(tmp_path, capsys):
+    """The most common out of memory: the very first step fails. Nothing was timed, yet the run
+    is written with the explanation (it used to end in one line and a traceback)."""
+    from bench import cli
+    from bench.measure.result import Result
+    from tests.helpers import write
+
+    script = write(tmp_path, TOO_LARGE.replace("step == 45", "step == 0"), "train.py")
+    out = tmp_path / "out"
+    code = cli.main(["run", "--warmup", "2", "--steps", "60", "--tools", "none", "--out", str(out),
+                     str(script)])
+    assert code == 1
+    m = Result.load(out / "run.json")["train.py"]
+    assert m.status == "failed" and not m.samples
+    assert m.process.oom is not None and m.process.oom.step == 1 and m.process.oom.phase == "forward"
+    summary = (out / "summary.md").read_text()
+    assert "No step completed" in summary and "## Out of memory" in summary
+    assert "no step had been measured before it, so its batch and outputs are among the other " \
+           "tensors" in summary
+    assert "`train.py` ran out of memory in forward of its step 1 at `train.py:12`" in capsys.readouterr().out
+    assert "Out of memory" in (out / "report.html").read_text()
+
+
+GROWS_UNDER_A_LIMIT = """
+import resource
+
+import torch
+from torch import nn
+
+model = nn.Linear(1024, 10)  # small: the batch, not the model, outgrows the limit
+optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+with open("/proc/self/status") as status:  # the address space in use now, plus 400 MB
+    size = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
+resource.setrlimit(resource.RLIMIT_AS, (size + 400 * 2**20, resource.RLIM_INFINITY))
+batch = 64
+for step in range(200):
+    x = torch.randn(batch, 1024)  # (batch, 1024)
+    loss = model(x).pow(2).mean()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    if step >= 20:  # after the measured steps: twice the batch each step until it no longer fits
+        batch *= 2
+"""
+
+
 def test_a_script_under_a_memory_limit_that_it_outgrows(tmp_path):
-    """examples/scripts/out_of_memory.py caps its own address space (RLIMIT_AS, in a child
-    process) and grows its batch until an allocation fails: explained, and the limit the script
-    set does not stop vaebench writing its report (it runs in the script's process)."""
+    """A script that caps its own address space (RLIMIT_AS, in a child process, as
+    examples/scripts/out_of_memory.py does) and grows its batch until an allocation fails:
+    explained, and the limit the script set does not stop vaebench writing its report (it runs
+    in the script's process)."""
     import subprocess
     import sys
 
     from bench.measure.result import Result
+    from tests.helpers import write
 
+    script = write(tmp_path, GROWS_UNDER_A_LIMIT, "grows.py")
     out = tmp_path / "out"
     proc = subprocess.run([sys.executable, "-m", "bench", "run", "--steps", "60", "--warmup", "2",
-                           "--tools", "none", "--observe-windows", "0", "--out", str(out),
-                           str(Path(__file__).parents[1] / "examples" / "scripts" / "out_of_memory.py")],
+                           "--tools", "none", "--observe-windows", "0", "--out", str(out), str(script)],
                           capture_output=True, text=True, timeout=240)
     assert proc.returncode == 1, proc.stderr[-2000:]
-    oom = Result.load(out / "run.json")["out_of_memory.py"].process.oom
-    assert oom is not None and oom.line.startswith("out_of_memory.py:") and oom.asked
+    oom = Result.load(out / "run.json")["grows.py"].process.oom
+    assert oom is not None and oom.line.startswith("grows.py:") and oom.asked and oom.step > 21
     summary = (out / "summary.md").read_text()
     assert "ran out of memory" in summary and "Out of memory" in (out / "report.html").read_text()
     assert "The failing step's batch: " in summary and "against 64 in the measured steps" in summary

@@ -119,6 +119,8 @@ def test_a_rank_killed_on_node_1_is_named_on_node_0(tmp_path: Path):
     assert len(merged["rank0"].samples) >= 15
     assert "rank1: the rank died on node 1" in done[0].stdout
     assert "the node of global rank 0 was told" in done[1].stdout
+    assert merged["rank0"].status == "failed"  # stopped by the lost connection, its steps kept
+    assert not (tmp_path / "node1" / "run.json").exists()  # every rank of node 1 died: node 0 has the run
 
 
 @pytest.mark.slow

@@ -261,7 +261,7 @@ def test_tensorboard_profiler_plugin_shows_dataloader_time(reports: Path):
                     break
             except OSError:
                 pass
-            time.sleep(1)
+            time.sleep(0.25)
         assert set(VARIANTS) <= set(runs.get("runs", [])), runs
         for run in VARIANTS:
             assert "Overview" in _get(f"{base}/views?run={run}")

@@ -259,9 +259,10 @@ def _check(result, spec, script_code: int) -> None:  # result: Result
     if seen == 0 and not why:
         raise UsageError("the script ended without an optimizer.step() or backward(): is this a "
                          "training script?")
+    if any(i.oom for i in infos):
+        return  # the most common out of memory, a batch too large from its first step: explained
     if why:  # the script's own failure: its traceback was printed above, its code is kept
-        print(f"vaebench run: {why} (in the warm-up of {spec.warmup} steps: nothing was measured)",
-              file=sys.stderr)
+        print(f"vaebench run: {why} (before the first measured step: nothing was timed)", file=sys.stderr)
         raise SystemExit(script_code or 1)
     raise UsageError(f"the script ran {seen} step(s), fewer than --warmup {spec.warmup} + 1: nothing "
                      "was measured; lower --warmup or let it run longer")

@@ -90,7 +90,7 @@ def how_it_ran(result: Result) -> list[str]:
     processes = {m.name: m.process for m in result.measurements if m.process is not None}
     rules = {p.step_rule for p in processes.values() if p.step_rule}
     rule = {"optimizer": "each `optimizer.step()`", "backward": "each `backward()` (no optimizer: "
-            "the script updates its parameters by hand)"}.get(next(iter(rules), ""), "none found")
+            "the script updates its parameters by hand)"}.get(next(iter(rules), ""), "")
     rounds = next((p.step_round for p in processes.values() if len(p.step_round) > 1), [])
     if rules == {"optimizer"} and rounds:
         rule = ("each round of the script's optimizer steps, the pattern that repeats: a step = "
@@ -100,7 +100,8 @@ def how_it_ran(result: Result) -> list[str]:
         rule = f"each step of {single[0]}" if single else rule
     ranks = sum(p.rank is not None for p in processes.values())
     lines = [f"Script: `{spec.shell()}`" + (f", {ranks} ranks under torchrun" if ranks > 1 else "") + ".",
-             f"A step ended at {rule}; {spec.warmup} warm-up steps left out, " + _measured(result) + "."]
+             (f"A step ended at {rule}" if rule else "No step completed: no step was found")
+             + f"; {spec.warmup} warm-up steps left out, " + _measured(result) + "."]
     costs = {n: derive.observing(result, n) for n in result.measured}
     said = [f"`{n}` {statements.overhead_text(c)}" for n, c in costs.items() if c is not None]
     if said:

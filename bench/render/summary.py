@@ -248,7 +248,7 @@ def _script_header(result: Result) -> list[str]:
     env = result.machine
     took = f" (took {_duration(result.duration_s)})" if result.duration_s else ""
     return [f"Started {result.created}{took} on {env.describe()}, Python {env.python}.",
-            *script.how_it_ran(result), "", script.headline(result), ""]
+            *script.how_it_ran(result), "", *([said, ""] if (said := script.headline(result)) else [])]
 
 
 def _fit_header(result: Result) -> list[str]:
