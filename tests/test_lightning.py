@@ -4,6 +4,7 @@ profiler plugin). Needs the [lightning] extra, which `nox -s tests` installs."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import pstats
 from pathlib import Path
@@ -13,13 +14,16 @@ import torch
 
 from tests.helpers import run_vae
 
-L = pytest.importorskip("lightning", reason="the [lightning] extra is not installed")
-
-pytestmark = pytest.mark.slow  # importing lightning alone takes 8-10 s here
+# Checked, not imported, at collection: every test worker collects every file, and importing
+# lightning takes 2.5 s (8-10 s on a slower day) in each worker, not only the one running these.
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(importlib.util.find_spec("lightning") is None,
+                                                   reason="the [lightning] extra is not installed")]
 
 
 def test_lightning_steps_give_the_plain_loops_losses(train_split):
     """Same seed, same data, same model: the first steps' losses agree (rtol 1e-5)."""
+    import lightning as L
+
     from vae.fit import TrainConfig
     from vae.lightning_fit import LitVAE, quiet_lightning
     from vae.model import VAE

@@ -6,6 +6,7 @@ and the parts summing to the peak; the replay's rules on a hand-made event strea
 from __future__ import annotations
 
 import gc
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -220,48 +221,43 @@ def test_a_batch_too_large_from_the_first_step_is_explained(tmp_path, capsys):
     assert "Out of memory" in (out / "report.html").read_text()
 
 
-GROWS_UNDER_A_LIMIT = """
-import resource
+def test_out_of_memory_in_the_scripts_setup_is_not_called_a_step(tmp_path, capsys):
+    """An allocation too large while the script sets up, before any step began: said as such (no
+    step, no batch), the live parts still read."""
+    from bench import cli
+    from bench.measure.result import Result
+    from tests.helpers import write
 
-import torch
-from torch import nn
-
-model = nn.Linear(1024, 10)  # small: the batch, not the model, outgrows the limit
-optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-with open("/proc/self/status") as status:  # the address space in use now, plus 400 MB
-    size = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
-resource.setrlimit(resource.RLIMIT_AS, (size + 400 * 2**20, resource.RLIM_INFINITY))
-batch = 64
-for step in range(200):
-    x = torch.randn(batch, 1024)  # (batch, 1024)
-    loss = model(x).pow(2).mean()
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-    if step >= 20:  # after the measured steps: twice the batch each step until it no longer fits
-        batch *= 2
-"""
+    script = write(tmp_path, "import torch\nmodel = torch.nn.Linear(64, 64)\nbig = torch.empty(10**13)\n",
+                   "setup.py")
+    out = tmp_path / "out"
+    assert cli.main(["run", "--warmup", "2", "--tools", "none", "--out", str(out), str(script)]) == 1
+    oom = Result.load(out / "run.json")["setup.py"].process.oom
+    assert oom is not None and oom.step == 0 and oom.live["parameters"] >= (64 * 64 + 64) * 4  # + leftovers
+    said = capsys.readouterr()
+    assert "`setup.py` ran out of memory before its first step at `setup.py:3`" in said.out
+    assert "no step had begun" in said.out and "The failing step's batch" not in said.out
+    assert "(before its first step)" in said.err
 
 
 def test_a_script_under_a_memory_limit_that_it_outgrows(tmp_path):
-    """A script that caps its own address space (RLIMIT_AS, in a child process, as
-    examples/scripts/out_of_memory.py does) and grows its batch until an allocation fails:
-    explained, and the limit the script set does not stop vaebench writing its report (it runs
-    in the script's process)."""
+    """examples/scripts/out_of_memory.py caps its own address space (RLIMIT_AS, in a child
+    process) and grows its batch until an allocation fails: explained, and the limit the script
+    set does not stop vaebench writing its report (it runs in the script's process). Its hidden
+    layers narrowed: the same failure for a fraction of the compute."""
     import subprocess
     import sys
 
     from bench.measure.result import Result
-    from tests.helpers import write
 
-    script = write(tmp_path, GROWS_UNDER_A_LIMIT, "grows.py")
     out = tmp_path / "out"
+    script = Path(__file__).parents[1] / "examples" / "scripts" / "out_of_memory.py"
     proc = subprocess.run([sys.executable, "-m", "bench", "run", "--steps", "60", "--warmup", "2",
-                           "--tools", "none", "--observe-windows", "0", "--out", str(out), str(script)],
-                          capture_output=True, text=True, timeout=240)
+                           "--tools", "none", "--observe-windows", "0", "--out", str(out), str(script),
+                           "--hidden", "64"], capture_output=True, text=True, timeout=240)
     assert proc.returncode == 1, proc.stderr[-2000:]
-    oom = Result.load(out / "run.json")["grows.py"].process.oom
-    assert oom is not None and oom.line.startswith("grows.py:") and oom.asked and oom.step > 21
+    oom = Result.load(out / "run.json")["out_of_memory.py"].process.oom
+    assert oom is not None and oom.line.startswith("out_of_memory.py:") and oom.asked and oom.step > 41
     summary = (out / "summary.md").read_text()
     assert "ran out of memory" in summary and "Out of memory" in (out / "report.html").read_text()
     assert "The failing step's batch: " in summary and "against 64 in the measured steps" in summary

@@ -77,6 +77,7 @@ def test_a_user_workload_with_a_crashing_variant_keeps_the_others(tmp_path: Path
     assert names == {"test_step[good]"}
 
 
-def test_a_bad_workload_option_is_a_usage_error():
-    proc = run_suites("--vb-workload", "no_such_pkg:make", "--collect-only")
-    assert proc.returncode == 4 and "cannot import 'no_such_pkg'" in proc.stderr
+def test_a_bad_workload_option_is_a_usage_error(capsys):
+    code = pytest.main([str(ROOT / "bench" / "suites"), "-p", "no:cacheprovider", "--vb-workload",
+                        "no_such_pkg:make", "--collect-only", "-q"])  # a session of its own, in this process
+    assert code == pytest.ExitCode.USAGE_ERROR and "cannot import 'no_such_pkg'" in capsys.readouterr().err

@@ -102,7 +102,7 @@ def test_the_example_cnn_goes_through_profile_with_the_full_report_set(tmp_path:
     out = tmp_path / "reports"
     assert cli.main(["profile", "--workload", "examples/cnn.py:make", "--data-dir", str(data_root),
                      "--out", str(out), "--rounds", "5", "--steps", "3", "--warmup", "1",
-                     "--profile-windows", "5", "--profile-steps", "2", "--trace-steps", "3", "--limit", "300",
+                     "--profile-windows", "5", "--profile-steps", "2", "--trace-steps", "1", "--limit", "300",
                      "--threads", "1",
                      "--no-progress"]) == 0
     for name in ("run.json", "summary.md", "summary.csv", "variants.csv", "speedup.png", "breakdown.png",

@@ -196,7 +196,9 @@ def run_script(spec: ScriptSpec, out: Path, *, worker: str = "rank0", label: str
 
     def failed(exc: BaseException) -> None:  # the script raised: an out-of-memory explained
         window = tools.get("memory")
-        _raised(outcome, exc, recorder.steps_seen, out / f"{label or spec.name}.oom_snapshot.pickle",
+        started = bool(recorder.steps_seen or recorder.forwards_seen or recorder.backwards_seen)
+        _raised(outcome, exc, recorder.steps_seen if started else -1,
+                out / f"{label or spec.name}.oom_snapshot.pickle",
                 window.memory.first if isinstance(window, MemoryWindow) and window.memory.first else None,
                 recorder.samples.last)
 
@@ -252,18 +254,19 @@ def _ended(outcome: Outcome, exc: BaseException, failed: Callable[[BaseException
 
 def _raised(outcome: Outcome, exc: BaseException, steps: int, snapshot: Path,
             before: dict[int, tuple[int, str]] | None, batch: int | None) -> None:
-    """The script's own exception: said with its step, explained where it ran out of memory (now,
-    while the failing frames still hold their tensors), its traceback printed as python would."""
+    """The script's own exception: said with its step (``steps`` -1: before its first step began,
+    in its setup), explained where it ran out of memory (now, while the failing frames still hold
+    their tensors), its traceback printed as python would."""
     outcome.exit_code = 1
-    outcome.error = (f"the script raised {type(exc).__name__}: {exc} (in its step {steps + 1}, after "
-                     f"{steps} complete)")
+    outcome.error = f"the script raised {type(exc).__name__}: {exc} " + (
+        f"(in its step {steps + 1}, after {steps} complete)" if steps >= 0 else "(before its first step)")
     if oom.out_of_memory(exc):
         try:
             outcome.oom = oom.explain(exc, steps + 1, snapshot, before)
             outcome.oom.batch = batch
         except Exception as failed:  # under the script's own memory cap, explaining can fail too
             outcome.error += f"; it could not be explained ({type(failed).__name__}: {failed})"
-        outcome.artifacts += [outcome.oom.snapshot] if outcome.oom.snapshot else []
+        outcome.artifacts += [outcome.oom.snapshot] if outcome.oom and outcome.oom.snapshot else []
     traceback.print_exc()
 
 

@@ -192,12 +192,11 @@ class StepMemory:
 
     def between(self) -> None:
         # Garbage freed by the cyclic collector inside the step would be a free of a block live at
-        # its start (a CI run once lost an earlier test's weight that way): the collector is kept
-        # off for the one step, and the young generations' garbage collected before it. Not the
-        # old generation's: a full collection walks every object of the process (~500k after
-        # torch's imports alone, 0.3 s a window) and runs rarely in the run unobserved too, so
-        # what garbage it holds is memory held through the step either way.
-        gc.collect(1)
+        # its start (a CI run once lost an earlier test's weight that way): collect it before,
+        # and keep the collector off for the one step. A full collection (0.3 s of a process
+        # holding torch's ~500k objects): a dead model left in a cycle in the old generation would
+        # otherwise be read as the script's parameters and optimizer state.
+        gc.collect()
         self.collector = gc.isenabled()
         gc.disable()
         self.first = storages(self.device.type, self.roots)

@@ -92,9 +92,14 @@ def breakdown(result: Result, path: Path) -> None:
 
 
 def write(result: Result, out: Path) -> list[Path]:
+    """breakdown.png; speedup.png where the measurements are alternatives (variants), not a
+    script's one process or its ranks (a rank buys nothing over rank 0: their skew is
+    summary.md's ranks table and report.html's forest plot)."""
     if not result.measured:
         return []
-    paths = [out / "speedup.png", out / "breakdown.png"]
-    speedup(result, paths[0])
-    breakdown(result, paths[1])
+    paths = [out / "breakdown.png"]
+    breakdown(result, paths[0])
+    if result.kind != "script":
+        paths.append(out / "speedup.png")
+        speedup(result, paths[-1])
     return paths

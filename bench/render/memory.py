@@ -124,15 +124,15 @@ def oom_lines(result: Result, name: str) -> list[str]:
         return []
     where = f" at `{oom.line}`" + (f" (`{oom.code}`)" if oom.code else "") if oom.line else ""
     asked = f", asking for {_size(oom.asked)}" if oom.asked else ""
-    phase = f" in {oom.phase} of" if oom.phase else " in"
-    lines = [f"`{name}` ran out of memory{phase} its step {oom.step}{where}{asked} ({oom.device}: "
-             f"{oom.message})."]
+    when = (f" in {oom.phase} of its step {oom.step}" if oom.phase else f" in its step {oom.step}") \
+        if oom.step > 0 else " before its first step"
+    lines = [f"`{name}` ran out of memory{when}{where}{asked} ({oom.device}: {oom.message})."]
     if oom.live:
         held = ", ".join(f"{p} {_size(oom.live.get(p, 0))}" for p in (*OBJECTS, STEP) if p in oom.live
                          or p in OBJECTS)
         own = ("the step's own: alive now, not before the step -- its batch, outputs, what its frames "
                "hold" if STEP in oom.live else "no step had been measured before it, so its batch and "
-               "outputs are among the other tensors")
+               "outputs are among the other tensors" if oom.step > 0 else "no step had begun")
         lines.append(f"Live when it failed, found through the objects: {held} ({own}); what autograd's "
                      "graph alone holds the objects do not show" + (
                          f" -- the allocation that failed was {_size(oom.asked)}" if oom.asked else "") + ".")

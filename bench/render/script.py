@@ -100,7 +100,8 @@ def how_it_ran(result: Result) -> list[str]:
         rule = f"each step of {single[0]}" if single else rule
     ranks = sum(p.rank is not None for p in processes.values())
     lines = [f"Script: `{spec.shell()}`" + (f", {ranks} ranks under torchrun" if ranks > 1 else "") + ".",
-             (f"A step ended at {rule}" if rule else "No step completed: no step was found")
+             (f"A step ended at {rule}" if rule else "No step completed (the script ended in or before its "
+              "first), so where a step ends was not found")
              + f"; {spec.warmup} warm-up steps left out, " + _measured(result) + "."]
     costs = {n: derive.observing(result, n) for n in result.measured}
     said = [f"`{n}` {statements.overhead_text(c)}" for n, c in costs.items() if c is not None]

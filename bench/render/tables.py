@@ -102,7 +102,9 @@ def summary_frame(result: Result) -> pd.DataFrame:
         row |= {"description": m.description, "cpu": env.cpu,
                 "threads": env.threads, "torch": env.torch, "gpu": env.gpu, "created": result.created}
         rows.append(row)
-    return pd.DataFrame(rows)
+    # nothing measured (a script out of memory before its first measured step): a header, so the
+    # file still reads as an empty table
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["variant", "status"])
 
 
 def _csv(frame: pd.DataFrame, path: Path) -> list[Path]:

@@ -15,10 +15,12 @@ from torch import nn
 parser = argparse.ArgumentParser()
 parser.add_argument("--limit-mb", type=int, default=400, help="address space the script may add")
 parser.add_argument("--steps", type=int, default=200)
+parser.add_argument("--hidden", type=int, default=2048, help="hidden width (smaller: fails sooner)")
 args = parser.parse_args()
 
 torch.manual_seed(0)
-model = nn.Sequential(nn.Linear(1024, 2048), nn.ReLU(), nn.Linear(2048, 1024), nn.ReLU(), nn.Linear(1024, 10))
+model = nn.Sequential(nn.Linear(1024, args.hidden), nn.ReLU(), nn.Linear(args.hidden, 1024), nn.ReLU(),
+                      nn.Linear(1024, 10))
 optimizer = torch.optim.Adam(model.parameters())
 
 with open("/proc/self/status") as status:  # the address space in use now, plus the allowance
