@@ -73,6 +73,21 @@ def test_a_forward_that_keeps_more_alive_shows_it_in_activations():
     assert silu.saved_max - relu.saved_max == 2 * BATCH * 400 * 4  # h and sigmoid(h) besides the product
 
 
+def test_a_dead_model_left_in_an_old_cycle_is_not_read_as_parameters():
+    """A model and optimizer that died in a reference cycle after surviving a collection sit in
+    the collector's old generation: the window's full collection frees them before the read
+    step, so the parameters and optimizer state are the live model's alone."""
+    held = _already()
+    dead = _mlp(nn.ReLU())
+    dead.cycle = [dead, torch.optim.Adam(dead.parameters())]  # type: ignore[assignment]
+    gc.collect()  # survives: promoted to the old generation
+    del dead  # now garbage there, which a young-generation collection would not free
+    found, _ = _breakdown(_mlp(nn.ReLU()))
+    params = (784 * 400 + 400 + 400 * 10 + 10) * 4
+    assert found.parts["parameters"] - held["parameters"] == params
+    assert found.parts["optimizer state"] - held["optimizer state"] == 2 * params + 4 * 4
+
+
 def test_a_tied_weight_is_counted_once():
     class Tied(nn.Module):
         def __init__(self) -> None:
