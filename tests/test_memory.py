@@ -249,10 +249,25 @@ def test_out_of_memory_in_the_scripts_setup_is_not_called_a_step(tmp_path, capsy
     assert cli.main(["run", "--warmup", "2", "--tools", "none", "--out", str(out), str(script)]) == 1
     oom = Result.load(out / "run.json")["setup.py"].process.oom
     assert oom is not None and oom.step == 0 and oom.live["parameters"] >= (64 * 64 + 64) * 4  # + leftovers
+    assert oom.phase == ""  # torch's modules built in setup, not run: no part of a step
     said = capsys.readouterr()
     assert "`setup.py` ran out of memory before its first step at `setup.py:3`" in said.out
     assert "no step had begun" in said.out and "The failing step's batch" not in said.out
     assert "(before its first step)" in said.err
+
+
+def test_the_largest_tensors_are_named_by_their_storage_not_a_view():
+    """A 1 MB batch and a 2-row view of it: the batch's own shape; a storage alive only through a
+    view is said to be a view; a scalar beside them is not among "the largest"."""
+    from bench.capture.oom import _largest
+
+    batch, scalar = torch.zeros(1024, 256), torch.tensor(3.0)
+    head = batch[:2]  # (2, 256): the same storage
+    alone = torch.empty(0).set_(torch.zeros(512, 256).untyped_storage(), 0, (2, 256))  # no whole tensor
+    ptrs = {t.untyped_storage().data_ptr() for t in (batch, alone, scalar)}
+    assert _largest("cpu", ptrs) == ["(1024, 256) float32, 1.0 MB",
+                                     "(2, 256) float32, 512.0 KB (a view of it)"]
+    assert head.shape == (2, 256)
 
 
 def test_a_script_under_a_memory_limit_that_it_outgrows(tmp_path):

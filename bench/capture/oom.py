@@ -101,7 +101,8 @@ def explain(exc: BaseException, step: int, snapshot: Path | None,
     asked = ASKED.search(str(exc))
     message = re.sub(r"^\[enforce fail at [^\]]*\] err == 0\. ", "", str(exc).strip().split("\n")[0])
     line, code = _script_frame(exc.__traceback__)
-    found = OutOfMemory(device=device, step=step, line=line, code=code, phase=_phase(exc.__traceback__),
+    phase = _phase(exc.__traceback__) if step > 0 else ""  # in setup, torch's modules are built, not run
+    found = OutOfMemory(device=device, step=step, line=line, code=code, phase=phase,
                         asked=int(float(asked.group(1)) * UNITS.get(asked.group(2), 1)) if asked else None,
                         live=live, message=message[:300], largest=_largest(device, others), before=held)
     if device == "cuda" and snapshot is not None:
@@ -140,14 +141,20 @@ def _largest(device: str, others: set[int], keep: int = 3) -> list[str]:
 
     from bench.measure.memory import storage_of
 
-    seen: dict[int, tuple[int, torch.Tensor]] = {}  # storage address -> (bytes, a tensor on it)
+    seen: dict[int, tuple[int, torch.Tensor]] = {}  # storage address -> (bytes, its widest tensor)
     for obj in gc.get_objects():
         if issubclass(type(obj), torch.Tensor) and obj.device.type == device:
             storage = storage_of(obj)
             if storage is not None and storage.data_ptr() in others:
-                seen.setdefault(storage.data_ptr(), (storage.nbytes(), obj))
+                size, kept = seen.get(storage.data_ptr(), (storage.nbytes(), None))
+                if kept is None or obj.numel() > kept.numel():  # the whole, not a view of a slice
+                    seen[storage.data_ptr()] = (size, obj)
     biggest = sorted(seen.values(), key=lambda found: found[0], reverse=True)[:keep]
     # the large ones: a label or a scalar loss beside a 16 MB batch says nothing
-    biggest = [(size, t) for size, t in biggest if size >= biggest[0][0] / 100]
-    return [f"{tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}, {size / 2**20:,.1f} MB"
-            for size, t in biggest]
+    biggest = [(size, t) for size, t in biggest if size >= max(biggest[0][0] / 100, 1024)]
+    return [f"{tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}, {_size(size)}"
+            + ("" if t.numel() * t.element_size() >= size else " (a view of it)") for size, t in biggest]
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:,.1f} MB" if n >= 2**20 else f"{n / 2**10:,.1f} KB"

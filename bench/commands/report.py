@@ -33,5 +33,5 @@ def main(args: argparse.Namespace) -> int:
     with writing(out, fresh=False, lock=False) as output:
         written = output.publish(result, rerender=True)
     print(text(result))
-    print(f"\nRe-rendered {len(written)} files from {args.run} into {out}/ (nothing was measured)")
+    print(f"\nRe-rendered {len(written)} files from {args.run} into {out}/ (nothing measured anew)")
     return 0

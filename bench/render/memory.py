@@ -148,7 +148,7 @@ def oom_lines(result: Result, name: str) -> list[str]:
                      + ("; since its start " + ", ".join(f"{p} grew by {_size(v)}" for p, v in grew.items())
                         if grew else "; no parameter, gradient, optimizer state or tensor kept across "
                         "steps grew since its start") + ".")
-    if oom.batch and m.batch_size and oom.batch != m.batch_size:
+    if oom.batch and m.batch_size and m.samples and oom.batch != m.batch_size:  # against measured steps only
         lines.append(f"The failing step's batch: {oom.batch:,}, against {m.batch_size:,} in the measured "
                      "steps: activations and temporaries grow with it.")
     if oom.snapshot:

@@ -102,9 +102,10 @@ def summary_frame(result: Result) -> pd.DataFrame:
         row |= {"description": m.description, "cpu": env.cpu,
                 "threads": env.threads, "torch": env.torch, "gpu": env.gpu, "created": result.created}
         rows.append(row)
-    # nothing measured (a script out of memory before its first measured step): a header, so the
-    # file still reads as an empty table
-    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["variant", "status"])
+    # nothing measured (a script out of memory before its first measured step): its row still
+    # says so
+    return pd.DataFrame(rows or [{"variant": m.name, "status": m.status} for m in result.measurements],
+                        columns=None if rows else ["variant", "status"])
 
 
 def _csv(frame: pd.DataFrame, path: Path) -> list[Path]:
