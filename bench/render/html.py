@@ -41,7 +41,8 @@ def _variants_headline(result: Result, root: Path) -> list[str]:
 
 
 def _script_headline(result: Result, root: Path) -> list[str]:
-    return _headline(script.headline(result), [])
+    said = script.headline(result)
+    return _headline(said, []) if said else []  # nothing measured: no empty box
 
 
 def _ratio_cells(ratio: Ratio | None) -> list[str]:
