@@ -139,7 +139,7 @@ def _largest(device: str, others: set[int], keep: int = 3) -> list[str]:
     state): "(23816, 1024) float32, 93.0 MB"."""
     import gc
 
-    from bench.measure.memory import storage_of
+    from bench.measure.memory import size_text, storage_of
 
     seen: dict[int, tuple[int, torch.Tensor]] = {}  # storage address -> (bytes, its widest tensor)
     for obj in gc.get_objects():
@@ -152,9 +152,6 @@ def _largest(device: str, others: set[int], keep: int = 3) -> list[str]:
     biggest = sorted(seen.values(), key=lambda found: found[0], reverse=True)[:keep]
     # the large ones: a label or a scalar loss beside a 16 MB batch says nothing
     biggest = [(size, t) for size, t in biggest if size >= max(biggest[0][0] / 100, 1024)]
-    return [f"{tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}, {_size(size)}"
+    return [f"{tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}, {size_text(size)}"
             + ("" if t.numel() * t.element_size() >= size else " (a view of it)") for size, t in biggest]
 
-
-def _size(n: int) -> str:
-    return f"{n / 2**20:,.1f} MB" if n >= 2**20 else f"{n / 2**10:,.1f} KB"

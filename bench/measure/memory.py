@@ -42,10 +42,18 @@ import torch
 from bench.measure.replay import MEMORY_PARTS, replay
 from bench.measure.result import Breakdown
 
-__all__ = ["MEMORY_PARTS", "OBJECTS", "StepMemory", "grown", "replay", "storage_of", "storages"]
+__all__ = ["MEMORY_PARTS", "OBJECTS", "StepMemory", "grown", "replay", "size_text", "storage_of", "storages"]
 
 OBJECTS = ("parameters", "gradients", "optimizer state", "other tensors")  # the parts the objects show
 MARK = "vaebench.memory"  # record_function names: the step's start and end, and each saved storage
+
+
+def size_text(n: float) -> str:
+    """Bytes as the reports say them: "1.5 GB", "93.0 MB", "512.0 KB", "4 bytes"."""
+    for unit, scale in (("GB", 2**30), ("MB", 2**20), ("KB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:,.1f} {unit}"
+    return f"{n:,.0f} bytes"
 
 
 def _reachable(roots: list[Any], limit: int = 500_000) -> list[Any]:

@@ -11,6 +11,7 @@ import pandas as pd
 
 from bench.measure import derive
 from bench.measure.memory import OBJECTS, STEP, grown
+from bench.measure.memory import size_text as _size
 from bench.measure.result import Result
 from bench.render import svg
 from bench.render.page import cell, table
@@ -106,13 +107,6 @@ def _curves(result: Result) -> list[str]:
                                       "that stay through it (shaded: data, forward, backward, optimizer)",
                                  colors=PHASES)]
     return out
-
-
-def _size(n: float) -> str:
-    for unit, scale in (("GB", 2**30), ("MB", 2**20), ("KB", 2**10)):
-        if n >= scale:
-            return f"{n / scale:,.1f} {unit}"
-    return f"{n:,.0f} bytes"
 
 
 def oom_lines(result: Result, name: str) -> list[str]:

@@ -102,10 +102,9 @@ def summary_frame(result: Result) -> pd.DataFrame:
         row |= {"description": m.description, "cpu": env.cpu,
                 "threads": env.threads, "torch": env.torch, "gpu": env.gpu, "created": result.created}
         rows.append(row)
-    # nothing measured (a script out of memory before its first measured step): its row still
-    # says so
-    return pd.DataFrame(rows or [{"variant": m.name, "status": m.status} for m in result.measurements],
-                        columns=None if rows else ["variant", "status"])
+    if not rows:  # nothing measured (out of memory before the first measured step): each one's status
+        rows = [{"variant": m.name, "status": m.status} for m in result.measurements]
+    return pd.DataFrame(rows)
 
 
 def _csv(frame: pd.DataFrame, path: Path) -> list[Path]:
